@@ -1,0 +1,66 @@
+//! Why a state_dict could not be converted.
+
+use std::fmt;
+
+use microvit_engine::shape::ShapeError;
+
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ConvertError {
+    /// The file is not valid safetensors.
+    Safetensors { reason: String },
+    /// A tensor is stored in a dtype other than F32, F16 or BF16.
+    UnsupportedTensorDtype { tensor: String, dtype: String },
+    /// Two names mean the same tensor once the `model.`/`module.` prefix is
+    /// removed.
+    DuplicateTensor { tensor: String },
+    /// A Micro-ViT tensor is absent.
+    MissingTensor { tensor: String },
+    /// A tensor that is not part of a Micro-ViT.
+    UnexpectedTensor { tensor: String },
+    /// A tensor's shape does not fit the model.
+    BadShape { tensor: String, found: Vec<usize>, reason: String },
+    /// A weight is NaN or infinite.
+    NonFinite { tensor: String, index: usize, value: f32 },
+    /// The number of heads is neither in the metadata nor given.
+    HeadsUnknown,
+    /// A `microvit.*` metadata value is unusable.
+    BadMetadata { key: String, value: String, reason: String },
+    /// Normalisation or epsilon is unusable.
+    BadParameter { name: &'static str, value: f32 },
+    /// The model is outside the supported shape family.
+    UnsupportedShape(ShapeError),
+    /// The requested blob dtype is not implemented yet.
+    DtypeNotImplemented { dtype: &'static str },
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConvertError::*;
+        match self {
+            Safetensors { reason } => write!(f, "not a valid safetensors file: {reason}"),
+            UnsupportedTensorDtype { tensor, dtype } => {
+                write!(f, "tensor {tensor} is {dtype}; only F32, F16 and BF16 tensors can be converted")
+            }
+            DuplicateTensor { tensor } => {
+                write!(f, "tensor {tensor} appears twice (with and without a model./module. prefix)")
+            }
+            MissingTensor { tensor } => write!(f, "tensor {tensor} is missing; is this a Micro-ViT state_dict?"),
+            UnexpectedTensor { tensor } => write!(f, "tensor {tensor} is not part of a Micro-ViT state_dict"),
+            BadShape { tensor, found, reason } => write!(f, "tensor {tensor} has shape {found:?}: {reason}"),
+            NonFinite { tensor, index, value } => write!(f, "tensor {tensor} holds {value} at index {index}"),
+            HeadsUnknown => f.write_str(
+                "the number of attention heads is not in the weights or the metadata; pass --heads N \
+                 (or store microvit.num_heads in the safetensors metadata)",
+            ),
+            BadMetadata { key, value, reason } => write!(f, "metadata {key} = {value:?}: {reason}"),
+            BadParameter { name, value } => write!(f, "{name} = {value} is not usable"),
+            UnsupportedShape(e) => write!(f, "model shape is not supported: {e}"),
+            DtypeNotImplemented { dtype } => {
+                write!(f, "--dtype {dtype} is not implemented yet; only f32 blobs can be written for now")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {}

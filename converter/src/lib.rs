@@ -1,0 +1,185 @@
+//! Converts a PyTorch Micro-ViT state_dict (safetensors; f32, f16 or bf16
+//! tensors) into a microvit blob.
+//!
+//! ```no_run
+//! let st = std::fs::read("models/microvit-seed.safetensors").unwrap();
+//! let out = microvit_converter::convert(&st, &Default::default()).unwrap();
+//! std::fs::write("seed.mvit", &out.blob).unwrap();
+//! ```
+
+mod error;
+mod state_dict;
+
+pub use error::ConvertError;
+pub use state_dict::{read_safetensors, StateDict, Tensor};
+
+use microvit_engine::format::{BlobWriter, ElemType, Encoding, ModelConfig, TensorId};
+use microvit_engine::Shape;
+
+/// The weight encoding of the blob to write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dtype {
+    #[default]
+    F32,
+    F16,
+    Int8,
+}
+
+impl Dtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+            Dtype::Int8 => "int8",
+        }
+    }
+}
+
+/// What the weights alone do not say. Each `None` falls back to the
+/// safetensors metadata (`microvit.*` keys, written by `train/train.py`),
+/// then to the default named on the field.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    pub dtype: Dtype,
+    /// Attention heads; no default, since no weight shape reveals it.
+    pub heads: Option<u32>,
+    /// Default 0.1307 (MNIST).
+    pub pixel_mean: Option<f32>,
+    /// Default 0.3081 (MNIST).
+    pub pixel_std: Option<f32>,
+    /// Default 1e-5 (PyTorch's LayerNorm default).
+    pub layer_norm_eps: Option<f32>,
+}
+
+/// A converted model.
+#[derive(Clone, Debug)]
+pub struct Converted {
+    pub blob: Vec<u8>,
+    pub config: ModelConfig,
+    pub encoding: Encoding,
+}
+
+/// Converts safetensors bytes to a blob.
+pub fn convert(safetensors: &[u8], options: &ConvertOptions) -> Result<Converted, ConvertError> {
+    let state_dict = read_safetensors(safetensors)?;
+    convert_state_dict(&state_dict, options)
+}
+
+/// Converts an already-read state_dict to a blob.
+pub fn convert_state_dict(sd: &StateDict, options: &ConvertOptions) -> Result<Converted, ConvertError> {
+    let config = infer_config(sd, options)?;
+    match options.dtype {
+        Dtype::F32 => {}
+        other => return Err(ConvertError::DtypeNotImplemented { dtype: other.name() }),
+    }
+    let mut writer = BlobWriter::new(Encoding::F32, config);
+    for id in TensorId::STATE_DICT {
+        let t = sd.get(id.name()).expect("infer_config checked every tensor");
+        let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        writer.tensor(id, ElemType::F32, id.dims(&config.shape).as_slice(), bytes);
+    }
+    Ok(Converted { blob: writer.finish(), config, encoding: Encoding::F32 })
+}
+
+fn sqrt_exact(n: usize) -> Option<usize> {
+    let r = (n as f64).sqrt().round() as usize;
+    (r * r == n).then_some(r)
+}
+
+/// Works out the model shape and parameters from the tensors, the metadata
+/// and the options, and checks every tensor against them.
+pub fn infer_config(sd: &StateDict, options: &ConvertOptions) -> Result<ModelConfig, ConvertError> {
+    sd.check_names()?;
+    let dims_of = |id: TensorId| &sd.get(id.name()).expect("names checked").dims;
+    let bad = |id: TensorId, reason: String| ConvertError::BadShape {
+        tensor: id.name().to_string(),
+        found: dims_of(id).clone(),
+        reason,
+    };
+
+    let patch = dims_of(TensorId::PatchEmbedWeight);
+    let [dim, patch_len] = patch[..] else {
+        return Err(bad(TensorId::PatchEmbedWeight, "expected [dim, patch_side²]".into()));
+    };
+    let patch_side = sqrt_exact(patch_len)
+        .ok_or_else(|| bad(TensorId::PatchEmbedWeight, format!("{patch_len} inputs is not a square patch")))?;
+    let pos = dims_of(TensorId::PosEmbed);
+    let [1, tokens, _] = pos[..] else {
+        return Err(bad(TensorId::PosEmbed, "expected [1, tokens, dim]".into()));
+    };
+    let grid = tokens
+        .checked_sub(1)
+        .and_then(sqrt_exact)
+        .filter(|&g| g > 0)
+        .ok_or_else(|| bad(TensorId::PosEmbed, format!("{tokens} tokens is not a square grid of patches plus CLS")))?;
+    let head = dims_of(TensorId::HeadWeight);
+    let [classes, _] = head[..] else {
+        return Err(bad(TensorId::HeadWeight, "expected [classes, dim]".into()));
+    };
+
+    let meta = |key: &str| sd.metadata.get(&format!("microvit.{key}"));
+    let heads = match (options.heads, meta("num_heads")) {
+        (Some(h), _) => h,
+        (None, Some(v)) => parse_meta("num_heads", v)?,
+        (None, None) => return Err(ConvertError::HeadsUnknown),
+    };
+    let float_param = |given: Option<f32>, key: &str, default: f32| match (given, meta(key)) {
+        (Some(v), _) => Ok(v),
+        (None, Some(v)) => parse_meta(key, v),
+        (None, None) => Ok(default),
+    };
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let shape = Shape {
+        image_side: to_u32(grid * patch_side),
+        patch_side: to_u32(patch_side),
+        dim: to_u32(dim),
+        heads,
+        classes: to_u32(classes),
+    };
+    for (key, value) in [("image_size", shape.image_side), ("patch_size", shape.patch_side)] {
+        if let Some(v) = meta(key) {
+            let stated: u32 = parse_meta(key, v)?;
+            if stated != value {
+                return Err(ConvertError::BadMetadata {
+                    key: format!("microvit.{key}"),
+                    value: v.clone(),
+                    reason: format!("the tensor shapes give {value}"),
+                });
+            }
+        }
+    }
+    shape.validate().map_err(ConvertError::UnsupportedShape)?;
+    let config = ModelConfig {
+        shape,
+        pixel_mean: float_param(options.pixel_mean, "pixel_mean", 0.1307)?,
+        pixel_std: float_param(options.pixel_std, "pixel_std", 0.3081)?,
+        layer_norm_eps: float_param(options.layer_norm_eps, "layer_norm_eps", 1e-5)?,
+    };
+    let params = [("pixel_mean", config.pixel_mean, true), ("pixel_std", config.pixel_std, config.pixel_std > 0.0)];
+    let params = params.into_iter().chain([("layer_norm_eps", config.layer_norm_eps, config.layer_norm_eps > 0.0)]);
+    for (name, value, positive_if_needed) in params {
+        if !value.is_finite() || !positive_if_needed {
+            return Err(ConvertError::BadParameter { name, value });
+        }
+    }
+
+    for id in TensorId::STATE_DICT {
+        let t = sd.get(id.name()).expect("names checked");
+        let want: Vec<usize> = id.dims(&shape).as_slice().iter().map(|&d| d as usize).collect();
+        if t.dims != want {
+            return Err(bad(id, format!("the model shape ({shape}) needs {want:?}")));
+        }
+        if let Some(index) = t.data.iter().position(|v| !v.is_finite()) {
+            return Err(ConvertError::NonFinite { tensor: id.name().into(), index, value: t.data[index] });
+        }
+    }
+    Ok(config)
+}
+
+fn parse_meta<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConvertError> {
+    value.trim().parse().map_err(|_| ConvertError::BadMetadata {
+        key: format!("microvit.{key}"),
+        value: value.to_string(),
+        reason: "not a number".into(),
+    })
+}

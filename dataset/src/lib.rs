@@ -1,0 +1,18 @@
+//! The files around a model: MNIST idx images and labels (plain or gzipped)
+//! and NumPy `.npy` arrays of f32.
+
+pub mod idx;
+pub mod npy;
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (for the shipped model, data and fixtures).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("dataset/ sits in the repository").to_path_buf()
+}
+
+/// The MNIST test images and labels shipped under `data/`.
+pub fn shipped_test_set() -> (PathBuf, PathBuf) {
+    let data = repo_root().join("data");
+    (data.join("t10k-images-idx3-ubyte.gz"), data.join("t10k-labels-idx1-ubyte.gz"))
+}

@@ -1,0 +1,557 @@
+//! The blob format: one definition, used by the converter to write and by the
+//! engine to read. `docs/FORMAT.md` is its specification; keep them in step.
+//!
+//! Layout (all integers little-endian):
+//! - a 64-byte header (magic, version, lengths, checksum, encoding, shape,
+//!   input normalisation, LayerNorm epsilon),
+//! - a tensor table of 32-byte entries,
+//! - tensor data, each tensor at a 64-byte aligned offset, zero padding
+//!   between.
+//!
+//! The CRC-32C checksum covers every byte of the blob except its own four.
+
+use std::fmt;
+
+use crate::crc32c::Crc32c;
+use crate::error::LoadError;
+use crate::shape::Shape;
+
+pub const MAGIC: [u8; 4] = *b"MVIT";
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 64;
+pub const TABLE_ENTRY_LEN: usize = 32;
+/// Every tensor starts at a multiple of this, so SIMD loads and cache lines
+/// line up and a mmapped blob can be used in place.
+pub const TENSOR_ALIGN: usize = 64;
+/// Byte range of the checksum field, which the checksum skips.
+pub const CHECKSUM_RANGE: std::ops::Range<usize> = 12..16;
+
+// Header field offsets.
+const OFF_VERSION: usize = 4;
+const OFF_HEADER_LEN: usize = 6;
+const OFF_BLOB_LEN: usize = 8;
+const OFF_ENCODING: usize = 16;
+const OFF_TENSOR_COUNT: usize = 18;
+const OFF_SHAPE: usize = 20; // five u16: image side, patch side, dim, heads, classes
+const OFF_PIXEL_MEAN: usize = 32;
+const OFF_PIXEL_STD: usize = 36;
+const OFF_LN_EPS: usize = 40;
+/// Bytes that must be zero in a version-1 header (room for later fields).
+const RESERVED: [std::ops::Range<usize>; 3] = [17..18, 30..32, 44..64];
+
+/// How the weights are stored, and so which forward pass runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Encoding {
+    /// The PyTorch tensors as they are, in f32: the reference.
+    F32 = 1,
+    /// Weights in IEEE half precision, compute in f32.
+    F16 = 2,
+    /// Integer-only fixed point with int8 weights.
+    Int8 = 3,
+}
+
+impl Encoding {
+    pub fn from_code(code: u8) -> Option<Encoding> {
+        match code {
+            1 => Some(Encoding::F32),
+            2 => Some(Encoding::F16),
+            3 => Some(Encoding::Int8),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::F32 => "f32",
+            Encoding::F16 => "f16",
+            Encoding::Int8 => "int8",
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Element type of a stored tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ElemType {
+    F32 = 1,
+    F16 = 2,
+    I8 = 3,
+    I16 = 4,
+    I32 = 5,
+}
+
+impl ElemType {
+    pub fn from_code(code: u8) -> Option<ElemType> {
+        match code {
+            1 => Some(ElemType::F32),
+            2 => Some(ElemType::F16),
+            3 => Some(ElemType::I8),
+            4 => Some(ElemType::I16),
+            5 => Some(ElemType::I32),
+            _ => None,
+        }
+    }
+
+    pub fn size(self) -> usize {
+        match self {
+            ElemType::I8 => 1,
+            ElemType::F16 | ElemType::I16 => 2,
+            ElemType::F32 | ElemType::I32 => 4,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ElemType::F32 => "f32",
+            ElemType::F16 => "f16",
+            ElemType::I8 => "i8",
+            ElemType::I16 => "i16",
+            ElemType::I32 => "i32",
+        }
+    }
+
+    pub(crate) fn describe_code(code: u8) -> String {
+        match ElemType::from_code(code) {
+            Some(t) => t.name().to_string(),
+            None => format!("code {code} (unknown)"),
+        }
+    }
+}
+
+impl fmt::Display for ElemType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Tensor dimensions: rank 1 to 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Dims {
+    rank: u8,
+    dims: [u32; 4],
+}
+
+impl Dims {
+    pub fn new(dims: &[u32]) -> Dims {
+        assert!((1..=4).contains(&dims.len()), "tensor rank must be 1..=4");
+        let mut d = [0; 4];
+        d[..dims.len()].copy_from_slice(dims);
+        Dims { rank: dims.len() as u8, dims: d }
+    }
+
+    pub fn as_slice(&self) -> &[u32] {
+        &self.dims[..self.rank as usize]
+    }
+
+    /// Number of elements, or `None` if it overflows `usize`.
+    pub fn elements(&self) -> Option<usize> {
+        self.as_slice().iter().try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+    }
+}
+
+impl fmt::Display for Dims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
+}
+
+/// What a tensor is. The f32 encoding stores exactly the PyTorch state_dict;
+/// ids from 256 up are reserved for the folded tensors of later encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u16)]
+pub enum TensorId {
+    PatchEmbedWeight = 1,
+    PatchEmbedBias = 2,
+    ClsToken = 3,
+    PosEmbed = 4,
+    NormWeight = 5,
+    NormBias = 6,
+    InProjWeight = 7,
+    InProjBias = 8,
+    OutProjWeight = 9,
+    OutProjBias = 10,
+    HeadWeight = 11,
+    HeadBias = 12,
+}
+
+impl TensorId {
+    /// The PyTorch state_dict tensors, in table order.
+    pub const STATE_DICT: [TensorId; 12] = [
+        TensorId::PatchEmbedWeight,
+        TensorId::PatchEmbedBias,
+        TensorId::ClsToken,
+        TensorId::PosEmbed,
+        TensorId::NormWeight,
+        TensorId::NormBias,
+        TensorId::InProjWeight,
+        TensorId::InProjBias,
+        TensorId::OutProjWeight,
+        TensorId::OutProjBias,
+        TensorId::HeadWeight,
+        TensorId::HeadBias,
+    ];
+
+    pub fn from_code(code: u16) -> Option<TensorId> {
+        TensorId::STATE_DICT.iter().copied().find(|t| *t as u16 == code)
+    }
+
+    /// The PyTorch state_dict name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TensorId::PatchEmbedWeight => "patch_embed.weight",
+            TensorId::PatchEmbedBias => "patch_embed.bias",
+            TensorId::ClsToken => "cls_token",
+            TensorId::PosEmbed => "pos_embed",
+            TensorId::NormWeight => "norm.weight",
+            TensorId::NormBias => "norm.bias",
+            TensorId::InProjWeight => "attention.in_proj_weight",
+            TensorId::InProjBias => "attention.in_proj_bias",
+            TensorId::OutProjWeight => "attention.out_proj.weight",
+            TensorId::OutProjBias => "attention.out_proj.bias",
+            TensorId::HeadWeight => "head.weight",
+            TensorId::HeadBias => "head.bias",
+        }
+    }
+
+    /// The dimensions PyTorch gives this tensor for a model of `shape`.
+    pub fn dims(self, shape: &Shape) -> Dims {
+        let d = shape.dim;
+        match self {
+            TensorId::PatchEmbedWeight => Dims::new(&[d, shape.patch_side * shape.patch_side]),
+            TensorId::PatchEmbedBias
+            | TensorId::NormWeight
+            | TensorId::NormBias
+            | TensorId::OutProjBias => Dims::new(&[d]),
+            TensorId::ClsToken => Dims::new(&[1, 1, d]),
+            TensorId::PosEmbed => Dims::new(&[1, shape.tokens(), d]),
+            TensorId::InProjWeight => Dims::new(&[3 * d, d]),
+            TensorId::InProjBias => Dims::new(&[3 * d]),
+            TensorId::OutProjWeight => Dims::new(&[d, d]),
+            TensorId::HeadWeight => Dims::new(&[shape.classes, d]),
+            TensorId::HeadBias => Dims::new(&[shape.classes]),
+        }
+    }
+}
+
+impl fmt::Display for TensorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The tensors an encoding stores, each with its element type.
+pub fn encoding_tensors(encoding: Encoding) -> &'static [(TensorId, ElemType)] {
+    use TensorId::*;
+    const F32: [(TensorId, ElemType); 12] = [
+        (PatchEmbedWeight, ElemType::F32),
+        (PatchEmbedBias, ElemType::F32),
+        (ClsToken, ElemType::F32),
+        (PosEmbed, ElemType::F32),
+        (NormWeight, ElemType::F32),
+        (NormBias, ElemType::F32),
+        (InProjWeight, ElemType::F32),
+        (InProjBias, ElemType::F32),
+        (OutProjWeight, ElemType::F32),
+        (OutProjBias, ElemType::F32),
+        (HeadWeight, ElemType::F32),
+        (HeadBias, ElemType::F32),
+    ];
+    match encoding {
+        Encoding::F32 => &F32,
+        Encoding::F16 | Encoding::Int8 => &[],
+    }
+}
+
+/// Everything about a model that is not a tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub shape: Shape,
+    /// Input normalisation: the network sees `(pixel / 255 - mean) / std`.
+    pub pixel_mean: f32,
+    pub pixel_std: f32,
+    pub layer_norm_eps: f32,
+}
+
+impl ModelConfig {
+    /// MNIST's usual normalisation and PyTorch's LayerNorm default.
+    pub fn mnist(shape: Shape) -> ModelConfig {
+        ModelConfig { shape, pixel_mean: 0.1307, pixel_std: 0.3081, layer_norm_eps: 1e-5 }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), LoadError> {
+        self.shape.validate().map_err(LoadError::InvalidShape)?;
+        let params = [
+            ("pixel_mean", self.pixel_mean, self.pixel_mean.is_finite()),
+            ("pixel_std", self.pixel_std, self.pixel_std.is_finite() && self.pixel_std > 0.0),
+            ("layer_norm_eps", self.layer_norm_eps, self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0),
+        ];
+        for (name, value, ok) in params {
+            if !ok {
+                return Err(LoadError::InvalidParameter { name, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parsed, validated header.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Header {
+    pub version: u16,
+    pub encoding: Encoding,
+    pub config: ModelConfig,
+    pub blob_len: usize,
+    pub checksum: u32,
+}
+
+/// Where one tensor's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorEntry {
+    pub id: TensorId,
+    pub elem: ElemType,
+    pub dims: Dims,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// A validated blob layout: the header and one entry per tensor of its
+/// encoding, in the encoding's order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub header: Header,
+    pub tensors: Vec<TensorEntry>,
+}
+
+impl Layout {
+    pub fn tensor(&self, id: TensorId) -> &TensorEntry {
+        self.tensors.iter().find(|t| t.id == id).expect("layout holds every tensor of its encoding")
+    }
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn f32_at(b: &[u8], off: usize) -> f32 {
+    f32::from_bits(u32_at(b, off))
+}
+
+/// The checksum of a blob: CRC-32C over everything but the checksum field.
+pub fn compute_checksum(blob: &[u8]) -> u32 {
+    let mut crc = Crc32c::new();
+    crc.update(&blob[..CHECKSUM_RANGE.start]);
+    crc.update(&blob[CHECKSUM_RANGE.end..]);
+    crc.finish()
+}
+
+/// Parses and validates everything about a blob except the tensor values:
+/// framing, checksum, header, and the tensor table against the shape.
+pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
+    let actual = blob.len();
+    if actual < MAGIC.len() {
+        return Err(LoadError::Truncated { needed: HEADER_LEN, actual });
+    }
+    if blob[..4] != MAGIC {
+        return Err(LoadError::BadMagic { found: [blob[0], blob[1], blob[2], blob[3]] });
+    }
+    if actual < OFF_HEADER_LEN {
+        return Err(LoadError::Truncated { needed: HEADER_LEN, actual });
+    }
+    let version = u16_at(blob, OFF_VERSION);
+    if version != FORMAT_VERSION {
+        return Err(LoadError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+    }
+    if actual < HEADER_LEN {
+        return Err(LoadError::Truncated { needed: HEADER_LEN, actual });
+    }
+    let header_len = u16_at(blob, OFF_HEADER_LEN);
+    if header_len as usize != HEADER_LEN {
+        return Err(LoadError::BadHeaderLength { found: header_len, expected: HEADER_LEN as u16 });
+    }
+    let declared = u32_at(blob, OFF_BLOB_LEN) as usize;
+    if declared > actual {
+        return Err(LoadError::Truncated { needed: declared, actual });
+    }
+    if declared < actual {
+        return Err(LoadError::TrailingBytes { declared, actual });
+    }
+    let stored = u32_at(blob, CHECKSUM_RANGE.start);
+    let computed = compute_checksum(blob);
+    if stored != computed {
+        return Err(LoadError::ChecksumMismatch { stored, computed });
+    }
+
+    // The bytes are what the converter wrote; from here on we check that
+    // what it wrote is consistent, since a hostile file can carry a valid
+    // checksum.
+    for range in RESERVED {
+        if let Some(i) = range.clone().find(|&i| blob[i] != 0) {
+            return Err(LoadError::ReservedNotZero { offset: i });
+        }
+    }
+    let code = blob[OFF_ENCODING];
+    let encoding = Encoding::from_code(code).ok_or(LoadError::UnknownEncoding { found: code })?;
+    let shape = Shape {
+        image_side: u16_at(blob, OFF_SHAPE) as u32,
+        patch_side: u16_at(blob, OFF_SHAPE + 2) as u32,
+        dim: u16_at(blob, OFF_SHAPE + 4) as u32,
+        heads: u16_at(blob, OFF_SHAPE + 6) as u32,
+        classes: u16_at(blob, OFF_SHAPE + 8) as u32,
+    };
+    let config = ModelConfig {
+        shape,
+        pixel_mean: f32_at(blob, OFF_PIXEL_MEAN),
+        pixel_std: f32_at(blob, OFF_PIXEL_STD),
+        layer_norm_eps: f32_at(blob, OFF_LN_EPS),
+    };
+    config.validate()?;
+    let header = Header { version, encoding, config, blob_len: declared, checksum: stored };
+
+    let count = u16_at(blob, OFF_TENSOR_COUNT) as usize;
+    let table_end = HEADER_LEN + count * TABLE_ENTRY_LEN;
+    if table_end > actual {
+        return Err(LoadError::TensorTableOutOfBounds { count, end: table_end, blob_len: actual });
+    }
+    let expected = encoding_tensors(encoding);
+    if expected.is_empty() {
+        return Err(LoadError::UnsupportedEncoding { encoding });
+    }
+    let mut found: Vec<TensorEntry> = Vec::with_capacity(count);
+    for i in 0..count {
+        let e = &blob[HEADER_LEN + i * TABLE_ENTRY_LEN..][..TABLE_ENTRY_LEN];
+        let code = u16_at(e, 0);
+        let (id, elem) = expected
+            .iter()
+            .copied()
+            .find(|(id, _)| *id as u16 == code)
+            .ok_or(LoadError::UnexpectedTensor { id: code, encoding })?;
+        if found.iter().any(|t| t.id == id) {
+            return Err(LoadError::DuplicateTensor { tensor: id });
+        }
+        if e[2] != elem as u8 {
+            return Err(LoadError::WrongElementType { tensor: id, expected: elem, found: e[2] });
+        }
+        let want = id.dims(&shape);
+        let rank = e[3] as usize;
+        let raw_dims = [u32_at(e, 4), u32_at(e, 8), u32_at(e, 12), u32_at(e, 16)];
+        let dims = if (1..=4).contains(&rank) && raw_dims[rank..].iter().all(|&d| d == 0) {
+            Dims::new(&raw_dims[..rank])
+        } else {
+            // Not even a well-formed shape: report it as the raw rank-4 field.
+            Dims::new(&raw_dims)
+        };
+        if dims != want {
+            return Err(LoadError::WrongTensorShape { tensor: id, expected: want, found: dims });
+        }
+        let offset = u32_at(e, 20) as usize;
+        let len = u32_at(e, 24) as usize;
+        let needed = want.elements().expect("shape family bounds the size") * elem.size();
+        if len != needed {
+            return Err(LoadError::WrongByteLength { tensor: id, expected: needed, found: len });
+        }
+        if u32_at(e, 28) != 0 {
+            return Err(LoadError::ReservedNotZero { offset: HEADER_LEN + i * TABLE_ENTRY_LEN + 28 });
+        }
+        if offset % TENSOR_ALIGN != 0 {
+            return Err(LoadError::MisalignedTensor { tensor: id, offset });
+        }
+        if offset < table_end || offset.checked_add(len).map_or(true, |end| end > actual) {
+            return Err(LoadError::TensorOutOfBounds { tensor: id, offset, len, blob_len: actual });
+        }
+        if let Some(other) = found.iter().find(|t| offset < t.offset + t.len && t.offset < offset + len) {
+            return Err(LoadError::OverlappingTensors { first: other.id, second: id });
+        }
+        found.push(TensorEntry { id, elem, dims, offset, len });
+    }
+    let mut tensors = Vec::with_capacity(expected.len());
+    for (id, _) in expected {
+        let entry = found.iter().find(|t| t.id == *id).ok_or(LoadError::MissingTensor { tensor: *id })?;
+        tensors.push(*entry);
+    }
+    Ok(Layout { header, tensors })
+}
+
+/// Writes a blob. The converter is its only production user; tests use it to
+/// build malformed blobs on purpose.
+#[derive(Clone, Debug)]
+pub struct BlobWriter {
+    encoding: Encoding,
+    config: ModelConfig,
+    tensors: Vec<(u16, u8, Vec<u32>, Vec<u8>)>,
+}
+
+impl BlobWriter {
+    pub fn new(encoding: Encoding, config: ModelConfig) -> BlobWriter {
+        BlobWriter { encoding, config, tensors: Vec::new() }
+    }
+
+    /// Adds a tensor with its raw little-endian bytes.
+    pub fn tensor(&mut self, id: TensorId, elem: ElemType, dims: &[u32], bytes: Vec<u8>) -> &mut Self {
+        self.raw_tensor(id as u16, elem as u8, dims, bytes)
+    }
+
+    /// Adds a tensor without any checking (for tests of the loader).
+    pub fn raw_tensor(&mut self, id: u16, elem: u8, dims: &[u32], bytes: Vec<u8>) -> &mut Self {
+        self.tensors.push((id, elem, dims.to_vec(), bytes));
+        self
+    }
+
+    /// Lays out the blob and stamps its length and checksum.
+    pub fn finish(&self) -> Vec<u8> {
+        let align = |n: usize| n.div_ceil(TENSOR_ALIGN) * TENSOR_ALIGN;
+        let table_end = HEADER_LEN + self.tensors.len() * TABLE_ENTRY_LEN;
+        let mut offsets = Vec::with_capacity(self.tensors.len());
+        let mut end = align(table_end);
+        for (_, _, _, bytes) in &self.tensors {
+            offsets.push(end);
+            end = align(end + bytes.len());
+        }
+        let mut blob = vec![0u8; end];
+        let put16 = |b: &mut [u8], off: usize, v: u16| b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+        let put32 = |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        let s = &self.config.shape;
+        blob[..4].copy_from_slice(&MAGIC);
+        put16(&mut blob, OFF_VERSION, FORMAT_VERSION);
+        put16(&mut blob, OFF_HEADER_LEN, HEADER_LEN as u16);
+        put32(&mut blob, OFF_BLOB_LEN, end as u32);
+        blob[OFF_ENCODING] = self.encoding as u8;
+        put16(&mut blob, OFF_TENSOR_COUNT, self.tensors.len() as u16);
+        for (i, v) in [s.image_side, s.patch_side, s.dim, s.heads, s.classes].into_iter().enumerate() {
+            put16(&mut blob, OFF_SHAPE + 2 * i, v as u16);
+        }
+        put32(&mut blob, OFF_PIXEL_MEAN, self.config.pixel_mean.to_bits());
+        put32(&mut blob, OFF_PIXEL_STD, self.config.pixel_std.to_bits());
+        put32(&mut blob, OFF_LN_EPS, self.config.layer_norm_eps.to_bits());
+        for (i, ((id, elem, dims, bytes), &offset)) in self.tensors.iter().zip(&offsets).enumerate() {
+            let e = HEADER_LEN + i * TABLE_ENTRY_LEN;
+            put16(&mut blob, e, *id);
+            blob[e + 2] = *elem;
+            blob[e + 3] = dims.len() as u8;
+            for (j, d) in dims.iter().take(4).enumerate() {
+                put32(&mut blob, e + 4 + 4 * j, *d);
+            }
+            put32(&mut blob, e + 20, offset as u32);
+            put32(&mut blob, e + 24, bytes.len() as u32);
+            blob[offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
+        restamp_checksum(&mut blob);
+        blob
+    }
+}
+
+/// Recomputes and stores the checksum (after deliberate edits in tests).
+pub fn restamp_checksum(blob: &mut [u8]) {
+    let crc = compute_checksum(blob);
+    blob[CHECKSUM_RANGE].copy_from_slice(&crc.to_le_bytes());
+}

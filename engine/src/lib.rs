@@ -1,0 +1,33 @@
+//! microvit's engine: loads a Micro-ViT blob and runs it.
+//!
+//! ```no_run
+//! let blob = std::fs::read("models/microvit-seed.mvit").unwrap();
+//! let model = microvit_engine::Model::from_bytes(&blob).unwrap();
+//! let mut ws = model.workspace(); // once per thread; inference never allocates
+//! let digit = [0u8; 28 * 28];
+//! let logits = model.infer(&digit, &mut ws).unwrap();
+//! println!("class {}", microvit_engine::argmax(logits));
+//! ```
+//!
+//! - [`format`]: the blob layout, shared with the converter.
+//! - [`model`]: loading and validation, owned or zero-copy.
+//! - `reference`: the plain scalar f32 forward pass, the oracle.
+
+#[cfg(target_endian = "big")]
+compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");
+
+mod crc32c;
+pub mod error;
+pub mod format;
+pub mod model;
+mod reference;
+pub mod shape;
+pub mod synthetic;
+mod workspace;
+
+pub use crc32c::crc32c;
+pub use error::{InferError, LoadError};
+pub use format::{Encoding, ModelConfig};
+pub use model::{argmax, softmax, Model, BORROWED_ALIGN};
+pub use shape::Shape;
+pub use workspace::Workspace;

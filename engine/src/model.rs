@@ -1,0 +1,179 @@
+//! A loaded, validated model: the blob bytes (owned or borrowed) and their
+//! layout.
+
+use crate::error::{InferError, LoadError};
+use crate::format::{self, ElemType, Encoding, Layout, ModelConfig, TensorId, TENSOR_ALIGN};
+use crate::reference;
+use crate::shape::Shape;
+use crate::workspace::Workspace;
+
+/// The alignment a caller-owned buffer needs for [`Model::from_bytes_borrowed`]:
+/// that of the widest stored element. Every `malloc` and `mmap` gives it.
+pub const BORROWED_ALIGN: usize = 4;
+
+/// One cache line of blob bytes; an owned blob is a vector of these so every
+/// tensor (at a 64-byte offset) starts on a cache line.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; TENSOR_ALIGN]);
+
+enum Bytes<'a> {
+    Owned { lines: Vec<Line>, len: usize },
+    Borrowed(&'a [u8]),
+}
+
+impl Bytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned { lines, len } => &bytemuck::cast_slice(lines)[..*len],
+            Bytes::Borrowed(b) => b,
+        }
+    }
+}
+
+/// A Micro-ViT ready to run. Immutable after load, so one model can be
+/// shared by any number of threads, each with its own [`Workspace`].
+pub struct Model<'a> {
+    bytes: Bytes<'a>,
+    layout: Layout,
+}
+
+impl Model<'static> {
+    /// Validates a blob and copies it into an aligned buffer of its own.
+    pub fn from_bytes(blob: &[u8]) -> Result<Model<'static>, LoadError> {
+        let layout = format::parse(blob)?;
+        let mut lines = vec![Line([0; TENSOR_ALIGN]); blob.len().div_ceil(TENSOR_ALIGN)];
+        bytemuck::cast_slice_mut::<Line, u8>(&mut lines)[..blob.len()].copy_from_slice(blob);
+        Model::validated(Bytes::Owned { lines, len: blob.len() }, layout)
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Validates a blob and uses it in place, without copying: for a mmapped
+    /// file or a model in flash. The buffer must be [`BORROWED_ALIGN`]-aligned.
+    pub fn from_bytes_borrowed(blob: &'a [u8]) -> Result<Model<'a>, LoadError> {
+        let address = blob.as_ptr() as usize;
+        if address % BORROWED_ALIGN != 0 {
+            return Err(LoadError::MisalignedBuffer { required: BORROWED_ALIGN, address });
+        }
+        let layout = format::parse(blob)?;
+        Model::validated(Bytes::Borrowed(blob), layout)
+    }
+
+    fn validated(bytes: Bytes<'a>, layout: Layout) -> Result<Model<'a>, LoadError> {
+        let model = Model { bytes, layout };
+        for t in &model.layout.tensors {
+            if t.elem == ElemType::F32 {
+                if let Some(index) = model.f32_tensor(t.id).iter().position(|v| !v.is_finite()) {
+                    return Err(LoadError::NonFinite { tensor: t.id, index });
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.layout.header.config.shape
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.layout.header.config
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.layout.header.encoding
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The blob this model was loaded from.
+    pub fn blob(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+
+    /// Scratch memory for this model's inferences; make one per thread and
+    /// reuse it, so inference never touches the heap.
+    pub fn workspace(&self) -> Workspace {
+        Workspace::new(self.shape())
+    }
+
+    /// Runs one image (`side × side` u8 pixels, row-major) and returns the
+    /// logits, which live in the workspace until its next use.
+    pub fn infer<'w>(&self, image: &[u8], ws: &'w mut Workspace) -> Result<&'w [f32], InferError> {
+        let shape = self.shape();
+        if image.len() != shape.pixels() {
+            return Err(InferError::ImageSize { expected: shape.pixels(), found: image.len() });
+        }
+        if ws.shape() != shape {
+            return Err(InferError::WorkspaceMismatch);
+        }
+        match self.encoding() {
+            Encoding::F32 => reference::forward(&self.f32_weights(), self.config(), image, ws),
+            // The loader rejects encodings the engine cannot run.
+            Encoding::F16 | Encoding::Int8 => unreachable!("load rejects unsupported encodings"),
+        }
+        Ok(ws.logits())
+    }
+
+    /// Runs one image and returns the index of the largest logit.
+    pub fn classify(&self, image: &[u8], ws: &mut Workspace) -> Result<usize, InferError> {
+        self.infer(image, ws).map(argmax)
+    }
+
+    pub(crate) fn f32_tensor(&self, id: TensorId) -> &[f32] {
+        let t = self.layout.tensor(id);
+        // Alignment holds: tensors sit at 64-byte offsets in a buffer that is
+        // 64-byte aligned (owned) or checked to be 4-byte aligned (borrowed).
+        bytemuck::cast_slice(&self.bytes.as_slice()[t.offset..t.offset + t.len])
+    }
+
+    fn f32_weights(&self) -> reference::Weights<'_> {
+        reference::Weights {
+            patch_embed_weight: self.f32_tensor(TensorId::PatchEmbedWeight),
+            patch_embed_bias: self.f32_tensor(TensorId::PatchEmbedBias),
+            cls_token: self.f32_tensor(TensorId::ClsToken),
+            pos_embed: self.f32_tensor(TensorId::PosEmbed),
+            norm_weight: self.f32_tensor(TensorId::NormWeight),
+            norm_bias: self.f32_tensor(TensorId::NormBias),
+            in_proj_weight: self.f32_tensor(TensorId::InProjWeight),
+            in_proj_bias: self.f32_tensor(TensorId::InProjBias),
+            out_proj_weight: self.f32_tensor(TensorId::OutProjWeight),
+            out_proj_bias: self.f32_tensor(TensorId::OutProjBias),
+            head_weight: self.f32_tensor(TensorId::HeadWeight),
+            head_bias: self.f32_tensor(TensorId::HeadBias),
+        }
+    }
+
+    /// The f32 tensors of the blob (all of them, for an f32 blob), by
+    /// PyTorch state_dict name.
+    pub fn state_dict(&self) -> Vec<(&'static str, &[f32])> {
+        let f32_tensors = self.layout.tensors.iter().filter(|t| t.elem == ElemType::F32);
+        f32_tensors.map(|t| (t.id.name(), self.f32_tensor(t.id))).collect()
+    }
+}
+
+/// Index of the largest value; the first one on ties, as `torch.argmax`.
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Softmax of `logits` into `probs` (same length).
+pub fn softmax(logits: &[f32], probs: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for (p, &l) in probs.iter_mut().zip(logits) {
+        *p = (l - max).exp();
+        sum += *p;
+    }
+    for p in probs.iter_mut() {
+        *p /= sum;
+    }
+}
