@@ -1,0 +1,1 @@
+//! The C ABI of microvit (see include/microvit.h).
