@@ -1,0 +1,291 @@
+//! Every way a state_dict can be wrong gets its own error, naming the tensor
+//! and what is wrong. The safetensors files are built by hand here so they
+//! can be malformed on purpose.
+
+use microvit_converter::{convert, ConvertError, ConvertOptions, Dtype};
+use microvit_engine::format::TensorId;
+use microvit_engine::shape::ShapeError;
+use microvit_engine::synthetic::random_state_dict;
+use microvit_engine::{Model, Shape};
+
+#[derive(Clone)]
+struct Entry {
+    name: String,
+    dtype: &'static str,
+    dims: Vec<usize>,
+    data: Vec<u8>,
+}
+
+/// A safetensors file: 8-byte header length, JSON header, data.
+fn safetensors(entries: &[Entry], metadata: &[(&str, &str)]) -> Vec<u8> {
+    let mut json = String::from("{");
+    if !metadata.is_empty() {
+        let kv: Vec<String> = metadata.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+        json += &format!("\"__metadata__\":{{{}}},", kv.join(","));
+    }
+    let mut data = Vec::new();
+    let mut fields = Vec::new();
+    for e in entries {
+        let (start, end) = (data.len(), data.len() + e.data.len());
+        data.extend_from_slice(&e.data);
+        fields.push(format!(
+            "\"{}\":{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{start},{end}]}}",
+            e.name, e.dtype, e.dims
+        ));
+    }
+    json += &fields.join(",");
+    json += "}";
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The entries of a random model of `shape`, as PyTorch would save them.
+fn model_entries(shape: &Shape) -> Vec<Entry> {
+    random_state_dict(shape, 7)
+        .into_iter()
+        .map(|(id, values)| Entry {
+            name: id.name().to_string(),
+            dtype: "F32",
+            dims: id.dims(shape).as_slice().iter().map(|&d| d as usize).collect(),
+            data: f32_bytes(&values),
+        })
+        .collect()
+}
+
+const META: [(&str, &str); 1] = [("microvit.num_heads", "2")];
+
+fn convert_entries(entries: &[Entry]) -> Result<microvit_converter::Converted, ConvertError> {
+    convert(&safetensors(entries, &META), &ConvertOptions::default())
+}
+
+fn with(entries: &[Entry], name: &str, edit: impl FnOnce(&mut Entry)) -> Vec<Entry> {
+    let mut out = entries.to_vec();
+    edit(out.iter_mut().find(|e| e.name == name).unwrap());
+    out
+}
+
+#[test]
+fn converts_a_valid_model_of_every_float_dtype_and_prefix() {
+    let shape = Shape::SEED;
+    let entries = model_entries(&shape);
+    let reference = convert_entries(&entries).unwrap();
+    assert_eq!(reference.config.shape, shape);
+    let model = Model::from_bytes(&reference.blob).unwrap();
+    let original = random_state_dict(&shape, 7);
+    for ((name, stored), (id, values)) in model.state_dict().iter().zip(&original) {
+        assert_eq!(*name, id.name());
+        assert_eq!(stored, &values.as_slice(), "{name} round-trips bit for bit");
+    }
+
+    // model./module. prefixes are tolerated and change nothing.
+    for prefix in ["model.", "module.", "module.model."] {
+        let prefixed: Vec<Entry> =
+            entries.iter().map(|e| Entry { name: format!("{prefix}{}", e.name), ..e.clone() }).collect();
+        assert_eq!(convert_entries(&prefixed).unwrap().blob, reference.blob, "prefix {prefix}");
+    }
+
+    // f16 and bf16 tensors are widened exactly.
+    for (dtype, encode) in [
+        ("F16", (|v: f32| half::f16::from_f32(v).to_le_bytes()) as fn(f32) -> [u8; 2]),
+        ("BF16", |v: f32| half::bf16::from_f32(v).to_le_bytes()),
+    ] {
+        let narrow: Vec<Entry> = random_state_dict(&shape, 7)
+            .into_iter()
+            .map(|(id, values)| Entry {
+                name: id.name().into(),
+                dtype,
+                dims: id.dims(&shape).as_slice().iter().map(|&d| d as usize).collect(),
+                data: values.iter().flat_map(|&v| encode(v)).collect(),
+            })
+            .collect();
+        let blob = convert_entries(&narrow).unwrap().blob;
+        let model = Model::from_bytes(&blob).unwrap();
+        let patch = model.state_dict()[0].1[5];
+        let want = original[0].1[5];
+        let tolerance = if dtype == "F16" { 1e-3 } else { 1e-2 };
+        assert!((patch - want).abs() <= tolerance * want.abs().max(1e-2), "{dtype}: {patch} vs {want}");
+    }
+}
+
+#[test]
+fn shape_is_inferred_for_other_family_members() {
+    let shape = Shape { image_side: 32, patch_side: 4, dim: 24, heads: 3, classes: 7 };
+    let file = safetensors(&model_entries(&shape), &[]);
+    let options = ConvertOptions { heads: Some(3), ..Default::default() };
+    assert_eq!(convert(&file, &options).unwrap().config.shape, shape);
+}
+
+#[test]
+fn options_override_metadata_and_metadata_overrides_defaults() {
+    let entries = model_entries(&Shape::SEED);
+    let file = safetensors(&entries, &[("microvit.num_heads", "4"), ("microvit.pixel_std", "0.5")]);
+    let from_meta = convert(&file, &ConvertOptions::default()).unwrap().config;
+    assert_eq!((from_meta.shape.heads, from_meta.pixel_std, from_meta.pixel_mean), (4, 0.5, 0.1307));
+    let options = ConvertOptions { heads: Some(2), pixel_std: Some(0.25), ..Default::default() };
+    let from_options = convert(&file, &options).unwrap().config;
+    assert_eq!((from_options.shape.heads, from_options.pixel_std), (2, 0.25));
+}
+
+#[test]
+fn not_safetensors() {
+    for bytes in [&b""[..], b"hello world", &[0xff; 64]] {
+        let err = convert(bytes, &ConvertOptions::default()).unwrap_err();
+        assert!(matches!(err, ConvertError::Safetensors { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("not a valid safetensors file"));
+    }
+}
+
+#[test]
+fn unsupported_tensor_dtype() {
+    let entries = with(&model_entries(&Shape::SEED), "head.bias", |e| {
+        e.dtype = "I32";
+    });
+    let err = convert_entries(&entries).unwrap_err();
+    assert_eq!(err, ConvertError::UnsupportedTensorDtype { tensor: "head.bias".into(), dtype: "I32".into() });
+    assert!(err.to_string().contains("only F32, F16 and BF16"));
+}
+
+#[test]
+fn duplicate_after_prefix_removal() {
+    let mut entries = model_entries(&Shape::SEED);
+    let mut dup = entries[0].clone();
+    dup.name = format!("module.{}", dup.name);
+    entries.push(dup);
+    let err = convert_entries(&entries).unwrap_err();
+    assert_eq!(err, ConvertError::DuplicateTensor { tensor: "patch_embed.weight".into() });
+}
+
+#[test]
+fn missing_tensor() {
+    let entries: Vec<Entry> = model_entries(&Shape::SEED).into_iter().filter(|e| e.name != "norm.bias").collect();
+    let err = convert_entries(&entries).unwrap_err();
+    assert_eq!(err, ConvertError::MissingTensor { tensor: "norm.bias".into() });
+    assert!(err.to_string().contains("norm.bias is missing"));
+}
+
+#[test]
+fn unexpected_tensor() {
+    let mut entries = model_entries(&Shape::SEED);
+    entries.push(Entry { name: "blocks.0.mlp.weight".into(), dtype: "F32", dims: vec![1], data: f32_bytes(&[1.0]) });
+    let err = convert_entries(&entries).unwrap_err();
+    assert_eq!(err, ConvertError::UnexpectedTensor { tensor: "blocks.0.mlp.weight".into() });
+}
+
+#[test]
+fn bad_shapes_name_the_tensor_and_the_reason() {
+    let entries = model_entries(&Shape::SEED);
+    let cases: Vec<(&str, Vec<usize>, &str)> = vec![
+        ("patch_embed.weight", vec![32, 48], "48 inputs is not a square patch"),
+        ("patch_embed.weight", vec![1568], "expected [dim, patch_side²]"),
+        ("pos_embed", vec![1, 18, 32], "18 tokens is not a square grid"),
+        ("pos_embed", vec![17, 32], "expected [1, tokens, dim]"),
+        ("head.weight", vec![320], "expected [classes, dim]"),
+        ("norm.weight", vec![31], "needs [32]"),
+        ("attention.in_proj_weight", vec![96, 31], "needs [96, 32]"),
+        ("cls_token", vec![32], "needs [1, 1, 32]"),
+    ];
+    for (name, dims, reason) in cases {
+        let count: usize = dims.iter().product();
+        let broken = with(&entries, name, |e| {
+            e.dims = dims.clone();
+            e.data = f32_bytes(&vec![0.5; count]);
+        });
+        match convert_entries(&broken).unwrap_err() {
+            ConvertError::BadShape { tensor, found, reason: r } => {
+                assert_eq!((tensor.as_str(), &found), (name, &dims));
+                assert!(r.contains(reason), "{name} {dims:?}: {r:?} lacks {reason:?}");
+            }
+            other => panic!("{name} {dims:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn non_finite_weight() {
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let entries = with(&model_entries(&Shape::SEED), "attention.out_proj.weight", |e| {
+            e.data[4 * 37..4 * 38].copy_from_slice(&bad.to_le_bytes());
+        });
+        match convert_entries(&entries).unwrap_err() {
+            ConvertError::NonFinite { tensor, index, value } => {
+                assert_eq!((tensor.as_str(), index), ("attention.out_proj.weight", 37));
+                assert_eq!(value.to_bits(), bad.to_bits());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn heads_unknown_without_metadata_or_option() {
+    let file = safetensors(&model_entries(&Shape::SEED), &[]);
+    let err = convert(&file, &ConvertOptions::default()).unwrap_err();
+    assert_eq!(err, ConvertError::HeadsUnknown);
+    assert!(err.to_string().contains("--heads"));
+}
+
+#[test]
+fn bad_metadata() {
+    let entries = model_entries(&Shape::SEED);
+    let file = safetensors(&entries, &[("microvit.num_heads", "two")]);
+    let err = convert(&file, &ConvertOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        ConvertError::BadMetadata { key: "microvit.num_heads".into(), value: "two".into(), reason: "not a number".into() }
+    );
+    let file = safetensors(&entries, &[("microvit.num_heads", "2"), ("microvit.image_size", "32")]);
+    let err = convert(&file, &ConvertOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        ConvertError::BadMetadata {
+            key: "microvit.image_size".into(),
+            value: "32".into(),
+            reason: "the tensor shapes give 28".into()
+        }
+    );
+}
+
+#[test]
+fn bad_parameter() {
+    let file = safetensors(&model_entries(&Shape::SEED), &META);
+    for (options, name) in [
+        (ConvertOptions { pixel_std: Some(0.0), ..Default::default() }, "pixel_std"),
+        (ConvertOptions { pixel_mean: Some(f32::NAN), ..Default::default() }, "pixel_mean"),
+        (ConvertOptions { layer_norm_eps: Some(-1e-5), ..Default::default() }, "layer_norm_eps"),
+    ] {
+        match convert(&file, &options).unwrap_err() {
+            ConvertError::BadParameter { name: n, .. } => assert_eq!(n, name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn unsupported_shape() {
+    let file = safetensors(&model_entries(&Shape::SEED), &[("microvit.num_heads", "3")]);
+    let err = convert(&file, &ConvertOptions::default()).unwrap_err();
+    assert_eq!(err, ConvertError::UnsupportedShape(ShapeError("3 heads do not divide dim 32".into())));
+}
+
+#[test]
+fn dtype_not_implemented_yet() {
+    let file = safetensors(&model_entries(&Shape::SEED), &META);
+    for (dtype, name) in [(Dtype::F16, "f16"), (Dtype::Int8, "int8")] {
+        let err = convert(&file, &ConvertOptions { dtype, ..Default::default() }).unwrap_err();
+        assert_eq!(err, ConvertError::DtypeNotImplemented { dtype: name });
+    }
+}
+
+#[test]
+fn every_tensor_id_is_covered_by_model_entries() {
+    // Guards the helpers above: a new state_dict tensor must show up here.
+    let names: Vec<String> = model_entries(&Shape::SEED).into_iter().map(|e| e.name).collect();
+    let ids: Vec<&str> = TensorId::STATE_DICT.iter().map(|id| id.name()).collect();
+    assert_eq!(names, ids);
+}
