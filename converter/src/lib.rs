@@ -107,11 +107,10 @@ pub fn infer_config(sd: &StateDict, options: &ConvertOptions) -> Result<ModelCon
     let [1, tokens, _] = pos[..] else {
         return Err(bad(TensorId::PosEmbed, "expected [1, tokens, dim]".into()));
     };
-    let grid = tokens
-        .checked_sub(1)
-        .and_then(sqrt_exact)
-        .filter(|&g| g > 0)
-        .ok_or_else(|| bad(TensorId::PosEmbed, format!("{tokens} tokens is not a square grid of patches plus CLS")))?;
+    let grid =
+        tokens.checked_sub(1).and_then(sqrt_exact).filter(|&g| g > 0).ok_or_else(|| {
+            bad(TensorId::PosEmbed, format!("{tokens} tokens is not a square grid of patches plus CLS"))
+        })?;
     let head = dims_of(TensorId::HeadWeight);
     let [classes, _] = head[..] else {
         return Err(bad(TensorId::HeadWeight, "expected [classes, dim]".into()));
@@ -155,13 +154,7 @@ pub fn infer_config(sd: &StateDict, options: &ConvertOptions) -> Result<ModelCon
         pixel_std: float_param(options.pixel_std, "pixel_std", 0.3081)?,
         layer_norm_eps: float_param(options.layer_norm_eps, "layer_norm_eps", 1e-5)?,
     };
-    let params = [("pixel_mean", config.pixel_mean, true), ("pixel_std", config.pixel_std, config.pixel_std > 0.0)];
-    let params = params.into_iter().chain([("layer_norm_eps", config.layer_norm_eps, config.layer_norm_eps > 0.0)]);
-    for (name, value, positive_if_needed) in params {
-        if !value.is_finite() || !positive_if_needed {
-            return Err(ConvertError::BadParameter { name, value });
-        }
-    }
+    config.check_parameters().map_err(|(name, value)| ConvertError::BadParameter { name, value })?;
 
     for id in TensorId::STATE_DICT {
         let t = sd.get(id.name()).expect("names checked");

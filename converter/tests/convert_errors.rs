@@ -237,7 +237,11 @@ fn bad_metadata() {
     let err = convert(&file, &ConvertOptions::default()).unwrap_err();
     assert_eq!(
         err,
-        ConvertError::BadMetadata { key: "microvit.num_heads".into(), value: "two".into(), reason: "not a number".into() }
+        ConvertError::BadMetadata {
+            key: "microvit.num_heads".into(),
+            value: "two".into(),
+            reason: "not a number".into()
+        }
     );
     let file = safetensors(&entries, &[("microvit.num_heads", "2"), ("microvit.image_size", "32")]);
     let err = convert(&file, &ConvertOptions::default()).unwrap_err();

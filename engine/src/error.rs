@@ -28,11 +28,12 @@ pub enum LoadError {
     UnknownEncoding { found: u8 },
     /// The encoding is known to the format but this engine cannot run it yet.
     UnsupportedEncoding { encoding: Encoding },
-    /// A reserved header field is not zero.
+    /// A reserved byte (header or tensor table) is not zero.
     ReservedNotZero { offset: usize },
     /// The model shape is outside the supported family.
     InvalidShape(ShapeError),
-    /// A scalar header parameter (normalisation, epsilon) is unusable.
+    /// A scalar header parameter is unusable: pixel_mean must be within ±1e6,
+    /// pixel_std within [1e-6, 1e6], layer_norm_eps within (0, 1].
     InvalidParameter { name: &'static str, value: f32 },
     /// The tensor table runs past the end of the blob.
     TensorTableOutOfBounds { count: usize, end: usize, blob_len: usize },
@@ -87,7 +88,7 @@ impl fmt::Display for LoadError {
             UnsupportedEncoding { encoding } => {
                 write!(f, "weight encoding {encoding} is not supported by this engine yet")
             }
-            ReservedNotZero { offset } => write!(f, "reserved header byte at offset {offset} is not zero"),
+            ReservedNotZero { offset } => write!(f, "reserved byte at offset {offset} is not zero"),
             InvalidShape(e) => write!(f, "model shape is not supported: {e}"),
             InvalidParameter { name, value } => write!(f, "header parameter {name} = {value} is not usable"),
             TensorTableOutOfBounds { count, end, blob_len } => write!(
@@ -99,11 +100,9 @@ impl fmt::Display for LoadError {
             }
             DuplicateTensor { tensor } => write!(f, "tensor {tensor} appears twice"),
             MissingTensor { tensor } => write!(f, "tensor {tensor} is missing"),
-            WrongElementType { tensor, expected, found } => write!(
-                f,
-                "tensor {tensor} has element type {}, expected {expected}",
-                ElemType::describe_code(*found)
-            ),
+            WrongElementType { tensor, expected, found } => {
+                write!(f, "tensor {tensor} has element type {}, expected {expected}", ElemType::describe_code(*found))
+            }
             WrongTensorShape { tensor, expected, found } => {
                 write!(f, "tensor {tensor} has shape {found}, the header's model shape needs {expected}")
             }
@@ -120,10 +119,9 @@ impl fmt::Display for LoadError {
             ),
             OverlappingTensors { first, second } => write!(f, "tensors {first} and {second} overlap"),
             NonFinite { tensor, index } => write!(f, "tensor {tensor} has a NaN or infinite value at index {index}"),
-            MisalignedBuffer { required, address } => write!(
-                f,
-                "zero-copy load needs a {required}-byte aligned buffer, this one starts at {address:#x}"
-            ),
+            MisalignedBuffer { required, address } => {
+                write!(f, "zero-copy load needs a {required}-byte aligned buffer, this one starts at {address:#x}")
+            }
         }
     }
 }

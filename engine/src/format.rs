@@ -225,10 +225,9 @@ impl TensorId {
         let d = shape.dim;
         match self {
             TensorId::PatchEmbedWeight => Dims::new(&[d, shape.patch_side * shape.patch_side]),
-            TensorId::PatchEmbedBias
-            | TensorId::NormWeight
-            | TensorId::NormBias
-            | TensorId::OutProjBias => Dims::new(&[d]),
+            TensorId::PatchEmbedBias | TensorId::NormWeight | TensorId::NormBias | TensorId::OutProjBias => {
+                Dims::new(&[d])
+            }
             TensorId::ClsToken => Dims::new(&[1, 1, d]),
             TensorId::PosEmbed => Dims::new(&[1, shape.tokens(), d]),
             TensorId::InProjWeight => Dims::new(&[3 * d, d]),
@@ -285,19 +284,24 @@ impl ModelConfig {
         ModelConfig { shape, pixel_mean: 0.1307, pixel_std: 0.3081, layer_norm_eps: 1e-5 }
     }
 
+    /// Checks the scalar parameters; on failure, the offending one's name
+    /// and value. Bounds are wide enough for any real normalisation, narrow
+    /// enough that normalised pixels and LayerNorm stay finite in f32.
+    pub fn check_parameters(&self) -> Result<(), (&'static str, f32)> {
+        let params = [
+            ("pixel_mean", self.pixel_mean, self.pixel_mean.abs() <= 1e6),
+            ("pixel_std", self.pixel_std, (1e-6..=1e6).contains(&self.pixel_std)),
+            ("layer_norm_eps", self.layer_norm_eps, self.layer_norm_eps > 0.0 && self.layer_norm_eps <= 1.0),
+        ];
+        match params.into_iter().find(|(_, _, ok)| !ok) {
+            Some((name, value, _)) => Err((name, value)),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), LoadError> {
         self.shape.validate().map_err(LoadError::InvalidShape)?;
-        let params = [
-            ("pixel_mean", self.pixel_mean, self.pixel_mean.is_finite()),
-            ("pixel_std", self.pixel_std, self.pixel_std.is_finite() && self.pixel_std > 0.0),
-            ("layer_norm_eps", self.layer_norm_eps, self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0),
-        ];
-        for (name, value, ok) in params {
-            if !ok {
-                return Err(LoadError::InvalidParameter { name, value });
-            }
-        }
-        Ok(())
+        self.check_parameters().map_err(|(name, value)| LoadError::InvalidParameter { name, value })
     }
 }
 
@@ -460,8 +464,8 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
         if len != needed {
             return Err(LoadError::WrongByteLength { tensor: id, expected: needed, found: len });
         }
-        if u32_at(e, 28) != 0 {
-            return Err(LoadError::ReservedNotZero { offset: HEADER_LEN + i * TABLE_ENTRY_LEN + 28 });
+        if let Some(j) = (28..32).find(|&j| e[j] != 0) {
+            return Err(LoadError::ReservedNotZero { offset: HEADER_LEN + i * TABLE_ENTRY_LEN + j });
         }
         if offset % TENSOR_ALIGN != 0 {
             return Err(LoadError::MisalignedTensor { tensor: id, offset });

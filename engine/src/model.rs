@@ -52,11 +52,13 @@ impl<'a> Model<'a> {
     /// Validates a blob and uses it in place, without copying: for a mmapped
     /// file or a model in flash. The buffer must be [`BORROWED_ALIGN`]-aligned.
     pub fn from_bytes_borrowed(blob: &'a [u8]) -> Result<Model<'a>, LoadError> {
+        // Parse first: an empty or garbage buffer is better reported as such
+        // than as misaligned.
+        let layout = format::parse(blob)?;
         let address = blob.as_ptr() as usize;
         if address % BORROWED_ALIGN != 0 {
             return Err(LoadError::MisalignedBuffer { required: BORROWED_ALIGN, address });
         }
-        let layout = format::parse(blob)?;
         Model::validated(Bytes::Borrowed(blob), layout)
     }
 

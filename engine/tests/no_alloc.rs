@@ -1,0 +1,116 @@
+//! Inference never touches the heap: once a model is loaded and its
+//! workspace made, `Model::infer` and `Model::classify` allocate nothing.
+//!
+//! A counting global allocator wraps the system one. It counts allocations
+//! (alloc, alloc_zeroed, realloc) only on the thread that armed it, so the
+//! test harness's own threads cannot disturb the count, and the tests take a
+//! lock so the shared counter is used by one test at a time.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use microvit_engine::synthetic::{random_f32_blob, random_image};
+use microvit_engine::{argmax, Model, Shape};
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static SERIAL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    // Const-initialised and without a destructor, so reading it from inside
+    // the allocator never allocates.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_allocation() {
+    // `try_with`: the thread-local may already be gone while a thread exits.
+    if ARMED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Runs `f` with the counter armed on this thread and returns how many
+/// allocations it made.
+fn allocations_during(f: impl FnOnce()) -> usize {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ARMED.with(|a| a.set(true));
+    f();
+    ARMED.with(|a| a.set(false));
+    ALLOCATIONS.load(Ordering::SeqCst)
+}
+
+fn check_inference_does_not_allocate(shape: Shape) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    // The counter works: a real allocation while armed is seen.
+    let seen = allocations_during(|| {
+        let v: Vec<u64> = Vec::with_capacity(std::hint::black_box(16));
+        std::hint::black_box(&v);
+    });
+    assert!(seen >= 1, "the counting allocator saw no allocation");
+
+    let blob = random_f32_blob(shape, 0xA110C);
+    let model = Model::from_bytes(&blob).unwrap();
+    let mut ws = model.workspace();
+    let images: Vec<Vec<u8>> = (0..100).map(|seed| random_image(&shape, seed)).collect();
+    // Expected classes computed before arming, with a workspace of its own.
+    let mut check_ws = model.workspace();
+    let expected: Vec<usize> = images.iter().map(|im| argmax(model.infer(im, &mut check_ws).unwrap())).collect();
+    let mut classes = vec![usize::MAX; images.len()];
+    let mut checksum = 0.0f32;
+
+    // Warm-up.
+    model.infer(&images[0], &mut ws).unwrap();
+
+    let count = allocations_during(|| {
+        for (i, image) in images.iter().enumerate() {
+            let logits = model.infer(image, &mut ws).unwrap();
+            checksum += logits[0];
+            classes[i] = model.classify(image, &mut ws).unwrap();
+        }
+        // A failing inference does not allocate either.
+        assert!(model.infer(&images[0][1..], &mut ws).is_err());
+    });
+    assert_eq!(count, 0, "{shape}: inference allocated {count} times");
+    assert!(checksum.is_finite());
+    assert_eq!(classes, expected, "{shape}: classify disagrees with argmax of infer");
+}
+
+#[test]
+fn seed_shape_inference_does_not_allocate() {
+    check_inference_does_not_allocate(Shape::SEED);
+}
+
+#[test]
+fn other_shape_inference_does_not_allocate() {
+    check_inference_does_not_allocate(Shape { image_side: 32, patch_side: 4, dim: 24, heads: 3, classes: 7 });
+    // One head, one patch covering the whole image.
+    check_inference_does_not_allocate(Shape { image_side: 16, patch_side: 16, dim: 8, heads: 1, classes: 2 });
+}
