@@ -9,11 +9,19 @@ use std::path::{Path, PathBuf};
 /// Why an idx file could not be read.
 #[derive(Debug)]
 pub enum IdxError {
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Not an idx file of unsigned bytes, or inconsistent with its header.
-    Format { path: PathBuf, reason: String },
+    Format {
+        path: PathBuf,
+        reason: String,
+    },
     /// Images and labels that do not belong together.
-    Mismatch { reason: String },
+    Mismatch {
+        reason: String,
+    },
 }
 
 impl fmt::Display for IdxError {
@@ -66,10 +74,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray, IdxError> {
     if bytes.len() < header_len {
         return Err(fail(format!("header needs {header_len} bytes, file has {}", bytes.len())));
     }
-    let dims: Vec<usize> = bytes[4..header_len]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header_len].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let len = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_PAYLOAD);
     let Some(len) = len else {
         return Err(fail(format!("dimensions {dims:?} declare more than {MAX_PAYLOAD} bytes")));
