@@ -136,6 +136,8 @@ pub enum InferError {
     ImageSize { expected: usize, found: usize },
     /// The workspace was made for a model of another shape.
     WorkspaceMismatch,
+    /// The attention output buffer is not `heads × tokens` long.
+    AttentionBufferSize { expected: usize, found: usize },
 }
 
 impl fmt::Display for InferError {
@@ -146,6 +148,9 @@ impl fmt::Display for InferError {
             }
             InferError::WorkspaceMismatch => {
                 f.write_str("workspace was made for a model of another shape; make one with Model::workspace()")
+            }
+            InferError::AttentionBufferSize { expected, found } => {
+                write!(f, "attention buffer holds {found} values, the model needs heads × tokens = {expected}")
             }
         }
     }

@@ -119,6 +119,28 @@ impl<'a> Model<'a> {
         Ok(ws.logits())
     }
 
+    /// Runs one image like [`Model::infer`] and also writes the CLS token's
+    /// attention, `heads × tokens` (token 0 is the CLS token itself, then the
+    /// patches row-major; each head's row sums to 1), as that path computed
+    /// it. Opt-in, so plain inference does not pay for it.
+    pub fn infer_with_attention<'w>(
+        &self,
+        image: &[u8],
+        ws: &'w mut Workspace,
+        cls_attention: &mut [f32],
+    ) -> Result<&'w [f32], InferError> {
+        let shape = self.shape();
+        let expected = shape.heads as usize * shape.tokens() as usize;
+        if cls_attention.len() != expected {
+            return Err(InferError::AttentionBufferSize { expected, found: cls_attention.len() });
+        }
+        self.infer(image, ws)?;
+        for (head, row) in cls_attention.chunks_exact_mut(shape.tokens() as usize).enumerate() {
+            row.copy_from_slice(ws.cls_attention(head));
+        }
+        Ok(ws.logits())
+    }
+
     /// Runs one image and returns the index of the largest logit.
     pub fn classify(&self, image: &[u8], ws: &mut Workspace) -> Result<usize, InferError> {
         self.infer(image, ws).map(argmax)

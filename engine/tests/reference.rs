@@ -439,3 +439,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn infer_with_attention_returns_each_heads_cls_row() {
+    let shape = Shape { image_side: 32, patch_side: 8, dim: 24, heads: 3, classes: 7 };
+    let blob = microvit_engine::synthetic::random_f32_blob(shape, 11);
+    let model = Model::from_bytes(&blob).unwrap();
+    let image = microvit_engine::synthetic::random_image(&shape, 5);
+    let mut ws = model.workspace();
+    let plain = model.infer(&image, &mut ws).unwrap().to_vec();
+    let tokens = shape.tokens() as usize;
+    let mut attention = vec![0.0; 3 * tokens];
+    let logits = model.infer_with_attention(&image, &mut ws, &mut attention).unwrap().to_vec();
+    assert_eq!(logits, plain);
+    for head in 0..3 {
+        assert_eq!(&attention[head * tokens..][..tokens], ws.cls_attention(head));
+        let sum: f32 = attention[head * tokens..][..tokens].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "head {head} sums to {sum}");
+    }
+    let mut short = vec![0.0; 3 * tokens - 1];
+    assert_eq!(
+        model.infer_with_attention(&image, &mut ws, &mut short),
+        Err(microvit_engine::InferError::AttentionBufferSize { expected: 3 * tokens, found: 3 * tokens - 1 })
+    );
+}
