@@ -30,8 +30,10 @@ pub enum ConvertError {
     BadParameter { name: &'static str, value: f32 },
     /// The model is outside the supported shape family.
     UnsupportedShape(ShapeError),
-    /// The requested blob dtype is not implemented yet.
-    DtypeNotImplemented { dtype: &'static str },
+    /// The calibration digits are missing or unusable.
+    Calibration { reason: String },
+    /// The model cannot be put on the int8 fixed-point grid.
+    NotQuantizable { reason: String },
 }
 
 impl fmt::Display for ConvertError {
@@ -56,9 +58,8 @@ impl fmt::Display for ConvertError {
             BadMetadata { key, value, reason } => write!(f, "metadata {key} = {value:?}: {reason}"),
             BadParameter { name, value } => write!(f, "{name} = {value} is not usable"),
             UnsupportedShape(e) => write!(f, "model shape is not supported: {e}"),
-            DtypeNotImplemented { dtype } => {
-                write!(f, "--dtype {dtype} is not implemented yet; only f32 blobs can be written for now")
-            }
+            Calibration { reason } => write!(f, "calibration: {reason}"),
+            NotQuantizable { reason } => write!(f, "cannot quantise to int8: {reason}"),
         }
     }
 }

@@ -8,9 +8,12 @@
 //! ```
 
 mod error;
+pub mod fold;
+pub mod quantize;
 mod state_dict;
 
 pub use error::ConvertError;
+pub use quantize::QuantReport;
 pub use state_dict::{read_safetensors, StateDict, Tensor};
 
 use microvit_engine::format::{BlobWriter, ElemType, Encoding, ModelConfig, TensorId};
@@ -49,6 +52,9 @@ pub struct ConvertOptions {
     pub pixel_std: Option<f32>,
     /// Default 1e-5 (PyTorch's LayerNorm default).
     pub layer_norm_eps: Option<f32>,
+    /// int8 only: calibration digits, `count × S²` u8 pixels (the CLI
+    /// defaults to the 1,000 training digits shipped in data/).
+    pub calibration: Option<Vec<u8>>,
 }
 
 /// A converted model.
@@ -57,6 +63,8 @@ pub struct Converted {
     pub blob: Vec<u8>,
     pub config: ModelConfig,
     pub encoding: Encoding,
+    /// int8 only: what calibration measured.
+    pub report: Option<QuantReport>,
 }
 
 /// Converts safetensors bytes to a blob.
@@ -69,16 +77,29 @@ pub fn convert(safetensors: &[u8], options: &ConvertOptions) -> Result<Converted
 pub fn convert_state_dict(sd: &StateDict, options: &ConvertOptions) -> Result<Converted, ConvertError> {
     let config = infer_config(sd, options)?;
     match options.dtype {
-        Dtype::F32 => {}
-        other => return Err(ConvertError::DtypeNotImplemented { dtype: other.name() }),
+        Dtype::F32 => Ok(Converted { blob: f32_blob(sd, config), config, encoding: Encoding::F32, report: None }),
+        Dtype::F16 => {
+            let blob = quantize::f16_blob(&fold::Folded::new(sd, &config), config);
+            Ok(Converted { blob, config, encoding: Encoding::F16, report: None })
+        }
+        Dtype::Int8 => {
+            let calibration = options.calibration.as_deref().ok_or(ConvertError::Calibration {
+                reason: "int8 needs calibration digits to choose its scales".into(),
+            })?;
+            let (blob, report) = quantize::int8_blob(&fold::Folded::new(sd, &config), config, calibration)?;
+            Ok(Converted { blob, config, encoding: Encoding::Int8, report: Some(report) })
+        }
     }
+}
+
+fn f32_blob(sd: &StateDict, config: ModelConfig) -> Vec<u8> {
     let mut writer = BlobWriter::new(Encoding::F32, config);
     for id in TensorId::STATE_DICT {
         let t = sd.get(id.name()).expect("infer_config checked every tensor");
         let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
         writer.tensor(id, ElemType::F32, id.dims(&config.shape).as_slice(), bytes);
     }
-    Ok(Converted { blob: writer.finish(), config, encoding: Encoding::F32 })
+    writer.finish()
 }
 
 fn sqrt_exact(n: usize) -> Option<usize> {

@@ -278,12 +278,48 @@ fn unsupported_shape() {
 }
 
 #[test]
-fn dtype_not_implemented_yet() {
+fn int8_needs_usable_calibration_digits() {
     let file = safetensors(&model_entries(&Shape::SEED), &META);
-    for (dtype, name) in [(Dtype::F16, "f16"), (Dtype::Int8, "int8")] {
-        let err = convert(&file, &ConvertOptions { dtype, ..Default::default() }).unwrap_err();
-        assert_eq!(err, ConvertError::DtypeNotImplemented { dtype: name });
+    let options =
+        |calibration: Option<Vec<u8>>| ConvertOptions { dtype: Dtype::Int8, calibration, ..Default::default() };
+    let err = convert(&file, &options(None)).unwrap_err();
+    assert_eq!(err, ConvertError::Calibration { reason: "int8 needs calibration digits to choose its scales".into() });
+    let err = convert(&file, &options(Some(vec![0; 784 * 2 + 1]))).unwrap_err();
+    assert_eq!(
+        err,
+        ConvertError::Calibration { reason: "1569 bytes is not a whole number of 784-pixel images".into() }
+    );
+    assert!(convert(&file, &options(Some(vec![0; 0]))).is_err());
+    // One black and one white digit are enough to convert.
+    let mut two = vec![0u8; 784];
+    two.extend([255u8; 784]);
+    let converted = convert(&file, &options(Some(two))).unwrap();
+    assert_eq!(converted.report.unwrap().calibration_images, 2);
+}
+
+#[test]
+fn int8_refuses_a_model_its_grid_cannot_hold() {
+    // Biases a billion times larger than the weights would overflow the i32
+    // accumulator at any scale.
+    let entries = with(&model_entries(&Shape::SEED), "patch_embed.bias", |e| {
+        e.data = f32_bytes(&[1e30; 32]);
+    });
+    let file = safetensors(&entries, &META);
+    let options = ConvertOptions { dtype: Dtype::Int8, calibration: Some(vec![0; 784]), ..Default::default() };
+    match convert(&file, &options).unwrap_err() {
+        ConvertError::NotQuantizable { reason } => assert!(reason.contains("too large"), "{reason}"),
+        other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn f16_blob_loads_and_runs() {
+    let file = safetensors(&model_entries(&Shape::SEED), &META);
+    let converted = convert(&file, &ConvertOptions { dtype: Dtype::F16, ..Default::default() }).unwrap();
+    let model = Model::from_bytes(&converted.blob).unwrap();
+    assert_eq!(model.encoding(), microvit_engine::Encoding::F16);
+    let mut ws = model.workspace();
+    assert!(model.infer(&[128; 784], &mut ws).unwrap().iter().all(|v| v.is_finite()));
 }
 
 #[test]

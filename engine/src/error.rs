@@ -26,8 +26,6 @@ pub enum LoadError {
     ChecksumMismatch { stored: u32, computed: u32 },
     /// The weight encoding byte names no encoding this engine knows.
     UnknownEncoding { found: u8 },
-    /// The encoding is known to the format but this engine cannot run it yet.
-    UnsupportedEncoding { encoding: Encoding },
     /// A reserved byte (header or tensor table) is not zero.
     ReservedNotZero { offset: usize },
     /// The model shape is outside the supported family.
@@ -57,6 +55,9 @@ pub enum LoadError {
     OverlappingTensors { first: TensorId, second: TensorId },
     /// A weight is NaN or infinite.
     NonFinite { tensor: TensorId, index: usize },
+    /// An int8 blob value outside the range its fixed-point arithmetic is
+    /// proven overflow-free for (docs/FIXED_POINT.md).
+    OutOfRange { tensor: TensorId, index: usize, reason: &'static str },
     /// A zero-copy load was given a buffer that is not aligned enough.
     MisalignedBuffer { required: usize, address: usize },
 }
@@ -85,9 +86,6 @@ impl fmt::Display for LoadError {
                 "checksum mismatch: header says {stored:#010x}, bytes give {computed:#010x}; the blob is corrupted"
             ),
             UnknownEncoding { found } => write!(f, "unknown weight encoding {found}"),
-            UnsupportedEncoding { encoding } => {
-                write!(f, "weight encoding {encoding} is not supported by this engine yet")
-            }
             ReservedNotZero { offset } => write!(f, "reserved byte at offset {offset} is not zero"),
             InvalidShape(e) => write!(f, "model shape is not supported: {e}"),
             InvalidParameter { name, value } => write!(f, "header parameter {name} = {value} is not usable"),
@@ -119,6 +117,9 @@ impl fmt::Display for LoadError {
             ),
             OverlappingTensors { first, second } => write!(f, "tensors {first} and {second} overlap"),
             NonFinite { tensor, index } => write!(f, "tensor {tensor} has a NaN or infinite value at index {index}"),
+            OutOfRange { tensor, index, reason } => {
+                write!(f, "tensor {tensor} is out of range at index {index}: {reason}")
+            }
             MisalignedBuffer { required, address } => {
                 write!(f, "zero-copy load needs a {required}-byte aligned buffer, this one starts at {address:#x}")
             }

@@ -162,8 +162,9 @@ impl fmt::Display for Dims {
     }
 }
 
-/// What a tensor is. The f32 encoding stores exactly the PyTorch state_dict;
-/// ids from 256 up are reserved for the folded tensors of later encodings.
+/// What a tensor is. The f32 encoding stores exactly the PyTorch state_dict
+/// (ids 1 to 12); the int8 (256 up) and f16 (320 up) encodings store the
+/// model folded at convert time (docs/FIXED_POINT.md derives each tensor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u16)]
 pub enum TensorId {
@@ -179,7 +180,43 @@ pub enum TensorId {
     OutProjBias = 10,
     HeadWeight = 11,
     HeadBias = 12,
+    /// int8: patch embedding with the input normalisation folded in, per
+    /// output channel on a common grid: `[D, P²]` i8 in ±127.
+    Int8PatchWeight = 256,
+    /// int8: per-channel multiplier of the patch accumulators, `[D]` i32 ≥ 1.
+    Int8PatchScale = 257,
+    /// int8: patch bias + position embedding per patch token, `[T-1, D]` i32.
+    Int8TokenBias = 258,
+    /// int8: scalar parameters, `[8]` i32 (see `int8::Params`).
+    Int8Params = 259,
+    /// int8: the CLS token after LayerNorm (before its affine), `[D]` i16 Q4.11.
+    Int8ClsNorm = 260,
+    /// int8: per-head score vectors `γ ⊙ W_kᵀ q_cls / √hd`, `[H, D]` i16.
+    Int8ScoreWeight = 261,
+    /// int8: the CLS token's own score per head, `[H]` i32 Q.16.
+    Int8ClsScore = 262,
+    /// int8: `head · out_proj · W_v · diag(γ)` per head, `[H, C, D]` i16.
+    Int8HeadWeight = 263,
+    /// int8: every constant logit contribution, `[C]` i32 Q.16.
+    Int8HeadBias = 264,
+    /// f16: patch embedding with the input normalisation folded in, `[D, P²]`.
+    F16PatchWeight = 320,
+    /// f16: patch bias + position embedding per patch token, `[T-1, D]` f32.
+    F16TokenBias = 321,
+    /// f16: the CLS token after LayerNorm (before its affine), `[D]` f32.
+    F16ClsNorm = 322,
+    /// f16: per-head score vectors, `[H, D]`.
+    F16ScoreWeight = 323,
+    /// f16: the CLS token's own score per head, `[H]` f32.
+    F16ClsScore = 324,
+    /// f16: `head · out_proj · W_v · diag(γ)` per head, `[H, C, D]`.
+    F16HeadWeight = 325,
+    /// f16: every constant logit contribution, `[C]` f32.
+    F16HeadBias = 326,
 }
+
+/// Scalar parameters of an int8 blob, in the order of `Int8Params`.
+pub const INT8_PARAM_COUNT: usize = 8;
 
 impl TensorId {
     /// The PyTorch state_dict tensors, in table order.
@@ -198,8 +235,40 @@ impl TensorId {
         TensorId::HeadBias,
     ];
 
+    /// Every tensor id of every encoding.
+    pub const ALL: [TensorId; 28] = [
+        TensorId::PatchEmbedWeight,
+        TensorId::PatchEmbedBias,
+        TensorId::ClsToken,
+        TensorId::PosEmbed,
+        TensorId::NormWeight,
+        TensorId::NormBias,
+        TensorId::InProjWeight,
+        TensorId::InProjBias,
+        TensorId::OutProjWeight,
+        TensorId::OutProjBias,
+        TensorId::HeadWeight,
+        TensorId::HeadBias,
+        TensorId::Int8PatchWeight,
+        TensorId::Int8PatchScale,
+        TensorId::Int8TokenBias,
+        TensorId::Int8Params,
+        TensorId::Int8ClsNorm,
+        TensorId::Int8ScoreWeight,
+        TensorId::Int8ClsScore,
+        TensorId::Int8HeadWeight,
+        TensorId::Int8HeadBias,
+        TensorId::F16PatchWeight,
+        TensorId::F16TokenBias,
+        TensorId::F16ClsNorm,
+        TensorId::F16ScoreWeight,
+        TensorId::F16ClsScore,
+        TensorId::F16HeadWeight,
+        TensorId::F16HeadBias,
+    ];
+
     pub fn from_code(code: u16) -> Option<TensorId> {
-        TensorId::STATE_DICT.iter().copied().find(|t| *t as u16 == code)
+        TensorId::ALL.iter().copied().find(|t| *t as u16 == code)
     }
 
     /// The PyTorch state_dict name.
@@ -217,6 +286,22 @@ impl TensorId {
             TensorId::OutProjBias => "attention.out_proj.bias",
             TensorId::HeadWeight => "head.weight",
             TensorId::HeadBias => "head.bias",
+            TensorId::Int8PatchWeight => "int8.patch_weight",
+            TensorId::Int8PatchScale => "int8.patch_scale",
+            TensorId::Int8TokenBias => "int8.token_bias",
+            TensorId::Int8Params => "int8.params",
+            TensorId::Int8ClsNorm => "int8.cls_norm",
+            TensorId::Int8ScoreWeight => "int8.score_weight",
+            TensorId::Int8ClsScore => "int8.cls_score",
+            TensorId::Int8HeadWeight => "int8.head_weight",
+            TensorId::Int8HeadBias => "int8.head_bias",
+            TensorId::F16PatchWeight => "f16.patch_weight",
+            TensorId::F16TokenBias => "f16.token_bias",
+            TensorId::F16ClsNorm => "f16.cls_norm",
+            TensorId::F16ScoreWeight => "f16.score_weight",
+            TensorId::F16ClsScore => "f16.cls_score",
+            TensorId::F16HeadWeight => "f16.head_weight",
+            TensorId::F16HeadBias => "f16.head_bias",
         }
     }
 
@@ -235,6 +320,16 @@ impl TensorId {
             TensorId::OutProjWeight => Dims::new(&[d, d]),
             TensorId::HeadWeight => Dims::new(&[shape.classes, d]),
             TensorId::HeadBias => Dims::new(&[shape.classes]),
+            TensorId::Int8PatchWeight | TensorId::F16PatchWeight => {
+                Dims::new(&[d, shape.patch_side * shape.patch_side])
+            }
+            TensorId::Int8PatchScale | TensorId::Int8ClsNorm | TensorId::F16ClsNorm => Dims::new(&[d]),
+            TensorId::Int8TokenBias | TensorId::F16TokenBias => Dims::new(&[shape.tokens() - 1, d]),
+            TensorId::Int8Params => Dims::new(&[INT8_PARAM_COUNT as u32]),
+            TensorId::Int8ScoreWeight | TensorId::F16ScoreWeight => Dims::new(&[shape.heads, d]),
+            TensorId::Int8ClsScore | TensorId::F16ClsScore => Dims::new(&[shape.heads]),
+            TensorId::Int8HeadWeight | TensorId::F16HeadWeight => Dims::new(&[shape.heads, shape.classes, d]),
+            TensorId::Int8HeadBias | TensorId::F16HeadBias => Dims::new(&[shape.classes]),
         }
     }
 }
@@ -262,9 +357,30 @@ pub fn encoding_tensors(encoding: Encoding) -> &'static [(TensorId, ElemType)] {
         (HeadWeight, ElemType::F32),
         (HeadBias, ElemType::F32),
     ];
+    const INT8: [(TensorId, ElemType); 9] = [
+        (Int8PatchWeight, ElemType::I8),
+        (Int8PatchScale, ElemType::I32),
+        (Int8TokenBias, ElemType::I32),
+        (Int8Params, ElemType::I32),
+        (Int8ClsNorm, ElemType::I16),
+        (Int8ScoreWeight, ElemType::I16),
+        (Int8ClsScore, ElemType::I32),
+        (Int8HeadWeight, ElemType::I16),
+        (Int8HeadBias, ElemType::I32),
+    ];
+    const F16: [(TensorId, ElemType); 7] = [
+        (F16PatchWeight, ElemType::F16),
+        (F16TokenBias, ElemType::F32),
+        (F16ClsNorm, ElemType::F32),
+        (F16ScoreWeight, ElemType::F16),
+        (F16ClsScore, ElemType::F32),
+        (F16HeadWeight, ElemType::F16),
+        (F16HeadBias, ElemType::F32),
+    ];
     match encoding {
         Encoding::F32 => &F32,
-        Encoding::F16 | Encoding::Int8 => &[],
+        Encoding::F16 => &F16,
+        Encoding::Int8 => &INT8,
     }
 }
 
@@ -428,9 +544,6 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
         return Err(LoadError::TensorTableOutOfBounds { count, end: table_end, blob_len: actual });
     }
     let expected = encoding_tensors(encoding);
-    if expected.is_empty() {
-        return Err(LoadError::UnsupportedEncoding { encoding });
-    }
     let mut found: Vec<TensorEntry> = Vec::with_capacity(count);
     for i in 0..count {
         let e = &blob[HEADER_LEN + i * TABLE_ENTRY_LEN..][..TABLE_ENTRY_LEN];
@@ -470,7 +583,7 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
         if offset % TENSOR_ALIGN != 0 {
             return Err(LoadError::MisalignedTensor { tensor: id, offset });
         }
-        if offset < table_end || offset.checked_add(len).map_or(true, |end| end > actual) {
+        if offset < table_end || offset.checked_add(len).is_none_or(|end| end > actual) {
             return Err(LoadError::TensorOutOfBounds { tensor: id, offset, len, blob_len: actual });
         }
         if let Some(other) = found.iter().find(|t| offset < t.offset + t.len && t.offset < offset + len) {

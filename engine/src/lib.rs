@@ -12,13 +12,18 @@
 //! - [`format`]: the blob layout, shared with the converter.
 //! - [`model`]: loading and validation, owned or zero-copy.
 //! - `reference`: the plain scalar f32 forward pass, the oracle.
+//! - [`int8`]: the integer-only fixed-point forward pass (bit-exact everywhere).
+//! - `f16`: the folded forward pass over half-precision weights.
 
 #[cfg(target_endian = "big")]
 compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");
 
+pub mod backend;
 mod crc32c;
 pub mod error;
+mod f16;
 pub mod format;
+pub mod int8;
 pub mod model;
 mod reference;
 pub mod shape;

@@ -1,11 +1,13 @@
 //! A loaded, validated model: the blob bytes (owned or borrowed) and their
 //! layout.
 
+use half::f16;
+
 use crate::error::{InferError, LoadError};
 use crate::format::{self, ElemType, Encoding, Layout, ModelConfig, TensorId, TENSOR_ALIGN};
-use crate::reference;
 use crate::shape::Shape;
 use crate::workspace::Workspace;
+use crate::{f16 as half_path, int8, reference};
 
 /// The alignment a caller-owned buffer needs for [`Model::from_bytes_borrowed`]:
 /// that of the widest stored element. Every `malloc` and `mmap` gives it.
@@ -36,6 +38,8 @@ impl Bytes<'_> {
 pub struct Model<'a> {
     bytes: Bytes<'a>,
     layout: Layout,
+    /// The int8 scalar parameters, checked once at load.
+    int8_params: Option<int8::Params>,
 }
 
 impl Model<'static> {
@@ -63,13 +67,26 @@ impl<'a> Model<'a> {
     }
 
     fn validated(bytes: Bytes<'a>, layout: Layout) -> Result<Model<'a>, LoadError> {
-        let model = Model { bytes, layout };
+        let mut model = Model { bytes, layout, int8_params: None };
         for t in &model.layout.tensors {
-            if t.elem == ElemType::F32 {
-                if let Some(index) = model.f32_tensor(t.id).iter().position(|v| !v.is_finite()) {
-                    return Err(LoadError::NonFinite { tensor: t.id, index });
-                }
+            let non_finite = match t.elem {
+                ElemType::F32 => model.tensor::<f32>(t.id).iter().position(|v| !v.is_finite()),
+                ElemType::F16 => model.tensor::<f16>(t.id).iter().position(|v| !v.is_finite()),
+                ElemType::I8 | ElemType::I16 | ElemType::I32 => None,
+            };
+            if let Some(index) = non_finite {
+                return Err(LoadError::NonFinite { tensor: t.id, index });
             }
+        }
+        if model.encoding() == Encoding::Int8 {
+            let raw = model.tensor::<i32>(TensorId::Int8Params);
+            let params = int8::Params::from_raw(raw).map_err(|index| LoadError::OutOfRange {
+                tensor: TensorId::Int8Params,
+                index,
+                reason: "parameter outside its documented range",
+            })?;
+            model.int8_params = Some(params);
+            int8::validate(&model.int8_weights(), &model.shape())?;
         }
         Ok(model)
     }
@@ -98,7 +115,7 @@ impl<'a> Model<'a> {
     /// Scratch memory for this model's inferences; make one per thread and
     /// reuse it, so inference never touches the heap.
     pub fn workspace(&self) -> Workspace {
-        Workspace::new(self.shape())
+        Workspace::new(self.shape(), self.encoding())
     }
 
     /// Runs one image (`side × side` u8 pixels, row-major) and returns the
@@ -108,13 +125,13 @@ impl<'a> Model<'a> {
         if image.len() != shape.pixels() {
             return Err(InferError::ImageSize { expected: shape.pixels(), found: image.len() });
         }
-        if ws.shape() != shape {
+        if ws.shape() != shape || ws.encoding() != self.encoding() {
             return Err(InferError::WorkspaceMismatch);
         }
         match self.encoding() {
             Encoding::F32 => reference::forward(&self.f32_weights(), self.config(), image, ws),
-            // The loader rejects encodings the engine cannot run.
-            Encoding::F16 | Encoding::Int8 => unreachable!("load rejects unsupported encodings"),
+            Encoding::F16 => half_path::forward(&self.f16_weights(), &shape, image, ws),
+            Encoding::Int8 => int8::forward(&self.int8_weights(), &shape, image, ws),
         }
         Ok(ws.logits())
     }
@@ -135,6 +152,13 @@ impl<'a> Model<'a> {
             return Err(InferError::AttentionBufferSize { expected, found: cls_attention.len() });
         }
         self.infer(image, ws)?;
+        if self.encoding() == Encoding::Int8 {
+            // The probabilities the int8 path used, Q.14, made readable.
+            let t = shape.tokens() as usize;
+            for (a, &p) in ws.attention.iter_mut().zip(&ws.q_probs[..shape.heads as usize * t]) {
+                *a = p as f32 / (1u32 << int8::PROB_FRAC_BITS) as f32;
+            }
+        }
         for (head, row) in cls_attention.chunks_exact_mut(shape.tokens() as usize).enumerate() {
             row.copy_from_slice(ws.cls_attention(head));
         }
@@ -146,7 +170,8 @@ impl<'a> Model<'a> {
         self.infer(image, ws).map(argmax)
     }
 
-    pub(crate) fn f32_tensor(&self, id: TensorId) -> &[f32] {
+    /// A tensor's values; `T` matches its element type (checked at load).
+    fn tensor<T: bytemuck::Pod>(&self, id: TensorId) -> &[T] {
         let t = self.layout.tensor(id);
         // Alignment holds: tensors sit at 64-byte offsets in a buffer that is
         // 64-byte aligned (owned) or checked to be 4-byte aligned (borrowed).
@@ -155,18 +180,45 @@ impl<'a> Model<'a> {
 
     fn f32_weights(&self) -> reference::Weights<'_> {
         reference::Weights {
-            patch_embed_weight: self.f32_tensor(TensorId::PatchEmbedWeight),
-            patch_embed_bias: self.f32_tensor(TensorId::PatchEmbedBias),
-            cls_token: self.f32_tensor(TensorId::ClsToken),
-            pos_embed: self.f32_tensor(TensorId::PosEmbed),
-            norm_weight: self.f32_tensor(TensorId::NormWeight),
-            norm_bias: self.f32_tensor(TensorId::NormBias),
-            in_proj_weight: self.f32_tensor(TensorId::InProjWeight),
-            in_proj_bias: self.f32_tensor(TensorId::InProjBias),
-            out_proj_weight: self.f32_tensor(TensorId::OutProjWeight),
-            out_proj_bias: self.f32_tensor(TensorId::OutProjBias),
-            head_weight: self.f32_tensor(TensorId::HeadWeight),
-            head_bias: self.f32_tensor(TensorId::HeadBias),
+            patch_embed_weight: self.tensor(TensorId::PatchEmbedWeight),
+            patch_embed_bias: self.tensor(TensorId::PatchEmbedBias),
+            cls_token: self.tensor(TensorId::ClsToken),
+            pos_embed: self.tensor(TensorId::PosEmbed),
+            norm_weight: self.tensor(TensorId::NormWeight),
+            norm_bias: self.tensor(TensorId::NormBias),
+            in_proj_weight: self.tensor(TensorId::InProjWeight),
+            in_proj_bias: self.tensor(TensorId::InProjBias),
+            out_proj_weight: self.tensor(TensorId::OutProjWeight),
+            out_proj_bias: self.tensor(TensorId::OutProjBias),
+            head_weight: self.tensor(TensorId::HeadWeight),
+            head_bias: self.tensor(TensorId::HeadBias),
+        }
+    }
+
+    fn f16_weights(&self) -> half_path::Weights<'_> {
+        half_path::Weights {
+            patch_weight: self.tensor(TensorId::F16PatchWeight),
+            token_bias: self.tensor(TensorId::F16TokenBias),
+            cls_norm: self.tensor(TensorId::F16ClsNorm),
+            score_weight: self.tensor(TensorId::F16ScoreWeight),
+            cls_score: self.tensor(TensorId::F16ClsScore),
+            head_weight: self.tensor(TensorId::F16HeadWeight),
+            head_bias: self.tensor(TensorId::F16HeadBias),
+            layer_norm_eps: self.config().layer_norm_eps,
+        }
+    }
+
+    fn int8_weights(&self) -> int8::Weights<'_> {
+        int8::Weights {
+            patch_weight: self.tensor(TensorId::Int8PatchWeight),
+            patch_scale: self.tensor(TensorId::Int8PatchScale),
+            token_bias: self.tensor(TensorId::Int8TokenBias),
+            params: self.int8_params.expect("int8 parameters are read at load"),
+            cls_norm: self.tensor(TensorId::Int8ClsNorm),
+            score_weight: self.tensor(TensorId::Int8ScoreWeight),
+            cls_score: self.tensor(TensorId::Int8ClsScore),
+            head_weight: self.tensor(TensorId::Int8HeadWeight),
+            head_bias: self.tensor(TensorId::Int8HeadBias),
         }
     }
 
@@ -174,7 +226,7 @@ impl<'a> Model<'a> {
     /// PyTorch state_dict name.
     pub fn state_dict(&self) -> Vec<(&'static str, &[f32])> {
         let f32_tensors = self.layout.tensors.iter().filter(|t| t.elem == ElemType::F32);
-        f32_tensors.map(|t| (t.id.name(), self.f32_tensor(t.id))).collect()
+        f32_tensors.map(|t| (t.id.name(), self.tensor(t.id))).collect()
     }
 }
 

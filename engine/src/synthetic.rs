@@ -62,3 +62,54 @@ pub fn random_image(shape: &Shape, seed: u64) -> Vec<u8> {
     let mut rng = SplitMix64(seed);
     (0..shape.pixels()).map(|_| rng.next_u64() as u8).collect()
 }
+
+/// A valid int8 blob of `shape` with random tensors anywhere inside the
+/// ranges the loader accepts: for property tests of the fixed-point path
+/// (no overflow, every backend bit-exact) beyond what real models exercise.
+pub fn random_int8_blob(shape: Shape, seed: u64) -> Vec<u8> {
+    use crate::int8::{Params, PATCH_WEIGHT_LIMIT, WIDE_WEIGHT_LIMIT};
+    let mut rng = SplitMix64(seed);
+    let mut int = |lo: i64, hi: i64| lo + (rng.next_u64() % (hi - lo + 1) as u64) as i64;
+    let (d, k, h, c, patches) =
+        (shape.dim as usize, shape.patch_len(), shape.heads as usize, shape.classes as usize, shape.patches());
+    let bias_limit = 1i64 << 26;
+    let max_acc = k as i64 * 255 * PATCH_WEIGHT_LIMIT as i64;
+    let max_scale = ((i32::MAX as i64 - (1 << 23) - bias_limit) / max_acc).clamp(1, 1024);
+    let limit = PATCH_WEIGHT_LIMIT as i64;
+    let patch_weight: Vec<u8> = (0..d * k).map(|_| int(-limit, limit) as i8 as u8).collect();
+    let scale: Vec<i32> = (0..d).map(|_| int(1, max_scale) as i32).collect();
+    let bias: Vec<i32> = (0..patches * d).map(|_| int(-bias_limit, bias_limit) as i32).collect();
+    let params = Params {
+        z_shift: int(8, 20) as u32,
+        ln_eps: int(0, 1 << 20),
+        score_shift: int(0, 12) as u32,
+        head_shift: int(0, 12) as u32,
+    };
+    // The CLS token is a normalised vector: zero mean, unit variance, Q4.11.
+    let raw: Vec<f64> = (0..d).map(|_| int(-1000, 1000) as f64).collect();
+    let mean = raw.iter().sum::<f64>() / d as f64;
+    let std = (raw.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64).sqrt().max(1e-9);
+    let cls_norm: Vec<i16> = raw.iter().map(|v| ((v - mean) / std * 2048.0).round() as i16).collect();
+    let wide = WIDE_WEIGHT_LIMIT as i64;
+    let score_weight: Vec<i16> = (0..h * d).map(|_| int(-wide, wide) as i16).collect();
+    let cls_score: Vec<i32> = (0..h).map(|_| int(-(1 << 20), 1 << 20) as i32).collect();
+    let head_weight: Vec<i16> = (0..h * c * d).map(|_| int(-wide, wide) as i16).collect();
+    let head_bias: Vec<i32> = (0..c).map(|_| int(-(1 << 24), 1 << 24) as i32).collect();
+
+    let le32 = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let le16 = |v: &[i16]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut w = BlobWriter::new(Encoding::Int8, ModelConfig::mnist(shape));
+    let mut add = |id: TensorId, elem: ElemType, bytes: Vec<u8>| {
+        w.tensor(id, elem, id.dims(&shape).as_slice(), bytes);
+    };
+    add(TensorId::Int8PatchWeight, ElemType::I8, patch_weight);
+    add(TensorId::Int8PatchScale, ElemType::I32, le32(&scale));
+    add(TensorId::Int8TokenBias, ElemType::I32, le32(&bias));
+    add(TensorId::Int8Params, ElemType::I32, le32(&params.to_raw()));
+    add(TensorId::Int8ClsNorm, ElemType::I16, le16(&cls_norm));
+    add(TensorId::Int8ScoreWeight, ElemType::I16, le16(&score_weight));
+    add(TensorId::Int8ClsScore, ElemType::I32, le32(&cls_score));
+    add(TensorId::Int8HeadWeight, ElemType::I16, le16(&head_weight));
+    add(TensorId::Int8HeadBias, ElemType::I32, le32(&head_bias));
+    w.finish()
+}

@@ -1,14 +1,17 @@
-//! Per-thread scratch memory for inference, sized once per model shape so
-//! that an inference never allocates.
+//! Per-thread scratch memory for inference, sized once per model so that an
+//! inference never allocates.
 
+use crate::format::Encoding;
 use crate::shape::Shape;
 
-/// Scratch buffers for one model shape. Make one with
+/// Scratch buffers for one model shape and encoding. Make one with
 /// [`Model::workspace`](crate::Model::workspace) and reuse it; it is not
 /// shared between threads (each thread makes its own).
 #[derive(Clone, Debug)]
 pub struct Workspace {
     shape: Shape,
+    encoding: Encoding,
+    // f32 reference.
     /// One patch of normalised pixels, `P²`.
     pub(crate) patch: Vec<f32>,
     /// Token embeddings, then the residual stream, `T × D`.
@@ -17,26 +20,56 @@ pub struct Workspace {
     pub(crate) h: Vec<f32>,
     /// Q, K and V per token, `T × 3D`.
     pub(crate) qkv: Vec<f32>,
-    /// Attention probabilities, `H × T × T`.
+    /// Attention probabilities, `H × T × T` (the folded paths fill only each
+    /// head's CLS row).
     pub(crate) attention: Vec<f32>,
     /// Attention output before the output projection, `T × D`.
     pub(crate) context: Vec<f32>,
+    // f16 (folded, f32 compute).
+    /// Patch tokens, then normalised in place, `(T-1) × D`.
+    pub(crate) f_tokens: Vec<f32>,
+    /// Attention-weighted mean of the normalised tokens, `D`.
+    pub(crate) f_mean: Vec<f32>,
+    // int8.
+    /// Patch embeddings on the LayerNorm input grid, `(T-1) × D`.
+    pub(crate) q_tokens: Vec<i16>,
+    /// Normalised patch tokens, Q4.11, `(T-1) × D`.
+    pub(crate) q_norm: Vec<i16>,
+    /// Scores of one head, Q.16, `T`.
+    pub(crate) q_scores: Vec<i32>,
+    /// CLS attention probabilities, Q.14, `H × T`.
+    pub(crate) q_probs: Vec<i32>,
+    /// Attention-weighted mean of the normalised tokens, Q4.11, `D`.
+    pub(crate) q_mean: Vec<i16>,
+    /// Logits, Q.16, `C`.
+    pub(crate) logits_q: Vec<i32>,
     /// Logits, `C`.
     pub(crate) logits: Vec<f32>,
 }
 
 impl Workspace {
-    pub fn new(shape: Shape) -> Workspace {
-        let (t, d, h) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize);
+    pub fn new(shape: Shape, encoding: Encoding) -> Workspace {
+        let (t, d, h, c) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize, shape.classes as usize);
+        let sized = |used: bool, n: usize| if used { n } else { 0 };
+        let (reference, f16, int8) = (encoding == Encoding::F32, encoding == Encoding::F16, encoding == Encoding::Int8);
         Workspace {
             shape,
-            patch: vec![0.0; shape.patch_len()],
-            x: vec![0.0; t * d],
-            h: vec![0.0; t * d],
-            qkv: vec![0.0; t * 3 * d],
-            attention: vec![0.0; h * t * t],
-            context: vec![0.0; t * d],
-            logits: vec![0.0; shape.classes as usize],
+            encoding,
+            patch: vec![0.0; sized(reference, shape.patch_len())],
+            x: vec![0.0; sized(reference, t * d)],
+            h: vec![0.0; sized(reference, t * d)],
+            qkv: vec![0.0; sized(reference, t * 3 * d)],
+            attention: vec![0.0; if reference { h * t * t } else { h * t }],
+            context: vec![0.0; sized(reference, t * d)],
+            f_tokens: vec![0.0; sized(f16, (t - 1) * d)],
+            f_mean: vec![0.0; sized(f16, d)],
+            q_tokens: vec![0; sized(int8, (t - 1) * d)],
+            q_norm: vec![0; sized(int8, (t - 1) * d)],
+            q_scores: vec![0; sized(int8, t)],
+            q_probs: vec![0; sized(int8, h * t)],
+            q_mean: vec![0; sized(int8, d)],
+            logits_q: vec![0; sized(int8, c)],
+            logits: vec![0.0; c],
         }
     }
 
@@ -44,16 +77,28 @@ impl Workspace {
         self.shape
     }
 
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
     /// The logits of the last inference.
     pub fn logits(&self) -> &[f32] {
         &self.logits
     }
 
+    /// The int8 path's logits of the last inference, Q.16 fixed point:
+    /// identical on every CPU and backend. Empty for other encodings.
+    pub fn logits_fixed(&self) -> &[i32] {
+        &self.logits_q
+    }
+
     /// The CLS token's attention over all tokens (the CLS token itself at
     /// index 0, then the patches row-major) for `head`, from the last
-    /// inference. Sums to 1.
+    /// inference of an f32 or f16 model. Sums to 1. For int8 models use
+    /// [`Model::infer_with_attention`](crate::Model::infer_with_attention).
     pub fn cls_attention(&self, head: usize) -> &[f32] {
         let t = self.shape.tokens() as usize;
-        &self.attention[head * t * t..][..t]
+        let stride = if self.encoding == Encoding::F32 { t * t } else { t };
+        &self.attention[head * stride..][..t]
     }
 }

@@ -450,29 +450,16 @@ fn unknown_encoding() {
     }
 }
 
-// ---------------------------------------------------------------- UnsupportedEncoding
+// ---------------------------------------------------------------- f32 tensors under another encoding
 
 #[test]
-fn unsupported_encoding_with_tensors() {
-    let shape = Shape::SEED;
-    let config = ModelConfig::mnist(shape);
-    for (encoding, elem) in [(Encoding::F16, ElemType::F16), (Encoding::Int8, ElemType::I8)] {
-        let mut w = BlobWriter::new(encoding, config);
-        for id in TensorId::STATE_DICT {
-            let dims = id.dims(&shape);
-            let bytes = vec![0u8; dims.elements().unwrap() * elem.size()];
-            w.tensor(id, elem, dims.as_slice(), bytes);
-        }
-        let err = load_err(&w.finish());
-        assert_eq!(err, LoadError::UnsupportedEncoding { encoding });
-        assert_message(&err, &[encoding.name(), "not supported"]);
-        // And with no tensors at all.
-        let empty = BlobWriter::new(encoding, config).finish();
-        assert_eq!(load_err(&empty), LoadError::UnsupportedEncoding { encoding });
+fn state_dict_tensors_do_not_belong_in_folded_encodings() {
+    for encoding in [Encoding::F16, Encoding::Int8] {
+        let relabelled = edited(&seed_blob(), |b| b[OFF_ENCODING] = encoding as u8);
+        let err = load_err(&relabelled);
+        assert_eq!(err, LoadError::UnexpectedTensor { id: TensorId::PatchEmbedWeight as u16, encoding });
+        assert_message(&err, &["tensor id 1", encoding.name()]);
     }
-    // An f32 blob relabelled as f16.
-    let relabelled = edited(&seed_blob(), |b| b[OFF_ENCODING] = Encoding::F16 as u8);
-    assert_eq!(load_err(&relabelled), LoadError::UnsupportedEncoding { encoding: Encoding::F16 });
 }
 
 // ---------------------------------------------------------------- ReservedNotZero

@@ -215,7 +215,7 @@ fn workspace_of_another_shape_is_an_error() {
         Shape { image_side: 32, patch_side: 4, dim: 24, heads: 3, classes: 7 },
     ];
     for other in others {
-        let mut ws = Workspace::new(other);
+        let mut ws = Workspace::new(other, microvit_engine::Encoding::F32);
         let err = model.infer(&image, &mut ws).unwrap_err();
         assert_eq!(err, InferError::WorkspaceMismatch, "workspace for {other}");
         assert!(!err.to_string().is_empty());
@@ -228,7 +228,7 @@ fn workspace_of_another_shape_is_an_error() {
     let mut own = model.workspace();
     assert_eq!(a, model.infer(&image, &mut own).unwrap());
     // The image size is checked first.
-    let mut wrong = Workspace::new(others[0]);
+    let mut wrong = Workspace::new(others[0], microvit_engine::Encoding::F32);
     assert_eq!(model.infer(&image[1..], &mut wrong).unwrap_err(), InferError::ImageSize { expected: 784, found: 783 });
 }
 

@@ -1,0 +1,306 @@
+//! Writing the folded model as an int8 fixed-point blob or an f16 blob.
+//! docs/FIXED_POINT.md explains each scale chosen here.
+
+use std::fmt;
+
+use half::f16;
+use microvit_engine::format::{BlobWriter, ElemType, Encoding, ModelConfig, TensorId};
+use microvit_engine::int8::{
+    round_shift, Params, LOGIT_FRAC_BITS, NORM_FRAC_BITS, PATCH_WEIGHT_LIMIT, SCORE_FRAC_BITS, WIDE_WEIGHT_LIMIT,
+};
+use microvit_engine::{argmax, Model};
+
+use crate::fold::Folded;
+use crate::ConvertError;
+
+/// The LayerNorm input grid keeps calibration maxima at or below this, so
+/// digits twice as extreme as any calibration digit still fit in i16.
+const Z_TARGET: i64 = 1 << 14;
+/// Reserved at the top of i32 for the rounding offset of the z shift.
+const ROUNDING_HEADROOM: i64 = 1 << 23;
+
+/// What the int8 conversion measured on the calibration digits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantReport {
+    pub calibration_images: usize,
+    /// Bits of the per-channel patch scale multipliers (2^k at most).
+    pub patch_scale_bits: u32,
+    /// Largest |patch accumulator × scale + bias| seen, and the i32 limit.
+    pub z_max: i64,
+    pub z_shift: u32,
+    /// Values that saturated on the i16 LayerNorm input grid, of all the
+    /// calibration digits' LayerNorm inputs.
+    pub z_saturated: usize,
+    pub z_values: usize,
+    pub score_frac_bits: u32,
+    pub head_frac_bits: u32,
+    /// Score range (float) over calibration digits, all heads.
+    pub score_range: (f64, f64),
+    /// Logit range (float) over calibration digits.
+    pub logit_range: (f64, f64),
+    /// int8 engine vs the folded f64 model on the calibration digits.
+    pub max_logit_error: f64,
+    pub mean_logit_error: f64,
+    pub top1_agreement: usize,
+}
+
+impl fmt::Display for QuantReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.calibration_images;
+        writeln!(f, "calibration   {n} digits")?;
+        writeln!(
+            f,
+            "patch embed   int8 weights, per-channel scale multipliers of up to {} bits",
+            self.patch_scale_bits
+        )?;
+        writeln!(
+            f,
+            "layernorm in  max |z| {} on the i32 grid, shift {} to i16 ({} of {} values saturated)",
+            self.z_max, self.z_shift, self.z_saturated, self.z_values
+        )?;
+        writeln!(
+            f,
+            "scores        [{:.3}, {:.3}], weights Q.{} i16, computed Q.16",
+            self.score_range.0, self.score_range.1, self.score_frac_bits
+        )?;
+        writeln!(
+            f,
+            "logits        [{:.3}, {:.3}], head weights Q.{} i16, computed Q.16",
+            self.logit_range.0, self.logit_range.1, self.head_frac_bits
+        )?;
+        write!(
+            f,
+            "quant error   max |Δlogit| {:.4}, mean {:.5}, top-1 agreement {}/{n} ({:.2} %) vs the float model",
+            self.max_logit_error,
+            self.mean_logit_error,
+            self.top1_agreement,
+            100.0 * self.top1_agreement as f64 / n.max(1) as f64
+        )
+    }
+}
+
+fn i32_bytes(values: &[i32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn i16_bytes(values: &[i16]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn f32_bytes(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()
+}
+
+fn f16_bytes(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|&v| f16::from_f64(v).to_le_bytes()).collect()
+}
+
+/// Largest fraction bits `f` in `min..=max` with `max|values| · 2^f ≤ limit`.
+fn frac_bits(values: &[f64], limit: f64, min: u32, max: u32) -> u32 {
+    let peak = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if peak == 0.0 {
+        return max;
+    }
+    ((limit / peak).log2().floor() as i64).clamp(min as i64, max as i64) as u32
+}
+
+fn quantize_wide(values: &[f64], bits: u32) -> Vec<i16> {
+    let limit = WIDE_WEIGHT_LIMIT as f64;
+    values.iter().map(|v| (v * 2f64.powi(bits as i32)).round().clamp(-limit, limit) as i16).collect()
+}
+
+fn fixed_i32(values: &[f64], bits: u32, limit: f64) -> Vec<i32> {
+    values.iter().map(|v| (v * 2f64.powi(bits as i32)).round().clamp(-limit, limit) as i32).collect()
+}
+
+/// The f16 blob: folded tensors, the big ones in half precision, the small
+/// constants in f32.
+pub fn f16_blob(folded: &Folded, config: ModelConfig) -> Vec<u8> {
+    let mut w = BlobWriter::new(Encoding::F16, config);
+    let shape = &config.shape;
+    let mut add = |id: TensorId, elem: ElemType, bytes: Vec<u8>| {
+        w.tensor(id, elem, id.dims(shape).as_slice(), bytes);
+    };
+    add(TensorId::F16PatchWeight, ElemType::F16, f16_bytes(&folded.patch_weight));
+    add(TensorId::F16TokenBias, ElemType::F32, f32_bytes(&folded.token_bias));
+    add(TensorId::F16ClsNorm, ElemType::F32, f32_bytes(&folded.cls_norm));
+    add(TensorId::F16ScoreWeight, ElemType::F16, f16_bytes(&folded.score_weight));
+    add(TensorId::F16ClsScore, ElemType::F32, f32_bytes(&folded.cls_score));
+    add(TensorId::F16HeadWeight, ElemType::F16, f16_bytes(&folded.head_weight));
+    add(TensorId::F16HeadBias, ElemType::F32, f32_bytes(&folded.head_bias));
+    w.finish()
+}
+
+/// The patch embedding on a common i32 grid: int8 weights per output
+/// channel, each channel's scale an integer multiple of the grid step.
+struct PatchQuant {
+    weight: Vec<i8>,
+    scale: Vec<i32>,
+    bias: Vec<i32>,
+    /// The grid step, in units of the folded (pixel-input) model.
+    step: f64,
+    scale_bits: u32,
+}
+
+fn quantize_patch(folded: &Folded) -> Result<PatchQuant, ConvertError> {
+    let s = &folded.shape;
+    let (d, k) = (s.dim as usize, s.patch_len());
+    let max_acc = k as i64 * 255 * PATCH_WEIGHT_LIMIT as i64;
+    let row_scale: Vec<f64> =
+        (0..d).map(|o| folded.patch_weight[o * k..][..k].iter().fold(0.0f64, |m, v| m.max(v.abs())) / 127.0).collect();
+    let top = row_scale.iter().copied().fold(0.0, f64::max);
+    let top = if top > 0.0 { top } else { 1.0 };
+    // The finest grid (most multiplier bits) whose worst case still fits i32.
+    for bits in (0..=20u32).rev() {
+        let step = top / (1u64 << bits) as f64;
+        let scale: Vec<i32> = row_scale.iter().map(|r| ((r / step).ceil() as i64).max(1) as i32).collect();
+        // Clamped far above i32 so the check below cannot overflow i64.
+        let bias: Vec<i64> = folded.token_bias.iter().map(|b| (b / step).round().clamp(-1e15, 1e15) as i64).collect();
+        let fits = (0..d).all(|o| {
+            let max_bias = bias.iter().skip(o).step_by(d).map(|b| b.abs()).max().unwrap_or(0);
+            max_acc * scale[o] as i64 + max_bias + ROUNDING_HEADROOM <= i32::MAX as i64
+        });
+        if !fits {
+            continue;
+        }
+        let weight = (0..d * k)
+            .map(|i| {
+                let q = folded.patch_weight[i] / (scale[i / k] as f64 * step);
+                q.round().clamp(-127.0, 127.0) as i8
+            })
+            .collect();
+        let bias = bias.into_iter().map(|b| b as i32).collect();
+        return Ok(PatchQuant { weight, scale, bias, step, scale_bits: bits });
+    }
+    Err(ConvertError::NotQuantizable { reason: "patch biases are too large for the i32 accumulator grid".into() })
+}
+
+/// The int8 blob, with scales from the calibration digits (`count × S²`
+/// pixels), and what it measured.
+pub fn int8_blob(
+    folded: &Folded,
+    config: ModelConfig,
+    calibration: &[u8],
+) -> Result<(Vec<u8>, QuantReport), ConvertError> {
+    let shape = config.shape;
+    let (d, k, pixels) = (shape.dim as usize, shape.patch_len(), shape.pixels());
+    if calibration.is_empty() || calibration.len() % pixels != 0 {
+        return Err(ConvertError::Calibration {
+            reason: format!("{} bytes is not a whole number of {pixels}-pixel images", calibration.len()),
+        });
+    }
+    let images: Vec<&[u8]> = calibration.chunks_exact(pixels).collect();
+    let patch = quantize_patch(folded)?;
+
+    // Calibrate the shift onto the i16 LayerNorm input grid: the exact i32
+    // values the engine will compute, over every calibration digit.
+    let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
+    let mut z_all = Vec::with_capacity(images.len() * shape.patches() * d);
+    for image in &images {
+        for t in 0..shape.patches() {
+            let (r, c) = (t / grid, t % grid);
+            for o in 0..d {
+                let mut acc = 0i64;
+                for y in 0..p {
+                    for x in 0..p {
+                        acc += patch.weight[o * k + y * p + x] as i64 * image[(r * p + y) * side + c * p + x] as i64;
+                    }
+                }
+                z_all.push(acc * patch.scale[o] as i64 + patch.bias[t * d + o] as i64);
+            }
+        }
+    }
+    let z_max = z_all.iter().map(|z| z.abs()).max().unwrap_or(0);
+    let z_shift = (0..=24u32).find(|&s| round_shift(z_max, s) <= Z_TARGET).unwrap_or(24);
+    let saturated = z_all.iter().filter(|&&z| !(-32768..=32767).contains(&round_shift(z, z_shift))).count();
+    let z_step = patch.step * 2f64.powi(z_shift as i32);
+    let ln_eps = (d as f64 * d as f64 * folded.layer_norm_eps / (z_step * z_step)).round().min(i32::MAX as f64);
+
+    // Scores and logits are built from normalised vectors (|n| ≤ √D), so
+    // their scales follow from the weights alone.
+    let min_bits = SCORE_FRAC_BITS - NORM_FRAC_BITS;
+    let score_bits = frac_bits(&folded.score_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 30);
+    let head_bits = frac_bits(&folded.head_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 40);
+    let params = Params {
+        z_shift,
+        ln_eps: ln_eps as i64,
+        score_shift: score_bits + NORM_FRAC_BITS - SCORE_FRAC_BITS,
+        head_shift: head_bits + NORM_FRAC_BITS - LOGIT_FRAC_BITS,
+    };
+    let limit29 = (1i64 << 29) as f64;
+    let cls_norm: Vec<i16> =
+        folded.cls_norm.iter().map(|v| (v * 2f64.powi(NORM_FRAC_BITS as i32)).round() as i16).collect();
+
+    let mut w = BlobWriter::new(Encoding::Int8, config);
+    let mut add = |id: TensorId, elem: ElemType, bytes: Vec<u8>| {
+        w.tensor(id, elem, id.dims(&shape).as_slice(), bytes);
+    };
+    add(TensorId::Int8PatchWeight, ElemType::I8, patch.weight.iter().map(|&q| q as u8).collect());
+    add(TensorId::Int8PatchScale, ElemType::I32, i32_bytes(&patch.scale));
+    add(TensorId::Int8TokenBias, ElemType::I32, i32_bytes(&patch.bias));
+    add(TensorId::Int8Params, ElemType::I32, i32_bytes(&params.to_raw()));
+    add(TensorId::Int8ClsNorm, ElemType::I16, i16_bytes(&cls_norm));
+    add(TensorId::Int8ScoreWeight, ElemType::I16, i16_bytes(&quantize_wide(&folded.score_weight, score_bits)));
+    add(TensorId::Int8ClsScore, ElemType::I32, i32_bytes(&fixed_i32(&folded.cls_score, SCORE_FRAC_BITS, limit29)));
+    add(TensorId::Int8HeadWeight, ElemType::I16, i16_bytes(&quantize_wide(&folded.head_weight, head_bits)));
+    add(TensorId::Int8HeadBias, ElemType::I32, i32_bytes(&fixed_i32(&folded.head_bias, LOGIT_FRAC_BITS, limit29)));
+    let blob = w.finish();
+
+    // Measure what the engine will do against the folded f64 model.
+    let model = Model::from_bytes(&blob)
+        .map_err(|e| ConvertError::NotQuantizable { reason: format!("the int8 blob does not load: {e}") })?;
+    let mut ws = model.workspace();
+    let classes = shape.classes as usize;
+    let (mut max_err, mut sum_err, mut agree) = (0.0f64, 0.0f64, 0usize);
+    let (mut score_lo, mut score_hi, mut logit_lo, mut logit_hi) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for image in &images {
+        let (want, _) = folded.forward(image);
+        let got = model.infer(image, &mut ws).expect("calibration digits have the model's size");
+        for (a, b) in got.iter().zip(&want) {
+            let err = (*a as f64 - b).abs();
+            max_err = max_err.max(err);
+            sum_err += err;
+        }
+        agree += (argmax(got) == argmax_f64(&want)) as usize;
+        for &l in &want {
+            logit_lo = logit_lo.min(l);
+            logit_hi = logit_hi.max(l);
+        }
+        let z = folded.patch_tokens(image);
+        for j in 0..shape.heads as usize {
+            let g = &folded.score_weight[j * d..][..d];
+            for token in z.chunks_exact(d) {
+                let n = crate::fold::normalise(token, folded.layer_norm_eps);
+                let s: f64 = g.iter().zip(&n).map(|(a, b)| a * b).sum();
+                score_lo = score_lo.min(s);
+                score_hi = score_hi.max(s);
+            }
+        }
+    }
+    let report = QuantReport {
+        calibration_images: images.len(),
+        patch_scale_bits: patch.scale_bits,
+        z_max,
+        z_shift,
+        z_saturated: saturated,
+        z_values: z_all.len(),
+        score_frac_bits: score_bits,
+        head_frac_bits: head_bits,
+        score_range: (score_lo, score_hi),
+        logit_range: (logit_lo, logit_hi),
+        max_logit_error: max_err,
+        mean_logit_error: sum_err / (images.len() * classes) as f64,
+        top1_agreement: agree,
+    };
+    Ok((blob, report))
+}
+
+fn argmax_f64(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}

@@ -1,0 +1,144 @@
+//! Which kernels run: the portable scalar code or a SIMD backend, chosen at
+//! run time from what the CPU has (once, cached) or forced by the caller or
+//! the `MICROVIT_BACKEND` environment variable.
+//!
+//! Backends accelerate the folded encodings (int8, f16). The f32 encoding is
+//! the plain reference pass and always runs scalar.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+/// A set of kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Portable Rust, the definition the others must match.
+    Scalar,
+    /// x86-64 AVX2 (with FMA and F16C for f16).
+    Avx2,
+    /// aarch64 Advanced SIMD.
+    Neon,
+}
+
+/// Why a backend cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendError {
+    /// The name is not a backend.
+    Unknown(String),
+    /// This CPU (or this build's architecture) lacks the backend's features.
+    Unavailable(Backend),
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::Unknown(name) => {
+                write!(f, "unknown backend {name:?}; expected one of scalar, avx2, neon, auto")
+            }
+            BackendError::Unavailable(b) => write!(f, "backend {b} is not available on this CPU"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::Scalar, Backend::Avx2, Backend::Neon];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Avx2 => "avx2",
+            Backend::Neon => "neon",
+        }
+    }
+
+    /// Parses a backend name; `auto` (or an empty string) means the best
+    /// available, as [`Backend::detect`].
+    pub fn parse(name: &str) -> Result<Backend, BackendError> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Backend::detect()),
+            "scalar" => Ok(Backend::Scalar),
+            "avx2" => Ok(Backend::Avx2),
+            "neon" => Ok(Backend::Neon),
+            _ => Err(BackendError::Unknown(name.to_string())),
+        }
+    }
+
+    /// Whether this CPU can run the backend.
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+            }
+            // Advanced SIMD is part of the aarch64 baseline.
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every backend this CPU can run, scalar first.
+    pub fn available() -> Vec<Backend> {
+        Backend::ALL.into_iter().filter(|b| b.is_available()).collect()
+    }
+
+    /// The fastest backend this CPU has, detected once.
+    pub fn detect() -> Backend {
+        static BEST: OnceLock<Backend> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            [Backend::Avx2, Backend::Neon].into_iter().find(|b| b.is_available()).unwrap_or(Backend::Scalar)
+        })
+    }
+
+    /// The backend new models use: `MICROVIT_BACKEND` if set (read once),
+    /// else [`Backend::detect`]. An unknown or unavailable name in the
+    /// variable is an error, reported by the load that reads it.
+    pub fn default_for_process() -> Result<Backend, BackendError> {
+        static CHOSEN: OnceLock<Result<Backend, BackendError>> = OnceLock::new();
+        CHOSEN
+            .get_or_init(|| match std::env::var("MICROVIT_BACKEND") {
+                Ok(name) => Backend::parse(&name).and_then(Backend::checked),
+                Err(_) => Ok(Backend::detect()),
+            })
+            .clone()
+    }
+
+    /// `self` if available, else [`BackendError::Unavailable`].
+    pub fn checked(self) -> Result<Backend, BackendError> {
+        if self.is_available() {
+            Ok(self)
+        } else {
+            Err(BackendError::Unavailable(self))
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_scalar_is_always_there() {
+        for b in Backend::ALL {
+            assert_eq!(Backend::parse(b.name()), Ok(b));
+            assert_eq!(Backend::parse(&b.name().to_uppercase()), Ok(b));
+        }
+        assert_eq!(Backend::parse("auto"), Ok(Backend::detect()));
+        assert_eq!(Backend::parse("sse9"), Err(BackendError::Unknown("sse9".into())));
+        assert!(Backend::available().contains(&Backend::Scalar));
+        assert!(Backend::detect().is_available());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(Backend::Neon.checked(), Err(BackendError::Unavailable(Backend::Neon)));
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(Backend::Avx2.checked(), Err(BackendError::Unavailable(Backend::Avx2)));
+    }
+}

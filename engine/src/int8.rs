@@ -1,0 +1,306 @@
+//! The int8 fixed-point forward pass: integers only, from u8 pixels to i32
+//! logits, so the result is bit-identical on every CPU. The scalar code here
+//! is the definition; SIMD backends must reproduce it exactly.
+//! docs/FIXED_POINT.md derives every step and every bound.
+//!
+//! Formats: normalised activations are i16 Q4.11, scores i32 Q.16,
+//! probabilities Q.14, logits i32 Q.16. One rounding rule everywhere:
+//! [`round_shift`] (round half up).
+
+use crate::error::LoadError;
+use crate::format::{TensorId, INT8_PARAM_COUNT};
+use crate::shape::{limits::MAX_CLASSES, Shape};
+use crate::workspace::Workspace;
+
+pub const NORM_FRAC_BITS: u32 = 11;
+pub const SCORE_FRAC_BITS: u32 = 16;
+pub const PROB_FRAC_BITS: u32 = 14;
+pub const LOGIT_FRAC_BITS: u32 = 16;
+/// Magnitude limit of the i16 score and head weights: keeps every i32 dot
+/// product with a normalised vector below 2^30 (docs/FIXED_POINT.md).
+pub const WIDE_WEIGHT_LIMIT: i16 = 2047;
+/// Magnitude limit of the i8 patch weights (symmetric: -128 is not used).
+pub const PATCH_WEIGHT_LIMIT: i8 = 127;
+/// log2(e) in Q.30.
+const LOG2E_Q30: i64 = 1_549_082_005;
+
+/// `2^(j/256)` in Q.30 for j = 0..=256: the fraction part of the
+/// fixed-point exponential, interpolated linearly between entries (relative
+/// error below 1e-6). Generated with round(2**(j/256) * 2**30); a test
+/// checks every entry.
+#[rustfmt::skip]
+pub const EXP2_Q30: [u32; 257] = [
+    1073741824, 1076653033, 1079572136, 1082499153, 1085434106, 1088377016, 1091327906, 1094286796,
+    1097253708, 1100228665, 1103211687, 1106202798, 1109202018, 1112209370, 1115224875, 1118248556,
+    1121280436, 1124320536, 1127368878, 1130425485, 1133490379, 1136563583, 1139645120, 1142735011,
+    1145833280, 1148939949, 1152055042, 1155178580, 1158310587, 1161451085, 1164600099, 1167757650,
+    1170923762, 1174098458, 1177281762, 1180473697, 1183674286, 1186883552, 1190101520, 1193328213,
+    1196563654, 1199807867, 1203060876, 1206322705, 1209593378, 1212872918, 1216161350, 1219458698,
+    1222764986, 1226080238, 1229404479, 1232737732, 1236080024, 1239431376, 1242791816, 1246161366,
+    1249540052, 1252927899, 1256324931, 1259731174, 1263146652, 1266571390, 1270005413, 1273448747,
+    1276901417, 1280363448, 1283834865, 1287315695, 1290805962, 1294305692, 1297814910, 1301333643,
+    1304861917, 1308399756, 1311947188, 1315504238, 1319070932, 1322647296, 1326233356, 1329829140,
+    1333434672, 1337049980, 1340675091, 1344310030, 1347954824, 1351609500, 1355274085, 1358948606,
+    1362633090, 1366327563, 1370032052, 1373746586, 1377471191, 1381205894, 1384950723, 1388705706,
+    1392470869, 1396246240, 1400031848, 1403827719, 1407633882, 1411450365, 1415277195, 1419114401,
+    1422962010, 1426820052, 1430688553, 1434567544, 1438457051, 1442357104, 1446267730, 1450188960,
+    1454120821, 1458063343, 1462016553, 1465980482, 1469955159, 1473940611, 1477936870, 1481943963,
+    1485961921, 1489990772, 1494030547, 1498081275, 1502142985, 1506215708, 1510299473, 1514394310,
+    1518500250, 1522617322, 1526745556, 1530884983, 1535035634, 1539197537, 1543370725, 1547555228,
+    1551751076, 1555958300, 1560176931, 1564406999, 1568648537, 1572901575, 1577166143, 1581442275,
+    1585730000, 1590029350, 1594340357, 1598663052, 1602997467, 1607343634, 1611701585, 1616071351,
+    1620452965, 1624846459, 1629251865, 1633669214, 1638098541, 1642539877, 1646993254, 1651458706,
+    1655936265, 1660425963, 1664927835, 1669441912, 1673968228, 1678506817, 1683057710, 1687620943,
+    1692196547, 1696784557, 1701385007, 1705997930, 1710623359, 1715261330, 1719911875, 1724575029,
+    1729250827, 1733939301, 1738640488, 1743354420, 1748081133, 1752820662, 1757573041, 1762338305,
+    1767116489, 1771907628, 1776711757, 1781528911, 1786359126, 1791202437, 1796058879, 1800928489,
+    1805811301, 1810707353, 1815616678, 1820539314, 1825475297, 1830424663, 1835387448, 1840363688,
+    1845353420, 1850356681, 1855373507, 1860403934, 1865448001, 1870505744, 1875577199, 1880662405,
+    1885761398, 1890874216, 1896000896, 1901141476, 1906295993, 1911464486, 1916646992, 1921843549,
+    1927054196, 1932278970, 1937517909, 1942771053, 1948038440, 1953320108, 1958616096, 1963926443,
+    1969251188, 1974590370, 1979944027, 1985312200, 1990694927, 1996092249, 2001504204, 2006930832,
+    2012372174, 2017828268, 2023299156, 2028784876, 2034285470, 2039800978, 2045331439, 2050876895,
+    2056437387, 2062012954, 2067603638, 2073209480, 2078830522, 2084466803, 2090118366, 2095785251,
+    2101467502, 2107165158, 2112878262, 2118606857, 2124350982, 2130110682, 2135885998, 2141676973,
+    2147483648,];
+
+/// The scalar parameters stored in `int8.params`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Right shift from the i32 patch accumulator grid to the i16 LayerNorm input.
+    pub z_shift: u32,
+    /// LayerNorm epsilon on the i16 grid, times dim²: `round(D² · eps / s_z²)`.
+    pub ln_eps: i64,
+    /// Right shift from (score weight × Q4.11) to Q.16 scores.
+    pub score_shift: u32,
+    /// Right shift from (head weight × Q4.11), summed over heads, to Q.16 logits.
+    pub head_shift: u32,
+}
+
+impl Params {
+    pub fn to_raw(self) -> [i32; INT8_PARAM_COUNT] {
+        let mut raw = [0; INT8_PARAM_COUNT];
+        raw[0] = self.z_shift as i32;
+        raw[1] = self.ln_eps as i32;
+        raw[2] = self.score_shift as i32;
+        raw[3] = self.head_shift as i32;
+        raw
+    }
+
+    /// Reads and range-checks the raw parameters; on failure, the index of
+    /// the offending one.
+    pub fn from_raw(raw: &[i32]) -> Result<Params, usize> {
+        let in_range = |i: usize, max: i32| if (0..=max).contains(&raw[i]) { Ok(raw[i]) } else { Err(i) };
+        let params = Params {
+            z_shift: in_range(0, 24)? as u32,
+            ln_eps: in_range(1, i32::MAX)? as i64,
+            score_shift: in_range(2, 30)? as u32,
+            head_shift: in_range(3, 48)? as u32,
+        };
+        match raw[4..].iter().position(|&v| v != 0) {
+            Some(i) => Err(4 + i),
+            None => Ok(params),
+        }
+    }
+}
+
+/// The tensors of an int8 blob.
+pub(crate) struct Weights<'m> {
+    pub patch_weight: &'m [i8],
+    pub patch_scale: &'m [i32],
+    pub token_bias: &'m [i32],
+    pub params: Params,
+    pub cls_norm: &'m [i16],
+    pub score_weight: &'m [i16],
+    pub cls_score: &'m [i32],
+    pub head_weight: &'m [i16],
+    pub head_bias: &'m [i32],
+}
+
+/// `x / 2^s`, rounded half up. The one rounding rule of the int8 path.
+#[inline]
+pub fn round_shift(x: i64, s: u32) -> i64 {
+    if s == 0 {
+        x
+    } else {
+        (x + (1 << (s - 1))) >> s
+    }
+}
+
+#[inline]
+fn saturate_i16(x: i64) -> i16 {
+    x.clamp(i16::MIN as i64, i16::MAX as i64) as i16
+}
+
+/// Checks what the arithmetic's bounds rely on, so a hostile blob with a
+/// valid checksum cannot make any intermediate overflow.
+pub(crate) fn validate(w: &Weights<'_>, shape: &Shape) -> Result<(), LoadError> {
+    let out_of_range = |tensor, index, reason| Err(LoadError::OutOfRange { tensor, index, reason });
+    if let Some(i) = w.patch_weight.iter().position(|&q| q < -PATCH_WEIGHT_LIMIT) {
+        return out_of_range(TensorId::Int8PatchWeight, i, "-128 is not a symmetric int8 weight");
+    }
+    // Every patch accumulator times its channel's scale, plus the largest
+    // bias and the rounding offset, must fit in i32.
+    let d = shape.dim as usize;
+    let max_acc = shape.patch_len() as i64 * 255 * PATCH_WEIGHT_LIMIT as i64;
+    let rounding = (1i64 << w.params.z_shift) >> 1;
+    for (o, &scale) in w.patch_scale.iter().enumerate() {
+        let max_bias = w.token_bias.iter().skip(o).step_by(d).map(|b| (*b as i64).abs()).max().unwrap_or(0);
+        if scale < 1 || max_acc * scale as i64 + max_bias + rounding > i32::MAX as i64 {
+            return out_of_range(TensorId::Int8PatchScale, o, "patch scale would overflow the i32 accumulator");
+        }
+    }
+    let wide = |tensor, values: &[i16]| match values.iter().position(|v| v.abs() > WIDE_WEIGHT_LIMIT) {
+        Some(i) => out_of_range(tensor, i, "i16 weight magnitude above 2047"),
+        None => Ok(()),
+    };
+    wide(TensorId::Int8ScoreWeight, w.score_weight)?;
+    wide(TensorId::Int8HeadWeight, w.head_weight)?;
+    // The CLS token is a LayerNorm output: its Q4.11 norm is at most √D.
+    let norm2: i64 = w.cls_norm.iter().map(|&v| v as i64 * v as i64).sum();
+    let limit = d as i64 * ((1i64 << NORM_FRAC_BITS) + 1).pow(2);
+    if norm2 > limit {
+        return out_of_range(TensorId::Int8ClsNorm, 0, "not a normalised vector (norm above √dim)");
+    }
+    let bounded = |tensor, values: &[i32]| match values.iter().position(|v| v.unsigned_abs() > 1 << 29) {
+        Some(i) => out_of_range(tensor, i, "magnitude above 2^29"),
+        None => Ok(()),
+    };
+    bounded(TensorId::Int8ClsScore, w.cls_score)?;
+    bounded(TensorId::Int8HeadBias, w.head_bias)
+}
+
+/// Patch embedding: u8 pixels → the i16 grid LayerNorm reads, `(T-1) × D`.
+/// About 90 % of the work; the SIMD backends replace this stage.
+pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], z: &mut [i16]) {
+    let (side, p, d, k) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
+    let grid = shape.grid();
+    for patch in 0..shape.patches() {
+        let (r, c) = (patch / grid, patch % grid);
+        for o in 0..d {
+            let row = &w.patch_weight[o * k..][..k];
+            let mut acc: i32 = 0;
+            for y in 0..p {
+                let pixels = &image[(r * p + y) * side + c * p..][..p];
+                for (&q, &px) in row[y * p..][..p].iter().zip(pixels) {
+                    acc += q as i32 * px as i32;
+                }
+            }
+            let z32 = acc * w.patch_scale[o] + w.token_bias[patch * d + o];
+            z[patch * d + o] = saturate_i16(round_shift(z32 as i64, w.params.z_shift));
+        }
+    }
+}
+
+/// Integer LayerNorm of one token without its affine (folded downstream):
+/// Q4.11 output, `n = (D·z - Σz) / ⌈√(Σ(D·z - Σz)² / D + ln_eps)⌉`.
+pub(crate) fn layer_norm(z: &[i16], ln_eps: i64, out: &mut [i16]) {
+    let d = z.len() as i64;
+    let sum: i64 = z.iter().map(|&v| v as i64).sum();
+    let sum_sq: i64 = z.iter().map(|&v| (d * v as i64 - sum).pow(2)).sum();
+    // Rounding the variance up keeps r² ≥ Σdev²/D, so |n|² ≤ D exactly:
+    // the bound every later i32 dot product relies on.
+    let q = (sum_sq as u64).div_ceil(d as u64) + ln_eps as u64;
+    let mut r = q.isqrt();
+    if r * r < q {
+        r += 1;
+    }
+    if r == 0 {
+        out.fill(0);
+        return;
+    }
+    // n = dev · 2^11 / r, as dev · R >> (b + 18) with R = 2^(b+29) / r in
+    // (2^29, 2^30]: one division per token, not per value.
+    let b = 64 - r.leading_zeros();
+    let recip = ((1u64 << (b + 29)) / r) as i64;
+    for (n, &v) in out.iter_mut().zip(z) {
+        *n = saturate_i16(round_shift((d * v as i64 - sum) * recip, b + 18));
+    }
+}
+
+/// `e^x = 2^(x · log2 e)` for a Q.16 `x ≤ 0`, in Q.30: relative error below
+/// 2e-5 (the exponent is rounded to Q.16) plus 2 units.
+#[inline]
+pub fn exp_q30(x: i32) -> u32 {
+    let y = (x as i64 * LOG2E_Q30) >> 30; // Q.16, floor
+    let (int, frac) = (y >> 16, (y & 0xffff) as usize);
+    let (j, lo) = (frac >> 8, (frac & 0xff) as i64);
+    let (a, b) = (EXP2_Q30[j] as i64, EXP2_Q30[j + 1] as i64);
+    let v = a + (((b - a) * lo + 128) >> 8);
+    if int <= -32 {
+        0
+    } else {
+        (v >> -int) as u32
+    }
+}
+
+/// Fixed-point softmax: Q.16 scores → Q.14 probabilities.
+pub(crate) fn softmax(scores: &[i32], probs: &mut [i32]) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    let mut sum: u64 = 0;
+    for (p, &s) in probs.iter_mut().zip(scores) {
+        let e = exp_q30(s - max);
+        *p = e as i32; // Q.30 < 2^31, kept for the second pass
+        sum += e as u64;
+    }
+    // sum ≥ 2^30 (the maximum contributes exactly 2^30), so this reciprocal
+    // keeps 32 significant bits.
+    let recip = (1u64 << 62) / sum;
+    for p in probs.iter_mut() {
+        *p = ((*p as u64 * recip + (1 << 47)) >> 48) as i32;
+    }
+}
+
+/// The whole int8 forward pass; logits land in `ws.logits_q` (Q.16) and,
+/// converted, in `ws.logits`; each head's CLS probabilities (Q.14) in
+/// `ws.q_probs`.
+pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], ws: &mut Workspace) {
+    patch_embed(w, shape, image, &mut ws.q_tokens);
+    attend_and_classify(w, shape, ws);
+}
+
+/// Everything after the patch embedding, shared by every backend.
+pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
+    let (d, heads, t_count, classes) =
+        (shape.dim as usize, shape.heads as usize, shape.tokens() as usize, shape.classes as usize);
+    let patches = t_count - 1;
+    let (z, norm) = (&ws.q_tokens, &mut ws.q_norm);
+    for t in 0..patches {
+        layer_norm(&z[t * d..][..d], w.params.ln_eps, &mut norm[t * d..][..d]);
+    }
+
+    let mut logits_acc = [0i64; MAX_CLASSES as usize];
+    for head in 0..heads {
+        // Scores: the CLS token's own is a constant, the patches' are one
+        // dot product each (W_k and the CLS query folded at convert time).
+        let scores = &mut ws.q_scores[..t_count];
+        scores[0] = w.cls_score[head];
+        let g = &w.score_weight[head * d..][..d];
+        for t in 0..patches {
+            let acc: i32 = g.iter().zip(&norm[t * d..][..d]).map(|(&a, &b)| a as i32 * b as i32).sum();
+            scores[1 + t] = round_shift(acc as i64, w.params.score_shift) as i32;
+        }
+        let probs = &mut ws.q_probs[head * t_count..][..t_count];
+        softmax(scores, probs);
+
+        // Attention-weighted mean of the normalised tokens, Q4.11.
+        let mean = &mut ws.q_mean[..d];
+        for (i, m) in mean.iter_mut().enumerate() {
+            let mut acc = probs[0] * w.cls_norm[i] as i32;
+            for t in 0..patches {
+                acc += probs[1 + t] * norm[t * d + i] as i32;
+            }
+            *m = saturate_i16(round_shift(acc as i64, PROB_FRAC_BITS));
+        }
+        for (c, total) in logits_acc.iter_mut().take(classes).enumerate() {
+            let row = &w.head_weight[(head * classes + c) * d..][..d];
+            *total += row.iter().zip(mean.iter()).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>() as i64;
+        }
+    }
+    let outputs = ws.logits_q.iter_mut().zip(ws.logits.iter_mut());
+    for ((fixed, float), (&acc, &bias)) in outputs.zip(logits_acc.iter().zip(w.head_bias)) {
+        let logit = bias as i64 + round_shift(acc, w.params.head_shift);
+        *fixed = logit.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        *float = *fixed as f32 / (1u32 << LOGIT_FRAC_BITS) as f32;
+    }
+}
