@@ -56,6 +56,21 @@ pub fn evaluate(model: &Model<'_>, images: &Images, labels: &[u8]) -> Result<Eva
     Ok(Evaluation { classes, logits, predictions, labels: labels.to_vec(), confusion, elapsed })
 }
 
+/// How many digits `reference` classifies as `result` did.
+pub fn agreement(reference: &Model<'_>, images: &Images, result: &Evaluation) -> Result<usize, String> {
+    if reference.shape().classes as usize != result.classes {
+        let found = reference.shape().classes;
+        return Err(format!("reference model has {found} classes, the evaluated one {}", result.classes));
+    }
+    let mut ws = reference.workspace();
+    let mut same = 0;
+    for (image, &predicted) in images.iter().zip(&result.predictions) {
+        let logits = reference.infer(image, &mut ws).map_err(|e| format!("reference model: {e}"))?;
+        same += (argmax(logits) == predicted) as usize;
+    }
+    Ok(same)
+}
+
 impl Evaluation {
     pub fn len(&self) -> usize {
         self.labels.len()

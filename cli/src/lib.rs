@@ -1,6 +1,9 @@
 //! The pieces of the `microvit` tool, as a library so tests can drive them.
 
+pub mod draw;
 pub mod eval;
+pub mod explain;
 pub mod image_input;
 pub mod model_file;
 pub mod progress;
+pub mod report;

@@ -6,12 +6,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use microvit_cli::image_input::{self, Polarity};
-use microvit_cli::{eval, model_file};
+use microvit_cli::{eval, explain, model_file, report};
 use microvit_converter::{ConvertOptions, Dtype};
 use microvit_engine::{softmax, Model};
 
 #[derive(Parser)]
-#[command(name = "microvit", version, about = "Tiny Vision Transformer inference: convert, inspect, eval, classify")]
+#[command(
+    name = "microvit",
+    version,
+    about = "Tiny Vision Transformer inference: convert, inspect, eval, classify, explain"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +26,16 @@ enum DtypeArg {
     F32,
     F16,
     Int8,
+}
+
+impl From<DtypeArg> for Dtype {
+    fn from(d: DtypeArg) -> Dtype {
+        match d {
+            DtypeArg::F32 => Dtype::F32,
+            DtypeArg::F16 => Dtype::F16,
+            DtypeArg::Int8 => Dtype::Int8,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -48,6 +62,9 @@ enum Command {
         /// LayerNorm epsilon [default: metadata, else 1e-5].
         #[arg(long)]
         layer_norm_eps: Option<f32>,
+        /// int8: calibration digits, idx3 (.gz) [default: the 1,000 shipped training digits].
+        #[arg(long, value_name = "IMAGES")]
+        calibration: Option<PathBuf>,
     },
     /// Show a blob's shape, parameters, encoding, size, checksum and tensors.
     Inspect {
@@ -56,8 +73,16 @@ enum Command {
     },
     /// Accuracy, per-class accuracy and confusion matrix on a labelled set.
     Eval {
-        /// Model [default: the shipped models/microvit-seed.mvit].
+        /// Model, a blob or safetensors [default: the shipped models/microvit-seed.mvit,
+        /// or its safetensors with --dtype].
         model: Option<PathBuf>,
+        /// Convert a safetensors model to this encoding in memory, and report
+        /// agreement with its f32 form.
+        #[arg(long, value_enum)]
+        dtype: Option<DtypeArg>,
+        /// Report top-1 agreement with this model (e.g. the f32 blob an int8 blob came from).
+        #[arg(long, value_name = "MODEL")]
+        reference: Option<PathBuf>,
         /// idx3 images, plain or .gz [default: the shipped MNIST test set].
         #[arg(long)]
         images: Option<PathBuf>,
@@ -67,6 +92,9 @@ enum Command {
         /// Write the logits as float32 [N, classes] .npy.
         #[arg(long, value_name = "FILE.npy")]
         logits_out: Option<PathBuf>,
+        /// Also write a report to DIR: report.md, confusion.png, misclassified.png, attention_by_class.png.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Classify PNG or PGM images (any size; see image_input.rs for the rules).
     Classify {
@@ -78,6 +106,26 @@ enum Command {
         /// Digit polarity: auto inverts dark-on-light images to MNIST's light-on-dark.
         #[arg(long, value_enum, default_value = "auto")]
         polarity: PolarityArg,
+    },
+    /// Draw, per image, the prediction and each head's CLS attention over the patches as a PNG.
+    Explain {
+        /// The model (.mvit or .safetensors).
+        model: PathBuf,
+        /// PNG or PGM files (read as `classify` reads them).
+        #[arg(required_unless_present = "test_digits")]
+        images: Vec<PathBuf>,
+        /// Directory for the pictures (IMAGE-NAME.explain.png, test-digit-N.explain.png).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// Also explain digits of the shipped MNIST test set, by index: 0,1,2.
+        #[arg(long, value_delimiter = ',', value_name = "INDICES")]
+        test_digits: Vec<usize>,
+        /// Digit polarity: auto inverts dark-on-light images to MNIST's light-on-dark.
+        #[arg(long, value_enum, default_value = "auto")]
+        polarity: PolarityArg,
+        /// Also write the CLS attention as float32 [N, heads, tokens] .npy (files, then test digits).
+        #[arg(long, value_name = "FILE.npy")]
+        attention_out: Option<PathBuf>,
     },
 }
 
@@ -105,19 +153,25 @@ fn say_line(line: std::fmt::Arguments<'_>) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Convert { input, output, dtype, heads, pixel_mean, pixel_std, layer_norm_eps } => {
-            let dtype = match dtype {
-                DtypeArg::F32 => Dtype::F32,
-                DtypeArg::F16 => Dtype::F16,
-                DtypeArg::Int8 => Dtype::Int8,
+        Command::Convert { input, output, dtype, heads, pixel_mean, pixel_std, layer_norm_eps, calibration } => {
+            let dtype = dtype.into();
+            let calibration = match dtype {
+                Dtype::Int8 => calibration.or_else(|| Some(model_file::shipped_calibration())),
+                _ => None,
             };
-            let options = ConvertOptions { dtype, heads, pixel_mean, pixel_std, layer_norm_eps };
-            run_convert(&input, output, &options)
+            let options = ConvertOptions { dtype, heads, pixel_mean, pixel_std, layer_norm_eps, calibration: None };
+            run_convert(&input, output, options, calibration.as_deref())
         }
         Command::Inspect { model } => run_inspect(&model),
-        Command::Eval { model, images, labels, logits_out } => {
-            run_eval(model.as_deref(), images, labels, logits_out.as_deref())
-        }
+        Command::Eval { model, dtype, reference, images, labels, logits_out, report } => run_eval(EvalArgs {
+            model,
+            dtype: dtype.map(Dtype::from),
+            reference,
+            images,
+            labels,
+            logits_out,
+            report_dir: report,
+        }),
         Command::Classify { model, images, polarity } => {
             let polarity = match polarity {
                 PolarityArg::Auto => Polarity::Auto,
@@ -125,6 +179,15 @@ fn main() -> ExitCode {
                 PolarityArg::Invert => Polarity::Invert,
             };
             run_classify(&model, &images, polarity)
+        }
+        Command::Explain { model, images, output, test_digits, polarity, attention_out } => {
+            let polarity = match polarity {
+                PolarityArg::Auto => Polarity::Auto,
+                PolarityArg::AsIs => Polarity::AsIs,
+                PolarityArg::Invert => Polarity::Invert,
+            };
+            let options = explain::Options { model, images, test_digits, out_dir: output, polarity, attention_out };
+            explain::run(&options, &mut |line| say_line(format_args!("{line}")))
         }
     };
     match result {
@@ -136,14 +199,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_convert(input: &Path, output: Option<PathBuf>, options: &ConvertOptions) -> Result<(), String> {
+fn run_convert(
+    input: &Path,
+    output: Option<PathBuf>,
+    mut options: ConvertOptions,
+    calibration: Option<&Path>,
+) -> Result<(), String> {
     let bytes = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
-    let converted = microvit_converter::convert(&bytes, options).map_err(|e| format!("{}: {e}", input.display()))?;
+    if let Some(path) = calibration {
+        options.calibration = Some(model_file::read_calibration(path)?);
+        eprintln!("calibrating on {}", path.display());
+    }
+    let converted = microvit_converter::convert(&bytes, &options).map_err(|e| format!("{}: {e}", input.display()))?;
     let output = output.unwrap_or_else(|| input.with_extension("mvit"));
     std::fs::write(&output, &converted.blob).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
     let model = Model::from_bytes(&converted.blob).map_err(|e| format!("converted blob does not load: {e}"))?;
     say!("wrote {} ({} bytes)", output.display(), converted.blob.len());
     print_summary(&model)?;
+    if let Some(report) = &converted.report {
+        say!("\n{report}");
+    }
     Ok(())
 }
 
@@ -180,17 +255,29 @@ fn run_inspect(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run_eval(
-    model: Option<&Path>,
+struct EvalArgs {
+    model: Option<PathBuf>,
+    dtype: Option<Dtype>,
+    reference: Option<PathBuf>,
     images: Option<PathBuf>,
     labels: Option<PathBuf>,
-    logits_out: Option<&Path>,
-) -> Result<(), String> {
-    let model_path = model_file::resolve(model)?;
-    let (model, _) = model_file::open(&model_path)?;
+    logits_out: Option<PathBuf>,
+    report_dir: Option<PathBuf>,
+}
+
+fn run_eval(args: EvalArgs) -> Result<(), String> {
+    let model_path = model_file::resolve(args.model.as_deref(), args.dtype)?;
+    let loaded = model_file::load(&model_path, args.dtype)?;
+    let reference = match (&args.reference, loaded.f32_model) {
+        (Some(path), _) => Some((model_file::open(path)?.0, path.display().to_string())),
+        (None, Some(f32_model)) => Some((f32_model, "its f32 form".to_string())),
+        (None, None) => None,
+    };
+    let model = loaded.model;
     let (shipped_images, shipped_labels) = microvit_dataset::shipped_test_set();
-    let images = images.unwrap_or(shipped_images);
-    let labels = labels.unwrap_or(shipped_labels);
+    let images = args.images.unwrap_or(shipped_images);
+    let labels = args.labels.unwrap_or(shipped_labels);
+    let (logits_out, report_dir) = (args.logits_out.as_deref(), args.report_dir.as_deref());
     let (imgs, labs) = microvit_dataset::idx::read_labelled(&images, &labels).map_err(|e| e.to_string())?;
     say!(
         "model     {} ({}, {} parameters, {} bytes)",
@@ -203,10 +290,24 @@ fn run_eval(
     say!("images    {} ({} digits)", images.display(), imgs.len());
     let result = eval::evaluate(&model, &imgs, &labs)?;
     say!("{}", result.report().trim_end());
+    if let Some((reference_model, name)) = reference {
+        let same = eval::agreement(&reference_model, &imgs, &result)?;
+        say!(
+            "\nagreement {:.2} % of digits get the same class as {name} ({} / {})",
+            100.0 * same as f64 / result.len().max(1) as f64,
+            same,
+            result.len()
+        );
+    }
     if let Some(out) = logits_out {
         let npy = microvit_dataset::npy::encode_f32(&[result.len(), result.classes], &result.logits);
         std::fs::write(out, npy).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         say!("\nlogits    {} (float32 [{}, {}])", out.display(), result.len(), result.classes);
+    }
+    if let Some(dir) = report_dir {
+        let input = report::Input { model: &model, model_path: &model_path, images_path: &images, images: &imgs };
+        let written = report::write(dir, &input, &result)?;
+        say!("\nreport    {}", written.display());
     }
     Ok(())
 }

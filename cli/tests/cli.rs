@@ -114,8 +114,10 @@ fn convert_writes_the_committed_blob_and_inspect_describes_it() {
 fn convert_errors_are_clear() {
     let dir = temp_dir("convert-errors");
     let input = repo_root().join("models/microvit-seed.safetensors");
-    let o = microvit(&["convert", arg(&input), "-o", arg(&dir.join("x.mvit")), "--dtype", "int8"]);
-    assert_fails_with(&o, "--dtype int8 is not implemented yet");
+    let not_idx = dir.join("calibration.idx3");
+    std::fs::write(&not_idx, b"nope").unwrap();
+    let o = microvit(&["convert", arg(&input), "--dtype", "int8", "--calibration", arg(&not_idx)]);
+    assert_fails_with(&o, "calibration images:");
     let o = microvit(&["convert", arg(&dir.join("missing.safetensors"))]);
     assert_fails_with(&o, "cannot read");
     let garbage = dir.join("garbage.safetensors");
