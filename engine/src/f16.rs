@@ -60,7 +60,10 @@ pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], ws: &mut Wor
     attend_and_classify(w, shape, ws);
 }
 
-/// Everything after the patch embedding, shared by every backend.
+/// Everything after the patch embedding, shared by every backend (inlined
+/// into each backend's entry point, so it is compiled for its instruction
+/// set).
+#[inline(always)]
 pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
     let (d, heads, t_count, classes) =
         (shape.dim as usize, shape.heads as usize, shape.tokens() as usize, shape.classes as usize);

@@ -9,7 +9,8 @@
 
 use crate::error::LoadError;
 use crate::format::{TensorId, INT8_PARAM_COUNT};
-use crate::shape::{limits::MAX_CLASSES, Shape};
+use crate::shape::limits::{MAX_CLASSES, MAX_DIM};
+use crate::shape::Shape;
 use crate::workspace::Workspace;
 
 pub const NORM_FRAC_BITS: u32 = 11;
@@ -187,34 +188,73 @@ pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], z: &mut 
                 }
             }
             let z32 = acc * w.patch_scale[o] + w.token_bias[patch * d + o];
-            z[patch * d + o] = saturate_i16(round_shift(z32 as i64, w.params.z_shift));
+            z[patch * d + o] = saturate_z(round_shift(z32 as i64, w.params.z_shift));
         }
     }
 }
 
-/// Integer LayerNorm of one token without its affine (folded downstream):
-/// Q4.11 output, `n = (D·z - Σz) / ⌈√(Σ(D·z - Σz)² / D + ln_eps)⌉`.
+/// `2^15 / √((i + 64.5) / 64)` for i = 0..192: the first guess of the
+/// fixed-point inverse square root on [1, 4). Generated with
+/// round(2**15 / sqrt((i + 64.5) / 64)); a test checks every entry.
+#[rustfmt::skip]
+pub const RSQRT_Q15: [u16; 192] = [
+    32641, 32391, 32146, 31907, 31673, 31445, 31221, 31002, 30787, 30577, 30371, 30169,
+    29972, 29778, 29587, 29401, 29217, 29038, 28861, 28688, 28518, 28350, 28186, 28024,
+    27866, 27709, 27556, 27405, 27256, 27110, 26966, 26825, 26686, 26548, 26413, 26280,
+    26149, 26020, 25893, 25767, 25644, 25522, 25402, 25283, 25167, 25051, 24938, 24826,
+    24715, 24606, 24498, 24392, 24287, 24184, 24081, 23980, 23881, 23782, 23685, 23589,
+    23494, 23400, 23307, 23216, 23125, 23036, 22947, 22860, 22774, 22688, 22604, 22520,
+    22437, 22356, 22275, 22195, 22116, 22037, 21960, 21883, 21808, 21732, 21658, 21585,
+    21512, 21440, 21368, 21298, 21228, 21159, 21090, 21022, 20955, 20888, 20822, 20757,
+    20692, 20628, 20564, 20501, 20439, 20377, 20316, 20255, 20195, 20135, 20076, 20017,
+    19959, 19902, 19845, 19788, 19732, 19676, 19621, 19566, 19512, 19458, 19405, 19352,
+    19299, 19247, 19196, 19144, 19093, 19043, 18993, 18943, 18894, 18845, 18797, 18749,
+    18701, 18653, 18606, 18560, 18513, 18467, 18422, 18376, 18331, 18287, 18242, 18198,
+    18155, 18111, 18068, 18025, 17983, 17941, 17899, 17857, 17816, 17775, 17734, 17694,
+    17654, 17614, 17574, 17535, 17496, 17457, 17418, 17380, 17342, 17304, 17267, 17229,
+    17192, 17155, 17119, 17082, 17046, 17010, 16974, 16939, 16904, 16869, 16834, 16799,
+    16765, 16731, 16697, 16663, 16629, 16596, 16563, 16530, 16497, 16465, 16432, 16400,
+];
+
+/// `1/√q` for `q ≥ 1` as `(y, k)`: `q ∈ [4^k, 4^(k+1))` and
+/// `y ≈ 2^(14+k) / √q`, in (2^13, 2^14], relative error below 1e-4. A table
+/// lookup on the top bits and one Newton step, all integer.
+#[inline]
+pub fn rsqrt_q14(q: u64) -> (i32, u32) {
+    let k = (63 - q.leading_zeros()) / 2;
+    // m = q · 4^(15-k), in [2^30, 2^32): x = m / 2^30 in [1, 4).
+    let m = if 2 * k <= 30 { q << (30 - 2 * k) } else { q >> (2 * k - 30) };
+    let y0 = RSQRT_Q15[((m >> 24) - 64) as usize] as u64;
+    let t = (y0 * y0 * (m >> 2)) >> 28; // x·y0², Q.30
+    let y1 = (y0 * ((3u64 << 30) - t)) >> 31; // Q.15
+    (((y1 + 1) >> 1) as i32, k)
+}
+
+/// LayerNorm input saturation: symmetric, so `z²` pairs fit i32 in SIMD.
+#[inline]
+pub fn saturate_z(x: i64) -> i16 {
+    x.clamp(-(i16::MAX as i64), i16::MAX as i64) as i16
+}
+
+/// Integer LayerNorm of one token without its affine (folded downstream),
+/// Q4.11 output: `n = dev · 2^11 / √Q` with `dev = D·z - Σz` and
+/// `Q = D·Σz² - (Σz)² + ln_eps` (= Σdev²/D + ln_eps exactly).
 pub(crate) fn layer_norm(z: &[i16], ln_eps: i64, out: &mut [i16]) {
     let d = z.len() as i64;
     let sum: i64 = z.iter().map(|&v| v as i64).sum();
-    let sum_sq: i64 = z.iter().map(|&v| (d * v as i64 - sum).pow(2)).sum();
-    // Rounding the variance up keeps r² ≥ Σdev²/D, so |n|² ≤ D exactly:
-    // the bound every later i32 dot product relies on.
-    let q = (sum_sq as u64).div_ceil(d as u64) + ln_eps as u64;
-    let mut r = q.isqrt();
-    if r * r < q {
-        r += 1;
-    }
-    if r == 0 {
+    let sum_sq: i64 = z.iter().map(|&v| v as i64 * v as i64).sum();
+    let q = (d * sum_sq - sum * sum + ln_eps) as u64;
+    if q == 0 {
         out.fill(0);
         return;
     }
-    // n = dev · 2^11 / r, as dev · R >> (b + 18) with R = 2^(b+29) / r in
-    // (2^29, 2^30]: one division per token, not per value.
-    let b = 64 - r.leading_zeros();
-    let recip = ((1u64 << (b + 29)) / r) as i64;
+    let (recip, k) = rsqrt_q14(q);
+    // |dev| ≤ √(D·Q) < 2^(k+5): pre-shift it to 16 bits so dev · recip
+    // fits i32 (≤ 2^30).
+    let pre = (k + 5).saturating_sub(16);
     for (n, &v) in out.iter_mut().zip(z) {
-        *n = saturate_i16(round_shift((d * v as i64 - sum) * recip, b + 18));
+        let dev = round_shift(d * v as i64 - sum, pre);
+        *n = saturate_i16(round_shift(dev * recip as i64, k + 3 - pre));
     }
 }
 
@@ -259,16 +299,25 @@ pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], ws: &mut Wor
     attend_and_classify(w, shape, ws);
 }
 
-/// Everything after the patch embedding, shared by every backend.
+/// Everything after the patch embedding: LayerNorm of every patch token,
+/// then [`attend`]. Inlined into each backend's entry point, so it is
+/// compiled for its instruction set.
+#[inline(always)]
 pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
-    let (d, heads, t_count, classes) =
-        (shape.dim as usize, shape.heads as usize, shape.tokens() as usize, shape.classes as usize);
-    let patches = t_count - 1;
-    let (z, norm) = (&ws.q_tokens, &mut ws.q_norm);
-    for t in 0..patches {
-        layer_norm(&z[t * d..][..d], w.params.ln_eps, &mut norm[t * d..][..d]);
+    let d = shape.dim as usize;
+    for (z, n) in ws.q_tokens.chunks_exact(d).zip(ws.q_norm.chunks_exact_mut(d)) {
+        layer_norm(z, w.params.ln_eps, n);
     }
+    attend(w, shape, ws);
+}
 
+/// Scores, softmax, attention-weighted means and logits from the
+/// normalised patch tokens in `ws.q_norm`.
+#[inline(always)]
+pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
+    let (d, heads, t_count) = (shape.dim as usize, shape.heads as usize, shape.tokens() as usize);
+    let (patches, classes) = (t_count - 1, shape.classes as usize);
+    let norm = &ws.q_norm;
     let mut logits_acc = [0i64; MAX_CLASSES as usize];
     for head in 0..heads {
         // Scores: the CLS token's own is a constant, the patches' are one
@@ -283,22 +332,36 @@ pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Works
         let probs = &mut ws.q_probs[head * t_count..][..t_count];
         softmax(scores, probs);
 
-        // Attention-weighted mean of the normalised tokens, Q4.11.
-        let mean = &mut ws.q_mean[..d];
-        for (i, m) in mean.iter_mut().enumerate() {
-            let mut acc = probs[0] * w.cls_norm[i] as i32;
-            for t in 0..patches {
-                acc += probs[1 + t] * norm[t * d + i] as i32;
+        // Attention-weighted mean of the normalised tokens, Q4.11: token by
+        // token over contiguous rows, so it vectorises.
+        let mut acc = [0i32; MAX_DIM as usize];
+        let acc = &mut acc[..d];
+        for (a, &n) in acc.iter_mut().zip(w.cls_norm) {
+            *a = probs[0] * n as i32;
+        }
+        for (&p, token) in probs[1..].iter().zip(norm.chunks_exact(d)) {
+            for (a, &n) in acc.iter_mut().zip(token) {
+                *a += p * n as i32;
             }
-            *m = saturate_i16(round_shift(acc as i64, PROB_FRAC_BITS));
+        }
+        let mean = &mut ws.q_mean[..d];
+        for (m, &a) in mean.iter_mut().zip(acc.iter()) {
+            *m = saturate_i16(round_shift(a as i64, PROB_FRAC_BITS));
         }
         for (c, total) in logits_acc.iter_mut().take(classes).enumerate() {
             let row = &w.head_weight[(head * classes + c) * d..][..d];
             *total += row.iter().zip(mean.iter()).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>() as i64;
         }
     }
+    finish_logits(w, &logits_acc[..classes], ws);
+}
+
+/// Q.16 logits from the head accumulators (summed over heads), and their
+/// f32 form for the convenience API.
+#[inline(always)]
+pub(crate) fn finish_logits(w: &Weights<'_>, acc: &[i64], ws: &mut Workspace) {
     let outputs = ws.logits_q.iter_mut().zip(ws.logits.iter_mut());
-    for ((fixed, float), (&acc, &bias)) in outputs.zip(logits_acc.iter().zip(w.head_bias)) {
+    for ((fixed, float), (&acc, &bias)) in outputs.zip(acc.iter().zip(w.head_bias)) {
         let logit = bias as i64 + round_shift(acc, w.params.head_shift);
         *fixed = logit.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
         *float = *fixed as f32 / (1u32 << LOGIT_FRAC_BITS) as f32;

@@ -18,6 +18,7 @@
 #[cfg(target_endian = "big")]
 compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");
 
+mod arch;
 pub mod backend;
 mod crc32c;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod shape;
 pub mod synthetic;
 mod workspace;
 
+pub use backend::{Backend, BackendError};
 pub use crc32c::crc32c;
 pub use error::{InferError, LoadError};
 pub use format::{Encoding, ModelConfig};

@@ -3,6 +3,8 @@
 
 use half::f16;
 
+use crate::arch::{Folded, Kernels};
+use crate::backend::{Backend, BackendError};
 use crate::error::{InferError, LoadError};
 use crate::format::{self, ElemType, Encoding, Layout, ModelConfig, TensorId, TENSOR_ALIGN};
 use crate::shape::Shape;
@@ -40,6 +42,8 @@ pub struct Model<'a> {
     layout: Layout,
     /// The int8 scalar parameters, checked once at load.
     int8_params: Option<int8::Params>,
+    /// The kernels inference runs, with their weight layouts.
+    kernels: Kernels,
 }
 
 impl Model<'static> {
@@ -67,7 +71,7 @@ impl<'a> Model<'a> {
     }
 
     fn validated(bytes: Bytes<'a>, layout: Layout) -> Result<Model<'a>, LoadError> {
-        let mut model = Model { bytes, layout, int8_params: None };
+        let mut model = Model { bytes, layout, int8_params: None, kernels: Kernels::scalar() };
         for t in &model.layout.tensors {
             let non_finite = match t.elem {
                 ElemType::F32 => model.tensor::<f32>(t.id).iter().position(|v| !v.is_finite()),
@@ -88,7 +92,30 @@ impl<'a> Model<'a> {
             model.int8_params = Some(params);
             int8::validate(&model.int8_weights(), &model.shape())?;
         }
+        let backend = Backend::default_for_process().map_err(LoadError::Backend)?;
+        model.set_backend(backend).map_err(LoadError::Backend)?;
         Ok(model)
+    }
+
+    /// The backend this model's inferences run on. f32 models always run the
+    /// scalar reference.
+    pub fn backend(&self) -> Backend {
+        self.kernels.backend()
+    }
+
+    /// Runs this model's inferences on `backend` from now on (models start on
+    /// `MICROVIT_BACKEND` or the best the CPU has). Prepares the weight
+    /// layout the backend's kernels read, so do it before sharing the model.
+    pub fn set_backend(&mut self, backend: Backend) -> Result<(), BackendError> {
+        let backend = backend.checked()?;
+        let shape = self.shape();
+        let kernels = match self.encoding() {
+            Encoding::F32 => Some(Kernels::scalar()),
+            Encoding::Int8 => Kernels::new(backend, Some(Folded::Int8(&self.int8_weights())), &shape),
+            Encoding::F16 => Kernels::new(backend, Some(Folded::F16(&self.f16_weights())), &shape),
+        };
+        self.kernels = kernels.ok_or(BackendError::Unavailable(backend))?;
+        Ok(())
     }
 
     pub fn shape(&self) -> Shape {
@@ -130,8 +157,8 @@ impl<'a> Model<'a> {
         }
         match self.encoding() {
             Encoding::F32 => reference::forward(&self.f32_weights(), self.config(), image, ws),
-            Encoding::F16 => half_path::forward(&self.f16_weights(), &shape, image, ws),
-            Encoding::Int8 => int8::forward(&self.int8_weights(), &shape, image, ws),
+            Encoding::F16 => self.kernels.f16_forward(&self.f16_weights(), &shape, image, ws),
+            Encoding::Int8 => self.kernels.int8_forward(&self.int8_weights(), &shape, image, ws),
         }
         Ok(ws.logits())
     }

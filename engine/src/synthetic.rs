@@ -113,3 +113,34 @@ pub fn random_int8_blob(shape: Shape, seed: u64) -> Vec<u8> {
     add(TensorId::Int8HeadBias, ElemType::I32, le32(&head_bias));
     w.finish()
 }
+
+/// A valid f16 blob of `shape` with random folded tensors, for comparing
+/// backends on shapes no trained model has.
+pub fn random_f16_blob(shape: Shape, seed: u64) -> Vec<u8> {
+    let mut rng = SplitMix64(seed);
+    let (d, k, h, c, patches) =
+        (shape.dim as usize, shape.patch_len(), shape.heads as usize, shape.classes as usize, shape.patches());
+    let mut values = |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| scale * rng.next_f32()).collect() };
+    let half = |v: Vec<f32>| v.into_iter().flat_map(|x| half::f16::from_f32(x).to_le_bytes()).collect::<Vec<u8>>();
+    let single = |v: Vec<f32>| v.into_iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    // Folded patch weights act on raw pixels (0..255): scale them down.
+    let patch_weight = half(values(d * k, 1.0 / (255.0 * (k as f32).sqrt())));
+    let token_bias = single(values(patches * d, 1.0));
+    let cls_norm = single(values(d, 1.0));
+    let score_weight = half(values(h * d, 1.0));
+    let cls_score = single(values(h, 1.0));
+    let head_weight = half(values(h * c * d, 1.0));
+    let head_bias = single(values(c, 1.0));
+    let mut w = BlobWriter::new(Encoding::F16, ModelConfig::mnist(shape));
+    let mut add = |id: TensorId, elem: ElemType, bytes: Vec<u8>| {
+        w.tensor(id, elem, id.dims(&shape).as_slice(), bytes);
+    };
+    add(TensorId::F16PatchWeight, ElemType::F16, patch_weight);
+    add(TensorId::F16TokenBias, ElemType::F32, token_bias);
+    add(TensorId::F16ClsNorm, ElemType::F32, cls_norm);
+    add(TensorId::F16ScoreWeight, ElemType::F16, score_weight);
+    add(TensorId::F16ClsScore, ElemType::F32, cls_score);
+    add(TensorId::F16HeadWeight, ElemType::F16, head_weight);
+    add(TensorId::F16HeadBias, ElemType::F32, head_bias);
+    w.finish()
+}

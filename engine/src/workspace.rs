@@ -43,6 +43,8 @@ pub struct Workspace {
     pub(crate) q_mean: Vec<i16>,
     /// Logits, Q.16, `C`.
     pub(crate) logits_q: Vec<i32>,
+    /// The image widened to i16 for SIMD kernels, `S² + 16` (zero padded).
+    pub(crate) simd_image: Vec<i16>,
     /// Logits, `C`.
     pub(crate) logits: Vec<f32>,
 }
@@ -69,6 +71,7 @@ impl Workspace {
             q_probs: vec![0; sized(int8, h * t)],
             q_mean: vec![0; sized(int8, d)],
             logits_q: vec![0; sized(int8, c)],
+            simd_image: vec![0; sized(int8, shape.pixels() + 16)],
             logits: vec![0.0; c],
         }
     }

@@ -135,3 +135,21 @@ fn a_workspace_of_another_encoding_is_refused() {
     let mut ws = Workspace::new(Shape::SEED, Encoding::F32);
     assert_eq!(model.infer(&[0; 784], &mut ws), Err(InferError::WorkspaceMismatch));
 }
+
+#[test]
+fn rsqrt_table_is_what_its_comment_says_and_is_accurate() {
+    use microvit_engine::int8::{rsqrt_q14, RSQRT_Q15};
+    for (i, &v) in RSQRT_Q15.iter().enumerate() {
+        assert_eq!(v as f64, (32768.0 / ((i as f64 + 64.5) / 64.0).sqrt()).round(), "entry {i}");
+    }
+    let mut q = 1u64;
+    while q < 1 << 56 {
+        for q in [q, q + q / 3, q + q / 2, 2 * q - 1] {
+            let (y, k) = rsqrt_q14(q);
+            assert!((1 << 13) < y && y <= 1 << 14, "q = {q}: y = {y}");
+            let want = 2f64.powi(14 + k as i32) / (q as f64).sqrt();
+            assert!(((y as f64) - want).abs() <= 1e-4 * want + 0.5, "q = {q}: {y} vs {want}");
+        }
+        q = q * 7 / 4 + 1;
+    }
+}

@@ -1,0 +1,152 @@
+//! One harness for every backend this CPU has: each must give the scalar
+//! int8 integers bit for bit (on all 10,000 test digits, pinned by the
+//! committed checksum, and on random shapes, weights and images) and the
+//! scalar f16 logits within F16_TOLERANCE. On x86-64 this runs avx2; under
+//! qemu-aarch64 it runs neon.
+
+use std::path::PathBuf;
+
+use microvit_engine::synthetic::{random_f16_blob, random_image, random_int8_blob};
+use microvit_engine::{crc32c, Backend, BackendError, Model, Shape};
+use proptest::prelude::*;
+
+/// Largest |logit(backend) - logit(scalar)| for f16 models: the kernels may
+/// fuse multiply-adds and sum in another order.
+const F16_TOLERANCE: f32 = 1e-4;
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
+}
+
+fn simd_backends() -> Vec<Backend> {
+    Backend::available().into_iter().filter(|b| *b != Backend::Scalar).collect()
+}
+
+fn model_on(blob: &[u8], backend: Backend) -> Model<'static> {
+    let mut model = Model::from_bytes(blob).unwrap();
+    model.set_backend(backend).unwrap();
+    assert_eq!(model.backend(), backend);
+    model
+}
+
+/// The MNIST test digits, read without the dataset crate (this harness also
+/// runs cross-compiled under qemu, where only the engine is built): the
+/// committed gzip is inflated by the test runner's `zcat` when present, else
+/// the test uses the uncompressed copy `MICROVIT_TEST_IMAGES` points at.
+fn test_images() -> Vec<u8> {
+    let path = std::env::var("MICROVIT_TEST_IMAGES").map(PathBuf::from).ok();
+    let bytes = match path {
+        Some(p) => std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        None => {
+            let gz = repo("data/t10k-images-idx3-ubyte.gz");
+            let out = std::process::Command::new("zcat").arg(&gz).output().expect("zcat inflates the test set");
+            assert!(out.status.success(), "zcat {} failed", gz.display());
+            out.stdout
+        }
+    };
+    assert_eq!(&bytes[..4], &[0, 0, 8, 3], "an idx3 file of u8 images");
+    bytes[16..].to_vec()
+}
+
+fn int8_checksum(model: &Model<'_>, images: &[u8]) -> u32 {
+    let mut ws = model.workspace();
+    let mut fixed = Vec::with_capacity(images.len() / 784 * 40);
+    for image in images.chunks_exact(784) {
+        model.infer(image, &mut ws).unwrap();
+        fixed.extend(ws.logits_fixed().iter().flat_map(|v| v.to_le_bytes()));
+    }
+    crc32c(&fixed)
+}
+
+#[test]
+fn every_backend_reproduces_the_committed_int8_checksums() {
+    let images = test_images();
+    assert_eq!(images.len(), 10_000 * 784);
+    for name in ["microvit-seed", "microvit-4k"] {
+        let blob = std::fs::read(repo(&format!("models/{name}.int8.mvit"))).unwrap();
+        let text = std::fs::read_to_string(repo(&format!("tests/fixtures/{name}.int8.logits.crc32c"))).unwrap();
+        let committed = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap();
+        for backend in Backend::available() {
+            let got = int8_checksum(&model_on(&blob, backend), &images);
+            assert_eq!(got, committed, "{name} on {backend}: {got:#010x} != committed {committed:#010x}");
+        }
+    }
+}
+
+#[test]
+fn every_backend_matches_scalar_f16_on_the_test_set() {
+    let images = test_images();
+    for name in ["microvit-seed", "microvit-4k"] {
+        let blob = std::fs::read(repo(&format!("models/{name}.f16.mvit"))).unwrap();
+        let scalar = model_on(&blob, Backend::Scalar);
+        let mut ws_scalar = scalar.workspace();
+        for backend in simd_backends() {
+            let fast = model_on(&blob, backend);
+            let mut ws = fast.workspace();
+            let mut worst = 0.0f32;
+            for image in images.chunks_exact(784) {
+                let want = scalar.infer(image, &mut ws_scalar).unwrap();
+                let got = fast.infer(image, &mut ws).unwrap();
+                worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+            }
+            assert!(worst <= F16_TOLERANCE, "{name} on {backend}: max |Δlogit| {worst}");
+        }
+    }
+}
+
+#[test]
+fn unavailable_backends_are_refused_with_a_clear_error() {
+    let blob = std::fs::read(repo("models/microvit-seed.int8.mvit")).unwrap();
+    let mut model = Model::from_bytes(&blob).unwrap();
+    for backend in Backend::ALL.into_iter().filter(|b| !b.is_available()) {
+        let err = model.set_backend(backend).unwrap_err();
+        assert_eq!(err, BackendError::Unavailable(backend));
+        assert!(err.to_string().contains("not available on this CPU"));
+    }
+    assert_eq!(Backend::detect(), *simd_backends().first().unwrap_or(&Backend::Scalar));
+}
+
+fn shapes() -> impl Strategy<Value = Shape> {
+    (1u32..=6, 2u32..=10, 1u32..=4, 1u32..=40, 1u32..=20).prop_filter_map("in the family", |(g, p, h, hd, c)| {
+        let shape = Shape { image_side: g * p, patch_side: p, dim: (h * hd).min(128), heads: h, classes: c };
+        shape.validate().ok().map(|_| shape)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn int8_backends_are_bit_exact_on_random_models(shape in shapes(), seed in any::<u64>(), image_seed in any::<u64>()) {
+        let blob = random_int8_blob(shape, seed);
+        let scalar = model_on(&blob, Backend::Scalar);
+        let mut ws = scalar.workspace();
+        let images = [random_image(&shape, image_seed), vec![255; shape.pixels()], vec![0; shape.pixels()]];
+        for backend in simd_backends() {
+            let fast = model_on(&blob, backend);
+            let mut ws_fast = fast.workspace();
+            for image in &images {
+                scalar.infer(image, &mut ws).unwrap();
+                fast.infer(image, &mut ws_fast).unwrap();
+                prop_assert_eq!(ws.logits_fixed(), ws_fast.logits_fixed(), "{} on {:?}", backend, shape);
+            }
+        }
+    }
+
+    #[test]
+    fn f16_backends_agree_on_random_models(shape in shapes(), seed in any::<u64>(), image_seed in any::<u64>()) {
+        let blob = random_f16_blob(shape, seed);
+        let scalar = model_on(&blob, Backend::Scalar);
+        let mut ws = scalar.workspace();
+        let image = random_image(&shape, image_seed);
+        let want = scalar.infer(&image, &mut ws).unwrap().to_vec();
+        for backend in simd_backends() {
+            let fast = model_on(&blob, backend);
+            let mut ws_fast = fast.workspace();
+            let got = fast.infer(&image, &mut ws_fast).unwrap();
+            for (a, b) in got.iter().zip(&want) {
+                prop_assert!((a - b).abs() <= F16_TOLERANCE * b.abs().max(1.0), "{} on {:?}: {} vs {}", backend, shape, a, b);
+            }
+        }
+    }
+}
