@@ -32,7 +32,7 @@ pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], z: &mut 
             for y in 0..p {
                 let pixels = &image[(r * p + y) * side + c * p..][..p];
                 for (q, &px) in row[y * p..][..p].iter().zip(pixels) {
-                    acc += q.to_f32() * px as f32;
+                    acc += q.widen() * px as f32;
                 }
             }
             z[patch * d + o] = acc + w.token_bias[patch * d + o];
@@ -51,8 +51,29 @@ fn layer_norm(x: &mut [f32], eps: f32) {
     }
 }
 
-fn dot(a: &[f16], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(w, x)| w.to_f32() * x).sum()
+/// A stored weight: half precision in the blob, or widened once by a
+/// backend that prepares its weights.
+pub(crate) trait Weight: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Weight for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+#[inline(always)]
+fn dot<W: Weight>(a: &[W], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(w, x)| w.widen() * x).sum()
 }
 
 pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], ws: &mut Workspace) {
@@ -65,6 +86,19 @@ pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], ws: &mut Wor
 /// set).
 #[inline(always)]
 pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
+    attend_and_classify_with(w, w.score_weight, w.head_weight, shape, ws);
+}
+
+/// [`attend_and_classify`] with the score and head weights given apart, so
+/// a backend can pass copies it widened to f32 at load.
+#[inline(always)]
+pub(crate) fn attend_and_classify_with<W: Weight>(
+    w: &Weights<'_>,
+    score_weight: &[W],
+    head_weight: &[W],
+    shape: &Shape,
+    ws: &mut Workspace,
+) {
     let (d, heads, t_count, classes) =
         (shape.dim as usize, shape.heads as usize, shape.tokens() as usize, shape.classes as usize);
     for token in ws.f_tokens.chunks_exact_mut(d) {
@@ -72,7 +106,7 @@ pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Works
     }
     ws.logits.copy_from_slice(w.head_bias);
     for head in 0..heads {
-        let g = &w.score_weight[head * d..][..d];
+        let g = &score_weight[head * d..][..d];
         let probs = &mut ws.attention[head * t_count..][..t_count];
         probs[0] = w.cls_score[head];
         for (p, token) in probs[1..].iter_mut().zip(ws.f_tokens.chunks_exact(d)) {
@@ -97,7 +131,7 @@ pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Works
             }
         }
         for (c, logit) in ws.logits.iter_mut().enumerate() {
-            *logit += dot(&w.head_weight[(head * classes + c) * d..][..d], mean);
+            *logit += dot(&head_weight[(head * classes + c) * d..][..d], mean);
         }
     }
 }

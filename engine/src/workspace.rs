@@ -44,6 +44,7 @@ pub struct Workspace {
     /// Logits, Q.16, `C`.
     pub(crate) logits_q: Vec<i32>,
     /// The image widened to i16 for SIMD kernels, `S² + 16` (zero padded).
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     pub(crate) simd_image: Vec<i16>,
     /// Logits, `C`.
     pub(crate) logits: Vec<f32>,

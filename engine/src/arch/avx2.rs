@@ -33,6 +33,9 @@ pub(crate) struct Prepared {
     int8_bias: Vec<i32>,
     /// f16, widened once: `[P²][dim_pad]` f32.
     f16_weight: Vec<f32>,
+    /// f16 score and head weights, widened once.
+    f16_score_weight: Vec<f32>,
+    f16_head_weight: Vec<f32>,
 }
 
 pub(crate) fn prepare(weights: Folded<'_, '_>, shape: &Shape) -> Prepared {
@@ -70,6 +73,8 @@ pub(crate) fn prepare(weights: Folded<'_, '_>, shape: &Shape) -> Prepared {
                 }
             }
             prepared.f16_weight = weight;
+            prepared.f16_score_weight = w.score_weight.iter().map(|v| v.to_f32()).collect();
+            prepared.f16_head_weight = w.head_weight.iter().map(|v| v.to_f32()).collect();
         }
     }
     prepared
@@ -284,12 +289,26 @@ fn int8_patches<const P: usize, const PAIRS: usize, const GROUPS: usize>(
     let rounding = _mm256_set1_epi32(((1i64 << shift) >> 1) as i32);
     let count = _mm_cvtsi32_si128(shift as i32);
     let floor = _mm256_set1_epi16(-i16::MAX);
+    // The lanes of one patch row, for rows of up to 16 pixels (wider patch
+    // rows are never skipped).
+    let skip_blank = 2 * pairs <= 16;
+    let lanes: [i16; 16] = std::array::from_fn(|i| if i < 2 * pairs { -1 } else { 0 });
+    // SAFETY: an unaligned load of a 16-lane array.
+    let row_mask = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
     let mut row = [0i16; 128 + GROUP];
     for patch in 0..shape.patches() {
         let origin = (patch / grid) * p * side + (patch % grid) * p;
         for group in 0..groups {
             let mut acc = [_mm256_setzero_si256(); 4];
             for y in 0..p {
+                // Most patch rows of a digit are blank, and a blank row adds
+                // nothing: skip it (the integers are the same either way).
+                // SAFETY: the row starts inside the image and 2 · pairs ≤ 16
+                // values from it lie inside the widened buffer (S² + 16).
+                let row_pixels = unsafe { _mm256_loadu_si256(pixels.add(origin + y * side).cast()) };
+                if skip_blank && _mm256_testz_si256(row_pixels, row_mask) != 0 {
+                    continue;
+                }
                 for j in 0..pairs {
                     // SAFETY: the pair starts inside the image (origin + y·side
                     // + 2j < S²) and its second pixel is at most index S², which
@@ -376,5 +395,5 @@ pub(crate) unsafe fn f16_forward(
             *z = r + b;
         }
     }
-    f16::attend_and_classify(w, shape, ws);
+    f16::attend_and_classify_with(w, &prep.f16_score_weight, &prep.f16_head_weight, shape, ws);
 }

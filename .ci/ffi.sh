@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# .ci/ffi.sh: the checks of microvit's C ABI (libmicrovit, include/microvit.h).
+#
+#   bash .ci/ffi.sh          # from the repository root; no stdin needed
+#
+# Installs what it lacks (apt packages, rustup targets and llvm-tools, the
+# pinned cbindgen), so the first run needs the network and root or sudo.
+# Idempotent: everything it builds goes to target/ (outputs in target/ffi-ci/).
+#
+#  1. tools            apt packages, rustup targets, llvm-tools, cbindgen 0.29.4
+#  2. header           regenerate include/microvit.h with cbindgen; fail on any diff
+#  3. header compiles  microvit.h as C99/C11 and C++11..20, microvit.hpp as
+#                      C++17/20, all with -Wall -Wextra -Werror -pedantic
+#  4. cargo test       the Rust ABI tests (NULLs, garbage lengths, batch, panics,
+#                      no allocation)
+#  5. libraries        release libmicrovit.a + libmicrovit.so; exported symbols
+#                      equal the header's functions, the .so exports nothing else
+#  6. examples         C and C++ examples with gcc/g++ against the static and the
+#                      shared library (Makefile), CMake, pkg-config (shared and
+#                      static-only prefix); accuracy must equal the Rust engine's
+#                      (tests/fixtures/microvit-seed.json), batch == per-image,
+#                      every documented error status asserted (error_paths)
+#  7. valgrind         error_paths, classify (threads, PGM) and the C++ example:
+#                      no errors, no definite/indirect leaks
+#  8. aarch64          cross-built .a/.so, C examples under qemu-aarch64
+#  9. mobile           staticlibs for aarch64-linux-android, armv7-linux-androideabi
+#                      and aarch64-apple-ios, every header function present (llvm-nm)
+# 10. sizes            stripped .so; static contribution to a linked program
+set -euo pipefail
+export CI=true
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+CBINDGEN_VERSION=0.29.4
+MODEL=models/microvit-seed.mvit
+OTHER_MODEL=models/microvit-4k.mvit # another shape, for workspace mismatches
+FIXTURE=tests/fixtures/microvit-seed.json
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$PWD/$TARGET_DIR ;; esac
+OUT=$TARGET_DIR/ffi-ci
+LIB=$TARGET_DIR/release
+ARM_LIB=$TARGET_DIR/aarch64-unknown-linux-gnu/release
+# armv7-linux-androideabi: 32-bit, so the usize overflow checks compile there too.
+MOBILE_TARGETS=(aarch64-linux-android armv7-linux-androideabi aarch64-apple-ios)
+CFLAGS_STRICT=(-Wall -Wextra -Werror -pedantic)
+VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect)
+QEMU=(qemu-aarch64-static -L /usr/aarch64-linux-gnu)
+
+start=$SECONDS
+step() { printf '\n==> [%3ds] %s\n' $((SECONDS - start)) "$*"; }
+fail() {
+    printf 'ffi.sh: FAILED: %s\n' "$*" >&2
+    exit 1
+}
+trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
+
+# Runs a command (stdin closed), keeps its output in $OUT/logs/NAME.log, and
+# fails unless the output contains every one of the given lines.
+#   expect NAME 'line' ['line'...] -- command...
+expect() {
+    local name=$1 log="$OUT/logs/$1.log" wanted=() line
+    shift
+    while [ "$1" != -- ]; do
+        wanted+=("$1")
+        shift
+    done
+    shift
+    if ! "$@" </dev/null >"$log" 2>&1; then
+        cat "$log" >&2
+        fail "$name: '$*' exited with an error"
+    fi
+    for line in "${wanted[@]}"; do
+        grep -qxF -- "$line" "$log" || {
+            cat "$log" >&2
+            fail "$name: output lacks the line '$line'"
+        }
+    done
+    printf '  ok  %-28s %s\n' "$name" "$(grep -m1 -E '^(accuracy|error_paths|digit|classify: )|: digit ' "$log" || true)"
+}
+
+# ---------------------------------------------------------------------------
+step "1. tools"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+apt_packages=(gcc g++ make cmake pkg-config binutils gzip valgrind
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
+missing=()
+for p in "${apt_packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "  installing ${missing[*]}"
+    $SUDO apt-get update -qq </dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        </dev/null >/dev/null
+fi
+installed_targets=$(rustup target list --installed)
+for t in aarch64-unknown-linux-gnu "${MOBILE_TARGETS[@]}"; do
+    grep -qx "$t" <<<"$installed_targets" || rustup target add "$t" </dev/null
+done
+grep -q '^llvm-tools' <<<"$(rustup component list --installed)" || rustup component add llvm-tools </dev/null
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+NM="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-nm" # reads what this rustc's LLVM writes
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+if [ "$(cbindgen --version 2>/dev/null || true)" != "cbindgen $CBINDGEN_VERSION" ]; then
+    cargo install cbindgen --version "$CBINDGEN_VERSION" --locked </dev/null
+fi
+echo "  $(cbindgen --version), $(rustc --version), $(gcc --version | head -1)"
+
+rm -rf "$OUT"
+mkdir -p "$OUT/logs" "$OUT/data"
+
+# ---------------------------------------------------------------------------
+step "2. header: regenerate include/microvit.h and compare"
+header_was_clean=false
+if git ls-files --error-unmatch include/microvit.h >/dev/null 2>&1 && git diff --quiet -- include/microvit.h; then
+    header_was_clean=true
+fi
+cp include/microvit.h "$OUT/microvit.h.before" 2>/dev/null || : >"$OUT/microvit.h.before"
+cbindgen --quiet --config ffi/cbindgen.toml --crate microvit-ffi --output include/microvit.h ffi </dev/null
+if ! diff -u "$OUT/microvit.h.before" include/microvit.h; then
+    fail "include/microvit.h is not what cbindgen generates from ffi/; the regenerated header is now in the working tree: review and commit it"
+fi
+if $header_was_clean; then
+    git diff --exit-code -- include/microvit.h
+fi
+# The functions the header declares (declarations start in column 0).
+grep -E '^[a-z].*[ *]microvit_[a-z0-9_]+\(' include/microvit.h | grep -oE 'microvit_[a-z0-9_]+\(' | tr -d '(' |
+    sort -u >"$OUT/header-functions.txt"
+n_functions=$(wc -l <"$OUT/header-functions.txt")
+[ "$n_functions" -ge 20 ] || fail "found only $n_functions functions in include/microvit.h"
+echo "  up to date; $n_functions functions"
+
+# ---------------------------------------------------------------------------
+step "3. header compiles as C and C++"
+cat >"$OUT/header.c" <<'EOF'
+#include "microvit.h"
+#include "microvit.h" /* include guard */
+static microvit_shape shape; /* zero-initialised */
+int main(void) {
+    return (int)microvit_get_backend() + (int)shape.classes + (int)MICROVIT_STATUS_OK;
+}
+EOF
+cp "$OUT/header.c" "$OUT/header.cpp"
+printf '#include "microvit.hpp"\n#include "microvit.hpp"\nint main() { return microvit::version().empty(); }\n' \
+    >"$OUT/header_hpp.cpp"
+for std in c99 c11 c17; do
+    gcc -std=$std "${CFLAGS_STRICT[@]}" -Wstrict-prototypes -Wmissing-prototypes -Wundef -Iinclude \
+        -c "$OUT/header.c" -o "$OUT/header-$std.o"
+done
+for std in c++11 c++14 c++17 c++20; do
+    g++ -std=$std "${CFLAGS_STRICT[@]}" -Iinclude -c "$OUT/header.cpp" -o "$OUT/header-$std.o"
+done
+for std in c++17 c++20; do
+    g++ -std=$std "${CFLAGS_STRICT[@]}" -Wshadow -Wconversion -Wsign-conversion -Iinclude \
+        -c "$OUT/header_hpp.cpp" -o "$OUT/header_hpp-$std.o"
+done
+echo "  microvit.h: C99, C11, C17, C++11, C++14, C++17, C++20; microvit.hpp: C++17, C++20"
+
+# ---------------------------------------------------------------------------
+step "4. cargo test -p microvit-ffi"
+if ! cargo test -p microvit-ffi --quiet </dev/null >"$OUT/logs/cargo-test.log" 2>&1; then
+    cat "$OUT/logs/cargo-test.log" >&2
+    fail "cargo test -p microvit-ffi"
+fi
+grep '^test result' "$OUT/logs/cargo-test.log" | sed 's/^/  /'
+
+# ---------------------------------------------------------------------------
+step "5. libraries: libmicrovit.a and libmicrovit.so, exported symbols"
+cargo build -p microvit-ffi --release --quiet </dev/null
+[ -f "$LIB/libmicrovit.a" ] && [ -f "$LIB/libmicrovit.so" ] || fail "no libmicrovit.a/.so in $LIB"
+
+# Every header function is a defined global symbol of the library, and no
+# other microvit_ symbol is. Mach-O symbols carry a leading underscore.
+check_exports() {
+    local lib=$1 dynamic=${2:-}
+    "$NM" --defined-only -g --format=just-symbols $dynamic "$lib" 2>/dev/null | sed 's/^_//' |
+        grep -E '^microvit_[a-z0-9_]+$' | sort -u >"$OUT/symbols.txt" || true
+    if ! diff -u "$OUT/header-functions.txt" "$OUT/symbols.txt" >"$OUT/symbols.diff"; then
+        cat "$OUT/symbols.diff" >&2
+        fail "$lib: its microvit_* symbols differ from the header's functions"
+    fi
+    echo "  ok  ${lib#"$PWD"/}: all $n_functions functions"
+}
+check_exports "$LIB/libmicrovit.a"
+check_exports "$LIB/libmicrovit.so" -D
+others=$("$NM" -D --defined-only --format=just-symbols "$LIB/libmicrovit.so" | grep -v '^microvit_' || true)
+[ -z "$others" ] || fail "libmicrovit.so exports symbols outside the API: $others"
+readelf -d "$LIB/libmicrovit.so" | grep -q 'Library soname: \[libmicrovit.so\]' || fail "libmicrovit.so has no SONAME"
+
+# ---------------------------------------------------------------------------
+step "6. examples: static, shared, CMake, pkg-config"
+gunzip -c data/t10k-images-idx3-ubyte.gz >"$OUT/data/images.idx"
+gunzip -c data/t10k-labels-idx1-ubyte.gz >"$OUT/data/labels.idx"
+IMAGES=$OUT/data/images.idx
+LABELS=$OUT/data/labels.idx
+# What the Rust engine gets on the full test set (the golden fixture).
+correct=$(sed -n 's/.*"correct": *\([0-9]*\).*/\1/p' "$FIXTURE")
+total=$(sed -n 's/.*"test_images": *\([0-9]*\).*/\1/p' "$FIXTURE")
+[ -n "$correct" ] && [ -n "$total" ] || fail "cannot read the expected accuracy from $FIXTURE"
+ACCURACY=$(awk -v c="$correct" -v t="$total" 'BEGIN { printf "accuracy: %.2f %% (%d/%d)", 100 * c / t, c, t }')
+echo "  expected: $ACCURACY"
+# The first test digit as a PGM and as raw pixels, with its label.
+head -c $((16 + 784)) "$IMAGES" | tail -c 784 >"$OUT/data/digit0.raw"
+{
+    printf 'P5\n# MNIST test digit 0\n28 28\n255\n'
+    cat "$OUT/data/digit0.raw"
+} >"$OUT/data/digit0.pgm"
+label0=$(od -An -tu1 -j8 -N1 "$LABELS" | tr -d ' ')
+BATCH_OK="batch: identical to per-image results"
+
+for link in static shared; do
+    make -s -C examples LINK=$link BUILD="$OUT/$link" MICROVIT_LIB_DIR="$LIB" </dev/null
+    for program in classify error_paths minimal classify_cpp; do
+        if readelf -d "$OUT/$link/$program" | grep -q 'NEEDED.*libmicrovit'; then linked=shared; else linked=static; fi
+        [ "$linked" = "$link" ] || fail "$link/$program is not linked to the $link library"
+    done
+    expect "c-$link" "$ACCURACY" "$BATCH_OK" -- "$OUT/$link/classify" "$MODEL" "$IMAGES" "$LABELS" --threads 2
+    expect "cpp-$link" "$ACCURACY" "$BATCH_OK" -- "$OUT/$link/classify_cpp" "$MODEL" "$IMAGES" "$LABELS" --threads 2
+    expect "error-paths-$link" -- "$OUT/$link/error_paths" "$MODEL" "$OTHER_MODEL"
+    grep -qE '^error_paths: [0-9]+ checks passed$' "$OUT/logs/error-paths-$link.log" || fail "error_paths-$link"
+    expect "pgm-$link" -- "$OUT/$link/classify" "$MODEL" --pgm "$OUT/data/digit0.pgm"
+    grep -q "digit0.pgm: digit $label0 " "$OUT/logs/pgm-$link.log" || fail "the PGM digit is not classified as $label0"
+    "$OUT/$link/minimal" "$MODEL" <"$OUT/data/digit0.raw" >"$OUT/logs/minimal-$link.log"
+    grep -qx "digit $label0" "$OUT/logs/minimal-$link.log" || fail "minimal ($link) did not classify the digit as $label0"
+    echo "  ok  minimal-$link                 $(cat "$OUT/logs/minimal-$link.log")"
+done
+"$OUT/static/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000 </dev/null >"$OUT/logs/c-static-1000.log"
+ACCURACY_1000=$(grep '^accuracy:' "$OUT/logs/c-static-1000.log")
+
+cmake -S examples -B "$OUT/cmake" -DMICROVIT_LIB_DIR="$LIB" -DCMAKE_BUILD_TYPE=Release </dev/null >"$OUT/logs/cmake.log"
+cmake --build "$OUT/cmake" -j 2 </dev/null >>"$OUT/logs/cmake.log"
+expect cmake "$ACCURACY_1000" "$BATCH_OK" -- "$OUT/cmake/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+
+# pkg-config: a prefix with both libraries (links the shared one) and a
+# static-only prefix (pkg-config --static adds Libs.private).
+version=$(printf '%s' "$(sed -n 's/^#define MICROVIT_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' include/microvit.h)" | tr '\n' .)
+private_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl"
+for kind in shared static; do
+    prefix=$OUT/prefix-$kind
+    mkdir -p "$prefix/include" "$prefix/lib/pkgconfig" "$OUT/pc-$kind"
+    cp include/microvit.h include/microvit.hpp "$prefix/include/"
+    cp "$LIB/libmicrovit.a" "$prefix/lib/"
+    [ $kind = static ] || cp "$LIB/libmicrovit.so" "$prefix/lib/"
+    sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@PRIVATE_LIBS@|$private_libs|" ffi/microvit.pc.in \
+        >"$prefix/lib/pkgconfig/microvit.pc"
+    export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+    [ "$(pkg-config --modversion microvit)" = "$version" ] || fail "pkg-config --modversion"
+    static_flag=
+    [ $kind = shared ] || static_flag=--static
+    # shellcheck disable=SC2046 # word splitting of pkg-config output is intended
+    gcc -std=c99 "${CFLAGS_STRICT[@]}" -O2 examples/c/classify.c -o "$OUT/pc-$kind/classify" \
+        $(pkg-config --cflags $static_flag --libs microvit) -lpthread -Wl,-rpath,"$prefix/lib"
+    unset PKG_CONFIG_PATH
+    expect "pkg-config-$kind" "$ACCURACY_1000" -- "$OUT/pc-$kind/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+done
+readelf -d "$OUT/pc-shared/classify" | grep -q 'NEEDED.*libmicrovit.so' || fail "pkg-config did not link the .so"
+
+# ---------------------------------------------------------------------------
+step "7. valgrind"
+expect valgrind-errors-static -- "${VALGRIND[@]}" "$OUT/static/error_paths" "$MODEL" "$OTHER_MODEL"
+expect valgrind-errors-shared -- "${VALGRIND[@]}" "$OUT/shared/error_paths" "$MODEL" "$OTHER_MODEL"
+expect valgrind-classify "$ACCURACY_1000" "$BATCH_OK" -- \
+    "${VALGRIND[@]}" "$OUT/static/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000 --threads 2
+expect valgrind-pgm -- "${VALGRIND[@]}" "$OUT/shared/classify" "$MODEL" --pgm "$OUT/data/digit0.pgm"
+expect valgrind-bad-model -- sh -c "! ${VALGRIND[*]} $OUT/static/classify $OUT/data/digit0.pgm --pgm $OUT/data/digit0.pgm"
+grep -q 'status 5' "$OUT/logs/valgrind-bad-model.log" || fail "loading a non-model did not report INVALID_MODEL"
+expect valgrind-cpp "$BATCH_OK" -- \
+    "${VALGRIND[@]}" "$OUT/shared/classify_cpp" "$MODEL" "$IMAGES" "$LABELS" --limit 300 --threads 2
+
+# ---------------------------------------------------------------------------
+step "8. aarch64-unknown-linux-gnu: cross build, run under qemu"
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    cargo build -p microvit-ffi --release --quiet --target aarch64-unknown-linux-gnu </dev/null
+check_exports "$ARM_LIB/libmicrovit.a"
+check_exports "$ARM_LIB/libmicrovit.so" -D
+for link in static shared; do
+    make -s -C examples CC=aarch64-linux-gnu-gcc LINK=$link BUILD="$OUT/aarch64-$link" MICROVIT_LIB_DIR="$ARM_LIB" \
+        "$OUT/aarch64-$link/classify" "$OUT/aarch64-$link/error_paths" </dev/null
+    file -L "$OUT/aarch64-$link/classify" | grep -q 'ARM aarch64' || fail "aarch64-$link/classify is not an aarch64 binary"
+done
+expect qemu-c-static "$ACCURACY" "$BATCH_OK" -- \
+    "${QEMU[@]}" "$OUT/aarch64-static/classify" "$MODEL" "$IMAGES" "$LABELS" --threads 2
+expect qemu-error-paths-static -- "${QEMU[@]}" "$OUT/aarch64-static/error_paths" "$MODEL" "$OTHER_MODEL"
+expect qemu-c-shared "$ACCURACY_1000" -- \
+    "${QEMU[@]}" "$OUT/aarch64-shared/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+expect qemu-error-paths-shared -- "${QEMU[@]}" "$OUT/aarch64-shared/error_paths" "$MODEL" "$OTHER_MODEL"
+
+# ---------------------------------------------------------------------------
+step "9. mobile staticlibs: ${MOBILE_TARGETS[*]}"
+for t in "${MOBILE_TARGETS[@]}"; do
+    # A staticlib needs no platform linker (the cdylib would).
+    cargo rustc -p microvit-ffi --release --quiet --target "$t" --crate-type staticlib </dev/null
+    check_exports "$TARGET_DIR/$t/release/libmicrovit.a"
+done
+
+# ---------------------------------------------------------------------------
+step "10. sizes"
+# The stripped shared library, and what the static library adds to a linked
+# C program: (example linked statically - trivial C program), both stripped,
+# with and without --gc-sections (the Makefile and CMake use it).
+strip -o "$OUT/libmicrovit.so.stripped" "$LIB/libmicrovit.so"
+printf 'int main(void) { return 0; }\n' >"$OUT/trivial.c"
+size_of() { stat -c %s "$1"; }
+: >"$OUT/sizes.txt"
+for gc in "" -Wl,--gc-sections; do
+    for program in trivial classify minimal; do
+        source=examples/c/$program.c
+        [ $program != trivial ] || source=$OUT/trivial.c
+        gcc -std=c99 -O2 -Iinclude "$source" -o "$OUT/size-$program" "$LIB/libmicrovit.a" -lpthread -ldl -lm $gc
+        strip "$OUT/size-$program"
+    done
+    trivial=$(size_of "$OUT/size-trivial")
+    for program in classify minimal; do
+        n=$(size_of "$OUT/size-$program")
+        printf '%-62s %8d bytes (%d - %d)\n' "static $program example - trivial C program${gc:+ (--gc-sections)}:" \
+            $((n - trivial)) "$n" "$trivial" | tee -a "$OUT/sizes.txt"
+    done
+done
+printf '%-62s %8d bytes\n' "libmicrovit.so, stripped:" "$(size_of "$OUT/libmicrovit.so.stripped")" | tee -a "$OUT/sizes.txt"
+
+step "all C ABI checks passed in $((SECONDS - start)) s"

@@ -1,0 +1,242 @@
+//! The opaque objects C holds pointers to, and the thread-local workspace
+//! cache.
+
+use std::cell::RefCell;
+
+use microvit_engine as engine;
+
+use crate::status::{bail, Status};
+
+const MODEL_TAG: u64 = u64::from_le_bytes(*b"mvit.mdl");
+const WORKSPACE_TAG: u64 = u64::from_le_bytes(*b"mvit.wks");
+const FREED_TAG: u64 = u64::from_le_bytes(*b"mvit.rip");
+
+/// A loaded model: immutable, and safe to use from any number of threads at
+/// once. Load with a microvit_model_load* function, free with
+/// microvit_model_free().
+// Opaque: a `*mut Model` points to a `ModelBox`. A marker type rather than
+// the box itself, so cbindgen declares it without fields.
+pub struct Model {
+    _opaque: [u8; 0],
+}
+
+/// Inference scratch memory for models of one shape, used by one thread at a
+/// time. Make with microvit_workspace_create(), free with
+/// microvit_workspace_free().
+// Opaque: a `*mut Workspace` points to a `WorkspaceBox`.
+pub struct Workspace {
+    _opaque: [u8; 0],
+}
+
+/// What a `microvit_model *` points to. `repr(C)` with the tag first, so
+/// checking the tag of any microvit object reads bytes it has.
+#[repr(C)]
+pub(crate) struct ModelBox {
+    /// Catches a workspace (or other pointer) passed where a model belongs.
+    tag: u64,
+    /// `'static` stands for "until `microvit_model_free`": a borrowed model
+    /// relies on the caller keeping its buffer alive that long.
+    pub(crate) inner: engine::Model<'static>,
+    /// The backend chosen when the model was loaded, for good.
+    pub(crate) backend: crate::Backend,
+}
+
+/// What a `microvit_workspace *` points to.
+#[repr(C)]
+pub(crate) struct WorkspaceBox {
+    tag: u64,
+    /// What the workspace was made for.
+    kind: Kind,
+    pub(crate) inner: engine::Workspace,
+}
+
+/// Which models a workspace fits: those of the shape and encoding of the
+/// model it was made from. Recorded here rather than asked of the engine's
+/// workspace so that the rule does not depend on which of the two the
+/// engine's scratch layout happens to vary with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Kind {
+    shape: engine::Shape,
+    encoding: engine::Encoding,
+}
+
+impl Kind {
+    pub(crate) fn of(model: &engine::Model<'_>) -> Kind {
+        Kind { shape: model.shape(), encoding: model.encoding() }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}", self.shape, self.encoding)
+    }
+}
+
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<ModelBox>();
+    const fn sendable<T: Send>() {}
+    sendable::<WorkspaceBox>();
+};
+
+/// Moves `model` to the heap for C, with the backend it runs on.
+pub(crate) fn into_raw_model(model: engine::Model<'static>, backend: crate::Backend) -> *mut Model {
+    Box::into_raw(Box::new(ModelBox { tag: MODEL_TAG, inner: model, backend })).cast()
+}
+
+/// A new workspace for `model`, on the heap for C.
+pub(crate) fn new_raw_workspace(model: &engine::Model<'_>) -> *mut Workspace {
+    let ws = WorkspaceBox { tag: WORKSPACE_TAG, kind: Kind::of(model), inner: model.workspace() };
+    Box::into_raw(Box::new(ws)).cast()
+}
+
+/// The model behind a C pointer.
+///
+/// # Safety
+/// `ptr` is NULL or was returned by a `microvit_model_load*` function and not
+/// freed yet. (A pointer to another microvit object is detected by its tag.)
+pub(crate) unsafe fn model<'a>(name: &'static str, ptr: *const Model) -> Result<&'a ModelBox, Status> {
+    let ptr = ptr.cast::<ModelBox>();
+    if ptr.is_null() {
+        bail!(Status::NullArgument, "{name} is NULL");
+    }
+    if ptr as usize % std::mem::align_of::<ModelBox>() != 0 {
+        bail!(Status::InvalidArgument, "{name} is not a microvit_model pointer (misaligned)");
+    }
+    // SAFETY: non-NULL and aligned; a live model by the caller's contract.
+    let model = unsafe { &*ptr };
+    if model.tag != MODEL_TAG {
+        bail!(Status::InvalidArgument, "{name} does not point to a live microvit_model");
+    }
+    Ok(model)
+}
+
+/// The workspace behind a C pointer (not NULL: the caller handles NULL).
+///
+/// # Safety
+/// `ptr` was returned by `microvit_workspace_create`, is not freed yet, and
+/// no other thread is using it.
+pub(crate) unsafe fn workspace<'a>(ptr: *mut Workspace) -> Result<&'a mut WorkspaceBox, Status> {
+    let ptr = ptr.cast::<WorkspaceBox>();
+    if ptr as usize % std::mem::align_of::<WorkspaceBox>() != 0 {
+        bail!(Status::InvalidArgument, "workspace is not a microvit_workspace pointer (misaligned)");
+    }
+    // SAFETY: non-NULL (checked by the caller) and aligned; a live workspace
+    // used by this thread only, by the caller's contract.
+    let ws = unsafe { &mut *ptr };
+    if ws.tag != WORKSPACE_TAG {
+        bail!(Status::InvalidArgument, "workspace does not point to a live microvit_workspace");
+    }
+    Ok(ws)
+}
+
+/// Frees a model made by [`into_raw_model`].
+///
+/// # Safety
+/// `ptr` is NULL or a live model that no other thread is using.
+pub(crate) unsafe fn free_model(ptr: *mut Model) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: a live model from `into_raw_model`, by the caller's contract.
+    let mut model = unsafe { Box::from_raw(ptr.cast::<ModelBox>()) };
+    // A volatile store survives the deallocation that follows, so a
+    // use-after-free is more likely to be reported than to run.
+    // SAFETY: `model.tag` is a valid, aligned, owned place.
+    unsafe { std::ptr::write_volatile(&mut model.tag, FREED_TAG) };
+    drop(model);
+}
+
+/// Frees a workspace made by [`new_raw_workspace`].
+///
+/// # Safety
+/// `ptr` is NULL or a live workspace that no other thread is using.
+pub(crate) unsafe fn free_workspace(ptr: *mut Workspace) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: a live workspace from `new_raw_workspace`, by the caller's
+    // contract.
+    let mut ws = unsafe { Box::from_raw(ptr.cast::<WorkspaceBox>()) };
+    // SAFETY: as in `free_model`.
+    unsafe { std::ptr::write_volatile(&mut ws.tag, FREED_TAG) };
+    drop(ws);
+}
+
+thread_local! {
+    /// The workspace used when a classify call passes NULL: made on first
+    /// use in the thread, replaced only when a model of another shape (or
+    /// encoding) comes.
+    static CACHED: RefCell<Option<(Kind, engine::Workspace)>> = const { RefCell::new(None) };
+}
+
+/// The caller's workspace, checked to fit `model`.
+///
+/// # Safety
+/// As for [`workspace`].
+pub(crate) unsafe fn checked_workspace<'a>(
+    model: &engine::Model<'_>,
+    ws: *mut Workspace,
+) -> Result<&'a mut WorkspaceBox, Status> {
+    // SAFETY: forwarded from the caller.
+    let ws = unsafe { workspace(ws) }?;
+    let kind = Kind::of(model);
+    if ws.kind != kind {
+        bail!(
+            Status::WorkspaceMismatch,
+            "workspace was made for a model of another shape or dtype ({}), this model is {}",
+            ws.kind,
+            kind
+        );
+    }
+    Ok(ws)
+}
+
+/// Runs `f` with the caller's workspace, or with this thread's cached one if
+/// `ws` is NULL.
+///
+/// # Safety
+/// As for [`workspace`] when `ws` is not NULL.
+pub(crate) unsafe fn with_workspace<R>(
+    model: &engine::Model<'_>,
+    ws: *mut Workspace,
+    f: impl FnOnce(&mut engine::Workspace) -> Result<R, Status>,
+) -> Result<R, Status> {
+    if !ws.is_null() {
+        // SAFETY: forwarded from the caller.
+        let ws = unsafe { checked_workspace(model, ws) }?;
+        return f(&mut ws.inner);
+    }
+    let kind = Kind::of(model);
+    let mut f = Some(f);
+    let cached = CACHED.try_with(|cell| {
+        // Busy only if `f` re-entered the library, which it does not.
+        let mut slot = cell.try_borrow_mut().ok()?;
+        if slot.as_ref().map(|(k, _)| *k) != Some(kind) {
+            *slot = Some((kind, model.workspace()));
+        }
+        let f = f.take()?;
+        slot.as_mut().map(|(_, ws)| f(ws))
+    });
+    match (cached, f) {
+        (Ok(Some(result)), _) => result,
+        // The thread-local is gone (a call from a thread-exit destructor):
+        // use a workspace for this call only.
+        (_, Some(f)) => f(&mut model.workspace()),
+        (_, None) => unreachable!("the closure ran but returned no result"),
+    }
+}
+
+/// Drops this thread's cached workspace, if any.
+pub(crate) fn release_cache() {
+    let _ = CACHED.try_with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = None;
+        }
+    });
+}
+
+/// Whether this thread holds a cached workspace, and for which shape (tests).
+pub fn cached_workspace_shape() -> Option<engine::Shape> {
+    CACHED.with(|cell| cell.borrow().as_ref().map(|(kind, _)| kind.shape))
+}
