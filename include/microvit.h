@@ -505,6 +505,34 @@ microvit_status microvit_classify(const struct microvit_model *model,
  * pixel_count = image_count * shape.pixels bytes (INVALID_ARGUMENT
  * otherwise, also when the product overflows).
  *
+ * Classifies one image like microvit_classify() and also writes what the
+ * attention saw: the CLS token's attention for each head, shape.heads rows
+ * of shape.tokens floats (token 0 is the CLS token itself, then the patches
+ * row-major over the patch grid; each row sums to 1), as the model's own
+ * path computed it (int8 models: its Q.14 fixed-point probabilities).
+ * Opt-in, so plain classify does not pay for it.
+ *
+ * out_attention is required: attention_capacity must be >=
+ * shape.heads * shape.tokens, else BUFFER_TOO_SMALL. out_class and
+ * out_logits are optional as in microvit_classify(). Statuses, workspace
+ * and overlap rules as microvit_classify(); with a workspace this function
+ * never allocates.
+ *
+ * # Safety
+ * As microvit_classify(); out_attention points to attention_capacity
+ * writable floats.
+ */
+microvit_status microvit_classify_attention(const struct microvit_model *model,
+                                            struct microvit_workspace *workspace,
+                                            const uint8_t *pixels,
+                                            size_t pixel_count,
+                                            uint32_t *out_class,
+                                            float *out_logits,
+                                            size_t logits_capacity,
+                                            float *out_attention,
+                                            size_t attention_capacity);
+
+/**
  * The same as calling microvit_classify() on each image in turn, with the
  * results stored row by row:
  * - out_classes: image_count class indices (classes_capacity >= image_count);

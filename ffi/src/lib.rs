@@ -560,6 +560,91 @@ pub unsafe extern "C" fn microvit_classify(
 /// pixel_count = image_count * shape.pixels bytes (INVALID_ARGUMENT
 /// otherwise, also when the product overflows).
 ///
+/// Classifies one image like microvit_classify() and also writes what the
+/// attention saw: the CLS token's attention for each head, shape.heads rows
+/// of shape.tokens floats (token 0 is the CLS token itself, then the patches
+/// row-major over the patch grid; each row sums to 1), as the model's own
+/// path computed it (int8 models: its Q.14 fixed-point probabilities).
+/// Opt-in, so plain classify does not pay for it.
+///
+/// out_attention is required: attention_capacity must be >=
+/// shape.heads * shape.tokens, else BUFFER_TOO_SMALL. out_class and
+/// out_logits are optional as in microvit_classify(). Statuses, workspace
+/// and overlap rules as microvit_classify(); with a workspace this function
+/// never allocates.
+///
+/// # Safety
+/// As microvit_classify(); out_attention points to attention_capacity
+/// writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn microvit_classify_attention(
+    model: *const Model,
+    workspace: *mut Workspace,
+    pixels: *const u8,
+    pixel_count: usize,
+    out_class: *mut u32,
+    out_logits: *mut f32,
+    logits_capacity: usize,
+    out_attention: *mut f32,
+    attention_capacity: usize,
+) -> Status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let model = &unsafe { handles::model("model", model) }?.inner;
+        let shape = model.shape();
+        let (per_image, classes) = (shape.pixels(), shape.classes as usize);
+        let rows = shape.heads as usize * shape.tokens() as usize;
+        if pixels.is_null() {
+            bail!(Status::NullArgument, "pixels is NULL");
+        }
+        if out_attention.is_null() {
+            bail!(Status::NullArgument, "out_attention is NULL");
+        }
+        if pixel_count != per_image {
+            let side = shape.image_side;
+            bail!(
+                Status::InvalidArgument,
+                "pixel_count is {pixel_count}, 1 image(s) of {side}x{side} pixels need {per_image}"
+            );
+        }
+        let spans = [
+            Some(span("pixels", pixels, per_image)?),
+            output_span("out_class", (out_class, 1), 1)?,
+            output_span("out_logits", (out_logits, logits_capacity), classes)?,
+            output_span("out_attention", (out_attention, attention_capacity), rows)?,
+        ];
+        disjoint(&spans)?;
+        if !workspace.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { handles::checked_workspace(model, workspace) }?;
+        }
+        // SAFETY: checked by `span` and `disjoint` above; the sizes are the
+        // caller's by contract.
+        let image = unsafe { input(pixels, per_image) };
+        // SAFETY: see above.
+        let attention = unsafe { output(out_attention, rows) };
+        // SAFETY: see above.
+        let class_out = (!out_class.is_null()).then(|| unsafe { output(out_class, 1) });
+        // SAFETY: see above.
+        let logits_out = (!out_logits.is_null()).then(|| unsafe { output(out_logits, classes) });
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            handles::with_workspace(model, workspace, |ws| {
+                let logits = model
+                    .infer_with_attention(image, ws, attention)
+                    .map_err(|e| fail(infer_status(&e), format_args!("{e}")))?;
+                if let Some(c) = class_out {
+                    c[0] = engine::argmax(logits) as u32;
+                }
+                if let Some(l) = logits_out {
+                    l.copy_from_slice(logits);
+                }
+                Ok(())
+            })
+        }
+    })
+}
+
 /// The same as calling microvit_classify() on each image in turn, with the
 /// results stored row by row:
 /// - out_classes: image_count class indices (classes_capacity >= image_count);

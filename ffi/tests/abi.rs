@@ -826,3 +826,113 @@ fn panics_are_caught_at_the_boundary() {
     let image = random_image(&EngineShape::SEED, 2);
     classify(&model, ptr::null_mut(), &image);
 }
+
+#[test]
+fn classify_attention_returns_what_the_attention_saw() {
+    // The f32 model's attention for MNIST test digit 0 is PyTorch's (the
+    // golden fixture, first digit), and it is opt-in: NULL or a short
+    // buffer is refused before anything is written.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let fixture = std::fs::read(format!("{root}/tests/fixtures/microvit-seed.cls_attention.npy")).unwrap();
+    let header_len = u16::from_le_bytes([fixture[8], fixture[9]]) as usize;
+    let golden: Vec<f32> = fixture[10 + header_len..]
+        .chunks_exact(4)
+        .take(2 * 17)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let gz = std::process::Command::new("zcat")
+        .arg(format!("{root}/data/t10k-images-idx3-ubyte.gz"))
+        .output()
+        .expect("zcat inflates the test set")
+        .stdout;
+    let digit = &gz[16..16 + 784];
+    for (blob, tolerance) in
+        [(seed_blob(), 1e-5f32), (std::fs::read(SEED_MODEL.replace(".mvit", ".int8.mvit")).unwrap(), 0.02)]
+    {
+        let model = load(&blob);
+        let (mut class, mut logits, mut attention) = (0u32, [0f32; 10], [0f32; 34]);
+        // SAFETY: valid buffers of the stated lengths.
+        let status = unsafe {
+            microvit_classify_attention(
+                model.0,
+                ptr::null_mut(),
+                digit.as_ptr(),
+                784,
+                &mut class,
+                logits.as_mut_ptr(),
+                10,
+                attention.as_mut_ptr(),
+                34,
+            )
+        };
+        expect(status, Status::Ok, "");
+        assert_eq!(class, 7);
+        for head in attention.chunks_exact(17) {
+            assert!((head.iter().sum::<f32>() - 1.0).abs() < 2e-3, "a head's row sums to 1");
+        }
+        let worst = attention.iter().zip(&golden).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst <= tolerance, "attention differs from PyTorch by {worst}");
+        let mut short = [7f32; 33];
+        // SAFETY: valid buffers of the stated lengths (NULL is the point).
+        let status = unsafe {
+            microvit_classify_attention(
+                model.0,
+                ptr::null_mut(),
+                digit.as_ptr(),
+                784,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                0,
+                short.as_mut_ptr(),
+                33,
+            )
+        };
+        expect(status, Status::BufferTooSmall, "out_attention has room for 33 values, 34 are needed");
+        assert!(short.iter().all(|&v| v == 7.0), "nothing written on failure");
+        // SAFETY: as above.
+        let status = unsafe {
+            microvit_classify_attention(
+                model.0,
+                ptr::null_mut(),
+                digit.as_ptr(),
+                784,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+                34,
+            )
+        };
+        expect(status, Status::NullArgument, "out_attention is NULL");
+        // SAFETY: as above.
+        let status = unsafe {
+            microvit_classify_attention(
+                model.0,
+                ptr::null_mut(),
+                digit.as_ptr(),
+                783,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                0,
+                attention.as_mut_ptr(),
+                34,
+            )
+        };
+        expect(status, Status::InvalidArgument, "pixel_count is 783");
+        // SAFETY: NULL model.
+        let status = unsafe {
+            microvit_classify_attention(
+                ptr::null(),
+                ptr::null_mut(),
+                digit.as_ptr(),
+                784,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                0,
+                attention.as_mut_ptr(),
+                34,
+            )
+        };
+        expect(status, Status::NullArgument, "model is NULL");
+    }
+}
