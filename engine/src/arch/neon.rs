@@ -130,8 +130,8 @@ pub(crate) unsafe fn int8_forward(
             vst1q_s16(out.add(8), vreinterpretq_s16_u16(vmovl_high_u8(bytes)));
         }
     }
-    for i in chunks * 16..image.len() {
-        ws.simd_image[i] = image[i] as i16;
+    for (out, &px) in ws.simd_image[chunks * 16..].iter_mut().zip(&image[chunks * 16..]) {
+        *out = px as i16;
     }
 
     let pixels = ws.simd_image.as_ptr();
@@ -235,4 +235,55 @@ pub(crate) unsafe fn f16_forward(
         }
     }
     f16::attend_and_classify(w, shape, ws);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::synthetic::{random_f16_blob, random_image, random_int8_blob};
+    use crate::{Backend, Model, Shape};
+
+    /// The corners of the shape family the backends harness's random shapes
+    /// (patch side ≤ 10) do not reach: one 64×64 patch, 256 patches of 2×2,
+    /// dim 128 and dim 1, patch sides that are not multiples of 4.
+    const EDGES: [Shape; 6] = [
+        Shape { image_side: 64, patch_side: 64, dim: 128, heads: 4, classes: 10 },
+        Shape { image_side: 32, patch_side: 2, dim: 128, heads: 8, classes: 64 },
+        Shape { image_side: 64, patch_side: 4, dim: 40, heads: 5, classes: 3 },
+        Shape { image_side: 63, patch_side: 21, dim: 33, heads: 3, classes: 7 },
+        Shape { image_side: 45, patch_side: 3, dim: 1, heads: 1, classes: 1 },
+        Shape { image_side: 2, patch_side: 2, dim: 31, heads: 1, classes: 2 },
+    ];
+
+    fn on(blob: &[u8], backend: Backend) -> Model<'static> {
+        let mut model = Model::from_bytes(blob).unwrap();
+        model.set_backend(backend).unwrap();
+        model
+    }
+
+    #[test]
+    fn neon_matches_scalar_at_the_edges_of_the_family() {
+        for (i, shape) in EDGES.into_iter().enumerate() {
+            shape.validate().unwrap();
+            let images = [random_image(&shape, i as u64), vec![255; shape.pixels()], vec![0; shape.pixels()]];
+            let blob = random_int8_blob(shape, 100 + i as u64);
+            let (scalar, neon) = (on(&blob, Backend::Scalar), on(&blob, Backend::Neon));
+            let (mut ws_scalar, mut ws_neon) = (scalar.workspace(), neon.workspace());
+            for image in &images {
+                scalar.infer(image, &mut ws_scalar).unwrap();
+                neon.infer(image, &mut ws_neon).unwrap();
+                assert_eq!(ws_scalar.q_tokens, ws_neon.q_tokens, "int8 patch embedding, {shape:?}");
+                assert_eq!(ws_scalar.logits_fixed(), ws_neon.logits_fixed(), "int8 logits, {shape:?}");
+            }
+            let blob = random_f16_blob(shape, 200 + i as u64);
+            let (scalar, neon) = (on(&blob, Backend::Scalar), on(&blob, Backend::Neon));
+            let (mut ws_scalar, mut ws_neon) = (scalar.workspace(), neon.workspace());
+            for image in &images {
+                let want = scalar.infer(image, &mut ws_scalar).unwrap();
+                let got = neon.infer(image, &mut ws_neon).unwrap();
+                for (a, b) in got.iter().zip(want) {
+                    assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "f16 {shape:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# .ci/aarch64.sh: the engine's tests cross-compiled for aarch64-unknown-linux-gnu
+# and run under qemu-user, so the NEON kernels (engine/src/arch/neon.rs) are
+# checked on every CI run without ARM hardware.
+#
+#   bash .ci/aarch64.sh      # from anywhere in the repository; no stdin needed
+#
+# Installs what it lacks (apt: the aarch64 cross gcc and libc, qemu-user-static;
+# rustup: the aarch64-unknown-linux-gnu target), so the first run needs the
+# network and root or sudo; later runs skip that. Builds into $CARGO_TARGET_DIR
+# (default target/, shared with .ci/ffi.sh's aarch64 build).
+#
+#  1. tools     apt packages and the rustup target (skipped when present)
+#  2. build     the engine's tests for aarch64 (an aarch64 ELF, checked)
+#  3. neon      cargo test -p microvit-engine --release under qemu, models on
+#               their default backend (neon): every engine test, including
+#               tests/backends.rs, where neon must reproduce the committed int8
+#               checksums (tests/fixtures/*.int8.logits.crc32c) on all 10,000
+#               test digits bit for bit, match scalar int8 exactly and f16
+#               within 1e-4 on random shapes (proptest). The harness inflates
+#               the test set with the host's zcat (qemu-user runs the child
+#               natively).
+#  4. scalar    the tests again with MICROVIT_BACKEND=scalar, so every test
+#               that uses the default backend runs the scalar passes on
+#               aarch64 too, and the checksum test again, reading the digits
+#               from MICROVIT_TEST_IMAGES (an inflated copy). Skipped, as
+#               step 3 ran them and the variable cannot change them:
+#               tests/reference.rs (f32 blobs only, which always run the
+#               scalar reference pass) and the backends harness's f16 and
+#               random-model comparisons (they pin both backends).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TERM_COLOR=never
+
+TARGET=aarch64-unknown-linux-gnu
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$PWD/$TARGET_DIR ;; esac
+export CARGO_TARGET_DIR=$TARGET_DIR
+OUT=$TARGET_DIR/aarch64-ci
+
+start=$SECONDS
+step() { printf '\n==> [%3ds] %s\n' $((SECONDS - start)) "$*"; }
+fail() {
+    printf 'aarch64.sh: FAILED: %s\n' "$*" >&2
+    exit 1
+}
+trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
+
+# ---------------------------------------------------------------------------
+step "1. tools"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+have_tools() {
+    command -v aarch64-linux-gnu-gcc >/dev/null && [ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ] &&
+        { command -v qemu-aarch64-static || command -v qemu-aarch64; } >/dev/null && command -v zcat >/dev/null
+}
+if ! have_tools; then
+    echo "  installing gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static gzip"
+    $SUDO apt-get update -qq </dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static gzip </dev/null >/dev/null
+    # Some releases ship qemu-aarch64 only in qemu-user.
+    if ! command -v qemu-aarch64-static >/dev/null && ! command -v qemu-aarch64 >/dev/null; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user \
+            </dev/null >/dev/null
+    fi
+    have_tools || fail "the aarch64 cross toolchain or qemu is still missing after apt-get install"
+fi
+grep -qx "$TARGET" <<<"$(rustup target list --installed)" || rustup target add "$TARGET" </dev/null
+QEMU=$(command -v qemu-aarch64-static || command -v qemu-aarch64)
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$QEMU -L /usr/aarch64-linux-gnu"
+echo "  $(rustc --version), $(aarch64-linux-gnu-gcc --version | head -1), $("$QEMU" --version | head -1)"
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+CARGO_TEST=(cargo test -p microvit-engine --release --target "$TARGET")
+
+# Runs cargo test with the remaining arguments, keeping the output in
+# $OUT/NAME.log; prints the per-binary results, fails on any failed test.
+run_tests() {
+    local name=$1 log="$OUT/$1.log"
+    shift
+    if ! "$@" </dev/null >"$log" 2>&1; then
+        cat "$log" >&2
+        fail "$name: tests failed (log: $log)"
+    fi
+    grep -E '^ +(Running|Doc-tests) ' "$log" | sed -E 's/^ +/  /; s/ \(.*//' >"$OUT/$name.binaries"
+    grep -E '^test result: ' "$log" >"$OUT/$name.results"
+    paste -d' ' "$OUT/$name.binaries" "$OUT/$name.results" |
+        sed -E 's/test result: ok\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored;.*finished in ([0-9.]+s)/ok: \1 passed, \2 failed, \3 ignored (\4)/'
+    awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "  total: %d passed, %d failed, %d ignored\n", p, f, i }' "$log"
+}
+
+# Fails unless the log shows the test passed.
+passed() {
+    grep -qxF "test $2 ... ok" "$OUT/$1.log" || fail "$1: '$2' did not run and pass"
+}
+
+# ---------------------------------------------------------------------------
+step "2. build the engine's tests for $TARGET"
+"${CARGO_TEST[@]}" --no-run --quiet </dev/null
+harness=$(find "$TARGET_DIR/$TARGET/release/deps" -maxdepth 1 -name 'backends-*' -type f -perm -u+x -print -quit)
+# ELF e_machine (offset 18, little-endian) 0xb7 is EM_AARCH64.
+[ -n "$harness" ] && [ "$(od -An -tx1 -j18 -N2 "$harness" | tr -d ' ')" = b700 ] ||
+    fail "no aarch64 build of tests/backends.rs in $TARGET_DIR/$TARGET/release/deps"
+
+step "3. neon: every engine test under qemu (default backend: neon)"
+run_tests neon "${CARGO_TEST[@]}"
+passed neon every_backend_reproduces_the_committed_int8_checksums
+passed neon int8_backends_are_bit_exact_on_random_models
+passed neon f16_backends_agree_on_random_models
+passed neon every_backend_matches_scalar_f16_on_the_test_set
+echo "  neon and scalar reproduce the committed int8 checksums: $(cat tests/fixtures/*.int8.logits.crc32c | tr '\n' ' ')"
+
+step "4. scalar: MICROVIT_BACKEND=scalar, digits from MICROVIT_TEST_IMAGES"
+gzip -dc data/t10k-images-idx3-ubyte.gz >"$OUT/t10k-images-idx3-ubyte"
+targets=(--lib)
+for t in engine/tests/*.rs; do
+    t=$(basename "$t" .rs)
+    [ "$t" = reference ] || targets+=(--test "$t")
+done
+run_tests scalar env MICROVIT_BACKEND=scalar MICROVIT_TEST_IMAGES="$OUT/t10k-images-idx3-ubyte" \
+    "${CARGO_TEST[@]}" "${targets[@]}" -- \
+    --skip every_backend_matches_scalar_f16_on_the_test_set \
+    --skip int8_backends_are_bit_exact_on_random_models \
+    --skip f16_backends_agree_on_random_models
+passed scalar every_backend_reproduces_the_committed_int8_checksums
+rm -f "$OUT/t10k-images-idx3-ubyte"
+
+step "done: aarch64 engine tests pass under qemu (neon and scalar) in $((SECONDS - start))s"
