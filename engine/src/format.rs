@@ -580,7 +580,7 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
         if let Some(j) = (28..32).find(|&j| e[j] != 0) {
             return Err(LoadError::ReservedNotZero { offset: HEADER_LEN + i * TABLE_ENTRY_LEN + j });
         }
-        if offset % TENSOR_ALIGN != 0 {
+        if !offset.is_multiple_of(TENSOR_ALIGN) {
             return Err(LoadError::MisalignedTensor { tensor: id, offset });
         }
         if offset < table_end || offset.checked_add(len).is_none_or(|end| end > actual) {

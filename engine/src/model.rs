@@ -64,7 +64,7 @@ impl<'a> Model<'a> {
         // than as misaligned.
         let layout = format::parse(blob)?;
         let address = blob.as_ptr() as usize;
-        if address % BORROWED_ALIGN != 0 {
+        if !address.is_multiple_of(BORROWED_ALIGN) {
             return Err(LoadError::MisalignedBuffer { required: BORROWED_ALIGN, address });
         }
         Model::validated(Bytes::Borrowed(blob), layout)

@@ -21,7 +21,7 @@ pub(crate) fn span<T>(name: &'static str, ptr: *const T, len: usize) -> Result<S
         bail!(Status::NullArgument, "{name} is NULL");
     }
     let start = ptr as usize;
-    if start % align_of::<T>() != 0 {
+    if !start.is_multiple_of(align_of::<T>()) {
         bail!(Status::InvalidArgument, "{name} ({start:#x}) is not aligned to {} bytes", align_of::<T>());
     }
     let end = len

@@ -100,7 +100,7 @@ pub(crate) unsafe fn model<'a>(name: &'static str, ptr: *const Model) -> Result<
     if ptr.is_null() {
         bail!(Status::NullArgument, "{name} is NULL");
     }
-    if ptr as usize % std::mem::align_of::<ModelBox>() != 0 {
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<ModelBox>()) {
         bail!(Status::InvalidArgument, "{name} is not a microvit_model pointer (misaligned)");
     }
     // SAFETY: non-NULL and aligned; a live model by the caller's contract.
@@ -118,7 +118,7 @@ pub(crate) unsafe fn model<'a>(name: &'static str, ptr: *const Model) -> Result<
 /// no other thread is using it.
 pub(crate) unsafe fn workspace<'a>(ptr: *mut Workspace) -> Result<&'a mut WorkspaceBox, Status> {
     let ptr = ptr.cast::<WorkspaceBox>();
-    if ptr as usize % std::mem::align_of::<WorkspaceBox>() != 0 {
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<WorkspaceBox>()) {
         bail!(Status::InvalidArgument, "workspace is not a microvit_workspace pointer (misaligned)");
     }
     // SAFETY: non-NULL (checked by the caller) and aligned; a live workspace

@@ -114,7 +114,7 @@ pub(crate) unsafe fn int8_forward(
     for (z, n) in ws.q_tokens.chunks_exact(d).zip(ws.q_norm.chunks_exact_mut(d)) {
         int8_layer_norm(z, w.params.ln_eps, n);
     }
-    if d % 8 == 0 {
+    if d.is_multiple_of(8) {
         int8_attend(w, shape, ws);
     } else {
         int8::attend(w, shape, ws);
@@ -135,7 +135,7 @@ fn hsum(v: __m256i) -> i32 {
 /// the int8 value ranges guarantee (docs/FIXED_POINT.md).
 #[target_feature(enable = "avx2")]
 fn dot_i16(a: &[i16], b: &[i16]) -> __m256i {
-    debug_assert!(a.len() == b.len() && a.len() % 8 == 0);
+    debug_assert!(a.len() == b.len() && a.len().is_multiple_of(8));
     let mut acc = _mm256_setzero_si256();
     let mut i = 0;
     while i + 16 <= a.len() {
