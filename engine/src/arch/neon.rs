@@ -114,7 +114,7 @@ pub(crate) unsafe fn int8_forward(
     let (dim_pad, cols) = (prep.dim_pad, prep.cols);
     // What the pointer arithmetic below relies on (checked once per digit).
     assert!(image.len() == side * side && ws.simd_image.len() >= image.len() + PIXELS);
-    assert!(dim_pad % GROUP == 0 && dim_pad <= MAX_DIM as usize && d <= dim_pad && cols >= p && cols % PIXELS == 0);
+    assert!(dim_pad.is_multiple_of(GROUP) && dim_pad <= MAX_DIM as usize && d <= dim_pad && cols >= p && cols.is_multiple_of(PIXELS));
     assert!(prep.int8_weight.len() == p * cols * dim_pad && prep.int8_scale.len() == dim_pad);
     assert!(prep.int8_bias.len() == shape.patches() * dim_pad && ws.q_tokens.len() == shape.patches() * d);
 
@@ -202,7 +202,7 @@ pub(crate) unsafe fn f16_forward(
 ) {
     let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
     let dim_pad = prep.dim_pad;
-    assert!(dim_pad % GROUP == 0 && dim_pad <= MAX_DIM as usize && d <= dim_pad);
+    assert!(dim_pad.is_multiple_of(GROUP) && dim_pad <= MAX_DIM as usize && d <= dim_pad);
     assert!(prep.f16_weight.len() == shape.patch_len() * dim_pad && ws.f_tokens.len() == shape.patches() * d);
     let weights = prep.f16_weight.as_ptr();
     let mut row = [0f32; MAX_DIM as usize];
