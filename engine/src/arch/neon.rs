@@ -114,7 +114,13 @@ pub(crate) unsafe fn int8_forward(
     let (dim_pad, cols) = (prep.dim_pad, prep.cols);
     // What the pointer arithmetic below relies on (checked once per digit).
     assert!(image.len() == side * side && ws.simd_image.len() >= image.len() + PIXELS);
-    assert!(dim_pad.is_multiple_of(GROUP) && dim_pad <= MAX_DIM as usize && d <= dim_pad && cols >= p && cols.is_multiple_of(PIXELS));
+    assert!(
+        dim_pad.is_multiple_of(GROUP)
+            && dim_pad <= MAX_DIM as usize
+            && d <= dim_pad
+            && cols >= p
+            && cols.is_multiple_of(PIXELS)
+    );
     assert!(prep.int8_weight.len() == p * cols * dim_pad && prep.int8_scale.len() == dim_pad);
     assert!(prep.int8_bias.len() == shape.patches() * dim_pad && ws.q_tokens.len() == shape.patches() * d);
 
