@@ -1,5 +1,6 @@
 //! The pieces of the `microvit` tool, as a library so tests can drive them.
 
+pub mod bench;
 pub mod draw;
 pub mod eval;
 pub mod explain;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use microvit_cli::image_input::{self, Polarity};
-use microvit_cli::{eval, explain, model_file, report};
+use microvit_cli::{bench, eval, explain, model_file, report};
 use microvit_converter::{ConvertOptions, Dtype};
 use microvit_engine::{softmax, Model};
 
@@ -127,6 +127,30 @@ enum Command {
         #[arg(long, value_name = "FILE.npy")]
         attention_out: Option<PathBuf>,
     },
+    /// Latency per digit and digits/s on the MNIST test digits, per dtype × backend (see cli/src/bench.rs).
+    Bench {
+        /// A blob, or a safetensors file converted to each --dtype [default: the shipped seed model,
+        /// models/microvit-seed.mvit, .f16.mvit, .int8.mvit].
+        model: Option<PathBuf>,
+        /// Encodings to run, repeatable or comma separated [default: f32,f16,int8].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        dtype: Vec<DtypeArg>,
+        /// Backends: scalar, avx2, neon, auto or all, repeatable or comma separated [default: all this CPU has].
+        #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
+        backend: Vec<String>,
+        /// Also time blocks of N digits handed over back to back (throughput).
+        #[arg(long, value_name = "N")]
+        batch: Option<usize>,
+        /// Threads sharing the model, each with its own workspace (aggregate digits/s).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        threads: usize,
+        /// Measuring time per run [default: 2.5 s shared by the runs, at least 0.25 s each].
+        #[arg(long, value_name = "S")]
+        seconds: Option<f64>,
+        /// Print a JSON array, one object per dtype × backend run.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -188,6 +212,11 @@ fn main() -> ExitCode {
             };
             let options = explain::Options { model, images, test_digits, out_dir: output, polarity, attention_out };
             explain::run(&options, &mut |line| say_line(format_args!("{line}")))
+        }
+        Command::Bench { model, dtype, backend, batch, threads, seconds, json } => {
+            let dtypes = dtype.into_iter().map(Dtype::from).collect();
+            let options = bench::Options { model, dtypes, backends: backend, batch, threads, seconds, json };
+            bench::run(&options, &mut |line| say_line(format_args!("{line}")))
         }
     };
     match result {

@@ -1,0 +1,589 @@
+//! `microvit bench`: latency per digit and throughput of the engine on the
+//! real MNIST test digits, per encoding × backend.
+//!
+//! How it measures, per run (one encoding on one backend):
+//!
+//! 1. Warm-up: one pass over the 10,000 test digits in order (cut short
+//!    after `max(seconds, 1 s)`), which also gives the run's accuracy, so a
+//!    fast run is seen to be a right one; then a few untimed blocks on every
+//!    thread.
+//! 2. Single-digit latency: the digits are cycled through [`Model::classify`]
+//!    one call at a time, and every block of [`BLOCK`] back-to-back calls is
+//!    timed with [`Instant`] and divided by [`BLOCK`]. One call (a few µs) is
+//!    too short to time alone without the clock's own cost and resolution
+//!    showing; a block of 64 is short enough that a preemption lands in few
+//!    blocks and shows in the p99 rather than in the median. So min, p50 and
+//!    p99 are over per-block means, not over single calls; digits/s is all
+//!    digits over the wall time of the phase.
+//! 3. With `--batch N`: the same, with blocks of N digits handed over at once
+//!    ([`infer_batch`], which writes N × classes logits), reporting µs/digit
+//!    and digits/s of that.
+//!
+//! With `--threads N`, N threads share the one model (each with its own
+//! workspace), start together, and each times its own blocks; the latency
+//! figures pool every thread's blocks, digits/s is the aggregate.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use microvit_converter::Dtype;
+use microvit_dataset::{idx, shipped_test_set};
+use microvit_engine::{Backend, Encoding, Model, Workspace};
+
+use crate::model_file;
+
+/// Calls per timed block of the single-digit latency.
+pub const BLOCK: usize = 64;
+
+/// Default measuring time, shared between the runs: `microvit bench` with no
+/// arguments must stay a quick look (well under 10 s in all).
+const DEFAULT_TOTAL_SECONDS: f64 = 2.5;
+/// The least default measuring time of one run (phase).
+const MIN_DEFAULT_SECONDS: f64 = 0.25;
+/// The warm-up (accuracy) pass stops after `max(seconds, this)` even if it
+/// has not seen every digit.
+const MIN_WARM_UP_SECONDS: f64 = 1.0;
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A blob, or a safetensors file converted to each dtype in memory
+    /// [default: the shipped seed blobs, one per dtype].
+    pub model: Option<PathBuf>,
+    /// Encodings [default: f32, f16, int8 for the shipped model; the file's
+    /// own for a given blob; f32 for a given safetensors file].
+    pub dtypes: Vec<Dtype>,
+    /// Backend names (`scalar`, `avx2`, `neon`, `auto`, `all`) [default: all
+    /// this CPU has].
+    pub backends: Vec<String>,
+    /// Also time blocks of this many digits handed over at once.
+    pub batch: Option<usize>,
+    /// Threads sharing the model [default 1].
+    pub threads: usize,
+    /// Measuring time per run and phase [default: 2.5 s shared by the runs, at least 0.25 s each].
+    pub seconds: Option<f64>,
+    /// Print JSON instead of a table.
+    pub json: bool,
+}
+
+/// The figures of one run: one encoding on one backend.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub dtype: &'static str,
+    /// The backend that ran, as the model reports it.
+    pub backend: &'static str,
+    pub model: String,
+    pub threads: usize,
+    /// Correct / checked over the first `checked` test digits (the warm-up
+    /// pass: all 10,000 unless the path is too slow for its time).
+    pub accuracy: f64,
+    pub checked: usize,
+    pub single: Stats,
+    pub batch: Option<(usize, Stats)>,
+}
+
+/// Timing of one phase.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    /// Per-digit µs: block time / block length, over all blocks.
+    pub us_min: f64,
+    pub us_p50: f64,
+    pub us_p99: f64,
+    pub us_mean: f64,
+    /// Digits timed (all threads).
+    pub digits: u64,
+    /// Wall time of the phase.
+    pub seconds: f64,
+    /// Aggregate digits per second: `digits / seconds`.
+    pub digits_per_second: f64,
+}
+
+impl Stats {
+    /// Summarises per-digit block times (µs, any order).
+    pub fn from_blocks(mut us: Vec<f64>, digits: u64, seconds: f64) -> Stats {
+        us.sort_by(f64::total_cmp);
+        let rank = |q: f64| us[((q * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1];
+        Stats {
+            us_min: us[0],
+            us_p50: rank(0.50),
+            us_p99: rank(0.99),
+            us_mean: us.iter().sum::<f64>() / us.len() as f64,
+            digits,
+            seconds,
+            digits_per_second: digits as f64 / seconds,
+        }
+    }
+}
+
+/// Runs `model` on `n` digits stored back to back in `images` (`n × pixels`
+/// bytes) and writes their logits to `logits` (`n × classes`). A loop over
+/// [`Model::infer`]: what a batch entry point of the engine would do.
+pub fn infer_batch(model: &Model<'_>, images: &[u8], ws: &mut Workspace, logits: &mut [f32]) -> Result<(), String> {
+    let shape = model.shape();
+    let (pixels, classes) = (shape.pixels(), shape.classes as usize);
+    if !images.len().is_multiple_of(pixels) || logits.len() != images.len() / pixels * classes {
+        return Err(format!(
+            "batch of {} bytes and {} logits does not fit {pixels}-pixel images and {classes} classes",
+            images.len(),
+            logits.len()
+        ));
+    }
+    for (image, out) in images.chunks_exact(pixels).zip(logits.chunks_exact_mut(classes)) {
+        out.copy_from_slice(model.infer(image, ws).map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
+/// One model to run, before the backends are chosen.
+struct Subject {
+    dtype: Dtype,
+    path: PathBuf,
+    model: Model<'static>,
+}
+
+fn dtype_of(encoding: Encoding) -> Dtype {
+    match encoding {
+        Encoding::F32 => Dtype::F32,
+        Encoding::F16 => Dtype::F16,
+        Encoding::Int8 => Dtype::Int8,
+    }
+}
+
+/// The shipped seed blob of an encoding.
+pub fn shipped_blob(dtype: Dtype) -> PathBuf {
+    let f32_blob = model_file::shipped_model();
+    match dtype {
+        Dtype::F32 => f32_blob,
+        other => f32_blob.with_extension(format!("{}.mvit", other.name())),
+    }
+}
+
+fn subjects(opts: &Options) -> Result<Vec<Subject>, String> {
+    let mut dtypes: Vec<Dtype> = Vec::new();
+    for &d in &opts.dtypes {
+        if !dtypes.contains(&d) {
+            dtypes.push(d);
+        }
+    }
+    let mut out = Vec::new();
+    match &opts.model {
+        None => {
+            if dtypes.is_empty() {
+                dtypes = vec![Dtype::F32, Dtype::F16, Dtype::Int8];
+            }
+            for dtype in dtypes {
+                let path = shipped_blob(dtype);
+                let model = model_file::load(&path, None)?.model;
+                out.push(Subject { dtype, path, model });
+            }
+        }
+        Some(path) if dtypes.is_empty() => {
+            let model = model_file::load(path, None)?.model;
+            out.push(Subject { dtype: dtype_of(model.encoding()), path: path.clone(), model });
+        }
+        Some(path) => {
+            for dtype in dtypes {
+                let model = model_file::load(path, Some(dtype))?.model;
+                out.push(Subject { dtype, path: path.clone(), model });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The backends asked for, checked against this CPU, in [`Backend::ALL`] order.
+pub fn backends(names: &[String]) -> Result<Vec<Backend>, String> {
+    if names.is_empty() {
+        return Ok(Backend::available());
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        if name.trim().eq_ignore_ascii_case("all") {
+            chosen.extend(Backend::available());
+            continue;
+        }
+        let backend = Backend::parse(name)
+            .and_then(Backend::checked)
+            .map_err(|e| format!("--backend: {e} (this CPU has: {})", names_of(&Backend::available())))?;
+        chosen.push(backend);
+    }
+    Ok(Backend::ALL.into_iter().filter(|b| chosen.contains(b)).collect())
+}
+
+fn names_of(backends: &[Backend]) -> String {
+    backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs the benchmark and reports through `say`, one line at a time (the
+/// JSON is one line per run). Notes go to stderr in JSON mode.
+pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) -> Result<(), String> {
+    if opts.threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    if opts.batch == Some(0) {
+        return Err("--batch must be at least 1".into());
+    }
+    if let Some(s) = opts.seconds.filter(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(format!("--seconds must be a positive number of seconds, not {s}"));
+    }
+    let backends = backends(&opts.backends)?;
+    let subjects = subjects(opts)?;
+    let mut plan: Vec<(usize, Backend)> = Vec::new();
+    let mut notes = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        if s.model.encoding() == Encoding::F32 {
+            if backends.contains(&Backend::Scalar) {
+                plan.push((i, Backend::Scalar));
+            }
+            let skipped: Vec<Backend> = backends.iter().copied().filter(|&b| b != Backend::Scalar).collect();
+            if !skipped.is_empty() {
+                notes.push(format!("f32 is the scalar reference on every backend: not run on {}", names_of(&skipped)));
+            }
+        } else {
+            plan.extend(backends.iter().map(|&b| (i, b)));
+        }
+    }
+    if plan.is_empty() {
+        return Err(format!("nothing to run: f32 runs only on the scalar backend (asked for {})", names_of(&backends)));
+    }
+    let (images_path, labels_path) = shipped_test_set();
+    let (images, labels) = idx::read_labelled(&images_path, &labels_path).map_err(|e| e.to_string())?;
+    for s in &subjects {
+        if s.model.shape().pixels() != images.side * images.side {
+            return Err(format!(
+                "{}: the model takes {} pixels, the MNIST test digits have {}×{}",
+                s.path.display(),
+                s.model.shape().pixels(),
+                images.side,
+                images.side
+            ));
+        }
+    }
+    let seconds = opts.seconds.unwrap_or((DEFAULT_TOTAL_SECONDS / plan.len() as f64).max(MIN_DEFAULT_SECONDS));
+    let setup = Setup { images: &images, labels: &labels, threads: opts.threads, seconds, batch: opts.batch };
+
+    let mut results = Vec::new();
+    let mut subjects = subjects;
+    for &(i, backend) in &plan {
+        let s = &mut subjects[i];
+        s.model.set_backend(backend).map_err(|e| format!("{}: {e}", s.path.display()))?;
+        results.push(run_one(&s.model, s.dtype, &s.path, &setup)?);
+    }
+
+    if opts.json {
+        for note in &notes {
+            eprintln!("microvit: note: {note}");
+        }
+        say("[".into())?;
+        for (k, r) in results.iter().enumerate() {
+            let comma = if k + 1 < results.len() { "," } else { "" };
+            say(format!("  {}{comma}", to_json(r)))?;
+        }
+        return say("]".into());
+    }
+    for line in table(&results, &setup, &images_path) {
+        say(line)?;
+    }
+    for note in &notes {
+        say(format!("note: {note}"))?;
+    }
+    Ok(())
+}
+
+struct Setup<'a> {
+    images: &'a idx::Images,
+    labels: &'a [u8],
+    threads: usize,
+    seconds: f64,
+    batch: Option<usize>,
+}
+
+fn run_one(model: &Model<'_>, dtype: Dtype, path: &Path, setup: &Setup<'_>) -> Result<RunResult, String> {
+    let images = setup.images;
+    // Warm-up, and the proof that the run computes the right thing: the
+    // digits in order against their labels, all of them unless that takes
+    // longer than the warm-up allowance (a slow path on a busy machine).
+    let mut ws = model.workspace();
+    let (mut correct, mut checked) = (0usize, 0usize);
+    let warm_up_end = Instant::now() + Duration::from_secs_f64(setup.seconds.max(MIN_WARM_UP_SECONDS));
+    for (image, &label) in images.iter().zip(setup.labels) {
+        correct += usize::from(model.classify(image, &mut ws).map_err(|e| e.to_string())? == label as usize);
+        checked += 1;
+        if checked % 256 == 0 && Instant::now() > warm_up_end {
+            break;
+        }
+    }
+    let accuracy = correct as f64 / checked.max(1) as f64;
+
+    let single = timed(model, setup, BLOCK, 0, &|ws, _, start, n, sink| {
+        let mut sum = 0;
+        for k in 0..n {
+            let i = (start + k) % images.len();
+            sum += model.classify(std::hint::black_box(images.get(i)), ws).map_err(|e| e.to_string())?;
+        }
+        *sink = sink.wrapping_add(sum);
+        Ok(())
+    })?;
+
+    let batch = match setup.batch {
+        None => None,
+        Some(n) => {
+            // The digits, repeated until a batch fits, back to back.
+            let pool: Vec<u8> = images
+                .pixels
+                .iter()
+                .copied()
+                .cycle()
+                .take(images.pixels.len().max(n * images.side * images.side))
+                .collect();
+            let count = pool.len() / (images.side * images.side);
+            let classes = model.shape().classes as usize;
+            let pixels = model.shape().pixels();
+            let stats = timed(model, setup, n, n * classes, &|ws, logits, start, n, sink| {
+                // Whole batches from the pool, wrapping to its start.
+                let first = if start % count + n <= count { start % count } else { 0 };
+                infer_batch(model, std::hint::black_box(&pool[first * pixels..(first + n) * pixels]), ws, logits)?;
+                *sink = sink.wrapping_add(microvit_engine::argmax(&logits[..classes]));
+                Ok(())
+            })?;
+            Some((n, stats))
+        }
+    };
+    Ok(RunResult {
+        dtype: dtype.name(),
+        backend: model.backend().name(),
+        model: path.display().to_string(),
+        threads: setup.threads,
+        accuracy,
+        checked,
+        single,
+        batch,
+    })
+}
+
+/// Work on `n` digits from digit `start` with a thread's workspace and
+/// logits buffer, adding something of the result to the sink so it cannot be
+/// optimised away.
+type Block<'f> = dyn Fn(&mut Workspace, &mut [f32], usize, usize, &mut usize) -> Result<(), String> + Sync + 'f;
+
+/// Times blocks of `n` digits on every thread for `setup.seconds`; each
+/// thread has a workspace and `out_len` floats of output of its own.
+fn timed(model: &Model<'_>, setup: &Setup<'_>, n: usize, out_len: usize, block: &Block<'_>) -> Result<Stats, String> {
+    let threads = setup.threads;
+    let len = setup.images.len();
+    let barrier = Barrier::new(threads + 1);
+    let budget = Duration::from_secs_f64(setup.seconds);
+    let warm_up = Duration::from_secs_f64((setup.seconds / 10.0).min(0.05));
+    let (per_thread, wall) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                scope.spawn(move || -> Result<(Vec<f64>, u64), String> {
+                    let mut ws = model.workspace();
+                    let mut out = vec![0.0f32; out_len];
+                    let mut next = t * len / threads;
+                    let mut sink = 0usize;
+                    let warm_end = Instant::now() + warm_up;
+                    while Instant::now() < warm_end {
+                        block(&mut ws, &mut out, next, n, &mut sink)?;
+                        next = (next + n) % len;
+                    }
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut us = Vec::with_capacity(4096);
+                    while start.elapsed() < budget {
+                        let t0 = Instant::now();
+                        block(&mut ws, &mut out, next, n, &mut sink)?;
+                        us.push(t0.elapsed().as_secs_f64() * 1e6 / n as f64);
+                        next = (next + n) % len;
+                    }
+                    std::hint::black_box(sink);
+                    let digits = (us.len() * n) as u64;
+                    Ok((us, digits))
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let joined: Vec<_> = handles.into_iter().map(|h| h.join().expect("a bench thread panicked")).collect();
+        (joined, start.elapsed().as_secs_f64())
+    });
+    let mut all = Vec::new();
+    let mut digits = 0;
+    for r in per_thread {
+        let (us, d) = r?;
+        all.extend(us);
+        digits += d;
+    }
+    Ok(Stats::from_blocks(all, digits, wall))
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A finite number as JSON (3 significant decimals for µs is plenty).
+fn json_number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "null".into()
+    }
+}
+
+/// One run as a JSON object on one line.
+pub fn to_json(r: &RunResult) -> String {
+    let mut fields = vec![
+        ("dtype", json_string(r.dtype)),
+        ("backend", json_string(r.backend)),
+        ("model", json_string(&r.model)),
+        ("threads", r.threads.to_string()),
+        ("block", BLOCK.to_string()),
+        ("accuracy", format!("{:.4}", r.accuracy)),
+        ("accuracy_digits", r.checked.to_string()),
+        ("us_per_digit_min", json_number(r.single.us_min)),
+        ("us_per_digit_p50", json_number(r.single.us_p50)),
+        ("us_per_digit_p99", json_number(r.single.us_p99)),
+        ("us_per_digit_mean", json_number(r.single.us_mean)),
+        ("digits_per_second", json_number(r.single.digits_per_second)),
+        ("digits", r.single.digits.to_string()),
+        ("seconds", json_number(r.single.seconds)),
+    ];
+    match &r.batch {
+        None => fields.extend([
+            ("batch", "null".to_string()),
+            ("us_per_digit_batch_p50", "null".to_string()),
+            ("batch_digits_per_second", "null".to_string()),
+        ]),
+        Some((n, s)) => fields.extend([
+            ("batch", n.to_string()),
+            ("us_per_digit_batch_p50", json_number(s.us_p50)),
+            ("batch_digits_per_second", json_number(s.digits_per_second)),
+        ]),
+    }
+    let body: Vec<String> = fields.into_iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+fn table(results: &[RunResult], setup: &Setup<'_>, images_path: &Path) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "digits    {} ({} digits, cycled), {}",
+            images_path.display(),
+            setup.images.len(),
+            match setup.threads {
+                1 => "1 thread".to_string(),
+                n => format!("{n} threads sharing one model, each with its own workspace (digits/s is their sum)"),
+            }
+        ),
+        format!(
+            "timing    {:.2} s per run after a warm-up pass over the digits; latency = each block of {BLOCK} back-to-back",
+            setup.seconds
+        ),
+        format!("          classify calls timed with Instant, divided by {BLOCK} (min/p50/p99 are over those blocks)"),
+        format!("backends  this CPU has {}", names_of(&Backend::available())),
+        String::new(),
+    ];
+    let mut header = format!(
+        "{:<5} {:<7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11}",
+        "dtype", "backend", "accuracy", "min µs", "p50 µs", "p99 µs", "mean µs", "digits/s"
+    );
+    if let Some(n) = setup.batch {
+        let _ = write!(header, " {:>14} {:>11}", format!("batch{n} µs/dig"), "batch dig/s");
+    }
+    // Speed-up over the f32 reference, by p50, when it ran.
+    let f32_p50 = results.iter().find(|r| r.dtype == "f32").map(|r| r.single.us_p50);
+    if f32_p50.is_some() {
+        header.push_str("   vs f32");
+    }
+    lines.push(header);
+    for r in results {
+        let s = &r.single;
+        let partial = if r.checked < setup.images.len() { "*" } else { "" };
+        let mut line = format!(
+            "{:<5} {:<7} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>11.0}",
+            r.dtype,
+            r.backend,
+            format!("{:.2}%{partial}", 100.0 * r.accuracy),
+            s.us_min,
+            s.us_p50,
+            s.us_p99,
+            s.us_mean,
+            s.digits_per_second
+        );
+        if let Some((_, b)) = &r.batch {
+            let _ = write!(line, " {:>14.3} {:>11.0}", b.us_p50, b.digits_per_second);
+        }
+        if let Some(base) = f32_p50 {
+            let _ = write!(line, " {:>7.1}×", base / s.us_p50);
+        }
+        lines.push(line);
+    }
+    let partial: Vec<String> = results
+        .iter()
+        .filter(|r| r.checked < setup.images.len())
+        .map(|r| format!("{} {} {}", r.dtype, r.backend, r.checked))
+        .collect();
+    if !partial.is_empty() {
+        lines.push(format!(
+            "* accuracy over the first digits only ({}): the warm-up pass ran out of time (see --seconds)",
+            partial.join(", ")
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_rank_the_blocks() {
+        let s = Stats::from_blocks((1..=100).rev().map(f64::from).collect(), 6400, 2.0);
+        assert_eq!((s.us_min, s.us_p50, s.us_p99, s.us_mean), (1.0, 50.0, 99.0, 50.5));
+        assert_eq!(s.digits_per_second, 3200.0);
+        let one = Stats::from_blocks(vec![3.0], 64, 1.0);
+        assert_eq!((one.us_min, one.us_p50, one.us_p99), (3.0, 3.0, 3.0));
+    }
+
+    #[test]
+    fn backend_names_are_checked() {
+        assert_eq!(backends(&[]).unwrap(), Backend::available());
+        assert_eq!(backends(&["all".into()]).unwrap(), Backend::available());
+        assert_eq!(backends(&["scalar".into(), "SCALAR".into()]).unwrap(), vec![Backend::Scalar]);
+        assert!(backends(&["sse9".into()]).unwrap_err().contains("unknown backend"));
+    }
+
+    #[test]
+    fn json_escapes_strings() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    #[test]
+    fn batches_match_single_calls() {
+        let model = Model::from_bytes(&std::fs::read(shipped_blob(Dtype::Int8)).unwrap()).unwrap();
+        let images = idx::read_images(&shipped_test_set().0).unwrap();
+        let mut ws = model.workspace();
+        let mut logits = vec![0.0; 3 * 10];
+        infer_batch(&model, &images.pixels[..3 * 784], &mut ws, &mut logits).unwrap();
+        for i in 0..3 {
+            assert_eq!(&logits[i * 10..][..10], model.infer(images.get(i), &mut ws).unwrap());
+        }
+        assert!(infer_batch(&model, &images.pixels[..100], &mut ws, &mut logits).is_err());
+    }
+}
