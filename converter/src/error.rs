@@ -32,7 +32,8 @@ pub enum ConvertError {
     UnsupportedShape(ShapeError),
     /// The calibration digits are missing or unusable.
     Calibration { reason: String },
-    /// The model cannot be put on the int8 fixed-point grid.
+    /// The model cannot be put on the int8 fixed-point grid, or its folded
+    /// weights do not fit the f16 encoding (the reason names which).
     NotQuantizable { reason: String },
 }
 
@@ -59,7 +60,7 @@ impl fmt::Display for ConvertError {
             BadParameter { name, value } => write!(f, "{name} = {value} is not usable"),
             UnsupportedShape(e) => write!(f, "model shape is not supported: {e}"),
             Calibration { reason } => write!(f, "calibration: {reason}"),
-            NotQuantizable { reason } => write!(f, "cannot quantise to int8: {reason}"),
+            NotQuantizable { reason } => write!(f, "cannot quantise: {reason}"),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! ```
 
 mod error;
+#[cfg(test)]
+mod errors_documented;
 pub mod fold;
 pub mod quantize;
 mod state_dict;
@@ -17,7 +19,7 @@ pub use quantize::QuantReport;
 pub use state_dict::{read_safetensors, StateDict, Tensor};
 
 use microvit_engine::format::{BlobWriter, ElemType, Encoding, ModelConfig, TensorId};
-use microvit_engine::Shape;
+use microvit_engine::{Model, Shape};
 
 /// The weight encoding of the blob to write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,6 +82,10 @@ pub fn convert_state_dict(sd: &StateDict, options: &ConvertOptions) -> Result<Co
         Dtype::F32 => Ok(Converted { blob: f32_blob(sd, config), config, encoding: Encoding::F32, report: None }),
         Dtype::F16 => {
             let blob = quantize::f16_blob(&fold::Folded::new(sd, &config), config);
+            // Folding can take finite f32 weights past half precision (±65504)
+            // or past f32: refuse rather than write a blob the engine rejects.
+            Model::from_bytes(&blob)
+                .map_err(|e| ConvertError::NotQuantizable { reason: format!("the f16 blob does not load: {e}") })?;
             Ok(Converted { blob, config, encoding: Encoding::F16, report: None })
         }
         Dtype::Int8 => {
@@ -104,7 +110,8 @@ fn f32_blob(sd: &StateDict, config: ModelConfig) -> Vec<u8> {
 
 fn sqrt_exact(n: usize) -> Option<usize> {
     let r = (n as f64).sqrt().round() as usize;
-    (r * r == n).then_some(r)
+    // checked: a hostile file can declare a dimension near usize::MAX.
+    (r.checked_mul(r) == Some(n)).then_some(r)
 }
 
 /// Works out the model shape and parameters from the tensors, the metadata

@@ -172,7 +172,7 @@ fn quantize_patch(folded: &Folded) -> Result<PatchQuant, ConvertError> {
         let bias = bias.into_iter().map(|b| b as i32).collect();
         return Ok(PatchQuant { weight, scale, bias, step, scale_bits: bits });
     }
-    Err(ConvertError::NotQuantizable { reason: "patch biases are too large for the i32 accumulator grid".into() })
+    Err(ConvertError::NotQuantizable { reason: "int8 patch biases too large for the i32 accumulator grid".into() })
 }
 
 /// The int8 blob, with scales from the calibration digits (`count × S²`
@@ -184,7 +184,7 @@ pub fn int8_blob(
 ) -> Result<(Vec<u8>, QuantReport), ConvertError> {
     let shape = config.shape;
     let (d, k, pixels) = (shape.dim as usize, shape.patch_len(), shape.pixels());
-    if calibration.is_empty() || calibration.len() % pixels != 0 {
+    if calibration.is_empty() || !calibration.len().is_multiple_of(pixels) {
         return Err(ConvertError::Calibration {
             reason: format!("{} bytes is not a whole number of {pixels}-pixel images", calibration.len()),
         });

@@ -151,7 +151,7 @@ pub(crate) fn validate(w: &Weights<'_>, shape: &Shape) -> Result<(), LoadError> 
             return out_of_range(TensorId::Int8PatchScale, o, "patch scale would overflow the i32 accumulator");
         }
     }
-    let wide = |tensor, values: &[i16]| match values.iter().position(|v| v.abs() > WIDE_WEIGHT_LIMIT) {
+    let wide = |tensor, values: &[i16]| match values.iter().position(|v| v.unsigned_abs() > WIDE_WEIGHT_LIMIT as u16) {
         Some(i) => out_of_range(tensor, i, "i16 weight magnitude above 2047"),
         None => Ok(()),
     };

@@ -22,6 +22,8 @@ mod arch;
 pub mod backend;
 mod crc32c;
 pub mod error;
+#[cfg(test)]
+mod errors_documented;
 mod f16;
 pub mod format;
 pub mod int8;

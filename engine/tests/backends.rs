@@ -58,6 +58,7 @@ fn int8_checksum(model: &Model<'_>, images: &[u8]) -> u32 {
     crc32c(&fixed)
 }
 
+#[cfg_attr(miri, ignore)]
 #[test]
 fn every_backend_reproduces_the_committed_int8_checksums() {
     let images = test_images();
@@ -73,6 +74,7 @@ fn every_backend_reproduces_the_committed_int8_checksums() {
     }
 }
 
+#[cfg_attr(miri, ignore)]
 #[test]
 fn every_backend_matches_scalar_f16_on_the_test_set() {
     let images = test_images();
@@ -116,6 +118,7 @@ fn shapes() -> impl Strategy<Value = Shape> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
+    #[cfg_attr(miri, ignore)]
     #[test]
     fn int8_backends_are_bit_exact_on_random_models(shape in shapes(), seed in any::<u64>(), image_seed in any::<u64>()) {
         let blob = random_int8_blob(shape, seed);
@@ -133,6 +136,7 @@ proptest! {
         }
     }
 
+    #[cfg_attr(miri, ignore)]
     #[test]
     fn f16_backends_agree_on_random_models(shape in shapes(), seed in any::<u64>(), image_seed in any::<u64>()) {
         let blob = random_f16_blob(shape, seed);

@@ -103,11 +103,13 @@ fn check_inference_does_not_allocate(shape: Shape) {
     assert_eq!(classes, expected, "{shape}: classify disagrees with argmax of infer");
 }
 
+#[cfg_attr(miri, ignore)]
 #[test]
 fn seed_shape_inference_does_not_allocate() {
     check_inference_does_not_allocate(Shape::SEED);
 }
 
+#[cfg_attr(miri, ignore)]
 #[test]
 fn other_shape_inference_does_not_allocate() {
     check_inference_does_not_allocate(Shape { image_side: 32, patch_side: 4, dim: 24, heads: 3, classes: 7 });

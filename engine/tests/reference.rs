@@ -423,6 +423,7 @@ fn family_config() -> impl Strategy<Value = (Shape, ModelConfig)> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
+    #[cfg_attr(miri, ignore)]
     #[test]
     fn f32_engine_matches_f64_model_on_random_shapes(
         (shape, config) in family_config(),

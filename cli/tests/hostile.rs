@@ -1,0 +1,465 @@
+//! The `microvit` binary on hostile and broken input: empty files,
+//! directories, unreadable paths, absurd declared sizes, NaN and infinite
+//! weights, images of the wrong size, labels that do not match. Each must
+//! end with a clear message on stderr and exit status 1: never a panic
+//! (these tests run the debug build, where arithmetic overflow panics too),
+//! never a giant allocation.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use microvit_dataset::{idx, repo_root, shipped_test_set};
+use microvit_engine::format;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_microvit")
+}
+
+fn microvit(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("runs the binary")
+}
+
+/// Runs the binary with its address space capped at 2 GiB, so that an
+/// allocation sized from a hostile header fails the test rather than pass
+/// on a big machine.
+#[cfg(unix)]
+fn microvit_capped(args: &[&str]) -> Output {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152 && exec \"$0\" \"$@\"")
+        .arg(bin())
+        .args(args)
+        .output()
+        .expect("runs the binary under sh")
+}
+
+#[cfg(not(unix))]
+fn microvit_capped(args: &[&str]) -> Output {
+    microvit(args)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("microvit-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn shipped(name: &str) -> PathBuf {
+    repo_root().join("models").join(name)
+}
+
+/// Exit status 1, one clear message naming the problem, no panic.
+#[track_caller]
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let (out, err) = (stdout(o), stderr(o));
+    assert!(!err.contains("panicked") && !out.contains("panicked"), "a panic:\n{err}");
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    assert!(err.starts_with("microvit: error: "), "{err}");
+    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
+}
+
+#[track_caller]
+fn assert_success(o: &Output) {
+    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+}
+
+/// Test images and labels as plain idx files: `n` digits.
+fn idx_files(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let (images, labels) = shipped_test_set();
+    let (imgs, labs) = idx::read_labelled(&images, &labels).unwrap();
+    let (i, l) = (dir.join("images.idx3"), dir.join("labels.idx1"));
+    std::fs::write(&i, idx::encode(&[n, 28, 28], &imgs.pixels[..n * 784])).unwrap();
+    std::fs::write(&l, idx::encode(&[n], &labs[..n])).unwrap();
+    (i, l)
+}
+
+/// A safetensors file with the given JSON header and data.
+fn safetensors_raw(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+// ---------------------------------------------------------------- empty files
+
+#[test]
+fn empty_files_are_refused_wherever_a_file_is_read() {
+    let dir = temp_dir("empty");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let e = arg(&empty);
+    let model = shipped("microvit-seed.mvit");
+    let (images, labels) = idx_files(&dir, 5);
+    assert_clean_failure(&microvit(&["inspect", e]), "neither a microvit blob");
+    assert_clean_failure(&microvit(&["eval", e]), "neither a microvit blob");
+    assert_clean_failure(&microvit(&["classify", e, e]), "neither a microvit blob");
+    assert_clean_failure(&microvit(&["convert", e, "-o", arg(&dir.join("x.mvit"))]), "not a valid safetensors file");
+    assert_clean_failure(
+        &microvit(&["eval", "--images", e, "--labels", arg(&labels)]),
+        "shorter than the 4-byte magic",
+    );
+    assert_clean_failure(
+        &microvit(&["eval", "--images", arg(&images), "--labels", e]),
+        "shorter than the 4-byte magic",
+    );
+    let st = shipped("microvit-seed.safetensors");
+    let o = microvit(&["convert", arg(&st), "-o", arg(&dir.join("x.mvit")), "--dtype", "int8", "--calibration", e]);
+    assert_clean_failure(&o, "calibration images:");
+    // An empty image among good ones: reported, the others still classified.
+    let o = microvit(&["classify", arg(&model), e]);
+    assert_clean_failure(&o, "the file is empty");
+    assert!(stderr(&o).contains("1 of 1 images could not be read"), "{}", stderr(&o));
+}
+
+// ---------------------------------------------------------------- directories
+
+#[test]
+fn directories_are_refused_wherever_a_file_is_expected() {
+    let dir = temp_dir("dirs");
+    let d = arg(&dir);
+    let model = shipped("microvit-seed.mvit");
+    let (images, labels) = idx_files(&dir, 5);
+    assert_clean_failure(&microvit(&["inspect", d]), "cannot read model");
+    assert_clean_failure(&microvit(&["eval", d]), "cannot read model");
+    assert_clean_failure(&microvit(&["classify", d, arg(&images)]), "cannot read model");
+    assert_clean_failure(&microvit(&["convert", d]), "cannot read");
+    assert_clean_failure(&microvit(&["classify", arg(&model), d]), "cannot read image");
+    assert_clean_failure(&microvit(&["eval", "--images", d, "--labels", arg(&labels)]), d);
+    assert_clean_failure(&microvit(&["eval", "--images", arg(&images), "--labels", d]), d);
+    // A directory as the output of convert or of --logits-out.
+    let st = shipped("microvit-4k.safetensors");
+    assert_clean_failure(&microvit(&["convert", arg(&st), "-o", d]), "cannot write");
+    let o = microvit(&["eval", "--images", arg(&images), "--labels", arg(&labels), "--logits-out", d]);
+    assert_clean_failure(&o, "cannot write");
+}
+
+// ---------------------------------------------------------------- unreadable paths
+
+/// Whether this process reads files whatever their permissions (root, or
+/// CAP_DAC_OVERRIDE): then mode 000 does not make a file unreadable.
+#[cfg(unix)]
+fn reads_anything(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = dir.join("probe");
+    std::fs::write(&probe, b"x").unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::read(&probe).is_ok()
+}
+
+#[cfg(unix)]
+#[test]
+fn unreadable_files_are_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("unreadable");
+    let locked = dir.join("locked.mvit");
+    std::fs::copy(shipped("microvit-seed.mvit"), &locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let image = dir.join("locked.pgm");
+    let mut pgm = b"P5 28 28 255\n".to_vec();
+    pgm.extend([0u8; 784]);
+    std::fs::write(&image, pgm).unwrap();
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let model = shipped("microvit-seed.mvit");
+
+    if reads_anything(&dir) {
+        // Running as root: permissions do not apply, the files are read.
+        assert_success(&microvit(&["inspect", arg(&locked)]));
+        assert_success(&microvit(&["classify", arg(&model), arg(&image)]));
+    } else {
+        assert_clean_failure(&microvit(&["inspect", arg(&locked)]), "Permission denied");
+        assert_clean_failure(&microvit(&["eval", arg(&locked)]), "Permission denied");
+        assert_clean_failure(&microvit(&["classify", arg(&model), arg(&image)]), "Permission denied");
+    }
+
+    // Unreadable for everyone, root included: a path through a regular file,
+    // a dangling symlink and a symlink loop.
+    let through_file = model.join("inner.mvit");
+    assert_clean_failure(&microvit(&["inspect", arg(&through_file)]), "cannot read model");
+    assert_clean_failure(&microvit(&["classify", arg(&model), arg(&through_file)]), "cannot read image");
+    let dangling = dir.join("dangling.mvit");
+    std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+    assert_clean_failure(&microvit(&["inspect", arg(&dangling)]), "cannot read model");
+    let (a, b) = (dir.join("loop-a"), dir.join("loop-b"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    assert_clean_failure(&microvit(&["inspect", arg(&a)]), "cannot read model");
+    assert_clean_failure(&microvit(&["eval", "--images", arg(&a)]), arg(&a));
+    assert_clean_failure(&microvit(&["convert", arg(&a)]), "cannot read");
+}
+
+// ---------------------------------------------------------------- absurd sizes
+
+#[test]
+fn huge_declared_sizes_in_safetensors_allocate_nothing() {
+    let dir = temp_dir("huge");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // A header length of 2^64 - 1 bytes.
+        ("header-length", [u64::MAX.to_le_bytes().to_vec(), b"{}".to_vec()].concat(), "not a valid safetensors file"),
+        // 2^80 elements.
+        (
+            "tensor-elements",
+            safetensors_raw(
+                r#"{"head.bias":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,4]}}"#,
+                &[0; 4],
+            ),
+            "not a valid safetensors file",
+        ),
+        // 4 EiB of data in an 8-byte file.
+        (
+            "data-offsets",
+            safetensors_raw(
+                r#"{"head.bias":{"dtype":"F32","shape":[1152921504606846976],"data_offsets":[0,4611686018427387904]}}"#,
+                &[0; 8],
+            ),
+            "not a valid safetensors file",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let path = dir.join(format!("{name}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        assert_clean_failure(&microvit_capped(&["convert", arg(&path), "-o", arg(&dir.join("x.mvit"))]), needle);
+        assert_clean_failure(&microvit_capped(&["inspect", arg(&path)]), needle);
+    }
+
+    // Every tensor present and empty, one declared [0, 2^64 - 1]: no data is
+    // needed, and the shape arithmetic must not overflow.
+    let names = [
+        "patch_embed.weight",
+        "patch_embed.bias",
+        "cls_token",
+        "pos_embed",
+        "norm.weight",
+        "norm.bias",
+        "attention.in_proj_weight",
+        "attention.in_proj_bias",
+        "attention.out_proj.weight",
+        "attention.out_proj.bias",
+        "head.weight",
+        "head.bias",
+    ];
+    for (tensor, dims, needle) in [
+        ("patch_embed.weight", "[0,18446744073709551615]", "is not a square patch"),
+        ("pos_embed", "[1,18446744073709551615,0]", "is not a square grid"),
+    ] {
+        let fields: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let shape = if *n == tensor {
+                    dims
+                } else if *n == "patch_embed.weight" {
+                    "[0,49]"
+                } else {
+                    "[0]"
+                };
+                format!(r#""{n}":{{"dtype":"F32","shape":{shape},"data_offsets":[0,0]}}"#)
+            })
+            .collect();
+        let header = format!(r#"{{"__metadata__":{{"microvit.num_heads":"2"}},{}}}"#, fields.join(","));
+        let path = dir.join("zero-by-max.safetensors");
+        std::fs::write(&path, safetensors_raw(&header, &[])).unwrap();
+        assert_clean_failure(&microvit_capped(&["convert", arg(&path), "-o", arg(&dir.join("x.mvit"))]), needle);
+    }
+}
+
+#[test]
+fn huge_declared_sizes_in_blobs_and_idx_files_allocate_nothing() {
+    let dir = temp_dir("huge-blob");
+    let good = std::fs::read(shipped("microvit-seed.int8.mvit")).unwrap();
+    // blob_len of 4 GiB - 1.
+    let mut long = good.clone();
+    long[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    // 65535 tensor table entries, checksum restamped.
+    let mut table = good.clone();
+    table[18..20].copy_from_slice(&u16::MAX.to_le_bytes());
+    format::restamp_checksum(&mut table);
+    // An image side of 65535 pixels, checksum restamped.
+    let mut side = good.clone();
+    side[20..22].copy_from_slice(&u16::MAX.to_le_bytes());
+    format::restamp_checksum(&mut side);
+    for (name, bytes, needle) in [
+        ("long", long, "blob is truncated"),
+        ("table", table, "tensor table of 65535 entries"),
+        ("side", side, "image side 65535"),
+    ] {
+        let path = dir.join(format!("{name}.mvit"));
+        std::fs::write(&path, bytes).unwrap();
+        assert_clean_failure(&microvit_capped(&["inspect", arg(&path)]), needle);
+    }
+    // idx headers declaring 2^96 and 2^32 pixels with no data.
+    let labels = dir.join("labels.idx1");
+    std::fs::write(&labels, idx::encode(&[1], &[0])).unwrap();
+    for (name, dims, needle) in [
+        ("huge", vec![u32::MAX as usize, u32::MAX as usize, u32::MAX as usize], "declare more than"),
+        ("big", vec![1, 65536, 65536], "declare more than"),
+        ("short", vec![1, 28, 28], "need 784 data bytes, file has 0"),
+    ] {
+        let path = dir.join(format!("{name}.idx3"));
+        std::fs::write(&path, idx::encode(&dims, &[])).unwrap();
+        assert_clean_failure(&microvit_capped(&["eval", "--images", arg(&path), "--labels", arg(&labels)]), needle);
+    }
+}
+
+// ---------------------------------------------------------------- NaN and infinity
+
+#[test]
+fn nan_and_infinite_weights_are_refused() {
+    let dir = temp_dir("nan");
+    let st = std::fs::read(shipped("microvit-seed.safetensors")).unwrap();
+    // The last 4 bytes of the file are the last f32 of some tensor's data.
+    for (name, value, needle) in
+        [("nan", f32::NAN, "holds NaN at index"), ("inf", f32::NEG_INFINITY, "holds -inf at index")]
+    {
+        let mut bad = st.clone();
+        let n = bad.len();
+        bad[n - 4..].copy_from_slice(&value.to_le_bytes());
+        let path = dir.join(format!("{name}.safetensors"));
+        std::fs::write(&path, bad).unwrap();
+        assert_clean_failure(&microvit(&["convert", arg(&path), "-o", arg(&dir.join("x.mvit"))]), needle);
+        assert_clean_failure(&microvit(&["inspect", arg(&path)]), needle);
+        assert_clean_failure(&microvit(&["eval", arg(&path), "--dtype", "int8"]), needle);
+    }
+    // In a blob with a valid checksum (a hostile file, not a corrupted one).
+    let blob = std::fs::read(shipped("microvit-seed.mvit")).unwrap();
+    let layout = format::parse(&blob).unwrap();
+    let at = layout.tensor(format::TensorId::HeadBias).offset + 4 * 3;
+    for value in [f32::NAN, f32::INFINITY] {
+        let mut bad = blob.clone();
+        bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        format::restamp_checksum(&mut bad);
+        let path = dir.join("nan.mvit");
+        std::fs::write(&path, bad).unwrap();
+        let needle = "tensor head.bias has a NaN or infinite value at index 3";
+        assert_clean_failure(&microvit(&["inspect", arg(&path)]), needle);
+        assert_clean_failure(&microvit(&["classify", arg(&path), arg(&path)]), needle);
+    }
+    // Header parameters: NaN pixel_std.
+    let mut bad = blob.clone();
+    bad[36..40].copy_from_slice(&f32::NAN.to_le_bytes());
+    format::restamp_checksum(&mut bad);
+    let path = dir.join("nan-std.mvit");
+    std::fs::write(&path, bad).unwrap();
+    assert_clean_failure(&microvit(&["inspect", arg(&path)]), "pixel_std = NaN is not usable");
+    // And as a command-line option.
+    let st_path = shipped("microvit-4k.safetensors");
+    let o = microvit(&["convert", arg(&st_path), "-o", arg(&dir.join("x.mvit")), "--pixel-std", "NaN"]);
+    assert_clean_failure(&o, "pixel_std = NaN is not usable");
+    let o = microvit(&["convert", arg(&st_path), "-o", arg(&dir.join("x.mvit")), "--layer-norm-eps", "inf"]);
+    assert_clean_failure(&o, "layer_norm_eps = inf is not usable");
+}
+
+// ---------------------------------------------------------------- wrong sizes
+
+fn write_png(path: &Path, width: u32, height: u32, pixels: &[u8]) {
+    let mut encoder = png::Encoder::new(std::fs::File::create(path).unwrap(), width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.write_header().unwrap().write_image_data(pixels).unwrap();
+}
+
+#[test]
+fn images_of_the_wrong_size_are_refused_or_resized() {
+    let dir = temp_dir("sizes");
+    let model = shipped("microvit-seed.mvit");
+    let m = arg(&model);
+    // eval: idx images of another side, not square, or of no side.
+    let labels = dir.join("labels.idx1");
+    std::fs::write(&labels, idx::encode(&[2], &[1, 2])).unwrap();
+    for (dims, needle) in [
+        ([2, 32, 32], "images are 32x32, the model takes 28x28"),
+        ([2, 28, 27], "are not [count, side, side] images"),
+        ([2, 0, 0], "are not [count, side, side] images"),
+    ] {
+        let path = dir.join("images.idx3");
+        let n = dims.iter().product();
+        std::fs::write(&path, idx::encode(&dims, &vec![9; n])).unwrap();
+        assert_clean_failure(&microvit(&["eval", "--images", arg(&path), "--labels", arg(&labels)]), needle);
+    }
+    // classify: beyond 8192 pixels a side, zero-sized, declared larger than the data.
+    let wide = dir.join("wide.png");
+    write_png(&wide, 9000, 1, &vec![0; 9000]);
+    assert_clean_failure(&microvit(&["classify", m, arg(&wide)]), "the largest accepted is 8192×8192");
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("huge.pgm", b"P5 100000 100000 255\n", "the largest accepted is 8192×8192"),
+        ("zero.pgm", b"P5 0 28 255\n", "zero size"),
+        ("short.pgm", b"P5 28 28 255\n0123456789", "truncated PGM pixel data: expected 784 bytes"),
+        ("maxval.pgm", b"P2 1 1 0\n0\n", "maxval 0 is outside"),
+    ];
+    for (name, bytes, needle) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        assert_clean_failure(&microvit_capped(&["classify", m, arg(&path)]), needle);
+    }
+    // Any size that is well formed is resized: 1×1, 3000×2, 28×28.
+    let (tiny, strip, exact) = (dir.join("tiny.png"), dir.join("strip.png"), dir.join("exact.pgm"));
+    write_png(&tiny, 1, 1, &[255]);
+    write_png(&strip, 3000, 2, &vec![128; 6000]);
+    let mut pgm = b"P5 28 28 255\n".to_vec();
+    pgm.extend([0u8; 784]);
+    std::fs::write(&exact, pgm).unwrap();
+    let o = microvit(&["classify", m, arg(&tiny), arg(&strip), arg(&exact)]);
+    assert_success(&o);
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+}
+
+// ---------------------------------------------------------------- labels
+
+#[test]
+fn labels_that_do_not_match_the_images_are_refused() {
+    let dir = temp_dir("labels");
+    let (images, labels) = idx_files(&dir, 20);
+    let (i, l) = (arg(&images), arg(&labels));
+    // More labels than images, and fewer.
+    let more = dir.join("more.idx1");
+    std::fs::write(&more, idx::encode(&[21], &[1; 21])).unwrap();
+    assert_clean_failure(&microvit(&["eval", "--images", i, "--labels", arg(&more)]), "holds 20 images but");
+    let fewer = dir.join("fewer.idx1");
+    std::fs::write(&fewer, idx::encode(&[0], &[])).unwrap();
+    assert_clean_failure(&microvit(&["eval", "--images", i, "--labels", arg(&fewer)]), "holds 0 labels");
+    // Images and labels swapped.
+    assert_clean_failure(&microvit(&["eval", "--images", l, "--labels", i]), "are not [count, side, side] images");
+    // A label file of rank 2.
+    let rank2 = dir.join("rank2.idx1");
+    std::fs::write(&rank2, idx::encode(&[20, 1], &[1; 20])).unwrap();
+    assert_clean_failure(&microvit(&["eval", "--images", i, "--labels", arg(&rank2)]), "are not [count] labels");
+    // A label past the model's classes, and the 4k model's 10 classes too.
+    let bad = dir.join("bad.idx1");
+    let mut values = vec![3u8; 20];
+    values[17] = 255;
+    std::fs::write(&bad, idx::encode(&[20], &values)).unwrap();
+    let o = microvit(&["eval", "--images", i, "--labels", arg(&bad)]);
+    assert_clean_failure(&o, "label 255 of image 17 is outside the model's 10 classes");
+    // A label file that is not gzip despite its name.
+    let fake_gz = dir.join("labels.idx1.gz");
+    std::fs::write(&fake_gz, idx::encode(&[20], &values)).unwrap();
+    assert_clean_failure(&microvit(&["eval", "--images", i, "--labels", arg(&fake_gz)]), "gzip");
+    // The matching pair works.
+    assert_success(&microvit(&["eval", "--images", i, "--labels", l]));
+}
+
+// ---------------------------------------------------------------- environment
+
+#[test]
+fn a_bad_microvit_backend_variable_is_reported_at_load() {
+    let model = shipped("microvit-seed.int8.mvit");
+    let run = |value: &str| Command::new(bin()).env("MICROVIT_BACKEND", value).args(["inspect", arg(&model)]).output();
+    let o = run("sse9").unwrap();
+    assert_clean_failure(&o, "MICROVIT_BACKEND: unknown backend \"sse9\"; expected one of scalar, avx2, neon, auto");
+    let missing = if cfg!(target_arch = "aarch64") { "avx2" } else { "neon" };
+    let o = run(missing).unwrap();
+    assert_clean_failure(&o, &format!("MICROVIT_BACKEND: backend {missing} is not available on this CPU"));
+    assert_success(&run("scalar").unwrap());
+}

@@ -1,0 +1,96 @@
+//! Every error of the idx and .npy readers is documented in docs/ERRORS.md,
+//! and each is triggered here, through the public API, with the message the
+//! document quotes.
+//!
+//! The match in `idx_variant` is exhaustive with no wildcard arm: adding an
+//! `IdxError` variant breaks the build until it is listed (and triggered)
+//! here, and the test then fails until docs/ERRORS.md names it.
+
+use std::path::Path;
+
+use microvit_dataset::idx::{self, IdxError};
+use microvit_dataset::npy::{self, NpyError};
+
+fn idx_variant(e: &IdxError) -> &'static str {
+    match e {
+        IdxError::Io { .. } => "Io",
+        IdxError::Format { .. } => "Format",
+        IdxError::Mismatch { .. } => "Mismatch",
+    }
+}
+
+fn doc_section(enum_name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ERRORS.md");
+    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let marker = format!("`{enum_name}`");
+    let start = doc
+        .match_indices("\n## ")
+        .map(|(i, _)| i + 1)
+        .find(|&i| doc[i..].lines().next().is_some_and(|h| h.contains(&marker)))
+        .unwrap_or_else(|| panic!("docs/ERRORS.md has no `## ` heading naming {marker}"));
+    let end = doc[start + 3..].find("\n## ").map_or(doc.len(), |i| start + 3 + i);
+    doc[start..end].to_string()
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("microvit-dataset-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// One instance of each variant, made the way a user would meet it.
+fn every_idx_error() -> Vec<IdxError> {
+    let missing = idx::read(Path::new("/nonexistent/microvit/images.idx3")).unwrap_err();
+    let format = idx::parse(b"\x00\x00\x0d\x01", Path::new("t.idx")).unwrap_err();
+    let (images, labels) = (temp("images.idx3"), temp("labels.idx1"));
+    std::fs::write(&images, idx::encode(&[2, 2, 2], &[0; 8])).unwrap();
+    std::fs::write(&labels, idx::encode(&[3], &[0; 3])).unwrap();
+    let mismatch = idx::read_labelled(&images, &labels).unwrap_err();
+    vec![missing, format, mismatch]
+}
+
+#[test]
+fn every_idx_error_is_triggered_and_documented() {
+    let errors = every_idx_error();
+    let found: Vec<&str> = errors.iter().map(idx_variant).collect();
+    assert_eq!(found, ["Io", "Format", "Mismatch"]);
+    assert!(errors[0].to_string().contains("/nonexistent/microvit/images.idx3"), "{}", errors[0]);
+    assert!(errors[1].to_string().contains("not a usable idx file: element type 0x0d"), "{}", errors[1]);
+    assert!(errors[2].to_string().contains("holds 2 images but"), "{}", errors[2]);
+    let text = doc_section("IdxError");
+    for name in found {
+        assert!(text.contains(&format!("`{name}`")), "docs/ERRORS.md does not document IdxError::{name}");
+    }
+}
+
+#[test]
+fn gzip_and_shape_errors_are_format_errors() {
+    let fake = temp("fake.idx1.gz");
+    std::fs::write(&fake, idx::encode(&[1], &[0])).unwrap();
+    assert!(matches!(idx::read(&fake), Err(IdxError::Format { reason, .. }) if reason.starts_with("gzip:")));
+    let rank2 = temp("rank2.idx1");
+    std::fs::write(&rank2, idx::encode(&[1, 1], &[0])).unwrap();
+    let err = idx::read_labels(&rank2).unwrap_err();
+    assert!(err.to_string().contains("are not [count] labels"), "{err}");
+    let err = idx::read_images(&rank2).unwrap_err();
+    assert!(err.to_string().contains("are not [count, side, side] images"), "{err}");
+}
+
+#[test]
+fn npy_errors_are_triggered_and_documented() {
+    let good = npy::encode_f32(&[2], &[1.0, 2.0]);
+    let mut v9 = good.clone();
+    v9[6] = 9;
+    let cases: [(&[u8], &str); 4] = [
+        (b"PK\x03\x04 not npy", "missing the \\x93NUMPY magic"),
+        (&v9, "unsupported version 9"),
+        (&good[..good.len() - 1], "does not match 7 data bytes"),
+        (&good[..20], "header runs past the end of the file"),
+    ];
+    for (bytes, needle) in cases {
+        let err: NpyError = npy::decode_f32(bytes).unwrap_err();
+        assert!(err.to_string().starts_with("not a usable .npy file: "), "{err}");
+        assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
+    }
+    assert!(doc_section("NpyError").contains("not a usable .npy file"));
+}
