@@ -450,8 +450,17 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The entry of `id`. The loader stores the entries in the order of
+    /// [`encoding_tensors`], which lists each encoding's ids in ascending
+    /// order from its first, so the position is the id's distance from
+    /// that first one: no search on the inference path.
     pub fn tensor(&self, id: TensorId) -> &TensorEntry {
-        self.tensors.iter().find(|t| t.id == id).expect("layout holds every tensor of its encoding")
+        let first = self.tensors.first().map_or(0, |t| t.id as usize);
+        let entry = (id as usize).checked_sub(first).and_then(|i| self.tensors.get(i));
+        match entry {
+            Some(t) if t.id == id => t,
+            _ => self.tensors.iter().find(|t| t.id == id).expect("layout holds every tensor of its encoding"),
+        }
     }
 }
 
@@ -671,4 +680,19 @@ impl BlobWriter {
 pub fn restamp_checksum(blob: &mut [u8]) {
     let crc = compute_checksum(blob);
     blob[CHECKSUM_RANGE].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Layout::tensor` finds entries by position; that needs every
+    /// encoding's ids to be consecutive.
+    #[test]
+    fn each_encodings_tensor_ids_are_consecutive() {
+        for encoding in [Encoding::F32, Encoding::F16, Encoding::Int8] {
+            let ids: Vec<u16> = encoding_tensors(encoding).iter().map(|(id, _)| *id as u16).collect();
+            assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{encoding:?}: {ids:?}");
+        }
+    }
 }

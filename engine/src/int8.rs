@@ -23,7 +23,7 @@ pub const WIDE_WEIGHT_LIMIT: i16 = 2047;
 /// Magnitude limit of the i8 patch weights (symmetric: -128 is not used).
 pub const PATCH_WEIGHT_LIMIT: i8 = 127;
 /// log2(e) in Q.30.
-const LOG2E_Q30: i64 = 1_549_082_005;
+pub(crate) const LOG2E_Q30: i64 = 1_549_082_005;
 
 /// `2^(j/256)` in Q.30 for j = 0..=256: the fraction part of the
 /// fixed-point exponential, interpolated linearly between entries (relative

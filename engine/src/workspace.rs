@@ -46,6 +46,9 @@ pub struct Workspace {
     /// The image widened to i16 for SIMD kernels, `S² + 16` (zero padded).
     #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     pub(crate) simd_image: Vec<i16>,
+    /// The AVX2 int8 kernel's padded buffers.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) padded: Padded,
     /// Logits, `C`.
     pub(crate) logits: Vec<f32>,
 }
@@ -73,6 +76,7 @@ impl Workspace {
             q_mean: vec![0; sized(int8, d)],
             logits_q: vec![0; sized(int8, c)],
             simd_image: vec![0; sized(int8, shape.pixels() + 16)],
+            padded: if int8 { Padded::new(&shape) } else { Padded::default() },
             logits: vec![0.0; c],
         }
     }
@@ -104,5 +108,49 @@ impl Workspace {
         let t = self.shape.tokens() as usize;
         let stride = if self.encoding == Encoding::F32 { t * t } else { t };
         &self.attention[head * stride..][..t]
+    }
+}
+
+/// Buffers of a kernel that pads tokens to a multiple of 8 and channels to
+/// a multiple of 32. Padding entries start at zero and the kernel never
+/// writes them, so they stay zero.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct Padded {
+    /// Patch tokens on the LayerNorm input grid, `[patches_pad][dim_pad]`.
+    pub(crate) tokens: Vec<i16>,
+    /// Their LayerNorm, Q4.11, same layout.
+    pub(crate) norm: Vec<i16>,
+    /// Per token Σz and Σz², `patches_pad`.
+    pub(crate) sums: Vec<i32>,
+    pub(crate) squares: Vec<u64>,
+    /// One head's scores: the CLS token's, then the patches', `1 + patches_pad`.
+    pub(crate) scores: Vec<i32>,
+    /// One head's probabilities as i16: the CLS token's, a zero, then the
+    /// patches', `2 + patches_pad`.
+    pub(crate) probs16: Vec<i16>,
+}
+
+impl Padded {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn patches_pad(shape: &Shape) -> usize {
+        shape.patches().div_ceil(8) * 8
+    }
+
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn dim_pad(shape: &Shape) -> usize {
+        (shape.dim as usize).div_ceil(32) * 32
+    }
+
+    fn new(shape: &Shape) -> Padded {
+        let (t, d) = (Padded::patches_pad(shape), Padded::dim_pad(shape));
+        Padded {
+            tokens: vec![0; t * d],
+            norm: vec![0; t * d],
+            sums: vec![0; t],
+            squares: vec![0; t],
+            scores: vec![0; 1 + t],
+            probs16: vec![0; 2 + t],
+        }
     }
 }

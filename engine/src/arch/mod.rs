@@ -28,7 +28,7 @@ pub(crate) enum Prepared {
     #[default]
     Scalar,
     #[cfg(target_arch = "x86_64")]
-    Avx2(avx2::Prepared),
+    Avx2(Box<avx2::Prepared>),
     #[cfg(target_arch = "aarch64")]
     Neon(neon::Prepared),
 }
@@ -59,7 +59,7 @@ impl Kernels {
         let prepared = match (backend, weights) {
             (Backend::Scalar, _) | (_, None) => Prepared::Scalar,
             #[cfg(target_arch = "x86_64")]
-            (Backend::Avx2, Some(w)) => Prepared::Avx2(avx2::prepare(w, shape)),
+            (Backend::Avx2, Some(w)) => Prepared::Avx2(Box::new(avx2::prepare(w, shape))),
             #[cfg(target_arch = "aarch64")]
             (Backend::Neon, Some(w)) => Prepared::Neon(neon::prepare(w, shape)),
             #[allow(unreachable_patterns)]

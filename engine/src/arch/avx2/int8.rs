@@ -1,0 +1,587 @@
+//! The int8 pass on AVX2: exactly the integers of `crate::int8`, reached by
+//! a different order of exact integer operations.
+//!
+//! - Patch embedding with `vpmaddwd` on (pixel pair × weight pair): pixels
+//!   zero-extended and weights widened to i16 make every product and pair
+//!   sum exact in i32 (`vpmaddubsw` would saturate: 255·127·2 > 32767). Only
+//!   pixel pairs with ink are visited: a digit is mostly blank, and a blank
+//!   pair adds zero, so skipping it gives the same integers.
+//! - Tokens live in rows of `dim_pad` i16 (padding channels are garbage
+//!   after LayerNorm, but every weight that reads them is zero).
+//! - LayerNorm sums, scores and logits reduce eight vectors at once with a
+//!   `vphaddd` tree instead of one horizontal sum each.
+//! - Softmax: the fixed-point `exp` on eight lanes (table gathers, the same
+//!   interpolation), the reciprocal in scalar.
+//! - Attention mean: token pairs interleaved so `vpmaddwd` multiplies
+//!   (p_t, p_t+1) by (n_t, n_t+1) per channel; `vpackssdw` undoes the
+//!   interleave and saturates exactly like the scalar code.
+//!
+//! Every i32 lane sum here is a partial sum of a scalar i32 sum whose bound
+//! docs/FIXED_POINT.md proves by Cauchy–Schwarz or by Σp ≤ 2^14 + T, and the
+//! same bound holds for any subset of the terms, so no lane overflows.
+
+use std::arch::x86_64::*;
+
+use super::{round_up, widen_image, Prepared, GROUP};
+use crate::int8::{self, Weights, EXP2_Q30, PROB_FRAC_BITS};
+use crate::shape::limits::MAX_CLASSES;
+use crate::shape::Shape;
+use crate::workspace::{Padded, Workspace};
+
+/// Pair slots per patch row in the sparse kernel's layout: patch rows of up
+/// to 8 pixels, so a patch's pairs fit one 32-bit mask (bit `4y + j`).
+const SPARSE_SLOTS: usize = 4;
+/// Widest patch the sparse kernel takes.
+const SPARSE_MAX_SIDE: usize = 2 * SPARSE_SLOTS;
+
+/// The int8 weights laid out for this kernel.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Layout {
+    /// Pair slots per patch row: [`SPARSE_SLOTS`] for patches of up to 8
+    /// pixels a side, else `⌈P/2⌉`.
+    slots: usize,
+    /// `[P][slots][dim_pad][2]`: slot `j` of row `y` holds the weights of
+    /// pixels `2j` and `2j+1` interleaved for `vpmaddwd` (zero past `P`).
+    pair_weight: Vec<i16>,
+    /// Offset of each pair slot's first pixel from its patch's origin.
+    pair_offset: Vec<u32>,
+    /// `[dim_pad]`.
+    scale: Vec<i32>,
+    /// `[patches][dim_pad]`, with the rounding offset of the `z_shift`
+    /// folded in: the loader's range check bounds acc·scale + |bias| +
+    /// rounding by i32::MAX, so the sum is the scalar's exactly.
+    bias: Vec<i32>,
+    /// `[heads][dim_pad]`.
+    score_weight: Vec<i16>,
+    /// `[dim_pad]`.
+    cls_norm: Vec<i16>,
+    /// `[heads][classes rounded up to 8][dim_pad]`.
+    head_weight: Vec<i16>,
+}
+
+impl Layout {
+    pub(super) fn new(w: &Weights<'_>, shape: &Shape, dim_pad: usize) -> Layout {
+        let (side, p, d, k) =
+            (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
+        let (heads, classes) = (shape.heads as usize, shape.classes as usize);
+        let slots = if p <= SPARSE_MAX_SIDE { SPARSE_SLOTS } else { p.div_ceil(2) };
+        let mut pair_weight = vec![0i16; p * slots * dim_pad * 2];
+        for o in 0..d {
+            for y in 0..p {
+                for x in 0..p {
+                    let at = ((y * slots + x / 2) * dim_pad + o) * 2 + x % 2;
+                    pair_weight[at] = w.patch_weight[o * k + y * p + x] as i16;
+                }
+            }
+        }
+        let pair_offset = (0..p * slots).map(|i| ((i / slots) * side + 2 * (i % slots)) as u32).collect();
+        // Rows of `width` values copied into rows of `stride`, zero padded.
+        let pad = |values: &[i16], rows: usize, width: usize, stride: usize| {
+            let mut out = vec![0; rows * stride];
+            for r in 0..values.len() / width {
+                out[r * stride..][..width].copy_from_slice(&values[r * width..][..width]);
+            }
+            out
+        };
+        let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
+        let mut scale = vec![0; dim_pad];
+        scale[..d].copy_from_slice(w.patch_scale);
+        let mut bias = vec![0; shape.patches() * dim_pad];
+        for (patch, row) in w.token_bias.chunks_exact(d).enumerate() {
+            for (o, &b) in row.iter().enumerate() {
+                bias[patch * dim_pad + o] = b + rounding;
+            }
+        }
+        let classes_pad = round_up(classes, 8);
+        let mut head_weight = vec![0; heads * classes_pad * dim_pad];
+        for (row, values) in w.head_weight.chunks_exact(d).enumerate() {
+            let (head, class) = (row / classes, row % classes);
+            head_weight[(head * classes_pad + class) * dim_pad..][..d].copy_from_slice(values);
+        }
+        Layout {
+            slots,
+            pair_weight,
+            pair_offset,
+            scale,
+            bias,
+            score_weight: pad(w.score_weight, heads, d, dim_pad),
+            cls_norm: pad(w.cls_norm, 1, d, dim_pad),
+            head_weight,
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2 (checked by `Kernels::new`).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn int8_forward(w: &Weights<'_>, prep: &Prepared, shape: &Shape, image: &[u8], ws: &mut Workspace) {
+    let layout = &prep.int8;
+    let (p, dim_pad, heads, classes) =
+        (shape.patch_side as usize, prep.dim_pad, shape.heads as usize, shape.classes as usize);
+    let (patches, patches_pad) = (shape.patches(), Padded::patches_pad(shape));
+    // Everything the unchecked accesses below rely on: the layout was built
+    // for this shape, the workspace for this model.
+    assert!(dim_pad == Padded::dim_pad(shape) && dim_pad <= 128);
+    assert!(image.len() == shape.pixels() && ws.simd_image.len() >= image.len() + 16);
+    assert!(layout.pair_weight.len() == p * layout.slots * dim_pad * 2 && layout.pair_offset.len() == p * layout.slots);
+    assert!(layout.scale.len() == dim_pad && layout.bias.len() == patches * dim_pad);
+    assert!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
+    assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
+    let b = &ws.padded;
+    assert!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
+    assert!(b.sums.len() == patches_pad && b.squares.len() == patches_pad);
+    assert!(b.scores.len() == 1 + patches_pad && b.probs16.len() == 2 + patches_pad);
+    assert!(ws.q_probs.len() == heads * (patches + 1));
+
+    widen_image(image, &mut ws.simd_image);
+    // The shipped models (7×7 patches, up to 32 channels) get an instance
+    // with every loop bound known; other shapes the same code with the
+    // patch side read at run time.
+    match (p, dim_pad / 16) {
+        (7, 2) => run::<7, 2>(w, layout, shape, ws),
+        (_, 2) => run::<0, 2>(w, layout, shape, ws),
+        (_, 4) => run::<0, 4>(w, layout, shape, ws),
+        (_, 6) => run::<0, 6>(w, layout, shape, ws),
+        _ => run::<0, 8>(w, layout, shape, ws),
+    }
+}
+
+/// The pass for patch side `P` (0: read from the shape) and `V` registers
+/// of 16 channels per token (`dim_pad = 16·V`), on buffers `int8_forward`
+/// checked.
+#[target_feature(enable = "avx2")]
+fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: &Shape, ws: &mut Workspace) {
+    let b = &mut ws.padded;
+    if shape.patch_side as usize <= SPARSE_MAX_SIDE {
+        patch_embed_sparse::<P, V>(w, layout, shape, &ws.simd_image, &mut b.tokens);
+    } else {
+        patch_embed_dense::<V>(w, layout, shape, &ws.simd_image, &mut b.tokens);
+    }
+    layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm, &mut b.sums, &mut b.squares);
+    let logits = attend::<V>(w, layout, shape, &b.norm, &mut b.scores, &mut b.probs16, &mut ws.q_probs);
+    int8::finish_logits(w, &logits[..shape.classes as usize], ws);
+}
+
+/// Stores `saturate_z(round_shift(acc · scale + bias, z_shift))` for 32
+/// channels as i16 in channel order (the rounding offset is in `bias`).
+///
+/// # Safety
+/// `scale` and `bias` must be valid for reading 32 i32 values, `out` for
+/// writing 32 i16 values.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn finish_patch(acc: [__m256i; 4], scale: *const i32, bias: *const i32, shift: __m128i, out: *mut i16) {
+    let mut z = [_mm256_setzero_si256(); 4];
+    for (b, (zv, a)) in z.iter_mut().zip(acc).enumerate() {
+        // SAFETY: b·8 + 8 ≤ 32 values, the caller's promise; unaligned loads.
+        let (s, c) =
+            unsafe { (_mm256_loadu_si256(scale.add(b * 8).cast()), _mm256_loadu_si256(bias.add(b * 8).cast())) };
+        *zv = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(a, s), c), shift);
+    }
+    // packs saturates to [-32768, 32767], the max makes it saturate_z's
+    // symmetric range; packs interleaves 128-bit halves, the permute undoes it.
+    let floor = _mm256_set1_epi16(-i16::MAX);
+    let lo = _mm256_max_epi16(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[0], z[1])), floor);
+    let hi = _mm256_max_epi16(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[2], z[3])), floor);
+    // SAFETY: 32 values, the caller's promise; unaligned stores.
+    unsafe {
+        _mm256_storeu_si256(out.cast(), lo);
+        _mm256_storeu_si256(out.add(16).cast(), hi);
+    }
+}
+
+/// Patch embedding for patches of up to 8 pixels a side: a 32-bit mask of
+/// the pixel pairs with ink per patch, then one `vpmaddwd` per 8 channels
+/// for each set bit.
+#[target_feature(enable = "avx2")]
+fn patch_embed_sparse<const P: usize, const V: usize>(
+    w: &Weights<'_>,
+    layout: &Layout,
+    shape: &Shape,
+    pixels: &[i16],
+    tokens: &mut [i16],
+) {
+    let (side, grid, dim_pad) = (shape.image_side as usize, shape.grid(), 16 * V);
+    let p = if P > 0 { P } else { shape.patch_side as usize };
+    assert!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
+    assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
+    assert!(layout.pair_offset.len() == SPARSE_SLOTS * p && layout.pair_weight.len() == SPARSE_SLOTS * p * dim_pad * 2);
+    assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    let shift = _mm_cvtsi32_si128(w.params.z_shift as i32);
+    // The lanes of a patch row that belong to the patch.
+    let lanes: [i16; 8] = std::array::from_fn(|x| if x < p { -1 } else { 0 });
+    // SAFETY: an unaligned load of an 8-lane array.
+    let in_patch = unsafe { _mm_loadu_si128(lanes.as_ptr().cast()) };
+    let row_pairs = |at: usize| {
+        // SAFETY: `at` starts a patch row, at most S² - P, and 8 values from
+        // it lie in `pixels` (S² + 16 values, asserted); an unaligned load.
+        _mm_and_si128(unsafe { _mm_loadu_si128(pixels.as_ptr().add(at).cast()) }, in_patch)
+    };
+    let mut patch = 0;
+    for r in 0..grid {
+        for c in 0..grid {
+            let origin = r * p * side + c * p;
+            // Bit 4y + j: pair j of row y has ink.
+            let mut ink = 0u32;
+            for y in (0..p).step_by(2) {
+                let upper = if y + 1 < p { row_pairs(origin + (y + 1) * side) } else { _mm_setzero_si128() };
+                let rows = _mm256_set_m128i(upper, row_pairs(origin + y * side));
+                let blank = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(rows, _mm256_setzero_si256())));
+                ink |= (!blank as u32 & 0xff) << (SPARSE_SLOTS * y);
+            }
+            for group in (0..dim_pad).step_by(GROUP) {
+                let mut acc = [_mm256_setzero_si256(); 4];
+                let mut bits = ink;
+                while bits != 0 {
+                    let slot = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    // SAFETY: slot < 4P = pair_offset.len() (bits only for
+                    // rows < P); the pair starts inside the patch, so its two
+                    // values lie in `pixels`. The weights [slot][group..+32][2]
+                    // lie in pair_weight ([4P][dim_pad][2], asserted).
+                    unsafe {
+                        let at = origin + *layout.pair_offset.get_unchecked(slot) as usize;
+                        let pair = _mm256_set1_epi32(pixels.as_ptr().add(at).cast::<i32>().read_unaligned());
+                        let base = layout.pair_weight.as_ptr().add((slot * dim_pad + group) * 2);
+                        for (b, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm256_loadu_si256(base.add(b * 16).cast());
+                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pair, wv));
+                        }
+                    }
+                }
+                let at = patch * dim_pad + group;
+                // SAFETY: group + 32 ≤ dim_pad: 32 values of the scale row, of
+                // the patch's bias row and of its token row (asserted lengths).
+                unsafe {
+                    let (scale, bias) = (layout.scale.as_ptr().add(group), layout.bias.as_ptr().add(at));
+                    finish_patch(acc, scale, bias, shift, tokens.as_mut_ptr().add(at));
+                }
+            }
+            patch += 1;
+        }
+    }
+}
+
+/// Patch embedding for wider patches: every pixel pair, row by row.
+#[target_feature(enable = "avx2")]
+fn patch_embed_dense<const V: usize>(
+    w: &Weights<'_>,
+    layout: &Layout,
+    shape: &Shape,
+    pixels: &[i16],
+    tokens: &mut [i16],
+) {
+    let (side, p, grid, dim_pad) = (shape.image_side as usize, shape.patch_side as usize, shape.grid(), 16 * V);
+    let (slots, pairs) = (layout.slots, p.div_ceil(2));
+    assert!(slots == pairs && layout.pair_weight.len() == p * slots * dim_pad * 2);
+    assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
+    assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    let shift = _mm_cvtsi32_si128(w.params.z_shift as i32);
+    for patch in 0..shape.patches() {
+        let origin = (patch / grid) * p * side + (patch % grid) * p;
+        for group in (0..dim_pad).step_by(GROUP) {
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for y in 0..p {
+                for j in 0..pairs {
+                    // SAFETY: the pair starts inside the image and its second
+                    // value is at most index S² of `pixels` (S² + 16 values);
+                    // the weights [y][j][group..+32][2] lie in pair_weight
+                    // ([P][slots][dim_pad][2], asserted).
+                    unsafe {
+                        let pair = pixels.as_ptr().add(origin + y * side + 2 * j).cast::<i32>().read_unaligned();
+                        let pair = _mm256_set1_epi32(pair);
+                        let base = layout.pair_weight.as_ptr().add(((y * slots + j) * dim_pad + group) * 2);
+                        for (b, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm256_loadu_si256(base.add(b * 16).cast());
+                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pair, wv));
+                        }
+                    }
+                }
+            }
+            let at = patch * dim_pad + group;
+            // SAFETY: as in patch_embed_sparse.
+            unsafe {
+                let (scale, bias) = (layout.scale.as_ptr().add(group), layout.bias.as_ptr().add(at));
+                finish_patch(acc, scale, bias, shift, tokens.as_mut_ptr().add(at));
+            }
+        }
+    }
+}
+
+/// The eight lane sums of `v[0..8]`, in order, by a `vphaddd` tree.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum8(v: &[__m256i; 8]) -> __m256i {
+    let a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
+}
+
+/// The `V` registers of 16 i16 values from `ptr`.
+///
+/// # Safety
+/// `ptr` must be valid for reading `16·V` i16 values.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_row<const V: usize>(ptr: *const i16) -> [__m256i; V] {
+    // SAFETY: k·16 + 16 ≤ 16·V, the caller's promise; unaligned loads.
+    std::array::from_fn(|k| unsafe { _mm256_loadu_si256(ptr.add(16 * k).cast()) })
+}
+
+/// `Σ_k vpmaddwd(a[k], b[k])`: eight i32 partial sums of a dot product.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot<const V: usize>(a: &[__m256i; V], b: &[__m256i; V]) -> __m256i {
+    let mut acc = _mm256_madd_epi16(a[0], b[0]);
+    for k in 1..V {
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a[k], b[k]));
+    }
+    acc
+}
+
+/// `int8::layer_norm` of every patch token: the sums of four tokens reduced
+/// together, the inverse square root per token in scalar (the same code),
+/// the normalisation sixteen channels per register.
+#[target_feature(enable = "avx2")]
+fn layer_norm<const V: usize>(
+    ln_eps: i64,
+    shape: &Shape,
+    z: &[i16],
+    n: &mut [i16],
+    sums: &mut [i32],
+    squares: &mut [u64],
+) {
+    let (d, patches, patches_pad, dim_pad) = (shape.dim as i64, shape.patches(), Padded::patches_pad(shape), 16 * V);
+    assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad);
+    assert!(sums.len() == patches_pad && squares.len() == patches_pad && V.is_multiple_of(2));
+    let ones = _mm256_set1_epi16(1);
+    let low32 = _mm256_set1_epi64x(0xffff_ffff);
+    for t0 in (0..patches_pad).step_by(4) {
+        // SAFETY: t0 + 4 ≤ patches_pad: four token rows of z (asserted).
+        let rows: [[__m256i; V]; 4] =
+            std::array::from_fn(|i| unsafe { load_row::<V>(z.as_ptr().add((t0 + i) * dim_pad)) });
+        let mut s = [_mm256_setzero_si256(); 4];
+        let mut q = [_mm256_setzero_si256(); 4];
+        for (row, (s, q)) in rows.iter().zip(s.iter_mut().zip(&mut q)) {
+            for k in (0..V).step_by(2) {
+                let (a, b) = (row[k], row[k + 1]);
+                *s = _mm256_add_epi32(*s, _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b, ones)));
+                // |z| ≤ 32767: a pair of squares is below 2^31 and two pairs
+                // below 2^32, so their u32 sum is exact; widen it to u64.
+                let sq = _mm256_add_epi32(_mm256_madd_epi16(a, a), _mm256_madd_epi16(b, b));
+                *q = _mm256_add_epi64(*q, _mm256_add_epi64(_mm256_and_si256(sq, low32), _mm256_srli_epi64::<32>(sq)));
+            }
+        }
+        let s = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let pair = |a: __m256i, b: __m256i| _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+        let (u, v) = (pair(q[0], q[1]), pair(q[2], q[3]));
+        let q = _mm256_add_epi64(_mm256_permute2x128_si256::<0x20>(u, v), _mm256_permute2x128_si256::<0x31>(u, v));
+        // SAFETY: t0 + 4 ≤ patches_pad = sums.len() = squares.len() (asserted); unaligned stores.
+        unsafe {
+            _mm_storeu_si128(sums.as_mut_ptr().add(t0).cast(), s);
+            _mm256_storeu_si256(squares.as_mut_ptr().add(t0).cast(), q);
+        }
+    }
+    for t in 0..patches {
+        let (sum, sum_sq) = (sums[t] as i64, squares[t] as i64);
+        let out = n[t * dim_pad..][..dim_pad].as_mut_ptr();
+        let q = (d * sum_sq - sum * sum + ln_eps) as u64;
+        if q == 0 {
+            // SAFETY: the token's dim_pad values of n.
+            unsafe { std::ptr::write_bytes(out, 0, dim_pad) };
+            continue;
+        }
+        let (recip, k) = int8::rsqrt_q14(q);
+        let pre = (k + 5).saturating_sub(16);
+        let post = k + 3 - pre;
+        let (dv, sv, rv) = (_mm256_set1_epi32(d as i32), _mm256_set1_epi32(sum as i32), _mm256_set1_epi32(recip));
+        let pre_round = _mm256_set1_epi32(((1i64 << pre) >> 1) as i32);
+        let post_round = _mm256_set1_epi32(((1i64 << post) >> 1) as i32);
+        let (pre, post) = (_mm_cvtsi32_si128(pre as i32), _mm_cvtsi32_si128(post as i32));
+        let normalise = |v: __m128i| {
+            let dev = _mm256_sub_epi32(_mm256_mullo_epi32(_mm256_cvtepi16_epi32(v), dv), sv);
+            let dev = _mm256_sra_epi32(_mm256_add_epi32(dev, pre_round), pre);
+            _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, rv), post_round), post)
+        };
+        // SAFETY: the token's dim_pad values of z (asserted).
+        let row = unsafe { load_row::<V>(z.as_ptr().add(t * dim_pad)) };
+        for (k, v) in row.into_iter().enumerate() {
+            let lo = normalise(_mm256_castsi256_si128(v));
+            let hi = normalise(_mm256_extracti128_si256::<1>(v));
+            let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(lo, hi));
+            // SAFETY: k·16 + 16 ≤ dim_pad values of the token's row of n.
+            unsafe { _mm256_storeu_si256(out.add(16 * k).cast(), packed) };
+        }
+    }
+}
+
+/// `e^x` for eight Q.16 `x ≤ 0`: `int8::exp_q30` lane by lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn exp8(x: __m256i) -> __m256i {
+    // Below -2^22 (e^-64) the scalar result is 0, as it is at -2^22; the
+    // clamp keeps y = x·log2(e) in i32.
+    let x = _mm256_max_epi32(x, _mm256_set1_epi32(-(1 << 22)));
+    // y = floor(x · LOG2E_Q30 / 2^30): 64-bit products of even and odd lanes.
+    // Bits 30..61 of a product are its floor-shifted low 32 bits, whether
+    // the shift is arithmetic or logical, so a logical shift is exact.
+    let l = _mm256_set1_epi32(int8::LOG2E_Q30 as i32);
+    let even = _mm256_srli_epi64::<30>(_mm256_mul_epi32(x, l));
+    let odd = _mm256_srli_epi64::<30>(_mm256_mul_epi32(_mm256_srli_epi64::<32>(x), l));
+    let y = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+    let int = _mm256_srai_epi32::<16>(y);
+    let frac = _mm256_and_si256(y, _mm256_set1_epi32(0xffff));
+    let (j, lo) = (_mm256_srli_epi32::<8>(frac), _mm256_and_si256(frac, _mm256_set1_epi32(0xff)));
+    // SAFETY: j ≤ 255, so j and j + 1 index the 257-entry table.
+    let (a, b) = unsafe {
+        let table = EXP2_Q30.as_ptr().cast::<i32>();
+        (_mm256_i32gather_epi32::<4>(table, j), _mm256_i32gather_epi32::<4>(table.add(1), j))
+    };
+    // (b - a) < 2^23 and lo < 2^8: the product fits i32.
+    let step = _mm256_mullo_epi32(_mm256_sub_epi32(b, a), lo);
+    let v = _mm256_add_epi32(a, _mm256_srli_epi32::<8>(_mm256_add_epi32(step, _mm256_set1_epi32(128))));
+    // int ≤ 0; vpsrlvd gives 0 for counts of 32 and up, as the scalar does.
+    _mm256_srlv_epi32(v, _mm256_sub_epi32(_mm256_setzero_si256(), int))
+}
+
+/// `int8::softmax` when the patch count is a multiple of 8: `scores[0]` is
+/// the CLS score, `scores[1..]` the patches'.
+#[target_feature(enable = "avx2")]
+fn softmax(scores: &[i32], probs: &mut [i32]) {
+    let patches = scores.len() - 1;
+    assert!(patches.is_multiple_of(8) && probs.len() == scores.len());
+    // SAFETY: 1 + c + 8 ≤ 1 + patches = scores.len(); an unaligned load.
+    let load = |c: usize| unsafe { _mm256_loadu_si256(scores.as_ptr().add(1 + c).cast()) };
+    let mut max = _mm256_set1_epi32(scores[0]);
+    for c in (0..patches).step_by(8) {
+        max = _mm256_max_epi32(max, load(c));
+    }
+    let max = _mm256_max_epi32(max, _mm256_shuffle_epi32::<0b01_00_11_10>(max));
+    let max = _mm256_max_epi32(max, _mm256_shuffle_epi32::<0b10_11_00_01>(max));
+    let max = _mm256_max_epi32(max, _mm256_permute2x128_si256::<0x01>(max, max));
+    let cls = int8::exp_q30(scores[0] - _mm256_cvtsi256_si32(max));
+    probs[0] = cls as i32;
+    // Each e ≤ 2^30: two lanes fit u32, then u64 from there on.
+    let low32 = _mm256_set1_epi64x(0xffff_ffff);
+    let mut sum = _mm256_setzero_si256();
+    for c in (0..patches).step_by(8) {
+        let e = exp8(_mm256_sub_epi32(load(c), max));
+        // SAFETY: 1 + c + 8 ≤ probs.len() (asserted); an unaligned store.
+        unsafe { _mm256_storeu_si256(probs.as_mut_ptr().add(1 + c).cast(), e) };
+        sum = _mm256_add_epi64(sum, _mm256_add_epi64(_mm256_and_si256(e, low32), _mm256_srli_epi64::<32>(e)));
+    }
+    let sum = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
+    let sum = cls as u64 + (_mm_cvtsi128_si64(sum) + _mm_extract_epi64::<1>(sum)) as u64;
+    let recip = (1u64 << 62) / sum;
+    if recip > u32::MAX as u64 {
+        // Only when every other exponential is 0: too rare to vectorise.
+        for p in probs.iter_mut() {
+            *p = ((*p as u64 * recip + (1 << 47)) >> 48) as i32;
+        }
+        return;
+    }
+    probs[0] = ((cls as u64 * recip + (1 << 47)) >> 48) as i32;
+    let (r, half) = (_mm256_set1_epi64x(recip as i64), _mm256_set1_epi64x(1 << 47));
+    for c in (0..patches).step_by(8) {
+        // SAFETY: 1 + c + 8 ≤ probs.len() (asserted); unaligned.
+        let e = unsafe { _mm256_loadu_si256(probs.as_ptr().add(1 + c).cast()) };
+        let even = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(e, r), half));
+        let odd = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64::<32>(e), r), half));
+        let p = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+        // SAFETY: as the load above.
+        unsafe { _mm256_storeu_si256(probs.as_mut_ptr().add(1 + c).cast(), p) };
+    }
+}
+
+/// Scores, softmax, attention means and the heads' logit sums (Q.16 before
+/// the shift): `int8::attend`'s integers.
+#[target_feature(enable = "avx2")]
+fn attend<const V: usize>(
+    w: &Weights<'_>,
+    layout: &Layout,
+    shape: &Shape,
+    norm: &[i16],
+    scores: &mut [i32],
+    probs16: &mut [i16],
+    q_probs: &mut [i32],
+) -> [i64; MAX_CLASSES as usize] {
+    let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 16 * V);
+    let (t_count, patches_pad, classes_pad) = (patches + 1, Padded::patches_pad(shape), round_up(classes, 8));
+    assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad && probs16.len() == 2 + patches_pad);
+    assert!(q_probs.len() == heads * t_count && layout.cls_norm.len() == dim_pad);
+    assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
+    let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
+    let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
+    let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
+    // SAFETY (every load_row below): a row of dim_pad values inside a buffer
+    // whose length was asserted above: token t < patches_pad of norm, head
+    // h < heads of score_weight, class row < heads·classes_pad of head_weight.
+    let token = |t: usize| unsafe { load_row::<V>(norm.as_ptr().add(t * dim_pad)) };
+    let mut logits = [0i64; MAX_CLASSES as usize];
+    for head in 0..heads {
+        let g = unsafe { load_row::<V>(layout.score_weight.as_ptr().add(head * dim_pad)) };
+        for t0 in (0..patches_pad).step_by(8) {
+            let dots: [__m256i; 8] = std::array::from_fn(|i| dot(&token(t0 + i), &g));
+            let s = _mm256_sra_epi32(_mm256_add_epi32(hsum8(&dots), score_round), score_shift);
+            // SAFETY: 1 + t0 + 8 ≤ 1 + patches_pad = scores.len(); unaligned.
+            unsafe { _mm256_storeu_si256(scores.as_mut_ptr().add(1 + t0).cast(), s) };
+        }
+        scores[0] = w.cls_score[head];
+        let probs = &mut q_probs[head * t_count..][..t_count];
+        if patches.is_multiple_of(8) {
+            softmax(&scores[..t_count], probs);
+        } else {
+            int8::softmax(&scores[..t_count], probs);
+        }
+        // Probabilities are at most 2^14: i16, laid out (CLS, 0, patches…)
+        // so each token pair's two sit in one i32.
+        probs16[0] = probs[0] as i16;
+        for (p16, &p) in probs16[2..].iter_mut().zip(&probs[1..]) {
+            *p16 = p as i16;
+        }
+
+        // mean = Σ p_t n_t: token pairs interleaved channel by channel, the
+        // CLS token paired with itself and a zero probability.
+        let mut lo = [_mm256_setzero_si256(); V];
+        let mut hi = [_mm256_setzero_si256(); V];
+        let mut accumulate = |a: &[__m256i; V], b: &[__m256i; V], pair_at: usize| {
+            // SAFETY: pair_at + 2 ≤ 2 + patches_pad = probs16.len(); unaligned.
+            let pair = _mm256_set1_epi32(unsafe { probs16.as_ptr().add(pair_at).cast::<i32>().read_unaligned() });
+            for k in 0..V {
+                lo[k] = _mm256_add_epi32(lo[k], _mm256_madd_epi16(_mm256_unpacklo_epi16(a[k], b[k]), pair));
+                hi[k] = _mm256_add_epi32(hi[k], _mm256_madd_epi16(_mm256_unpackhi_epi16(a[k], b[k]), pair));
+            }
+        };
+        let cls = unsafe { load_row::<V>(layout.cls_norm.as_ptr()) };
+        accumulate(&cls, &cls, 0);
+        for t in (0..patches).step_by(2) {
+            // t + 1 < patches_pad: a padding row (zero) when patches is odd.
+            accumulate(&token(t), &token(t + 1), 2 + t);
+        }
+        // The unpacks split each 128-bit half into channels 0-3 | 4-7;
+        // packs puts them back in order and saturates like saturate_i16.
+        let mean: [__m256i; V] = std::array::from_fn(|k| {
+            let lo = _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(lo[k], mean_round));
+            let hi = _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(hi[k], mean_round));
+            _mm256_packs_epi32(lo, hi)
+        });
+
+        // One i32 dot product per class (exact, below 2^30), summed over
+        // heads in i64 as the scalar does.
+        for c0 in (0..classes_pad).step_by(8) {
+            let dots: [__m256i; 8] = std::array::from_fn(|i| {
+                let row =
+                    unsafe { load_row::<V>(layout.head_weight.as_ptr().add((head * classes_pad + c0 + i) * dim_pad)) };
+                dot(&row, &mean)
+            });
+            let mut totals = [0i32; 8];
+            // SAFETY: a store of one register into an array of its size.
+            unsafe { _mm256_storeu_si256(totals.as_mut_ptr().cast(), hsum8(&dots)) };
+            for (acc, &t) in logits[c0..].iter_mut().zip(&totals) {
+                *acc += t as i64;
+            }
+        }
+    }
+    logits
+}
