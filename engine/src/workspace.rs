@@ -121,9 +121,6 @@ pub(crate) struct Padded {
     pub(crate) tokens: Vec<i16>,
     /// Their LayerNorm, Q4.11, same layout.
     pub(crate) norm: Vec<i16>,
-    /// Per token Σz and Σz², `patches_pad`.
-    pub(crate) sums: Vec<i32>,
-    pub(crate) squares: Vec<u64>,
     /// One head's scores: the CLS token's, then the patches', `1 + patches_pad`.
     pub(crate) scores: Vec<i32>,
     /// One head's probabilities as i16: the CLS token's, a zero, then the
@@ -144,13 +141,6 @@ impl Padded {
 
     fn new(shape: &Shape) -> Padded {
         let (t, d) = (Padded::patches_pad(shape), Padded::dim_pad(shape));
-        Padded {
-            tokens: vec![0; t * d],
-            norm: vec![0; t * d],
-            sums: vec![0; t],
-            squares: vec![0; t],
-            scores: vec![0; 1 + t],
-            probs16: vec![0; 2 + t],
-        }
+        Padded { tokens: vec![0; t * d], norm: vec![0; t * d], scores: vec![0; 1 + t], probs16: vec![0; 2 + t] }
     }
 }

@@ -28,22 +28,29 @@ use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
 use crate::workspace::{Padded, Workspace};
 
-/// Pair slots per patch row in the sparse kernel's layout: patch rows of up
-/// to 8 pixels, so a patch's pairs fit one 32-bit mask (bit `4y + j`).
-const SPARSE_SLOTS: usize = 4;
-/// Widest patch the sparse kernel takes.
-const SPARSE_MAX_SIDE: usize = 2 * SPARSE_SLOTS;
+/// Widest patch the sparse kernel takes: 8 rows of 4 pixel pairs, one bit
+/// each in a 32-bit mask.
+const SPARSE_MAX_SIDE: usize = 8;
+/// Pair slots of the sparse layout, one per mask bit.
+const SPARSE_SLOTS: usize = 32;
+
+/// The (row, pair) of mask bit `b` in the sparse kernel: the order in which
+/// `ink_mask`'s packs leave the rows (even rows in the low 16 bits, odd
+/// rows in the high 16, four pairs per row).
+fn sparse_row_pair(b: usize) -> (usize, usize) {
+    (2 * ((b >> 2) & 3) + (b >> 4), b & 3)
+}
 
 /// The int8 weights laid out for this kernel.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Layout {
-    /// Pair slots per patch row: [`SPARSE_SLOTS`] for patches of up to 8
-    /// pixels a side, else `⌈P/2⌉`.
+    /// Pixel pair slots: [`SPARSE_SLOTS`], one per ink-mask bit, for patches
+    /// of up to 8 pixels a side; else `P·⌈P/2⌉`, row by row.
     slots: usize,
-    /// `[P][slots][dim_pad][2]`: slot `j` of row `y` holds the weights of
-    /// pixels `2j` and `2j+1` interleaved for `vpmaddwd` (zero past `P`).
+    /// `[slots][dim_pad][2]`: the weights of a slot's two pixels interleaved
+    /// for `vpmaddwd` (zero for pixels outside the patch).
     pair_weight: Vec<i16>,
-    /// Offset of each pair slot's first pixel from its patch's origin.
+    /// Offset of each slot's first pixel from its patch's origin.
     pair_offset: Vec<u32>,
     /// `[dim_pad]`.
     scale: Vec<i32>,
@@ -64,17 +71,23 @@ impl Layout {
         let (side, p, d, k) =
             (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
         let (heads, classes) = (shape.heads as usize, shape.classes as usize);
-        let slots = if p <= SPARSE_MAX_SIDE { SPARSE_SLOTS } else { p.div_ceil(2) };
-        let mut pair_weight = vec![0i16; p * slots * dim_pad * 2];
-        for o in 0..d {
-            for y in 0..p {
-                for x in 0..p {
-                    let at = ((y * slots + x / 2) * dim_pad + o) * 2 + x % 2;
-                    pair_weight[at] = w.patch_weight[o * k + y * p + x] as i16;
+        let sparse = p <= SPARSE_MAX_SIDE;
+        let pairs = p.div_ceil(2);
+        let slots = if sparse { SPARSE_SLOTS } else { p * pairs };
+        let mut pair_weight = vec![0i16; slots * dim_pad * 2];
+        let mut pair_offset = vec![0u32; slots];
+        for slot in 0..slots {
+            let (y, j) = if sparse { sparse_row_pair(slot) } else { (slot / pairs, slot % pairs) };
+            if y >= p {
+                continue; // a row past the patch: its bit is never set
+            }
+            pair_offset[slot] = (y * side + 2 * j) as u32;
+            for x in (2 * j..2 * j + 2).filter(|&x| x < p) {
+                for o in 0..d {
+                    pair_weight[(slot * dim_pad + o) * 2 + x % 2] = w.patch_weight[o * k + y * p + x] as i16;
                 }
             }
         }
-        let pair_offset = (0..p * slots).map(|i| ((i / slots) * side + 2 * (i % slots)) as u32).collect();
         // Rows of `width` values copied into rows of `stride`, zero padded.
         let pad = |values: &[i16], rows: usize, width: usize, stride: usize| {
             let mut out = vec![0; rows * stride];
@@ -123,13 +136,12 @@ pub(crate) unsafe fn int8_forward(w: &Weights<'_>, prep: &Prepared, shape: &Shap
     // for this shape, the workspace for this model.
     assert!(dim_pad == Padded::dim_pad(shape) && dim_pad <= 128);
     assert!(image.len() == shape.pixels() && ws.simd_image.len() >= image.len() + 16);
-    assert!(layout.pair_weight.len() == p * layout.slots * dim_pad * 2 && layout.pair_offset.len() == p * layout.slots);
+    assert!(layout.pair_weight.len() == layout.slots * dim_pad * 2 && layout.pair_offset.len() == layout.slots);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == patches * dim_pad);
     assert!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
     assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
     let b = &ws.padded;
     assert!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
-    assert!(b.sums.len() == patches_pad && b.squares.len() == patches_pad);
     assert!(b.scores.len() == 1 + patches_pad && b.probs16.len() == 2 + patches_pad);
     assert!(ws.q_probs.len() == heads * (patches + 1));
 
@@ -157,7 +169,7 @@ fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: 
     } else {
         patch_embed_dense::<V>(w, layout, shape, &ws.simd_image, &mut b.tokens);
     }
-    layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm, &mut b.sums, &mut b.squares);
+    layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm);
     let logits = attend::<V>(w, layout, shape, &b.norm, &mut b.scores, &mut b.probs16, &mut ws.q_probs);
     int8::finish_logits(w, &logits[..shape.classes as usize], ws);
 }
@@ -190,9 +202,26 @@ unsafe fn finish_patch(acc: [__m256i; 4], scale: *const i32, bias: *const i32, s
     }
 }
 
-/// Patch embedding for patches of up to 8 pixels a side: a 32-bit mask of
-/// the pixel pairs with ink per patch, then one `vpmaddwd` per 8 channels
-/// for each set bit.
+/// The ink mask of one patch: bit `b` set when pixel pair
+/// [`sparse_row_pair`]`(b)` has a nonzero pixel. `row(y)` loads row `y`'s
+/// eight pixels (zero for rows past the patch); `in_patch` masks off the
+/// pixels right of it.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn ink_mask(row: impl Fn(usize) -> __m128i, in_patch: __m256i) -> u32 {
+    let zero = _mm256_setzero_si256();
+    let blank = |y: usize| {
+        let rows = _mm256_and_si256(_mm256_set_m128i(row(y + 1), row(y)), in_patch);
+        _mm256_cmpeq_epi32(rows, zero) // one lane per pair: rows y | y+1
+    };
+    // packs: [0 2 | 1 3] and [4 6 | 5 7], then bytes [0 2 4 6 | 1 3 5 7].
+    let rows_0123 = _mm256_packs_epi32(blank(0), blank(2));
+    let rows_4567 = _mm256_packs_epi32(blank(4), blank(6));
+    !(_mm256_movemask_epi8(_mm256_packs_epi16(rows_0123, rows_4567)) as u32)
+}
+
+/// Patch embedding for patches of up to 8 pixels a side: the ink mask of
+/// each patch, then one `vpmaddwd` per 8 channels for each set bit.
 #[target_feature(enable = "avx2")]
 fn patch_embed_sparse<const P: usize, const V: usize>(
     w: &Weights<'_>,
@@ -205,40 +234,36 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
     let p = if P > 0 { P } else { shape.patch_side as usize };
     assert!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
     assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
-    assert!(layout.pair_offset.len() == SPARSE_SLOTS * p && layout.pair_weight.len() == SPARSE_SLOTS * p * dim_pad * 2);
+    assert!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let shift = _mm_cvtsi32_si128(w.params.z_shift as i32);
-    // The lanes of a patch row that belong to the patch.
-    let lanes: [i16; 8] = std::array::from_fn(|x| if x < p { -1 } else { 0 });
-    // SAFETY: an unaligned load of an 8-lane array.
-    let in_patch = unsafe { _mm_loadu_si128(lanes.as_ptr().cast()) };
-    let row_pairs = |at: usize| {
-        // SAFETY: `at` starts a patch row, at most S² - P, and 8 values from
-        // it lie in `pixels` (S² + 16 values, asserted); an unaligned load.
-        _mm_and_si128(unsafe { _mm_loadu_si128(pixels.as_ptr().add(at).cast()) }, in_patch)
-    };
+    let lanes: [i16; 16] = std::array::from_fn(|x| if x % 8 < p { -1 } else { 0 });
+    // SAFETY: an unaligned load of a 16-lane array.
+    let in_patch = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
     let mut patch = 0;
     for r in 0..grid {
         for c in 0..grid {
             let origin = r * p * side + c * p;
-            // Bit 4y + j: pair j of row y has ink.
-            let mut ink = 0u32;
-            for y in (0..p).step_by(2) {
-                let upper = if y + 1 < p { row_pairs(origin + (y + 1) * side) } else { _mm_setzero_si128() };
-                let rows = _mm256_set_m128i(upper, row_pairs(origin + y * side));
-                let blank = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(rows, _mm256_setzero_si256())));
-                ink |= (!blank as u32 & 0xff) << (SPARSE_SLOTS * y);
-            }
+            let row = |y: usize| {
+                if y < p {
+                    // SAFETY: a patch row starts at most at S² - P, and 8
+                    // values from it lie in `pixels` (S² + 16, asserted).
+                    unsafe { _mm_loadu_si128(pixels.as_ptr().add(origin + y * side).cast()) }
+                } else {
+                    _mm_setzero_si128()
+                }
+            };
+            let ink = ink_mask(row, in_patch);
             for group in (0..dim_pad).step_by(GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
                 let mut bits = ink;
                 while bits != 0 {
                     let slot = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    // SAFETY: slot < 4P = pair_offset.len() (bits only for
-                    // rows < P); the pair starts inside the patch, so its two
-                    // values lie in `pixels`. The weights [slot][group..+32][2]
-                    // lie in pair_weight ([4P][dim_pad][2], asserted).
+                    // SAFETY: slot < 32 = pair_offset.len(); a set bit is a
+                    // pair inside the patch, so its two values lie in
+                    // `pixels`; weights [slot][group..+32][2] lie in
+                    // pair_weight ([32][dim_pad][2], asserted).
                     unsafe {
                         let at = origin + *layout.pair_offset.get_unchecked(slot) as usize;
                         let pair = _mm256_set1_epi32(pixels.as_ptr().add(at).cast::<i32>().read_unaligned());
@@ -262,7 +287,7 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
     }
 }
 
-/// Patch embedding for wider patches: every pixel pair, row by row.
+/// Patch embedding for wider patches: every pixel pair.
 #[target_feature(enable = "avx2")]
 fn patch_embed_dense<const V: usize>(
     w: &Weights<'_>,
@@ -272,38 +297,41 @@ fn patch_embed_dense<const V: usize>(
     tokens: &mut [i16],
 ) {
     let (side, p, grid, dim_pad) = (shape.image_side as usize, shape.patch_side as usize, shape.grid(), 16 * V);
-    let (slots, pairs) = (layout.slots, p.div_ceil(2));
-    assert!(slots == pairs && layout.pair_weight.len() == p * slots * dim_pad * 2);
+    let slots = layout.slots;
+    assert!(slots == p * p.div_ceil(2) && layout.pair_offset.len() == slots);
+    assert!(layout.pair_weight.len() == slots * dim_pad * 2);
     assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let shift = _mm_cvtsi32_si128(w.params.z_shift as i32);
-    for patch in 0..shape.patches() {
-        let origin = (patch / grid) * p * side + (patch % grid) * p;
-        for group in (0..dim_pad).step_by(GROUP) {
-            let mut acc = [_mm256_setzero_si256(); 4];
-            for y in 0..p {
-                for j in 0..pairs {
-                    // SAFETY: the pair starts inside the image and its second
+    let mut patch = 0;
+    for r in 0..grid {
+        for c in 0..grid {
+            let origin = r * p * side + c * p;
+            for group in (0..dim_pad).step_by(GROUP) {
+                let mut acc = [_mm256_setzero_si256(); 4];
+                for (slot, &offset) in layout.pair_offset.iter().enumerate() {
+                    // SAFETY: the pair starts inside the patch and its second
                     // value is at most index S² of `pixels` (S² + 16 values);
-                    // the weights [y][j][group..+32][2] lie in pair_weight
-                    // ([P][slots][dim_pad][2], asserted).
+                    // weights [slot][group..+32][2] lie in pair_weight
+                    // ([slots][dim_pad][2], asserted).
                     unsafe {
-                        let pair = pixels.as_ptr().add(origin + y * side + 2 * j).cast::<i32>().read_unaligned();
+                        let pair = pixels.as_ptr().add(origin + offset as usize).cast::<i32>().read_unaligned();
                         let pair = _mm256_set1_epi32(pair);
-                        let base = layout.pair_weight.as_ptr().add(((y * slots + j) * dim_pad + group) * 2);
+                        let base = layout.pair_weight.as_ptr().add((slot * dim_pad + group) * 2);
                         for (b, a) in acc.iter_mut().enumerate() {
                             let wv = _mm256_loadu_si256(base.add(b * 16).cast());
                             *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pair, wv));
                         }
                     }
                 }
+                let at = patch * dim_pad + group;
+                // SAFETY: as in patch_embed_sparse.
+                unsafe {
+                    let (scale, bias) = (layout.scale.as_ptr().add(group), layout.bias.as_ptr().add(at));
+                    finish_patch(acc, scale, bias, shift, tokens.as_mut_ptr().add(at));
+                }
             }
-            let at = patch * dim_pad + group;
-            // SAFETY: as in patch_embed_sparse.
-            unsafe {
-                let (scale, bias) = (layout.scale.as_ptr().add(group), layout.bias.as_ptr().add(at));
-                finish_patch(acc, scale, bias, shift, tokens.as_mut_ptr().add(at));
-            }
+            patch += 1;
         }
     }
 }
@@ -339,23 +367,58 @@ fn dot<const V: usize>(a: &[__m256i; V], b: &[__m256i; V]) -> __m256i {
     acc
 }
 
-/// `int8::layer_norm` of every patch token: the sums of four tokens reduced
-/// together, the inverse square root per token in scalar (the same code),
-/// the normalisation sixteen channels per register.
+/// `RSQRT_Q15` widened to u32 for `vpgatherqd`, which reads four bytes.
+static RSQRT_Q15_U32: [u32; 192] = {
+    let mut table = [0u32; 192];
+    let mut i = 0;
+    while i < 192 {
+        table[i] = int8::RSQRT_Q15[i] as u32;
+        i += 1;
+    }
+    table
+};
+
+/// `int8::rsqrt_q14` on four u64 lanes with `1 ≤ q < 2^52`: the reciprocal
+/// and `k`, each in the low half of its lane.
+#[inline]
 #[target_feature(enable = "avx2")]
-fn layer_norm<const V: usize>(
-    ln_eps: i64,
-    shape: &Shape,
-    z: &[i16],
-    n: &mut [i16],
-    sums: &mut [i32],
-    squares: &mut [u64],
-) {
+fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
+    let c = |v: i64| _mm256_set1_epi64x(v);
+    // floor(log2 q) from the exponent of q as a double: 2^52 + q is exact
+    // in the mantissa, and subtracting 2^52 leaves q exactly.
+    let magic = c(0x4330_0000_0000_0000);
+    let q_f64 = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(q, magic)), _mm256_castsi256_pd(magic));
+    let log2 = _mm256_sub_epi64(_mm256_srli_epi64::<52>(_mm256_castpd_si256(q_f64)), c(1023));
+    let k = _mm256_srli_epi64::<1>(log2);
+    // m = q · 4^(15-k) in [2^30, 2^32): vpsllvq/vpsrlvq give 0 for the
+    // (wrapped, huge) negative count, so the OR picks the right direction.
+    let two_k = _mm256_add_epi64(k, k);
+    let m = _mm256_or_si256(
+        _mm256_sllv_epi64(q, _mm256_sub_epi64(c(30), two_k)),
+        _mm256_srlv_epi64(q, _mm256_sub_epi64(two_k, c(30))),
+    );
+    let index = _mm256_sub_epi64(_mm256_srli_epi64::<24>(m), c(64));
+    // SAFETY: m ∈ [2^30, 2^32), so index ∈ [0, 192), inside the table.
+    let y0 = _mm256_cvtepu32_epi64(unsafe { _mm256_i64gather_epi32::<4>(RSQRT_Q15_U32.as_ptr().cast(), index) });
+    // The scalar's u64 products, each operand below 2^32 as vpmuludq needs:
+    // y0² < 2^30, m/4 < 2^30, 3·2^30 - t ∈ (0, 2^32).
+    let t = _mm256_srli_epi64::<28>(_mm256_mul_epu32(_mm256_mul_epu32(y0, y0), _mm256_srli_epi64::<2>(m)));
+    let y1 = _mm256_srli_epi64::<31>(_mm256_mul_epu32(y0, _mm256_sub_epi64(c(3 << 30), t)));
+    (_mm256_srli_epi64::<1>(_mm256_add_epi64(y1, c(1))), k)
+}
+
+/// `int8::layer_norm` of every patch token, four at a time: Σz and Σz²
+/// (reduced together), Q, the inverse square root and the shifts in
+/// vectors, then each token's normalisation with its constants broadcast
+/// from their lanes, sixteen channels per register.
+#[target_feature(enable = "avx2")]
+fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i16]) {
     let (d, patches, patches_pad, dim_pad) = (shape.dim as i64, shape.patches(), Padded::patches_pad(shape), 16 * V);
-    assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad);
-    assert!(sums.len() == patches_pad && squares.len() == patches_pad && V.is_multiple_of(2));
+    assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && V.is_multiple_of(2));
+    let c = |v: i64| _mm256_set1_epi64x(v);
     let ones = _mm256_set1_epi16(1);
-    let low32 = _mm256_set1_epi64x(0xffff_ffff);
+    let low32 = c(0xffff_ffff);
+    let dv = _mm256_set1_epi32(d as i32);
     for t0 in (0..patches_pad).step_by(4) {
         // SAFETY: t0 + 4 ≤ patches_pad: four token rows of z (asserted).
         let rows: [[__m256i; V]; 4] =
@@ -372,46 +435,52 @@ fn layer_norm<const V: usize>(
                 *q = _mm256_add_epi64(*q, _mm256_add_epi64(_mm256_and_si256(sq, low32), _mm256_srli_epi64::<32>(sq)));
             }
         }
+        // Σz of the four tokens (|Σz| < 2^22), sign-extended to u64 lanes.
         let s = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let sum = _mm256_cvtepi32_epi64(_mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s)));
+        // Σz² of the four tokens (< 2^37).
         let pair = |a: __m256i, b: __m256i| _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
         let (u, v) = (pair(q[0], q[1]), pair(q[2], q[3]));
-        let q = _mm256_add_epi64(_mm256_permute2x128_si256::<0x20>(u, v), _mm256_permute2x128_si256::<0x31>(u, v));
-        // SAFETY: t0 + 4 ≤ patches_pad = sums.len() = squares.len() (asserted); unaligned stores.
-        unsafe {
-            _mm_storeu_si128(sums.as_mut_ptr().add(t0).cast(), s);
-            _mm256_storeu_si256(squares.as_mut_ptr().add(t0).cast(), q);
-        }
-    }
-    for t in 0..patches {
-        let (sum, sum_sq) = (sums[t] as i64, squares[t] as i64);
-        let out = n[t * dim_pad..][..dim_pad].as_mut_ptr();
-        let q = (d * sum_sq - sum * sum + ln_eps) as u64;
-        if q == 0 {
-            // SAFETY: the token's dim_pad values of n.
-            unsafe { std::ptr::write_bytes(out, 0, dim_pad) };
-            continue;
-        }
-        let (recip, k) = int8::rsqrt_q14(q);
-        let pre = (k + 5).saturating_sub(16);
-        let post = k + 3 - pre;
-        let (dv, sv, rv) = (_mm256_set1_epi32(d as i32), _mm256_set1_epi32(sum as i32), _mm256_set1_epi32(recip));
-        let pre_round = _mm256_set1_epi32(((1i64 << pre) >> 1) as i32);
-        let post_round = _mm256_set1_epi32(((1i64 << post) >> 1) as i32);
-        let (pre, post) = (_mm_cvtsi32_si128(pre as i32), _mm_cvtsi32_si128(post as i32));
-        let normalise = |v: __m128i| {
-            let dev = _mm256_sub_epi32(_mm256_mullo_epi32(_mm256_cvtepi16_epi32(v), dv), sv);
-            let dev = _mm256_sra_epi32(_mm256_add_epi32(dev, pre_round), pre);
-            _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, rv), post_round), post)
-        };
-        // SAFETY: the token's dim_pad values of z (asserted).
-        let row = unsafe { load_row::<V>(z.as_ptr().add(t * dim_pad)) };
-        for (k, v) in row.into_iter().enumerate() {
-            let lo = normalise(_mm256_castsi256_si128(v));
-            let hi = normalise(_mm256_extracti128_si256::<1>(v));
-            let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(lo, hi));
-            // SAFETY: k·16 + 16 ≤ dim_pad values of the token's row of n.
-            unsafe { _mm256_storeu_si256(out.add(16 * k).cast(), packed) };
+        let sum_sq = _mm256_add_epi64(_mm256_permute2x128_si256::<0x20>(u, v), _mm256_permute2x128_si256::<0x31>(u, v));
+        // Q = D·Σz² - (Σz)² + eps < 2^52, D·Σz² from two 32-bit halves.
+        let d_sum_sq = _mm256_add_epi64(
+            _mm256_mul_epu32(sum_sq, c(d)),
+            _mm256_slli_epi64::<32>(_mm256_mul_epu32(_mm256_srli_epi64::<32>(sum_sq), c(d))),
+        );
+        let q = _mm256_add_epi64(_mm256_sub_epi64(d_sum_sq, _mm256_mul_epi32(sum, sum)), c(ln_eps));
+        // Q = 0 (eps 0, a constant token) normalises to 0: computed with
+        // Q = 1 and a zero reciprocal, which makes every output 0.
+        let zero = _mm256_cmpeq_epi64(q, _mm256_setzero_si256());
+        let (recip, k) = rsqrt4(_mm256_or_si256(q, _mm256_and_si256(zero, c(1))));
+        let recip = _mm256_andnot_si256(zero, recip);
+        // pre = max(k + 5 - 16, 0), post = k + 3 - pre, and their rounding
+        // offsets; the pre-shift's folded into the offset from D·z.
+        let pre = _mm256_sub_epi64(_mm256_max_epi32(k, c(11)), c(11));
+        let post = _mm256_sub_epi64(_mm256_add_epi64(k, c(3)), pre);
+        let pre_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), pre));
+        let post_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), post));
+        let offset = _mm256_sub_epi64(pre_round, sum);
+        for (i, t) in (t0..t0 + 4).take_while(|&t| t < patches).enumerate() {
+            // Token t's constants, broadcast from the low half of lane i.
+            let lane = _mm256_set1_epi32(2 * i as i32);
+            let [rv, offset, post_round, pre, post] =
+                [recip, offset, post_round, pre, post].map(|v| _mm256_permutevar8x32_epi32(v, lane));
+            // n = sat16(round_shift(round_shift(D·z - Σz, pre) · recip, post))
+            // for the eight channels at `c` of token t.
+            let normalise = |c: usize| {
+                // SAFETY: c + 8 ≤ dim_pad: inside the token's row of z (asserted).
+                let v = unsafe { _mm_loadu_si128(z.as_ptr().add(t * dim_pad + c).cast()) };
+                let dev =
+                    _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(_mm256_cvtepi16_epi32(v), dv), offset), pre);
+                _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, rv), post_round), post)
+            };
+            let out = n[t * dim_pad..][..dim_pad].as_mut_ptr();
+            for c in (0..dim_pad).step_by(16) {
+                let packed =
+                    _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(normalise(c), normalise(c + 8)));
+                // SAFETY: c + 16 ≤ dim_pad values of the token's row of n.
+                unsafe { _mm256_storeu_si256(out.add(c).cast(), packed) };
+            }
         }
     }
 }
@@ -514,12 +583,11 @@ fn attend<const V: usize>(
     let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
     let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
-    // SAFETY (every load_row below): a row of dim_pad values inside a buffer
-    // whose length was asserted above: token t < patches_pad of norm, head
-    // h < heads of score_weight, class row < heads·classes_pad of head_weight.
+    // SAFETY: callers pass t < patches_pad: a row of norm (asserted length).
     let token = |t: usize| unsafe { load_row::<V>(norm.as_ptr().add(t * dim_pad)) };
     let mut logits = [0i64; MAX_CLASSES as usize];
     for head in 0..heads {
+        // SAFETY: head < heads: a row of score_weight (asserted length).
         let g = unsafe { load_row::<V>(layout.score_weight.as_ptr().add(head * dim_pad)) };
         for t0 in (0..patches_pad).step_by(8) {
             let dots: [__m256i; 8] = std::array::from_fn(|i| dot(&token(t0 + i), &g));
@@ -553,6 +621,7 @@ fn attend<const V: usize>(
                 hi[k] = _mm256_add_epi32(hi[k], _mm256_madd_epi16(_mm256_unpackhi_epi16(a[k], b[k]), pair));
             }
         };
+        // SAFETY: cls_norm holds dim_pad values (asserted).
         let cls = unsafe { load_row::<V>(layout.cls_norm.as_ptr()) };
         accumulate(&cls, &cls, 0);
         for t in (0..patches).step_by(2) {
@@ -571,6 +640,8 @@ fn attend<const V: usize>(
         // heads in i64 as the scalar does.
         for c0 in (0..classes_pad).step_by(8) {
             let dots: [__m256i; 8] = std::array::from_fn(|i| {
+                // SAFETY: head·classes_pad + c0 + i < heads·classes_pad rows of
+                // head_weight (asserted length).
                 let row =
                     unsafe { load_row::<V>(layout.head_weight.as_ptr().add((head * classes_pad + c0 + i) * dim_pad)) };
                 dot(&row, &mean)
