@@ -196,8 +196,41 @@ fn png_error(error: png::DecodingError, path: &Path) -> ImageError {
     }
 }
 
+/// Rejects palette chunks that png 0.18.1 does not validate and panics on
+/// (image-rs/image-png#694: a PLTE length that is not a multiple of 3; a
+/// tRNS with more entries than the palette). Walks the chunks before the
+/// image data; anything else malformed is left to the decoder's errors.
+fn check_palette_chunks(bytes: &[u8], path: &Path) -> Result<(), ImageError> {
+    let color_type = bytes.get(25).copied();
+    let mut palette_entries = None;
+    let mut at = PNG_SIGNATURE.len();
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        match &header[4..8] {
+            b"PLTE" if len % 3 != 0 || len > 768 => {
+                return Err(format_error(
+                    path,
+                    format!("bad PNG: PLTE chunk of {len} bytes is not 1 to 256 RGB entries"),
+                ));
+            }
+            b"PLTE" => palette_entries = Some(len / 3),
+            b"tRNS" if color_type == Some(3) && len > palette_entries.unwrap_or(0) => {
+                return Err(format_error(
+                    path,
+                    format!("bad PNG: tRNS chunk has {len} entries for a palette of {}", palette_entries.unwrap_or(0)),
+                ));
+            }
+            b"IDAT" | b"IEND" => break,
+            _ => {}
+        }
+        at = at.saturating_add(12).saturating_add(len);
+    }
+    Ok(())
+}
+
 /// Decodes a PNG file of any colour type and bit depth to 8-bit gray (see the module docs).
 pub fn decode_png(bytes: &[u8], path: &Path) -> Result<GrayImage, ImageError> {
+    check_palette_chunks(bytes, path)?;
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let (width, height, interlaced) = {
