@@ -123,8 +123,8 @@ pub(crate) struct Padded {
     pub(crate) norm: Vec<i16>,
     /// One head's scores: the CLS token's, then the patches', `1 + patches_pad`.
     pub(crate) scores: Vec<i32>,
-    /// One head's probabilities as i16: the CLS token's, a zero, then the
-    /// patches', `2 + patches_pad`.
+    /// One head's patch probabilities as i16, zero past the last patch,
+    /// `patches_pad`.
     pub(crate) probs16: Vec<i16>,
 }
 
@@ -141,6 +141,6 @@ impl Padded {
 
     fn new(shape: &Shape) -> Padded {
         let (t, d) = (Padded::patches_pad(shape), Padded::dim_pad(shape));
-        Padded { tokens: vec![0; t * d], norm: vec![0; t * d], scores: vec![0; 1 + t], probs16: vec![0; 2 + t] }
+        Padded { tokens: vec![0; t * d], norm: vec![0; t * d], scores: vec![0; 1 + t], probs16: vec![0; t] }
     }
 }

@@ -142,7 +142,7 @@ pub(crate) unsafe fn int8_forward(w: &Weights<'_>, prep: &Prepared, shape: &Shap
     assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
     let b = &ws.padded;
     assert!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
-    assert!(b.scores.len() == 1 + patches_pad && b.probs16.len() == 2 + patches_pad);
+    assert!(b.scores.len() == 1 + patches_pad && b.probs16.len() == patches_pad);
     assert!(ws.q_probs.len() == heads * (patches + 1));
 
     widen_image(image, &mut ws.simd_image);
@@ -577,7 +577,7 @@ fn attend<const V: usize>(
 ) -> [i64; MAX_CLASSES as usize] {
     let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 16 * V);
     let (t_count, patches_pad, classes_pad) = (patches + 1, Padded::patches_pad(shape), round_up(classes, 8));
-    assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad && probs16.len() == 2 + patches_pad);
+    assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad && probs16.len() == patches_pad);
     assert!(q_probs.len() == heads * t_count && layout.cls_norm.len() == dim_pad);
     assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
     let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
@@ -602,20 +602,12 @@ fn attend<const V: usize>(
         } else {
             int8::softmax(&scores[..t_count], probs);
         }
-        // Probabilities are at most 2^14: i16, laid out (CLS, 0, patches…)
-        // so each token pair's two sit in one i32.
-        probs16[0] = probs[0] as i16;
-        for (p16, &p) in probs16[2..].iter_mut().zip(&probs[1..]) {
-            *p16 = p as i16;
-        }
-
-        // mean = Σ p_t n_t: token pairs interleaved channel by channel, the
-        // CLS token paired with itself and a zero probability.
+        // mean = Σ p_t n_t: token pairs interleaved channel by channel and
+        // multiplied by their two probabilities (at most 2^14, so i16) with
+        // one vpmaddwd; the CLS token is paired with itself and a zero.
         let mut lo = [_mm256_setzero_si256(); V];
         let mut hi = [_mm256_setzero_si256(); V];
-        let mut accumulate = |a: &[__m256i; V], b: &[__m256i; V], pair_at: usize| {
-            // SAFETY: pair_at + 2 ≤ 2 + patches_pad = probs16.len(); unaligned.
-            let pair = _mm256_set1_epi32(unsafe { probs16.as_ptr().add(pair_at).cast::<i32>().read_unaligned() });
+        let mut accumulate = |a: &[__m256i; V], b: &[__m256i; V], pair: __m256i| {
             for k in 0..V {
                 lo[k] = _mm256_add_epi32(lo[k], _mm256_madd_epi16(_mm256_unpacklo_epi16(a[k], b[k]), pair));
                 hi[k] = _mm256_add_epi32(hi[k], _mm256_madd_epi16(_mm256_unpackhi_epi16(a[k], b[k]), pair));
@@ -623,10 +615,34 @@ fn attend<const V: usize>(
         };
         // SAFETY: cls_norm holds dim_pad values (asserted).
         let cls = unsafe { load_row::<V>(layout.cls_norm.as_ptr()) };
-        accumulate(&cls, &cls, 0);
-        for t in (0..patches).step_by(2) {
-            // t + 1 < patches_pad: a padding row (zero) when patches is odd.
-            accumulate(&token(t), &token(t + 1), 2 + t);
+        accumulate(&cls, &cls, _mm256_set1_epi32(probs[0] & 0xffff));
+        if patches.is_multiple_of(16) {
+            // Sixteen probabilities packed to i16 in one register: lane j
+            // of it, broadcast, is the pair (p_2j, p_2j+1).
+            for t0 in (0..patches).step_by(16) {
+                // SAFETY: 1 + t0 + 16 ≤ 1 + patches = probs.len(); unaligned.
+                let (a, b) = unsafe {
+                    let at = probs.as_ptr().add(1 + t0);
+                    (_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(8).cast()))
+                };
+                let p16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+                for j in 0..8 {
+                    let pair = _mm256_permutevar8x32_epi32(p16, _mm256_set1_epi32(j as i32));
+                    accumulate(&token(t0 + 2 * j), &token(t0 + 2 * j + 1), pair);
+                }
+            }
+        } else {
+            // Patches laid out as i16 with a zero past the last, so each pair
+            // of probabilities is one i32.
+            for (p16, &p) in probs16.iter_mut().zip(&probs[1..]) {
+                *p16 = p as i16;
+            }
+            for t in (0..patches).step_by(2) {
+                // SAFETY: t + 2 ≤ patches_pad = probs16.len(); unaligned.
+                let pair = unsafe { probs16.as_ptr().add(t).cast::<i32>().read_unaligned() };
+                // t + 1 < patches_pad: a padding row (zero) when patches is odd.
+                accumulate(&token(t), &token(t + 1), _mm256_set1_epi32(pair));
+            }
         }
         // The unpacks split each 128-bit half into channels 0-3 | 4-7;
         // packs puts them back in order and saturates like saturate_i16.
