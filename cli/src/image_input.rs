@@ -207,7 +207,7 @@ fn check_palette_chunks(bytes: &[u8], path: &Path) -> Result<(), ImageError> {
     while let Some(header) = bytes.get(at..at + 8) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         match &header[4..8] {
-            b"PLTE" if len % 3 != 0 || len > 768 => {
+            b"PLTE" if !len.is_multiple_of(3) || len > 768 => {
                 return Err(format_error(
                     path,
                     format!("bad PNG: PLTE chunk of {len} bytes is not 1 to 256 RGB entries"),
