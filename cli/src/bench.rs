@@ -16,7 +16,7 @@
 //!    p99 are over per-block means, not over single calls; digits/s is all
 //!    digits over the wall time of the phase.
 //! 3. With `--batch N`: the same, with blocks of N digits handed over at once
-//!    ([`infer_batch`], which writes N × classes logits), reporting µs/digit
+//!    ([`Model::infer_batch`], which writes N × classes logits), reporting µs/digit
 //!    and digits/s of that.
 //!
 //! With `--threads N`, N threads share the one model (each with its own
@@ -115,25 +115,6 @@ impl Stats {
             digits_per_second: digits as f64 / seconds,
         }
     }
-}
-
-/// Runs `model` on `n` digits stored back to back in `images` (`n × pixels`
-/// bytes) and writes their logits to `logits` (`n × classes`). A loop over
-/// [`Model::infer`]: what a batch entry point of the engine would do.
-pub fn infer_batch(model: &Model<'_>, images: &[u8], ws: &mut Workspace, logits: &mut [f32]) -> Result<(), String> {
-    let shape = model.shape();
-    let (pixels, classes) = (shape.pixels(), shape.classes as usize);
-    if !images.len().is_multiple_of(pixels) || logits.len() != images.len() / pixels * classes {
-        return Err(format!(
-            "batch of {} bytes and {} logits does not fit {pixels}-pixel images and {classes} classes",
-            images.len(),
-            logits.len()
-        ));
-    }
-    for (image, out) in images.chunks_exact(pixels).zip(logits.chunks_exact_mut(classes)) {
-        out.copy_from_slice(model.infer(image, ws).map_err(|e| e.to_string())?);
-    }
-    Ok(())
 }
 
 /// One model to run, before the backends are chosen.
@@ -344,7 +325,9 @@ fn run_one(model: &Model<'_>, dtype: Dtype, path: &Path, setup: &Setup<'_>) -> R
             let stats = timed(model, setup, n, n * classes, &|ws, logits, start, n, sink| {
                 // Whole batches from the pool, wrapping to its start.
                 let first = if start % count + n <= count { start % count } else { 0 };
-                infer_batch(model, std::hint::black_box(&pool[first * pixels..(first + n) * pixels]), ws, logits)?;
+                model
+                    .infer_batch(std::hint::black_box(&pool[first * pixels..(first + n) * pixels]), ws, logits)
+                    .map_err(|e| e.to_string())?;
                 *sink = sink.wrapping_add(microvit_engine::argmax(&logits[..classes]));
                 Ok(())
             })?;
@@ -572,18 +555,5 @@ mod tests {
     #[test]
     fn json_escapes_strings() {
         assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-    }
-
-    #[test]
-    fn batches_match_single_calls() {
-        let model = Model::from_bytes(&std::fs::read(shipped_blob(Dtype::Int8)).unwrap()).unwrap();
-        let images = idx::read_images(&shipped_test_set().0).unwrap();
-        let mut ws = model.workspace();
-        let mut logits = vec![0.0; 3 * 10];
-        infer_batch(&model, &images.pixels[..3 * 784], &mut ws, &mut logits).unwrap();
-        for i in 0..3 {
-            assert_eq!(&logits[i * 10..][..10], model.infer(images.get(i), &mut ws).unwrap());
-        }
-        assert!(infer_batch(&model, &images.pixels[..100], &mut ws, &mut logits).is_err());
     }
 }

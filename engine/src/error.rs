@@ -143,6 +143,9 @@ pub enum InferError {
     WorkspaceMismatch,
     /// The attention output buffer is not `heads × tokens` long.
     AttentionBufferSize { expected: usize, found: usize },
+    /// A batch's image bytes are not whole images, or its logits buffer is
+    /// not `images × classes` long.
+    BatchSize { image_bytes: usize, logits: usize, pixels: usize, classes: usize },
 }
 
 impl fmt::Display for InferError {
@@ -157,6 +160,11 @@ impl fmt::Display for InferError {
             InferError::AttentionBufferSize { expected, found } => {
                 write!(f, "attention buffer holds {found} values, the model needs heads × tokens = {expected}")
             }
+            InferError::BatchSize { image_bytes, logits, pixels, classes } => write!(
+                f,
+                "batch of {image_bytes} image bytes and {logits} logits: needs whole {pixels}-pixel images \
+                 and {classes} logits per image"
+            ),
         }
     }
 }

@@ -61,7 +61,7 @@ mod load {
 
 mod infer {
     use super::*;
-    documented!(InferError: ImageSize, WorkspaceMismatch, AttentionBufferSize);
+    documented!(InferError: ImageSize, WorkspaceMismatch, AttentionBufferSize, BatchSize);
 
     #[test]
     fn the_match_names_the_variant() {

@@ -152,15 +152,44 @@ impl<'a> Model<'a> {
         if image.len() != shape.pixels() {
             return Err(InferError::ImageSize { expected: shape.pixels(), found: image.len() });
         }
-        if ws.shape() != shape || ws.encoding() != self.encoding() {
+        self.check_workspace(ws)?;
+        self.forward(image, ws);
+        Ok(ws.logits())
+    }
+
+    /// Runs `count` images stored back to back in `images` (`count × side²`
+    /// bytes) and writes image i's logits to `logits[i·classes..][..classes]`
+    /// (`count × classes` values): the results of [`Model::infer`] on each,
+    /// with the sizes checked once for the whole batch.
+    pub fn infer_batch(&self, images: &[u8], ws: &mut Workspace, logits: &mut [f32]) -> Result<(), InferError> {
+        let shape = self.shape();
+        let (pixels, classes) = (shape.pixels(), shape.classes as usize);
+        if !images.len().is_multiple_of(pixels) || logits.len() != images.len() / pixels * classes {
+            return Err(InferError::BatchSize { image_bytes: images.len(), logits: logits.len(), pixels, classes });
+        }
+        self.check_workspace(ws)?;
+        for (image, out) in images.chunks_exact(pixels).zip(logits.chunks_exact_mut(classes)) {
+            self.forward(image, ws);
+            out.copy_from_slice(ws.logits());
+        }
+        Ok(())
+    }
+
+    fn check_workspace(&self, ws: &Workspace) -> Result<(), InferError> {
+        if ws.shape() != self.shape() || ws.encoding() != self.encoding() {
             return Err(InferError::WorkspaceMismatch);
         }
+        Ok(())
+    }
+
+    /// One image of the right size into a workspace of this model.
+    fn forward(&self, image: &[u8], ws: &mut Workspace) {
+        let shape = self.shape();
         match self.encoding() {
             Encoding::F32 => reference::forward(&self.f32_weights(), self.config(), image, ws),
             Encoding::F16 => self.kernels.f16_forward(&self.f16_weights(), &shape, image, ws),
             Encoding::Int8 => self.kernels.int8_forward(&self.int8_weights(), &shape, image, ws),
         }
-        Ok(ws.logits())
     }
 
     /// Runs one image like [`Model::infer`] and also writes the CLS token's

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use microvit_engine::synthetic::{random_f16_blob, random_image, random_int8_blob};
-use microvit_engine::{crc32c, Backend, BackendError, Model, Shape};
+use microvit_engine::{crc32c, Backend, BackendError, InferError, Model, Shape};
 use proptest::prelude::*;
 
 /// Largest |logit(backend) - logit(scalar)| for f16 models: the kernels may
@@ -151,6 +151,32 @@ proptest! {
             for (a, b) in got.iter().zip(&want) {
                 prop_assert!((a - b).abs() <= F16_TOLERANCE * b.abs().max(1.0), "{} on {:?}: {} vs {}", backend, shape, a, b);
             }
+        }
+    }
+}
+
+/// The batch API gives every image's logits exactly as one call each does,
+/// on every backend and encoding, and refuses mis-sized buffers.
+#[test]
+fn batches_equal_single_calls_on_every_backend() {
+    let images = test_images();
+    let batch = &images[..5 * 784];
+    for file in ["microvit-seed.mvit", "microvit-seed.f16.mvit", "microvit-seed.int8.mvit"] {
+        let blob = std::fs::read(repo(&format!("models/{file}"))).unwrap();
+        // f32 is the scalar reference only.
+        let simd = if file.ends_with(".f16.mvit") || file.ends_with(".int8.mvit") { simd_backends() } else { vec![] };
+        for backend in std::iter::once(Backend::Scalar).chain(simd) {
+            let model = model_on(&blob, backend);
+            let mut ws = model.workspace();
+            let mut logits = vec![0.0; 5 * 10];
+            model.infer_batch(batch, &mut ws, &mut logits).unwrap();
+            for (image, row) in batch.chunks_exact(784).zip(logits.chunks_exact(10)) {
+                assert_eq!(model.infer(image, &mut ws).unwrap(), row, "{file} on {backend}");
+            }
+            let size = |image_bytes, logits| InferError::BatchSize { image_bytes, logits, pixels: 784, classes: 10 };
+            assert_eq!(model.infer_batch(&batch[..783], &mut ws, &mut logits[..0]), Err(size(783, 0)));
+            assert_eq!(model.infer_batch(batch, &mut ws, &mut logits[..49]), Err(size(5 * 784, 49)));
+            assert!(model.infer_batch(&[], &mut ws, &mut []).is_ok());
         }
     }
 }
