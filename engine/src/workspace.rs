@@ -30,6 +30,12 @@ pub struct Workspace {
     pub(crate) f_tokens: Vec<f32>,
     /// Attention-weighted mean of the normalised tokens, `D`.
     pub(crate) f_mean: Vec<f32>,
+    /// The AVX2 f16 kernel's tokens, `[patches_pad][dim_pad]` (see [`Padded`]),
+    /// and one head's scores, `1 + patches_pad`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) f_padded: Vec<f32>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) f_scores: Vec<f32>,
     // int8.
     /// Patch embeddings on the LayerNorm input grid, `(T-1) × D`.
     pub(crate) q_tokens: Vec<i16>,
@@ -69,6 +75,8 @@ impl Workspace {
             context: vec![0.0; sized(reference, t * d)],
             f_tokens: vec![0.0; sized(f16, (t - 1) * d)],
             f_mean: vec![0.0; sized(f16, d)],
+            f_padded: vec![0.0; sized(f16, Padded::patches_pad(&shape) * Padded::dim_pad(&shape))],
+            f_scores: vec![0.0; sized(f16, 1 + Padded::patches_pad(&shape))],
             q_tokens: vec![0; sized(int8, (t - 1) * d)],
             q_norm: vec![0; sized(int8, (t - 1) * d)],
             q_scores: vec![0; sized(int8, t)],

@@ -91,6 +91,7 @@ fn every_backend_matches_scalar_f16_on_the_test_set() {
                 let got = fast.infer(image, &mut ws).unwrap();
                 worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
             }
+            println!("{name} f16 on {backend}: max |Δlogit| vs scalar {worst:.1e} over 10,000 digits");
             assert!(worst <= F16_TOLERANCE, "{name} on {backend}: max |Δlogit| {worst}");
         }
     }

@@ -1,38 +1,91 @@
-//! The f16 pass: weights widened to f32 once at prepare time, the patch
-//! embedding as FMA over eight output channels per register, the tail in
-//! the shared f32 code compiled for this instruction set.
+//! The f16 pass on AVX2 + FMA: weights widened to f32 once at prepare time,
+//! compute in f32 like `crate::f16`, in a different order (so within the
+//! stated tolerance of it, not bit-exact).
+//!
+//! - Patch embedding: only pixels with ink are visited (a blank pixel adds
+//!   exactly zero), one 64-bit mask per patch, one FMA per 8 channels per
+//!   pixel, starting from the bias.
+//! - Tokens in rows of `dim_pad` f32 (padding channels zero, masked out of
+//!   the LayerNorm variance, zero weights everywhere after).
+//! - Dot products reduced eight at a time by a `vhaddps` tree; the
+//!   attention mean and the logits stay in registers.
 
 use std::arch::x86_64::*;
 
-use super::{Prepared, GROUP};
+use super::{round_up, Prepared, GROUP};
 use crate::f16;
+use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
-use crate::workspace::Workspace;
+use crate::workspace::{Padded, Workspace};
 
-/// Output channels per register.
-const LANES: usize = 8;
+/// Widest patch the sparse kernel takes: 8 rows of 8 pixels, one bit each
+/// in a 64-bit mask (bit `8y + x`).
+const SPARSE_MAX_SIDE: usize = 8;
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct Layout {
-    /// `[P²][dim_pad]` f32.
-    patch_weight: Vec<f32>,
+    /// `[slots][dim_pad]`: a pixel's weight for every channel. Slot `8y + x`
+    /// for patches of up to 8 pixels a side, else `y·P + x`.
+    pixel_weight: Vec<f32>,
+    /// Offset of each slot's pixel from its patch's origin.
+    pixel_offset: Vec<u32>,
+    /// `[patches][dim_pad]`.
+    bias: Vec<f32>,
+    /// All ones in the lanes of real channels, zero in padding: `[dim_pad]`.
+    lane_mask: Vec<f32>,
+    /// `[heads][dim_pad]`.
     score_weight: Vec<f32>,
+    /// `[dim_pad]`.
+    cls_norm: Vec<f32>,
+    /// `[heads][classes rounded up to 8][dim_pad]`.
     head_weight: Vec<f32>,
 }
 
 impl Layout {
     pub(super) fn new(w: &f16::Weights<'_>, shape: &Shape, dim_pad: usize) -> Layout {
-        let (d, k) = (shape.dim as usize, shape.patch_len());
-        let mut patch_weight = vec![0f32; k * dim_pad];
-        for o in 0..d {
-            for i in 0..k {
-                patch_weight[i * dim_pad + o] = w.patch_weight[o * k + i].to_f32();
+        let (side, p, d, k) =
+            (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
+        let (heads, classes, classes_pad) =
+            (shape.heads as usize, shape.classes as usize, round_up(shape.classes as usize, 8));
+        let sparse = p <= SPARSE_MAX_SIDE;
+        let (slots, row_len) = if sparse { (64, 8) } else { (k, p) };
+        let mut pixel_weight = vec![0f32; slots * dim_pad];
+        let mut pixel_offset = vec![0u32; slots];
+        for slot in 0..slots {
+            let (y, x) = (slot / row_len, slot % row_len);
+            if y >= p || x >= p {
+                continue; // outside the patch: its bit is never set
+            }
+            pixel_offset[slot] = (y * side + x) as u32;
+            for o in 0..d {
+                pixel_weight[slot * dim_pad + o] = w.patch_weight[o * k + y * p + x].to_f32();
+            }
+        }
+        // Rows of `width` values copied into rows of `stride`, zero padded.
+        let pad = |values: &[f32], width: usize, stride: usize| {
+            let mut out = vec![0.0; values.len() / width * stride];
+            for (r, row) in values.chunks_exact(width).enumerate() {
+                out[r * stride..][..width].copy_from_slice(row);
+            }
+            out
+        };
+        let widen = |values: &[half::f16]| values.iter().map(|v| v.to_f32()).collect::<Vec<f32>>();
+        let mut head_weight = vec![0.0; heads * classes_pad * dim_pad];
+        for (row, values) in w.head_weight.chunks_exact(d).enumerate() {
+            let (head, class) = (row / classes, row % classes);
+            let out = &mut head_weight[(head * classes_pad + class) * dim_pad..][..d];
+            for (o, v) in out.iter_mut().zip(values) {
+                *o = v.to_f32();
             }
         }
         Layout {
-            patch_weight,
-            score_weight: w.score_weight.iter().map(|v| v.to_f32()).collect(),
-            head_weight: w.head_weight.iter().map(|v| v.to_f32()).collect(),
+            pixel_weight,
+            pixel_offset,
+            bias: pad(w.token_bias, d, dim_pad),
+            lane_mask: (0..dim_pad).map(|c| f32::from_bits(if c < d { u32::MAX } else { 0 })).collect(),
+            score_weight: pad(&widen(w.score_weight), d, dim_pad),
+            cls_norm: pad(w.cls_norm, d, dim_pad),
+            head_weight,
         }
     }
 }
@@ -47,35 +100,343 @@ pub(crate) unsafe fn f16_forward(
     image: &[u8],
     ws: &mut Workspace,
 ) {
-    let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
-    let dim_pad = prep.dim_pad;
     let layout = &prep.f16;
-    assert!(layout.patch_weight.len() == p * p * dim_pad && image.len() == side * side);
-    let weights = layout.patch_weight.as_ptr();
-    let mut row = [0f32; 128 + GROUP];
-    for patch in 0..shape.patches() {
-        let origin = (patch / grid) * p * side + (patch % grid) * p;
-        for group in (0..dim_pad).step_by(GROUP) {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for y in 0..p {
-                for x in 0..p {
-                    let pixel = _mm256_set1_ps(image[origin + y * side + x] as f32);
-                    for (b, a) in acc.iter_mut().enumerate() {
-                        // SAFETY: (y·P + x)·dim_pad + group + 32 ≤ P²·dim_pad (asserted).
-                        let wv = unsafe { _mm256_loadu_ps(weights.add((y * p + x) * dim_pad + group + b * LANES)) };
-                        *a = _mm256_fmadd_ps(pixel, wv, *a);
-                    }
-                }
-            }
-            for (b, a) in acc.iter().enumerate() {
-                // SAFETY: group + 32 ≤ dim_pad ≤ 128 + 32 = row.len().
-                unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(group + b * LANES), *a) };
-            }
-        }
-        let bias = &w.token_bias[patch * d..][..d];
-        for ((z, r), b) in ws.f_tokens[patch * d..][..d].iter_mut().zip(&row).zip(bias) {
-            *z = r + b;
+    let (p, dim_pad, heads, classes) =
+        (shape.patch_side as usize, prep.dim_pad, shape.heads as usize, shape.classes as usize);
+    let (patches, patches_pad) = (shape.patches(), Padded::patches_pad(shape));
+    let slots = if p <= SPARSE_MAX_SIDE { 64 } else { shape.patch_len() };
+    // Everything the unchecked accesses below rely on.
+    assert!(dim_pad == Padded::dim_pad(shape) && dim_pad <= 128 && image.len() == shape.pixels());
+    assert!(layout.pixel_weight.len() == slots * dim_pad && layout.pixel_offset.len() == slots);
+    assert!(layout.bias.len() == patches * dim_pad && layout.lane_mask.len() == dim_pad);
+    assert!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
+    assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
+    assert!(ws.f_padded.len() == patches_pad * dim_pad && ws.f_scores.len() == 1 + patches_pad);
+    assert!(ws.attention.len() == heads * (patches + 1) && ws.logits.len() == classes);
+    match dim_pad / 8 {
+        4 => run::<4>(w, layout, shape, image, ws),
+        8 => run::<8>(w, layout, shape, image, ws),
+        12 => run::<12>(w, layout, shape, image, ws),
+        _ => run::<16>(w, layout, shape, image, ws),
+    }
+}
+
+/// The pass with `V` registers of 8 channels per token (`dim_pad = 8·V`),
+/// on buffers `f16_forward` checked.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn run<const V: usize>(w: &f16::Weights<'_>, layout: &Layout, shape: &Shape, image: &[u8], ws: &mut Workspace) {
+    if shape.patch_side as usize <= SPARSE_MAX_SIDE {
+        patch_embed_sparse::<V>(layout, shape, image, &mut ws.f_padded);
+    } else {
+        patch_embed_dense::<V>(layout, shape, image, &mut ws.f_padded);
+    }
+    layer_norm::<V>(w.layer_norm_eps, layout, shape, &mut ws.f_padded);
+    attend::<V>(w, layout, shape, &ws.f_padded, &mut ws.f_scores, &mut ws.attention, &mut ws.logits);
+}
+
+/// The eight bytes of a patch row from `at` (zero past the image's end).
+#[inline]
+fn row_bytes(image: &[u8], at: usize) -> u64 {
+    match image.get(at..at + 8) {
+        Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+        None => {
+            // The last patch rows of the image: fewer than 8 bytes remain.
+            let mut bytes = [0u8; 8];
+            let tail = &image[at.min(image.len())..];
+            bytes[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(bytes)
         }
     }
-    f16::attend_and_classify_with(w, &layout.score_weight, &layout.head_weight, shape, ws);
+}
+
+/// Stores the four accumulators of 32 channels.
+///
+/// # Safety
+/// `out` must be valid for writing 32 f32 values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store32(acc: &[__m256; 4], out: *mut f32) {
+    for (b, a) in acc.iter().enumerate() {
+        // SAFETY: b·8 + 8 ≤ 32 values, the caller's promise; unaligned.
+        unsafe { _mm256_storeu_ps(out.add(8 * b), *a) };
+    }
+}
+
+/// Patch embedding for patches of up to 8 pixels a side: a 64-bit mask of
+/// the pixels with ink (bit 8y + x), then one FMA per 8 channels for each.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn patch_embed_sparse<const V: usize>(layout: &Layout, shape: &Shape, image: &[u8], tokens: &mut [f32]) {
+    let (side, p, grid, dim_pad) = (shape.image_side as usize, shape.patch_side as usize, shape.grid(), 8 * V);
+    assert!(p <= SPARSE_MAX_SIDE && image.len() == side * side && tokens.len() >= shape.patches() * dim_pad);
+    assert!(layout.pixel_offset.len() == 64 && layout.pixel_weight.len() == 64 * dim_pad);
+    assert!(layout.bias.len() == shape.patches() * dim_pad);
+    let in_patch = _mm256_set1_epi64x(if p == 8 { -1 } else { (1i64 << (8 * p)) - 1 });
+    let zero = _mm256_setzero_si256();
+    let mut patch = 0;
+    for r in 0..grid {
+        for c in 0..grid {
+            let origin = r * p * side + c * p;
+            let row = |y: usize| if y < p { row_bytes(image, origin + y * side) as i64 } else { 0 };
+            let lo = _mm256_and_si256(_mm256_set_epi64x(row(3), row(2), row(1), row(0)), in_patch);
+            let hi = _mm256_and_si256(_mm256_set_epi64x(row(7), row(6), row(5), row(4)), in_patch);
+            let blank_lo = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, zero)) as u32 as u64;
+            let blank_hi = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, zero)) as u32 as u64;
+            let ink = !(blank_lo | blank_hi << 32);
+            for group in (0..dim_pad).step_by(GROUP) {
+                let at = patch * dim_pad + group;
+                // SAFETY: group + 32 ≤ dim_pad values of the patch's bias row
+                // (asserted length); unaligned loads.
+                let mut acc: [__m256; 4] =
+                    std::array::from_fn(|b| unsafe { _mm256_loadu_ps(layout.bias.as_ptr().add(at + 8 * b)) });
+                let mut bits = ink;
+                while bits != 0 {
+                    let slot = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    // SAFETY: slot < 64 = pixel_offset.len(); a set bit is a
+                    // pixel inside the patch, inside the image; weights
+                    // [slot][group..+32] lie in pixel_weight (asserted).
+                    unsafe {
+                        let at = origin + *layout.pixel_offset.get_unchecked(slot) as usize;
+                        let px = _mm256_set1_ps(*image.get_unchecked(at) as f32);
+                        let base = layout.pixel_weight.as_ptr().add(slot * dim_pad + group);
+                        for (b, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_fmadd_ps(px, _mm256_loadu_ps(base.add(8 * b)), *a);
+                        }
+                    }
+                }
+                // SAFETY: group + 32 ≤ dim_pad values of the token row (asserted).
+                unsafe { store32(&acc, tokens.as_mut_ptr().add(at)) };
+            }
+            patch += 1;
+        }
+    }
+}
+
+/// Patch embedding for wider patches: every pixel.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn patch_embed_dense<const V: usize>(layout: &Layout, shape: &Shape, image: &[u8], tokens: &mut [f32]) {
+    let (side, p, grid, dim_pad) = (shape.image_side as usize, shape.patch_side as usize, shape.grid(), 8 * V);
+    let slots = layout.pixel_offset.len();
+    assert!(slots == p * p && layout.pixel_weight.len() == slots * dim_pad && image.len() == side * side);
+    assert!(tokens.len() >= shape.patches() * dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    let mut patch = 0;
+    for r in 0..grid {
+        for c in 0..grid {
+            let origin = r * p * side + c * p;
+            for group in (0..dim_pad).step_by(GROUP) {
+                let at = patch * dim_pad + group;
+                // SAFETY: as in patch_embed_sparse.
+                let mut acc: [__m256; 4] =
+                    std::array::from_fn(|b| unsafe { _mm256_loadu_ps(layout.bias.as_ptr().add(at + 8 * b)) });
+                for (slot, &offset) in layout.pixel_offset.iter().enumerate() {
+                    let px = _mm256_set1_ps(image[origin + offset as usize] as f32);
+                    // SAFETY: weights [slot][group..+32] lie in pixel_weight (asserted).
+                    let base = unsafe { layout.pixel_weight.as_ptr().add(slot * dim_pad + group) };
+                    for (b, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: b·8 + 8 ≤ 32 of the block above; unaligned.
+                        *a = _mm256_fmadd_ps(px, unsafe { _mm256_loadu_ps(base.add(8 * b)) }, *a);
+                    }
+                }
+                // SAFETY: group + 32 ≤ dim_pad values of the token row (asserted).
+                unsafe { store32(&acc, tokens.as_mut_ptr().add(at)) };
+            }
+            patch += 1;
+        }
+    }
+}
+
+/// The `V` registers of 8 f32 values from `ptr`.
+///
+/// # Safety
+/// `ptr` must be valid for reading `8·V` values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_row<const V: usize>(ptr: *const f32) -> [__m256; V] {
+    // SAFETY: k·8 + 8 ≤ 8·V, the caller's promise; unaligned loads.
+    std::array::from_fn(|k| unsafe { _mm256_loadu_ps(ptr.add(8 * k)) })
+}
+
+/// The sum of eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// The eight lane sums of `v[0..8]`, in order, by a `vhaddps` tree.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum8(v: &[__m256; 8]) -> __m256 {
+    let a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    let b = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b))
+}
+
+/// Σ_k a[k]·b[k], eight partial sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot<const V: usize>(a: &[__m256; V], b: &[__m256; V]) -> __m256 {
+    let mut acc = _mm256_mul_ps(a[0], b[0]);
+    for k in 1..V {
+        acc = _mm256_fmadd_ps(a[k], b[k], acc);
+    }
+    acc
+}
+
+/// LayerNorm (without its affine, folded downstream) of every patch token,
+/// in place: the formula of `crate::f16`, padding lanes kept at zero.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn layer_norm<const V: usize>(eps: f32, layout: &Layout, shape: &Shape, tokens: &mut [f32]) {
+    let (d, dim_pad) = (shape.dim as f32, 8 * V);
+    assert!(tokens.len() >= shape.patches() * dim_pad && layout.lane_mask.len() == dim_pad);
+    // SAFETY: lane_mask holds dim_pad values (asserted).
+    let mask = unsafe { load_row::<V>(layout.lane_mask.as_ptr()) };
+    for token in tokens.chunks_exact_mut(dim_pad).take(shape.patches()) {
+        // SAFETY: the token's dim_pad values.
+        let x = unsafe { load_row::<V>(token.as_ptr()) };
+        let mean = _mm256_set1_ps(hsum(x.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v))) / d);
+        let dev: [__m256; V] = std::array::from_fn(|k| _mm256_and_ps(_mm256_sub_ps(x[k], mean), mask[k]));
+        let var = hsum(dot(&dev, &dev)) / d;
+        let inv_std = _mm256_set1_ps(1.0 / (var + eps).sqrt());
+        for (k, v) in dev.iter().enumerate() {
+            // SAFETY: k·8 + 8 ≤ dim_pad values of the token; unaligned.
+            unsafe { _mm256_storeu_ps(token.as_mut_ptr().add(8 * k), _mm256_mul_ps(*v, inv_std)) };
+        }
+    }
+}
+
+/// `e^x` on eight lanes, `x ≤ 0`: 2^n · e^r with n = round(x/ln 2), r
+/// reduced in two steps (Cody–Waite) to |r| ≤ ln(2)/2, e^r by its degree-6
+/// Taylor polynomial (relative error below 2e-7, against libm's expf's
+/// half an ulp). Below -87 (e^-87 ≈ 1.6e-38) the lane is clamped: a
+/// probability of 1e-38 or 0 is the same softmax.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn exp8(x: __m256) -> __m256 {
+    let c = _mm256_set1_ps;
+    let x = _mm256_max_ps(x, c(-87.0));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        c(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, c(0.693_145_75), x);
+    let r = _mm256_fnmadd_ps(n, c(1.428_606_8e-6), r);
+    let mut poly = c(1.0 / 720.0);
+    for k in [120.0, 24.0, 6.0, 2.0, 1.0, 1.0] {
+        poly = _mm256_fmadd_ps(poly, r, c(1.0 / k));
+    }
+    let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+    _mm256_mul_ps(poly, _mm256_castsi256_ps(pow2))
+}
+
+/// Softmax of `scores` (the CLS token's, then the patches', a multiple of
+/// 8) into `probs`, as `crate::f16` computes it: e^(s - max), divided by
+/// the sum.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn softmax(scores: &[f32], probs: &mut [f32]) {
+    let patches = scores.len() - 1;
+    assert!(patches.is_multiple_of(8) && probs.len() == scores.len());
+    // SAFETY: 1 + c + 8 ≤ 1 + patches = scores.len(); an unaligned load.
+    let load = |c: usize| unsafe { _mm256_loadu_ps(scores.as_ptr().add(1 + c)) };
+    let mut max = _mm256_set1_ps(scores[0]);
+    for c in (0..patches).step_by(8) {
+        max = _mm256_max_ps(max, load(c));
+    }
+    let max = _mm256_max_ps(max, _mm256_permute2f128_ps::<0x01>(max, max));
+    let max = _mm256_max_ps(max, _mm256_shuffle_ps::<0b01_00_11_10>(max, max));
+    let max = _mm256_max_ps(max, _mm256_shuffle_ps::<0b10_11_00_01>(max, max));
+    let cls = (scores[0] - _mm256_cvtss_f32(max)).exp();
+    let mut sum = _mm256_setzero_ps();
+    for c in (0..patches).step_by(8) {
+        let e = exp8(_mm256_sub_ps(load(c), max));
+        sum = _mm256_add_ps(sum, e);
+        // SAFETY: 1 + c + 8 ≤ probs.len() (asserted); an unaligned store.
+        unsafe { _mm256_storeu_ps(probs.as_mut_ptr().add(1 + c), e) };
+    }
+    let sum = cls + hsum(sum);
+    probs[0] = cls / sum;
+    let sum = _mm256_set1_ps(sum);
+    for c in (0..patches).step_by(8) {
+        // SAFETY: as the store above.
+        unsafe {
+            let at = probs.as_mut_ptr().add(1 + c);
+            _mm256_storeu_ps(at, _mm256_div_ps(_mm256_loadu_ps(at), sum));
+        }
+    }
+}
+
+/// Scores, softmax (each head's CLS probabilities into `attention`), the
+/// attention-weighted means and the logits.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn attend<const V: usize>(
+    w: &f16::Weights<'_>,
+    layout: &Layout,
+    shape: &Shape,
+    norm: &[f32],
+    scores: &mut [f32],
+    attention: &mut [f32],
+    logits: &mut [f32],
+) {
+    let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 8 * V);
+    let (t_count, patches_pad, classes_pad) = (patches + 1, Padded::patches_pad(shape), round_up(classes, 8));
+    assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad);
+    assert!(attention.len() == heads * t_count && logits.len() == classes && layout.cls_norm.len() == dim_pad);
+    assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
+    // SAFETY: callers pass t < patches_pad: a row of norm (asserted length).
+    let token = |t: usize| unsafe { load_row::<V>(norm.as_ptr().add(t * dim_pad)) };
+    let mut totals = [0f32; MAX_CLASSES as usize];
+    for head in 0..heads {
+        // SAFETY: head < heads: a row of score_weight (asserted length).
+        let g = unsafe { load_row::<V>(layout.score_weight.as_ptr().add(head * dim_pad)) };
+        for t0 in (0..patches_pad).step_by(8) {
+            let dots: [__m256; 8] = std::array::from_fn(|i| dot(&token(t0 + i), &g));
+            // SAFETY: 1 + t0 + 8 ≤ 1 + patches_pad = scores.len(); unaligned.
+            unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(1 + t0), hsum8(&dots)) };
+        }
+        scores[0] = w.cls_score[head];
+        let probs = &mut attention[head * t_count..][..t_count];
+        if patches.is_multiple_of(8) {
+            softmax(&scores[..t_count], probs);
+        } else {
+            let max = scores[..t_count].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (p, &s) in probs.iter_mut().zip(&scores[..t_count]) {
+                *p = (s - max).exp();
+                sum += *p;
+            }
+            for p in probs.iter_mut() {
+                *p /= sum;
+            }
+        }
+
+        // SAFETY: cls_norm holds dim_pad values (asserted).
+        let cls = unsafe { load_row::<V>(layout.cls_norm.as_ptr()) };
+        let p0 = _mm256_set1_ps(probs[0]);
+        let mut mean: [__m256; V] = std::array::from_fn(|k| _mm256_mul_ps(p0, cls[k]));
+        for (t, &p) in probs[1..].iter().enumerate() {
+            let (n, p) = (token(t), _mm256_set1_ps(p));
+            for k in 0..V {
+                mean[k] = _mm256_fmadd_ps(p, n[k], mean[k]);
+            }
+        }
+        for c0 in (0..classes_pad).step_by(8) {
+            let dots: [__m256; 8] = std::array::from_fn(|i| {
+                // SAFETY: head·classes_pad + c0 + i < heads·classes_pad rows of
+                // head_weight (asserted length).
+                let row =
+                    unsafe { load_row::<V>(layout.head_weight.as_ptr().add((head * classes_pad + c0 + i) * dim_pad)) };
+                dot(&row, &mean)
+            });
+            // SAFETY: c0 + 8 ≤ classes_pad ≤ MAX_CLASSES = totals.len(); unaligned.
+            unsafe {
+                let at = totals.as_mut_ptr().add(c0);
+                _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), hsum8(&dots)));
+            }
+        }
+    }
+    for ((logit, &bias), &total) in logits.iter_mut().zip(w.head_bias).zip(&totals) {
+        *logit = bias + total;
+    }
 }
