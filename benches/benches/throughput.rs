@@ -1,14 +1,14 @@
 //! Batch throughput: 1,000 real MNIST test digits per iteration, handed to
-//! the engine back to back (a loop over `Model::infer` writing 1,000 × 10
-//! logits, what a batch entry point would do), the shipped seed model in
-//! every encoding on every backend this CPU has. Criterion reports
+//! the engine's batch entry point (`Model::infer_batch`, writing 1,000 × 10
+//! logits), the shipped seed model in every encoding on every backend this
+//! CPU has. Criterion reports
 //! digits/s (Throughput::Elements).
 //!
 //!     cargo bench -p microvit-benches --bench throughput
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use microvit_dataset::{idx, repo_root, shipped_test_set};
-use microvit_engine::{Backend, Encoding, Model, Workspace};
+use microvit_engine::{Backend, Encoding, Model};
 
 /// Digits per iteration.
 const BATCH: usize = 1_000;
@@ -19,14 +19,6 @@ fn seed_model(encoding: Encoding) -> Vec<u8> {
         other => format!("microvit-seed.{other}.mvit"),
     };
     std::fs::read(repo_root().join("models").join(name)).unwrap()
-}
-
-/// `images` is `n × pixels` bytes; `logits` is `n × classes`.
-fn infer_batch(model: &Model<'_>, images: &[u8], ws: &mut Workspace, logits: &mut [f32]) {
-    let (pixels, classes) = (model.shape().pixels(), model.shape().classes as usize);
-    for (image, out) in images.chunks_exact(pixels).zip(logits.chunks_exact_mut(classes)) {
-        out.copy_from_slice(model.infer(image, ws).unwrap());
-    }
 }
 
 fn batch(c: &mut Criterion) {
@@ -54,7 +46,7 @@ fn batch(c: &mut Criterion) {
                     // The ten batches of the test set in turn.
                     k = (k + 1) % batches;
                     let digits = &images.pixels[k * BATCH * pixels..][..BATCH * pixels];
-                    infer_batch(&model, std::hint::black_box(digits), &mut ws, &mut logits);
+                    model.infer_batch(std::hint::black_box(digits), &mut ws, &mut logits).unwrap();
                     std::hint::black_box(&logits);
                 })
             });
