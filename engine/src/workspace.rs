@@ -127,9 +127,15 @@ impl Workspace {
 pub(crate) struct Padded {
     /// Patch tokens on the LayerNorm input grid, `[patches_pad][dim_pad]`.
     pub(crate) tokens: Vec<i16>,
+    /// Each patch's ink mask (pixel pairs with a nonzero pixel), `patches`.
+    pub(crate) inks: Vec<u32>,
+    /// LayerNorm constants of each group of four tokens: five vectors of
+    /// four i64 lanes, `patches_pad / 4 · 20`.
+    pub(crate) ln_params: Vec<i64>,
     /// Their LayerNorm, Q4.11, same layout.
     pub(crate) norm: Vec<i16>,
-    /// One head's scores: the CLS token's, then the patches', `1 + patches_pad`.
+    /// Each head's scores: the CLS token's, then the patches',
+    /// `heads × (1 + patches_pad)`.
     pub(crate) scores: Vec<i32>,
     /// One head's patch probabilities as i16, zero past the last patch,
     /// `patches_pad`.
@@ -149,6 +155,13 @@ impl Padded {
 
     fn new(shape: &Shape) -> Padded {
         let (t, d) = (Padded::patches_pad(shape), Padded::dim_pad(shape));
-        Padded { tokens: vec![0; t * d], norm: vec![0; t * d], scores: vec![0; 1 + t], probs16: vec![0; t] }
+        Padded {
+            tokens: vec![0; t * d],
+            inks: vec![0; shape.patches()],
+            ln_params: vec![0; t / 4 * 20],
+            norm: vec![0; t * d],
+            scores: vec![0; shape.heads as usize * (1 + t)],
+            probs16: vec![0; t],
+        }
     }
 }

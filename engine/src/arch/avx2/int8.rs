@@ -142,7 +142,7 @@ pub(crate) unsafe fn int8_forward(w: &Weights<'_>, prep: &Prepared, shape: &Shap
     assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
     let b = &ws.padded;
     assert!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
-    assert!(b.scores.len() == 1 + patches_pad && b.probs16.len() == patches_pad);
+    assert!(b.scores.len() == heads * (1 + patches_pad) && b.probs16.len() == patches_pad);
     assert!(ws.q_probs.len() == heads * (patches + 1));
 
     widen_image(image, &mut ws.simd_image);
@@ -165,11 +165,11 @@ pub(crate) unsafe fn int8_forward(w: &Weights<'_>, prep: &Prepared, shape: &Shap
 fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: &Shape, ws: &mut Workspace) {
     let b = &mut ws.padded;
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
-        patch_embed_sparse::<P, V>(w, layout, shape, &ws.simd_image, &mut b.tokens);
+        patch_embed_sparse::<P, V>(w, layout, shape, &ws.simd_image, &mut b.inks, &mut b.tokens);
     } else {
         patch_embed_dense::<V>(w, layout, shape, &ws.simd_image, &mut b.tokens);
     }
-    layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm);
+    layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm, &mut b.ln_params);
     let logits = attend::<V>(w, layout, shape, &b.norm, &mut b.scores, &mut b.probs16, &mut ws.q_probs);
     int8::finish_logits(w, &logits[..shape.classes as usize], ws);
 }
@@ -228,11 +228,13 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
     layout: &Layout,
     shape: &Shape,
     pixels: &[i16],
+    inks: &mut [u32],
     tokens: &mut [i16],
 ) {
     let (side, grid, dim_pad) = (shape.image_side as usize, shape.grid(), 16 * V);
     let p = if P > 0 { P } else { shape.patch_side as usize };
     assert!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
+    assert!(inks.len() == shape.patches());
     assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     assert!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
@@ -240,20 +242,26 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
     let lanes: [i16; 16] = std::array::from_fn(|x| if x % 8 < p { -1 } else { 0 });
     // SAFETY: an unaligned load of a 16-lane array.
     let in_patch = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
+    // Every patch's mask first: branch-free, so each ink loop below starts
+    // with its mask ready and a mispredicted loop exit is resolved early.
+    for (patch, ink) in inks.iter_mut().enumerate() {
+        let origin = (patch / grid) * p * side + (patch % grid) * p;
+        let row = |y: usize| {
+            if y < p {
+                // SAFETY: a patch row starts at most at S² - P, and 8 values
+                // from it lie in `pixels` (S² + 16, asserted).
+                unsafe { _mm_loadu_si128(pixels.as_ptr().add(origin + y * side).cast()) }
+            } else {
+                _mm_setzero_si128()
+            }
+        };
+        *ink = ink_mask(row, in_patch);
+    }
     let mut patch = 0;
     for r in 0..grid {
         for c in 0..grid {
             let origin = r * p * side + c * p;
-            let row = |y: usize| {
-                if y < p {
-                    // SAFETY: a patch row starts at most at S² - P, and 8
-                    // values from it lie in `pixels` (S² + 16, asserted).
-                    unsafe { _mm_loadu_si128(pixels.as_ptr().add(origin + y * side).cast()) }
-                } else {
-                    _mm_setzero_si128()
-                }
-            };
-            let ink = ink_mask(row, in_patch);
+            let ink = inks[patch];
             for group in (0..dim_pad).step_by(GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
                 let mut bits = ink;
@@ -412,9 +420,10 @@ fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
 /// vectors, then each token's normalisation with its constants broadcast
 /// from their lanes, sixteen channels per register.
 #[target_feature(enable = "avx2")]
-fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i16]) {
+fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i16], params: &mut [i64]) {
     let (d, patches, patches_pad, dim_pad) = (shape.dim as i64, shape.patches(), Padded::patches_pad(shape), 16 * V);
     assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && V.is_multiple_of(2));
+    assert!(params.len() == patches_pad / 4 * 20);
     let c = |v: i64| _mm256_set1_epi64x(v);
     let ones = _mm256_set1_epi16(1);
     let low32 = c(0xffff_ffff);
@@ -460,6 +469,18 @@ fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i1
         let pre_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), pre));
         let post_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), post));
         let offset = _mm256_sub_epi64(pre_round, sum);
+        for (i, v) in [recip, offset, post_round, pre, post].into_iter().enumerate() {
+            // SAFETY: (t0 / 4 · 5 + i) · 4 + 4 ≤ patches_pad / 4 · 20 =
+            // params.len() (asserted); an unaligned store.
+            unsafe { _mm256_storeu_si256(params.as_mut_ptr().add((t0 / 4 * 5 + i) * 4).cast(), v) };
+        }
+    }
+    // Then every token's normalisation: the groups' constants above are
+    // independent chains the CPU overlaps; here they are ready.
+    for t0 in (0..patches).step_by(4) {
+        // SAFETY: as the stores above.
+        let [recip, offset, post_round, pre, post]: [__m256i; 5] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_si256(params.as_ptr().add((t0 / 4 * 5 + i) * 4).cast()) });
         for (i, t) in (t0..t0 + 4).take_while(|&t| t < patches).enumerate() {
             // Token t's constants, broadcast from the low half of lane i.
             let lane = _mm256_set1_epi32(2 * i as i32);
@@ -577,7 +598,11 @@ fn attend<const V: usize>(
 ) -> [i64; MAX_CLASSES as usize] {
     let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 16 * V);
     let (t_count, patches_pad, classes_pad) = (patches + 1, Padded::patches_pad(shape), round_up(classes, 8));
-    assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad && probs16.len() == patches_pad);
+    assert!(
+        norm.len() == patches_pad * dim_pad
+            && scores.len() == heads * (1 + patches_pad)
+            && probs16.len() == patches_pad
+    );
     assert!(q_probs.len() == heads * t_count && layout.cls_norm.len() == dim_pad);
     assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
     let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
@@ -585,8 +610,12 @@ fn attend<const V: usize>(
     let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
     // SAFETY: callers pass t < patches_pad: a row of norm (asserted length).
     let token = |t: usize| unsafe { load_row::<V>(norm.as_ptr().add(t * dim_pad)) };
-    let mut logits = [0i64; MAX_CLASSES as usize];
+    // Scores, then softmax, of every head before any mean: the heads'
+    // softmax chains (reductions, exp gathers, a division) are independent,
+    // and adjacent in the program they overlap.
+    let stride = 1 + patches_pad;
     for head in 0..heads {
+        let scores = &mut scores[head * stride..][..stride];
         // SAFETY: head < heads: a row of score_weight (asserted length).
         let g = unsafe { load_row::<V>(layout.score_weight.as_ptr().add(head * dim_pad)) };
         for t0 in (0..patches_pad).step_by(8) {
@@ -596,12 +625,17 @@ fn attend<const V: usize>(
             unsafe { _mm256_storeu_si256(scores.as_mut_ptr().add(1 + t0).cast(), s) };
         }
         scores[0] = w.cls_score[head];
-        let probs = &mut q_probs[head * t_count..][..t_count];
+    }
+    for (scores, probs) in scores.chunks_exact(stride).zip(q_probs.chunks_exact_mut(t_count)) {
         if patches.is_multiple_of(8) {
             softmax(&scores[..t_count], probs);
         } else {
             int8::softmax(&scores[..t_count], probs);
         }
+    }
+    let mut logits = [0i64; MAX_CLASSES as usize];
+    for head in 0..heads {
+        let probs = &q_probs[head * t_count..][..t_count];
         // mean = Σ p_t n_t: token pairs interleaved channel by channel and
         // multiplied by their two probabilities (at most 2^14, so i16) with
         // one vpmaddwd; the CLS token is paired with itself and a zero.
