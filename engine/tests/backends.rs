@@ -158,6 +158,7 @@ proptest! {
 
 /// The batch API gives every image's logits exactly as one call each does,
 /// on every backend and encoding, and refuses mis-sized buffers.
+#[cfg_attr(miri, ignore)] // seven minutes under miri; the batch loop has no unsafe code
 #[test]
 fn batches_equal_single_calls_on_every_backend() {
     let shape = Shape::SEED;
