@@ -8,13 +8,20 @@
 //!   pair adds zero, so skipping it gives the same integers.
 //! - Tokens live in rows of `dim_pad` i16 (padding channels are garbage
 //!   after LayerNorm, but every weight that reads them is zero).
-//! - LayerNorm sums, scores and logits reduce eight vectors at once with a
-//!   `vphaddd` tree instead of one horizontal sum each.
+//! - LayerNorm of four tokens at once: sums reduced together, the inverse
+//!   square root on four u64 lanes (`floor(log2 q)` from q as a double).
+//! - Scores and logits reduce eight dot products at once with a `vphaddd`
+//!   tree instead of one horizontal sum each.
 //! - Softmax: the fixed-point `exp` on eight lanes (table gathers, the same
 //!   interpolation), the reciprocal in scalar.
 //! - Attention mean: token pairs interleaved so `vpmaddwd` multiplies
 //!   (p_t, p_t+1) by (n_t, n_t+1) per channel; `vpackssdw` undoes the
 //!   interleave and saturates exactly like the scalar code.
+//!
+//! The pass is bound by latency more than by instruction count, so work is
+//! ordered for overlap: every patch's ink mask before any ink loop, every
+//! token group's LayerNorm constants before any normalisation, every head's
+//! softmax before any attention mean.
 //!
 //! Every i32 lane sum here is a partial sum of a scalar i32 sum whose bound
 //! docs/FIXED_POINT.md proves by Cauchy–Schwarz or by Σp ≤ 2^14 + T, and the
