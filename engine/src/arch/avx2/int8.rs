@@ -59,6 +59,8 @@ pub(super) struct Layout {
     pair_weight: Vec<i16>,
     /// Offset of each slot's first pixel from its patch's origin.
     pair_offset: Vec<u32>,
+    /// Each patch's first pixel, `[patches]`.
+    patch_origin: Vec<u32>,
     /// `[dim_pad]`.
     scale: Vec<i32>,
     /// `[patches][dim_pad]`, with the rounding offset of the `z_shift`
@@ -118,10 +120,13 @@ impl Layout {
             let (head, class) = (row / classes, row % classes);
             head_weight[(head * classes_pad + class) * dim_pad..][..d].copy_from_slice(values);
         }
+        let grid = shape.grid();
+        let patch_origin = (0..shape.patches()).map(|i| ((i / grid) * p * side + (i % grid) * p) as u32).collect();
         Layout {
             slots,
             pair_weight,
             pair_offset,
+            patch_origin,
             scale,
             bias,
             score_weight: pad(w.score_weight, heads, d, dim_pad),
@@ -241,7 +246,7 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
     let (side, grid, dim_pad) = (shape.image_side as usize, shape.grid(), 16 * V);
     let p = if P > 0 { P } else { shape.patch_side as usize };
     assert!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
-    assert!(inks.len() == shape.patches());
+    assert!(inks.len() == shape.patches() && layout.patch_origin.len() == shape.patches());
     assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     assert!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
@@ -252,7 +257,7 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
     // Every patch's mask first: branch-free, so each ink loop below starts
     // with its mask ready and a mispredicted loop exit is resolved early.
     for (patch, ink) in inks.iter_mut().enumerate() {
-        let origin = (patch / grid) * p * side + (patch % grid) * p;
+        let origin = layout.patch_origin[patch] as usize;
         let row = |y: usize| {
             if y < p {
                 // SAFETY: a patch row starts at most at S² - P, and 8 values
