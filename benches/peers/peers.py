@@ -18,7 +18,7 @@ How each engine is timed (medians over short intervals, as `microvit bench`):
   machine's other processes lands in the tail, not in the median.
 - batched: one call over all 10,000 digits (dynamic-batch graph), median of
   3 calls after a warm-up call, divided by 10,000 (microvit: blocks of
-  10,000 back-to-back calls, `microvit bench --batch 10000`).
+  10,000 digits through `Model::infer_batch`, `microvit bench --batch 10000`).
 - one thread everywhere: torch.set_num_threads(1); ORT intra_op = inter_op
   = 1 with every graph optimisation; tract runs on the calling thread.
 - accuracy: each peer's predictions over all 10,000 digits of its timed
