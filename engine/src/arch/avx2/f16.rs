@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{round_up, Prepared, GROUP};
+use super::{round_up, Bits, Prepared, GROUP};
 use crate::f16;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
@@ -162,6 +162,39 @@ unsafe fn store32(acc: &[__m256; 4], out: *mut f32) {
     }
 }
 
+/// `acc += pixel × weights` for channels `group..group + 32` over the pixel
+/// `slots`: one FMA per 8 channels.
+///
+/// # Safety
+/// Every slot must be below `pixel_offset.len()`, with its pixel
+/// (`origin + pixel_offset[slot]`) inside `image`; `group + 32 ≤ dim_pad`,
+/// the layout's channel stride.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fma_pixels(
+    acc: &mut [__m256; 4],
+    layout: &Layout,
+    image: &[u8],
+    origin: usize,
+    group: usize,
+    dim_pad: usize,
+    slots: impl Iterator<Item = usize>,
+) {
+    for slot in slots {
+        // SAFETY: the caller's promise: slot < pixel_offset.len(), the pixel is
+        // inside `image`, and weights [slot][group..+32] lie inside
+        // pixel_weight ([slots][dim_pad]); unaligned loads.
+        unsafe {
+            let at = origin + *layout.pixel_offset.get_unchecked(slot) as usize;
+            let px = _mm256_set1_ps(*image.get_unchecked(at) as f32);
+            let base = layout.pixel_weight.as_ptr().add(slot * dim_pad + group);
+            for (b, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(px, _mm256_loadu_ps(base.add(8 * b)), *a);
+            }
+        }
+    }
+}
+
 /// Patch embedding for patches of up to 8 pixels a side: a 64-bit mask of
 /// the pixels with ink (bit 8y + x), then one FMA per 8 channels for each.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -188,22 +221,9 @@ fn patch_embed_sparse<const V: usize>(layout: &Layout, shape: &Shape, image: &[u
                 // (asserted length); unaligned loads.
                 let mut acc: [__m256; 4] =
                     std::array::from_fn(|b| unsafe { _mm256_loadu_ps(layout.bias.as_ptr().add(at + 8 * b)) });
-                let mut bits = ink;
-                while bits != 0 {
-                    let slot = bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    // SAFETY: slot < 64 = pixel_offset.len(); a set bit is a
-                    // pixel inside the patch, inside the image; weights
-                    // [slot][group..+32] lie in pixel_weight (asserted).
-                    unsafe {
-                        let at = origin + *layout.pixel_offset.get_unchecked(slot) as usize;
-                        let px = _mm256_set1_ps(*image.get_unchecked(at) as f32);
-                        let base = layout.pixel_weight.as_ptr().add(slot * dim_pad + group);
-                        for (b, a) in acc.iter_mut().enumerate() {
-                            *a = _mm256_fmadd_ps(px, _mm256_loadu_ps(base.add(8 * b)), *a);
-                        }
-                    }
-                }
+                // SAFETY: a set bit is a slot < 64 = pixel_offset.len() inside
+                // the patch; group + 32 ≤ dim_pad.
+                unsafe { fma_pixels(&mut acc, layout, image, origin, group, dim_pad, Bits(ink)) };
                 // SAFETY: group + 32 ≤ dim_pad values of the token row (asserted).
                 unsafe { store32(&acc, tokens.as_mut_ptr().add(at)) };
             }
@@ -228,15 +248,9 @@ fn patch_embed_dense<const V: usize>(layout: &Layout, shape: &Shape, image: &[u8
                 // SAFETY: as in patch_embed_sparse.
                 let mut acc: [__m256; 4] =
                     std::array::from_fn(|b| unsafe { _mm256_loadu_ps(layout.bias.as_ptr().add(at + 8 * b)) });
-                for (slot, &offset) in layout.pixel_offset.iter().enumerate() {
-                    let px = _mm256_set1_ps(image[origin + offset as usize] as f32);
-                    // SAFETY: weights [slot][group..+32] lie in pixel_weight (asserted).
-                    let base = unsafe { layout.pixel_weight.as_ptr().add(slot * dim_pad + group) };
-                    for (b, a) in acc.iter_mut().enumerate() {
-                        // SAFETY: b·8 + 8 ≤ 32 of the block above; unaligned.
-                        *a = _mm256_fmadd_ps(px, unsafe { _mm256_loadu_ps(base.add(8 * b)) }, *a);
-                    }
-                }
+                // SAFETY: every slot < pixel_offset.len() is a pixel inside the
+                // patch; group + 32 ≤ dim_pad.
+                unsafe { fma_pixels(&mut acc, layout, image, origin, group, dim_pad, 0..slots) };
                 // SAFETY: group + 32 ≤ dim_pad values of the token row (asserted).
                 unsafe { store32(&acc, tokens.as_mut_ptr().add(at)) };
             }

@@ -29,7 +29,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{round_up, widen_image, Prepared, GROUP};
+use super::{round_up, widen_image, Bits, Prepared, GROUP};
 use crate::int8::{self, Weights, EXP2_Q30, PROB_FRAC_BITS};
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
@@ -232,6 +232,40 @@ fn ink_mask(row: impl Fn(usize) -> __m128i, in_patch: __m256i) -> u32 {
     !(_mm256_movemask_epi8(_mm256_packs_epi16(rows_0123, rows_4567)) as u32)
 }
 
+/// `acc += pair × weights` for channels `group..group + 32` over the pixel
+/// pair `slots`: the pair broadcast, one `vpmaddwd` per 8 channels.
+///
+/// # Safety
+/// Every slot must be below `layout.slots`, with its pair (two values from
+/// `origin + pair_offset[slot]`) inside `pixels`; `group + 32 ≤ dim_pad`,
+/// the layout's channel stride.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn madd_pairs(
+    acc: &mut [__m256i; 4],
+    layout: &Layout,
+    pixels: &[i16],
+    origin: usize,
+    group: usize,
+    dim_pad: usize,
+    slots: impl Iterator<Item = usize>,
+) {
+    for slot in slots {
+        // SAFETY: the caller's promise: slot < pair_offset.len(), the pair is
+        // inside `pixels`, and weights [slot][group..+32][2] lie inside
+        // pair_weight ([slots][dim_pad][2]); unaligned loads.
+        unsafe {
+            let at = origin + *layout.pair_offset.get_unchecked(slot) as usize;
+            let pair = _mm256_set1_epi32(pixels.as_ptr().add(at).cast::<i32>().read_unaligned());
+            let base = layout.pair_weight.as_ptr().add((slot * dim_pad + group) * 2);
+            for (b, a) in acc.iter_mut().enumerate() {
+                let wv = _mm256_loadu_si256(base.add(b * 16).cast());
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pair, wv));
+            }
+        }
+    }
+}
+
 /// Patch embedding for patches of up to 8 pixels a side: the ink mask of
 /// each patch, then one `vpmaddwd` per 8 channels for each set bit.
 #[target_feature(enable = "avx2")]
@@ -276,24 +310,9 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
             let ink = inks[patch];
             for group in (0..dim_pad).step_by(GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
-                let mut bits = ink;
-                while bits != 0 {
-                    let slot = bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    // SAFETY: slot < 32 = pair_offset.len(); a set bit is a
-                    // pair inside the patch, so its two values lie in
-                    // `pixels`; weights [slot][group..+32][2] lie in
-                    // pair_weight ([32][dim_pad][2], asserted).
-                    unsafe {
-                        let at = origin + *layout.pair_offset.get_unchecked(slot) as usize;
-                        let pair = _mm256_set1_epi32(pixels.as_ptr().add(at).cast::<i32>().read_unaligned());
-                        let base = layout.pair_weight.as_ptr().add((slot * dim_pad + group) * 2);
-                        for (b, a) in acc.iter_mut().enumerate() {
-                            let wv = _mm256_loadu_si256(base.add(b * 16).cast());
-                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pair, wv));
-                        }
-                    }
-                }
+                // SAFETY: a set bit is a slot < 32 = layout.slots whose pair lies
+                // inside the patch; group + 32 ≤ dim_pad.
+                unsafe { madd_pairs(&mut acc, layout, pixels, origin, group, dim_pad, Bits(u64::from(ink))) };
                 let at = patch * dim_pad + group;
                 // SAFETY: group + 32 ≤ dim_pad: 32 values of the scale row, of
                 // the patch's bias row and of its token row (asserted lengths).
@@ -329,21 +348,9 @@ fn patch_embed_dense<const V: usize>(
             let origin = r * p * side + c * p;
             for group in (0..dim_pad).step_by(GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
-                for (slot, &offset) in layout.pair_offset.iter().enumerate() {
-                    // SAFETY: the pair starts inside the patch and its second
-                    // value is at most index S² of `pixels` (S² + 16 values);
-                    // weights [slot][group..+32][2] lie in pair_weight
-                    // ([slots][dim_pad][2], asserted).
-                    unsafe {
-                        let pair = pixels.as_ptr().add(origin + offset as usize).cast::<i32>().read_unaligned();
-                        let pair = _mm256_set1_epi32(pair);
-                        let base = layout.pair_weight.as_ptr().add((slot * dim_pad + group) * 2);
-                        for (b, a) in acc.iter_mut().enumerate() {
-                            let wv = _mm256_loadu_si256(base.add(b * 16).cast());
-                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pair, wv));
-                        }
-                    }
-                }
+                // SAFETY: every slot < layout.slots is a pair starting inside
+                // the patch; group + 32 ≤ dim_pad.
+                unsafe { madd_pairs(&mut acc, layout, pixels, origin, group, dim_pad, 0..slots) };
                 let at = patch * dim_pad + group;
                 // SAFETY: as in patch_embed_sparse.
                 unsafe {

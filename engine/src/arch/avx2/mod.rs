@@ -7,6 +7,7 @@ mod int8;
 
 use super::Folded;
 use crate::shape::Shape;
+use crate::workspace::Padded;
 
 pub(crate) use f16::f16_forward;
 pub(crate) use int8::int8_forward;
@@ -30,10 +31,27 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn prepare(weights: Folded<'_, '_>, shape: &Shape) -> Prepared {
-    let dim_pad = round_up(shape.dim as usize, GROUP);
+    let dim_pad = Padded::dim_pad(shape);
     match weights {
         Folded::Int8(w) => Prepared { dim_pad, int8: int8::Layout::new(w, shape, dim_pad), ..Prepared::default() },
         Folded::F16(w) => Prepared { dim_pad, f16: f16::Layout::new(w, shape, dim_pad), ..Prepared::default() },
+    }
+}
+
+/// The set bits of a mask, lowest first.
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(bit)
     }
 }
 
