@@ -1,8 +1,10 @@
-//! The files around a model: MNIST idx images and labels (plain or gzipped)
-//! and NumPy `.npy` arrays of f32.
+//! The files around a model: MNIST idx images and labels (plain or gzipped),
+//! NumPy `.npy` arrays of f32, and the realistic test images made from MNIST
+//! test digits (`realistic`, written by the `make-realistic` binary).
 
 pub mod idx;
 pub mod npy;
+pub mod realistic;
 
 use std::path::{Path, PathBuf};
 
