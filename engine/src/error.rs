@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::backend::BackendError;
 use crate::format::{Dims, ElemType, Encoding, TensorId};
+use crate::preprocess::{NoDigit, SourceError};
 use crate::shape::ShapeError;
 
 /// Why a blob was rejected. Every variant names what is wrong and where, so a
@@ -146,6 +147,12 @@ pub enum InferError {
     /// A batch's image bytes are not whole images, or its logits buffer is
     /// not `images × classes` long.
     BatchSize { image_bytes: usize, logits: usize, pixels: usize, classes: usize },
+    /// [`Model::infer_image`](crate::Model::infer_image): the image
+    /// description is unusable (sizes, stride, buffer length).
+    Source(SourceError),
+    /// [`Model::infer_image`](crate::Model::infer_image): the image holds
+    /// no digit to classify (docs/PREPROCESSING.md says when).
+    NoDigit(NoDigit),
 }
 
 impl fmt::Display for InferError {
@@ -165,6 +172,8 @@ impl fmt::Display for InferError {
                 "batch of {image_bytes} image bytes and {logits} logits: needs whole {pixels}-pixel images \
                  and {classes} logits per image"
             ),
+            InferError::Source(e) => write!(f, "image: {e}"),
+            InferError::NoDigit(why) => write!(f, "no digit found: {why}"),
         }
     }
 }

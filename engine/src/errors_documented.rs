@@ -9,6 +9,7 @@
 
 use crate::backend::BackendError;
 use crate::error::{InferError, LoadError};
+use crate::preprocess::{NoDigit, PreprocessError, SourceError};
 
 /// `fn name(&Enum) -> &str` as an exhaustive match over the listed variants
 /// (no wildcard arm), and the list of their names.
@@ -61,7 +62,7 @@ mod load {
 
 mod infer {
     use super::*;
-    documented!(InferError: ImageSize, WorkspaceMismatch, AttentionBufferSize, BatchSize);
+    documented!(InferError: ImageSize, WorkspaceMismatch, AttentionBufferSize, BatchSize, Source, NoDigit);
 
     #[test]
     fn the_match_names_the_variant() {
@@ -76,6 +77,36 @@ mod backend {
     #[test]
     fn the_match_names_the_variant() {
         assert_eq!(name(&BackendError::Unknown("x".into())), "Unknown");
+    }
+}
+
+mod source {
+    use super::*;
+    documented!(SourceError: ZeroSize, TooLarge, StrideTooSmall, BufferTooShort);
+
+    #[test]
+    fn the_match_names_the_variant() {
+        assert_eq!(name(&SourceError::ZeroSize { width: 0, height: 0 }), "ZeroSize");
+    }
+}
+
+mod no_digit {
+    use super::*;
+    documented!(NoDigit: Blank, MostlyInk, Scattered, TooSmall);
+
+    #[test]
+    fn the_match_names_the_variant() {
+        assert_eq!(name(&NoDigit::Scattered), "Scattered");
+    }
+}
+
+mod preprocess {
+    use super::*;
+    documented!(PreprocessError: Source, NoDigit, OutputSize);
+
+    #[test]
+    fn the_match_names_the_variant() {
+        assert_eq!(name(&PreprocessError::OutputSize { side: 0, len: 0 }), "OutputSize");
     }
 }
 
@@ -97,9 +128,14 @@ fn every_engine_error_is_documented() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ERRORS.md");
     let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut missing = Vec::new();
-    for (enum_name, names) in
-        [("LoadError", load::NAMES), ("InferError", infer::NAMES), ("BackendError", backend::NAMES)]
-    {
+    for (enum_name, names) in [
+        ("LoadError", load::NAMES),
+        ("InferError", infer::NAMES),
+        ("BackendError", backend::NAMES),
+        ("SourceError", source::NAMES),
+        ("NoDigit", no_digit::NAMES),
+        ("PreprocessError", preprocess::NAMES),
+    ] {
         let text = section(&doc, enum_name);
         missing.extend(names.iter().filter(|n| !text.contains(&format!("`{n}`"))).map(|n| format!("{enum_name}::{n}")));
     }

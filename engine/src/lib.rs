@@ -14,6 +14,8 @@
 //! - `reference`: the plain scalar f32 forward pass, the oracle.
 //! - [`int8`]: the integer-only fixed-point forward pass (bit-exact everywhere).
 //! - `f16`: the folded forward pass over half-precision weights.
+//! - [`preprocess`]: any photo or drawing of a digit into the model's input,
+//!   MNIST style (docs/PREPROCESSING.md).
 
 #[cfg(target_endian = "big")]
 compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");
@@ -28,6 +30,7 @@ mod f16;
 pub mod format;
 pub mod int8;
 pub mod model;
+pub mod preprocess;
 mod reference;
 pub mod shape;
 pub mod synthetic;
@@ -37,6 +40,6 @@ pub use backend::{Backend, BackendError};
 pub use crc32c::crc32c;
 pub use error::{InferError, LoadError};
 pub use format::{Encoding, ModelConfig};
-pub use model::{argmax, softmax, Model, BORROWED_ALIGN};
+pub use model::{argmax, softmax, ImageInference, Model, BORROWED_ALIGN};
 pub use shape::Shape;
 pub use workspace::Workspace;

@@ -7,6 +7,7 @@ use crate::arch::{Folded, Kernels};
 use crate::backend::{Backend, BackendError};
 use crate::error::{InferError, LoadError};
 use crate::format::{self, ElemType, Encoding, Layout, ModelConfig, TensorId, TENSOR_ALIGN};
+use crate::preprocess::{self, Digit, Polarity, PreprocessError, SourceImage};
 use crate::shape::Shape;
 use crate::workspace::Workspace;
 use crate::{f16 as half_path, int8, reference};
@@ -221,6 +222,41 @@ impl<'a> Model<'a> {
         Ok(ws.logits())
     }
 
+    /// Turns a photo or drawing of a digit into this model's input, MNIST
+    /// style (docs/PREPROCESSING.md): returns where the digit was found and
+    /// the `side × side` input, which lives in the workspace until its next
+    /// use. Allocation-free, integer-only: the same bytes on every CPU.
+    pub fn preprocess<'w>(
+        &self,
+        image: &SourceImage<'_>,
+        polarity: Polarity,
+        ws: &'w mut Workspace,
+    ) -> Result<(Digit, &'w [u8]), InferError> {
+        self.check_workspace(ws)?;
+        let side = self.shape().image_side as usize;
+        let digit = preprocess::preprocess(image, polarity, &mut ws.preprocess, side, &mut ws.input)
+            .map_err(InferError::from)?;
+        Ok((digit, &ws.input))
+    }
+
+    /// [`Model::preprocess`] then [`Model::infer`]: classifies a photo or
+    /// drawing of any size. A blank image, or one with no digit-like ink,
+    /// is [`InferError::NoDigit`], never a class.
+    pub fn infer_image<'w>(
+        &self,
+        image: &SourceImage<'_>,
+        polarity: Polarity,
+        ws: &'w mut Workspace,
+    ) -> Result<ImageInference<'w>, InferError> {
+        let (digit, _) = self.preprocess(image, polarity, ws)?;
+        // The input moves out of the workspace for the forward pass (no copy,
+        // no allocation) and back in.
+        let input = std::mem::take(&mut ws.input);
+        self.forward(&input, ws);
+        ws.input = input;
+        Ok(ImageInference { digit, input: &ws.input, logits: &ws.logits })
+    }
+
     /// Runs one image and returns the index of the largest logit.
     pub fn classify(&self, image: &[u8], ws: &mut Workspace) -> Result<usize, InferError> {
         self.infer(image, ws).map(argmax)
@@ -283,6 +319,29 @@ impl<'a> Model<'a> {
     pub fn state_dict(&self) -> Vec<(&'static str, &[f32])> {
         let f32_tensors = self.layout.tensors.iter().filter(|t| t.elem == ElemType::F32);
         f32_tensors.map(|t| (t.id.name(), self.tensor(t.id))).collect()
+    }
+}
+
+/// What [`Model::infer_image`] found and computed.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageInference<'w> {
+    /// Where the digit is in the image, and how it was read.
+    pub digit: Digit,
+    /// The model input made from it (`side × side`, white on black).
+    pub input: &'w [u8],
+    /// The logits.
+    pub logits: &'w [f32],
+}
+
+impl From<PreprocessError> for InferError {
+    fn from(e: PreprocessError) -> InferError {
+        match e {
+            PreprocessError::Source(e) => InferError::Source(e),
+            PreprocessError::NoDigit(why) => InferError::NoDigit(why),
+            // Only an input buffer that does not fit the model's side: the
+            // workspace's, which check_workspace has matched to the model.
+            PreprocessError::OutputSize { .. } => InferError::WorkspaceMismatch,
+        }
     }
 }
 

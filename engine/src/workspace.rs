@@ -2,6 +2,7 @@
 //! inference never allocates.
 
 use crate::format::Encoding;
+use crate::preprocess::Scratch;
 use crate::shape::Shape;
 
 /// Scratch buffers for one model shape and encoding. Make one with
@@ -57,6 +58,11 @@ pub struct Workspace {
     pub(crate) padded: Padded,
     /// Logits, `C`.
     pub(crate) logits: Vec<f32>,
+    // Images (Model::infer_image).
+    /// The model input preprocessing made, `S²`.
+    pub(crate) input: Vec<u8>,
+    /// Preprocessing's fixed-size scratch (about 100 KB).
+    pub(crate) preprocess: Box<Scratch>,
 }
 
 impl Workspace {
@@ -86,6 +92,8 @@ impl Workspace {
             simd_image: vec![0; sized(int8, shape.pixels() + 16)],
             padded: if int8 { Padded::new(&shape) } else { Padded::default() },
             logits: vec![0.0; c],
+            input: vec![0; shape.pixels()],
+            preprocess: Scratch::boxed(),
         }
     }
 

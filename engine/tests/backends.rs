@@ -4,19 +4,17 @@
 //! scalar f16 logits within F16_TOLERANCE. On x86-64 this runs avx2; under
 //! qemu-aarch64 it runs neon.
 
-use std::path::PathBuf;
+mod common;
 
 use microvit_engine::synthetic::{random_f16_blob, random_image, random_int8_blob};
 use microvit_engine::{crc32c, Backend, BackendError, InferError, Model, Shape};
 use proptest::prelude::*;
 
+use common::{repo, test_images};
+
 /// Largest |logit(backend) - logit(scalar)| for f16 models: the kernels may
 /// fuse multiply-adds and sum in another order.
 const F16_TOLERANCE: f32 = 1e-4;
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
-}
 
 fn simd_backends() -> Vec<Backend> {
     Backend::available().into_iter().filter(|b| *b != Backend::Scalar).collect()
@@ -27,25 +25,6 @@ fn model_on(blob: &[u8], backend: Backend) -> Model<'static> {
     model.set_backend(backend).unwrap();
     assert_eq!(model.backend(), backend);
     model
-}
-
-/// The MNIST test digits, read without the dataset crate (this harness also
-/// runs cross-compiled under qemu, where only the engine is built): the
-/// committed gzip is inflated by the test runner's `zcat` when present, else
-/// the test uses the uncompressed copy `MICROVIT_TEST_IMAGES` points at.
-fn test_images() -> Vec<u8> {
-    let path = std::env::var("MICROVIT_TEST_IMAGES").map(PathBuf::from).ok();
-    let bytes = match path {
-        Some(p) => std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-        None => {
-            let gz = repo("data/t10k-images-idx3-ubyte.gz");
-            let out = std::process::Command::new("zcat").arg(&gz).output().expect("zcat inflates the test set");
-            assert!(out.status.success(), "zcat {} failed", gz.display());
-            out.stdout
-        }
-    };
-    assert_eq!(&bytes[..4], &[0, 0, 8, 3], "an idx3 file of u8 images");
-    bytes[16..].to_vec()
 }
 
 fn int8_checksum(model: &Model<'_>, images: &[u8]) -> u32 {

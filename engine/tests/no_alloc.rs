@@ -1,7 +1,8 @@
 //! Inference never touches the heap: once a model is loaded and its
-//! workspace made, `infer`, `classify`, `infer_batch` and
-//! `infer_with_attention` allocate nothing, in every encoding on every
-//! backend this CPU has (AVX2 here, NEON under qemu in CI).
+//! workspace made, `infer`, `classify`, `infer_batch`,
+//! `infer_with_attention`, `preprocess` and `infer_image` allocate nothing,
+//! in every encoding on every backend this CPU has (AVX2 here, NEON under
+//! qemu in CI).
 //!
 //! A counting global allocator wraps the system one. It counts allocations
 //! (alloc, alloc_zeroed, realloc) only on the thread that armed it, so the
@@ -13,8 +14,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use microvit_engine::preprocess::{PixelFormat, Polarity, SourceImage};
 use microvit_engine::synthetic::{random_f16_blob, random_f32_blob, random_image, random_int8_blob};
-use microvit_engine::{argmax, Backend, Model, Shape};
+use microvit_engine::{argmax, Backend, InferError, Model, Shape};
 
 struct CountingAllocator;
 
@@ -101,6 +103,17 @@ fn check_model(model: &Model<'_>, shape: &Shape) {
     let mut logits = vec![0.0f32; 10 * shape.classes as usize];
     let mut attention = vec![0.0f32; (shape.heads * shape.tokens()) as usize];
     let mut checksum = 0.0f32;
+    // A drawing: dark strokes on a transparent 300×200 canvas, and a blank one.
+    let mut drawing = vec![0u8; 300 * 200 * 4];
+    for y in 40..160 {
+        for x in [100usize, 101, 102, 103, 180, 181, 182] {
+            drawing[(y * 300 + x) * 4 + 3] = 255;
+            drawing[((y / 2 + 60) * 300 + x - 60) * 4 + 3] = 255;
+        }
+    }
+    let drawing = SourceImage::packed(&drawing, PixelFormat::Rgba8, 300, 200).unwrap();
+    let blank = vec![200u8; 64 * 48];
+    let blank = SourceImage::packed(&blank, PixelFormat::Gray8, 64, 48).unwrap();
 
     // Warm-up.
     model.infer(&images[0], &mut ws).unwrap();
@@ -113,8 +126,12 @@ fn check_model(model: &Model<'_>, shape: &Shape) {
         }
         model.infer_batch(&batch, &mut ws, &mut logits).unwrap();
         model.infer_with_attention(&images[0], &mut ws, &mut attention).unwrap();
+        // Photos and drawings: preprocessing, and preprocessing with inference.
+        model.preprocess(&drawing, Polarity::Auto, &mut ws).unwrap();
+        checksum += model.infer_image(&drawing, Polarity::Auto, &mut ws).unwrap().logits[0];
         // A failing inference does not allocate either.
         assert!(model.infer(&images[0][1..], &mut ws).is_err());
+        assert!(matches!(model.infer_image(&blank, Polarity::Auto, &mut ws), Err(InferError::NoDigit(_))));
     });
     assert_eq!(count, 0, "{what}: inference allocated {count} times");
     assert!(checksum.is_finite());
