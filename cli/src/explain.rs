@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use microvit_engine::{argmax, softmax, Model, Shape, Workspace};
 
 use crate::draw::{self, Canvas, Rgb};
-use crate::image_input::{self, Polarity};
+use crate::image_input;
 use crate::model_file;
+use microvit_engine::preprocess::{Digit, PixelFormat, Polarity};
 
 /// What one inference says about one image.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +184,58 @@ pub struct Subject {
     pub pixels: Vec<u8>,
     /// The true class, when known (test digits).
     pub label: Option<u8>,
+    /// The user's image the input was made from, for image files.
+    pub photo: Option<Photo>,
+}
+
+/// A user's image shrunk to fit a panel, with the box preprocessing found
+/// the digit in.
+#[derive(Clone, Debug)]
+pub struct Photo {
+    /// RGB, `width × height`, transparency shown over white.
+    pub rgb: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+    /// The image's own size.
+    pub full_width: usize,
+    pub full_height: usize,
+    /// The digit's box in the shrunk pixels: x, y, width, height.
+    pub digit: (usize, usize, usize, usize),
+}
+
+impl Photo {
+    /// `picture` shrunk (never enlarged) to fit `fit × fit`, and `digit`
+    /// mapped onto it.
+    pub fn new(picture: &image_input::Picture, digit: &Digit, fit: usize) -> Photo {
+        let (w, h) = (picture.width, picture.height);
+        let over_white = |c: u8, a: u8| ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8;
+        let rgb: Vec<u8> = match picture.format {
+            PixelFormat::Gray8 => picture.pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+            PixelFormat::Rgb8 => picture.pixels.clone(),
+            PixelFormat::Rgba8 => {
+                picture.pixels.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]].map(|c| over_white(c, p[3]))).collect()
+            }
+            PixelFormat::Bgra8 => {
+                picture.pixels.chunks_exact(4).flat_map(|p| [p[2], p[1], p[0]].map(|c| over_white(c, p[3]))).collect()
+            }
+        };
+        let image = image::RgbImage::from_raw(w as u32, h as u32, rgb).expect("width × height RGB pixels");
+        let (tw, th) = match w.max(h) {
+            long if long <= fit => (w, h),
+            _ if w >= h => (fit, (h * fit / w).max(1)),
+            _ => ((w * fit / h).max(1), fit),
+        };
+        let small = image::imageops::thumbnail(&image, tw as u32, th as u32);
+        let shrink = |v: usize, from: usize, to: usize| v * to / from;
+        let box_side = |v: usize, from: usize, to: usize| (v * to).div_ceil(from).max(1);
+        let digit = (
+            shrink(digit.x, w, tw),
+            shrink(digit.y, h, th),
+            box_side(digit.width, w, tw),
+            box_side(digit.height, h, th),
+        );
+        Photo { rgb: small.into_raw(), width: tw, height: th, full_width: w, full_height: h, digit }
+    }
 }
 
 /// Shortens `text` to at most `max` characters, ending in `...` when cut.
@@ -205,32 +258,42 @@ pub struct Layout {
     pub panel: usize,
     /// Top of the panels.
     pub panels_y: usize,
+    /// Panels before the digit's (1 when the user's image comes first).
+    pub first: usize,
 }
 
 const MARGIN: usize = 16;
 const GAP: usize = 16;
 
 impl Layout {
-    /// The layout for a model shape (832 × 392 for the seed model).
-    pub fn new(shape: Shape) -> Layout {
+    /// The layout for a model shape (832 × 392 for the seed model; one
+    /// panel wider, 1072, with the user's image first).
+    pub fn new(shape: Shape, with_photo: bool) -> Layout {
         let scale = panel_scale(shape, 224);
         let panel = shape.image_side as usize * scale;
-        let heads = shape.heads as usize;
-        let width = (MARGIN + (heads + 1) * (panel + GAP) + 16 + 64 + MARGIN).max(720);
+        let panels = shape.heads as usize + 1 + with_photo as usize;
+        let width = (MARGIN + panels * (panel + GAP) + 16 + 64 + MARGIN).max(720);
         let panels_y = MARGIN + 24 + 26;
-        Layout { width, height: panels_y + panel + 26 + 34 + 26 + MARGIN, scale, panel, panels_y }
+        let first = with_photo as usize;
+        Layout { width, height: panels_y + panel + 26 + 34 + 26 + MARGIN, scale, panel, panels_y, first }
     }
 
-    /// Left edge of panel `k`: 0 is the plain digit, `1 + h` is head `h`.
+    /// Left edge of panel `k`: 0 is the plain digit, `1 + h` is head `h`
+    /// (after the user's image, when there is one).
     pub fn panel_x(&self, k: usize) -> usize {
-        MARGIN + k * (self.panel + GAP)
+        MARGIN + (self.first + k) * (self.panel + GAP)
+    }
+
+    /// Left edge of the user's image.
+    pub fn photo_x(&self) -> usize {
+        MARGIN
     }
 }
 
 /// Draws the explanation picture of one image.
 pub fn render(shape: Shape, subject: &Subject, e: &Explanation) -> Canvas {
-    let layout = Layout::new(shape);
-    let Layout { width, height, scale, panel: size, panels_y } = layout;
+    let layout = Layout::new(shape, subject.photo.is_some());
+    let Layout { width, height, scale, panel: size, panels_y, .. } = layout;
     let vmax = e.patch_max();
     let panel = |patches, cell_labels| Panel { shape, scale, pixels: &subject.pixels, patches, vmax, cell_labels };
     let cell_label_scale = if shape.patch_side as usize * scale >= 40 { Some(2) } else { None };
@@ -239,6 +302,21 @@ pub fn render(shape: Shape, subject: &Subject, e: &Explanation) -> Canvas {
     let title = draw::drawable(&fit(&subject.title, (width - 2 * MARGIN) / (2 * draw::ADVANCE)));
     canvas.text(MARGIN, MARGIN, &title, 2, draw::INK);
 
+    if let Some(photo) = &subject.photo {
+        let x = layout.photo_x();
+        canvas.text_centred(x + size / 2, panels_y - 22, "your image", 2, draw::INK);
+        // Centred in a square panel, with the box the digit was found in.
+        let (px, py) = (x + (size - photo.width) / 2, panels_y + (size - photo.height) / 2);
+        canvas.fill_rect(x, panels_y, size, size, [236, 236, 240]);
+        for (i, rgb) in photo.rgb.chunks_exact(3).enumerate() {
+            canvas.set(px + i % photo.width, py + i / photo.width, [rgb[0], rgb[1], rgb[2]]);
+        }
+        let (dx, dy, dw, dh) = photo.digit;
+        canvas.stroke_rect(px + dx, py + dy, dw, dh, draw::RED);
+        canvas.stroke_rect(x, panels_y, size, size, draw::MUTED);
+        let label = format!("{}x{}, digit in red", photo.full_width, photo.full_height);
+        canvas.text_centred(x + size / 2, panels_y + size + 8, &label, 2, draw::MUTED);
+    }
     let x = layout.panel_x(0);
     canvas.text_centred(x + size / 2, panels_y - 22, "input", 2, draw::INK);
     panel(None, None).draw(&mut canvas, x, panels_y);
@@ -299,11 +377,21 @@ pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) ->
     let mut subjects: Vec<(Subject, String)> = Vec::new();
     let mut failures = 0;
     for path in &opts.images {
-        match image_input::load_image(path) {
-            Ok(img) => {
-                let pixels = image_input::to_model_input(&img, side, opts.polarity);
+        let layout = Layout::new(shape, true);
+        let prepared = image_input::load_image(path).map_err(|e| e.to_string()).and_then(|picture| {
+            let mut ws = model.workspace();
+            match model.preprocess(&picture.source(), opts.polarity, &mut ws) {
+                Ok((digit, input)) => Ok((input.to_vec(), Photo::new(&picture, &digit, layout.panel))),
+                Err(e) => Err(format!("{}: {e}", path.display())),
+            }
+        });
+        match prepared {
+            Ok((pixels, photo)) => {
                 let base = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
-                subjects.push((Subject { title: path.display().to_string(), pixels, label: None }, base));
+                subjects.push((
+                    Subject { title: path.display().to_string(), pixels, label: None, photo: Some(photo) },
+                    base,
+                ));
             }
             Err(e) => {
                 eprintln!("microvit: error: {e}");
@@ -327,7 +415,7 @@ pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) ->
                 ));
             }
             let title = format!("MNIST test digit {i}");
-            let subject = Subject { title, pixels: images.get(i).to_vec(), label: Some(labels[i]) };
+            let subject = Subject { title, pixels: images.get(i).to_vec(), label: Some(labels[i]), photo: None };
             subjects.push((subject, format!("test-digit-{i}")));
         }
     }
@@ -406,11 +494,12 @@ mod tests {
     #[test]
     fn render_has_the_documented_size_and_every_label_glyph() {
         let e = explanation();
-        let subject = Subject { title: "digit.png".into(), pixels: vec![128; 784], label: Some(3) };
+        let subject = Subject { title: "digit.png".into(), pixels: vec![128; 784], label: Some(3), photo: None };
         let canvas = render(Shape::SEED, &subject, &e);
-        let layout = Layout::new(Shape::SEED);
+        let layout = Layout::new(Shape::SEED, false);
         assert_eq!((canvas.width, canvas.height), (layout.width, layout.height));
         assert_eq!((layout.width, layout.height, layout.scale, layout.panel), (832, 392, 8, 224));
+        assert_eq!(Layout::new(Shape::SEED, true).width, 832 + 224 + 16);
         // The heat map follows the grid: the hottest patch (row 1, column 1) of head 0 has the top colour
         // (the digit is a uniform 128 here, lightening every patch alike), sampled away from the labels.
         let (x0, y0) = (layout.panel_x(1), layout.panels_y);
@@ -422,6 +511,33 @@ mod tests {
         // A file name the font cannot draw is shown with `?` rather than boxes.
         let odd = Subject { title: "Zahl_fünf.png".into(), ..subject };
         assert_eq!(render(Shape::SEED, &odd, &e).missing_glyphs_drawn(), 0);
+    }
+
+    #[test]
+    fn photos_are_shrunk_to_the_panel_with_the_digit_box() {
+        let picture = image_input::Picture {
+            width: 448,
+            height: 224,
+            format: PixelFormat::Rgba8,
+            pixels: [0u8, 0, 0, 0].repeat(448 * 224), // transparent black: shown as white
+        };
+        let digit = Digit { polarity: Polarity::DarkOnLight, x: 100, y: 50, width: 41, height: 100, contrast: 200 };
+        let photo = Photo::new(&picture, &digit, 224);
+        assert_eq!((photo.width, photo.height, photo.full_width, photo.full_height), (224, 112, 448, 224));
+        assert_eq!(photo.digit, (50, 25, 21, 50));
+        assert!(photo.rgb.iter().all(|&v| v == 255));
+        // Small images are not enlarged.
+        let small = image_input::Picture { width: 30, height: 20, format: PixelFormat::Gray8, pixels: vec![9; 600] };
+        let photo = Photo::new(&small, &Digit { x: 0, y: 0, width: 30, height: 20, ..digit }, 224);
+        assert_eq!((photo.width, photo.height, photo.digit), (30, 20, (0, 0, 30, 20)));
+        // Drawn first, framed in red.
+        let e = explanation();
+        let subject = Subject { title: "x.png".into(), pixels: vec![0; 784], label: None, photo: Some(photo) };
+        let canvas = render(Shape::SEED, &subject, &e);
+        let layout = Layout::new(Shape::SEED, true);
+        let (px, py) = (layout.photo_x() + (224 - 30) / 2, layout.panels_y + (224 - 20) / 2);
+        assert_eq!(canvas.get(px, py), draw::RED);
+        assert_eq!(canvas.get(px + 5, py + 5), [9, 9, 9]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod draw;
 pub mod eval;
+pub mod eval_images;
 pub mod explain;
 pub mod image_input;
 pub mod model_file;

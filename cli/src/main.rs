@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use microvit_cli::image_input::{self, Polarity};
+use microvit_cli::image_input;
 use microvit_cli::{bench, eval, explain, model_file, report};
 use microvit_converter::{ConvertOptions, Dtype};
-use microvit_engine::{softmax, Model};
+use microvit_engine::preprocess::Polarity;
+use microvit_engine::{softmax, InferError, Model};
 
 #[derive(Parser)]
 #[command(
@@ -83,7 +84,9 @@ enum Command {
         /// Report top-1 agreement with this model (e.g. the f32 blob an int8 blob came from).
         #[arg(long, value_name = "MODEL")]
         reference: Option<PathBuf>,
-        /// idx3 images, plain or .gz [default: the shipped MNIST test set].
+        /// idx3 images, plain or .gz [default: the shipped MNIST test set]; or a folder of photos and drawings
+        /// with a labels.csv (columns file,label[,kind][,mnist_index]), each prepared as `classify` does,
+        /// e.g. data/realistic.
         #[arg(long)]
         images: Option<PathBuf>,
         /// idx1 labels, plain or .gz [default: the shipped MNIST test labels].
@@ -95,23 +98,31 @@ enum Command {
         /// Also write a report to DIR: report.md, confusion.png, misclassified.png, attention_by_class.png.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// With a folder of images: which way the ink goes (auto decides for each image).
+        #[arg(long, value_enum, default_value = "auto")]
+        polarity: PolarityArg,
     },
-    /// Classify PNG or PGM images (any size; see image_input.rs for the rules).
+    /// Classify photos and drawings of a digit: PNG, JPEG, GIF, BMP, WebP, TIFF or PNM, any size up to
+    /// 8192×8192. Each is prepared as MNIST digits were (ink found against its paper, scaled to 20×20, centred);
+    /// a blank or noisy image is reported as "no digit".
     Classify {
         /// The model (.mvit or .safetensors).
         model: PathBuf,
-        /// PNG or PGM files.
+        /// Image files.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// Digit polarity: auto inverts dark-on-light images to MNIST's light-on-dark.
+        /// Which way the ink goes: auto decides for each image.
         #[arg(long, value_enum, default_value = "auto")]
         polarity: PolarityArg,
+        /// Also save the input the model saw (28×28, white on black) as DIR/NAME.input.png.
+        #[arg(long, value_name = "DIR")]
+        save_input: Option<PathBuf>,
     },
     /// Draw, per image, the prediction and each head's CLS attention over the patches as a PNG.
     Explain {
         /// The model (.mvit or .safetensors).
         model: PathBuf,
-        /// PNG or PGM files (read as `classify` reads them).
+        /// Image files (read and prepared as `classify` does).
         #[arg(required_unless_present = "test_digits")]
         images: Vec<PathBuf>,
         /// Directory for the pictures (IMAGE-NAME.explain.png, test-digit-N.explain.png).
@@ -120,7 +131,7 @@ enum Command {
         /// Also explain digits of the shipped MNIST test set, by index: 0,1,2.
         #[arg(long, value_delimiter = ',', value_name = "INDICES")]
         test_digits: Vec<usize>,
-        /// Digit polarity: auto inverts dark-on-light images to MNIST's light-on-dark.
+        /// Which way the ink goes: auto decides for each image.
         #[arg(long, value_enum, default_value = "auto")]
         polarity: PolarityArg,
         /// Also write the CLS attention as float32 [N, heads, tokens] .npy (files, then test digits).
@@ -155,9 +166,24 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PolarityArg {
+    /// Decide from the image: the ink is what departs from the local paper.
     Auto,
-    AsIs,
-    Invert,
+    /// Dark ink on light paper (a pen, a drawing pad).
+    #[value(alias = "invert")]
+    DarkOnLight,
+    /// Light ink on a dark ground (MNIST itself, chalk).
+    #[value(alias = "as-is")]
+    LightOnDark,
+}
+
+impl From<PolarityArg> for Polarity {
+    fn from(p: PolarityArg) -> Polarity {
+        match p {
+            PolarityArg::Auto => Polarity::Auto,
+            PolarityArg::DarkOnLight => Polarity::DarkOnLight,
+            PolarityArg::LightOnDark => Polarity::LightOnDark,
+        }
+    }
 }
 
 /// `println!` that treats a closed stdout (`microvit eval | head`) as the
@@ -187,7 +213,7 @@ fn main() -> ExitCode {
             run_convert(&input, output, options, calibration.as_deref())
         }
         Command::Inspect { model } => run_inspect(&model),
-        Command::Eval { model, dtype, reference, images, labels, logits_out, report } => run_eval(EvalArgs {
+        Command::Eval { model, dtype, reference, images, labels, logits_out, report, polarity } => run_eval(EvalArgs {
             model,
             dtype: dtype.map(Dtype::from),
             reference,
@@ -195,21 +221,13 @@ fn main() -> ExitCode {
             labels,
             logits_out,
             report_dir: report,
+            polarity: polarity.into(),
         }),
-        Command::Classify { model, images, polarity } => {
-            let polarity = match polarity {
-                PolarityArg::Auto => Polarity::Auto,
-                PolarityArg::AsIs => Polarity::AsIs,
-                PolarityArg::Invert => Polarity::Invert,
-            };
-            run_classify(&model, &images, polarity)
+        Command::Classify { model, images, polarity, save_input } => {
+            run_classify(&model, &images, polarity.into(), save_input.as_deref())
         }
         Command::Explain { model, images, output, test_digits, polarity, attention_out } => {
-            let polarity = match polarity {
-                PolarityArg::Auto => Polarity::Auto,
-                PolarityArg::AsIs => Polarity::AsIs,
-                PolarityArg::Invert => Polarity::Invert,
-            };
+            let polarity = polarity.into();
             let options = explain::Options { model, images, test_digits, out_dir: output, polarity, attention_out };
             explain::run(&options, &mut |line| say_line(format_args!("{line}")))
         }
@@ -292,11 +310,15 @@ struct EvalArgs {
     labels: Option<PathBuf>,
     logits_out: Option<PathBuf>,
     report_dir: Option<PathBuf>,
+    polarity: Polarity,
 }
 
 fn run_eval(args: EvalArgs) -> Result<(), String> {
     let model_path = model_file::resolve(args.model.as_deref(), args.dtype)?;
     let loaded = model_file::load(&model_path, args.dtype)?;
+    if let Some(dir) = args.images.as_deref().filter(|p| p.is_dir()) {
+        return run_eval_images(&loaded.model, &model_path, dir, &args);
+    }
     let reference = match (&args.reference, loaded.f32_model) {
         (Some(path), _) => Some((model_file::open(path)?.0, path.display().to_string())),
         (None, Some(f32_model)) => Some((f32_model, "its f32 form".to_string())),
@@ -341,26 +363,84 @@ fn run_eval(args: EvalArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run_classify(model_path: &Path, images: &[PathBuf], polarity: Polarity) -> Result<(), String> {
+/// `microvit eval --images DIR`: a folder of labelled photos and drawings.
+fn run_eval_images(model: &Model<'_>, model_path: &Path, dir: &Path, args: &EvalArgs) -> Result<(), String> {
+    for (given, flag) in [
+        (args.labels.is_some(), "--labels"),
+        (args.reference.is_some(), "--reference"),
+        (args.logits_out.is_some(), "--logits-out"),
+        (args.report_dir.is_some(), "--report"),
+    ] {
+        if given {
+            return Err(format!("{flag} applies to idx files; {} is a folder of images", dir.display()));
+        }
+    }
+    let rows = microvit_cli::eval_images::read_labels(dir, model.shape().classes as usize)?;
+    let mnist = rows
+        .iter()
+        .any(|r| r.mnist_index.is_some())
+        .then(|| microvit_dataset::idx::read_images(&microvit_dataset::shipped_test_set().0).ok())
+        .flatten();
+    say!(
+        "model     {} ({}, {} parameters, {} bytes)",
+        model_path.display(),
+        model.encoding(),
+        model.shape().parameter_count(),
+        model.blob().len()
+    );
+    say!("backend   {}", model.backend());
+    say!("images    {} ({} files, polarity {})", dir.display(), rows.len(), args.polarity);
+    let result = microvit_cli::eval_images::evaluate(model, &rows, args.polarity, mnist.as_ref())?;
+    say!("{}", result.report().trim_end());
+    Ok(())
+}
+
+fn run_classify(
+    model_path: &Path,
+    images: &[PathBuf],
+    polarity: Polarity,
+    save_input: Option<&Path>,
+) -> Result<(), String> {
     let (model, _) = model_file::open(model_path)?;
     let side = model.shape().image_side as usize;
+    if let Some(dir) = save_input {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut saved = std::collections::HashSet::new();
     let mut ws = model.workspace();
     let mut probs = vec![0.0; model.shape().classes as usize];
     let mut failures = 0;
     for path in images {
-        let image = match image_input::load_image(path) {
-            Ok(img) => image_input::to_model_input(&img, side, polarity),
+        let picture = match image_input::load_image(path) {
+            Ok(picture) => picture,
             Err(e) => {
                 eprintln!("microvit: error: {e}");
                 failures += 1;
                 continue;
             }
         };
-        let logits = model.infer(&image, &mut ws).map_err(|e| e.to_string())?;
-        softmax(logits, &mut probs);
-        let class = microvit_engine::argmax(logits);
+        let result = match model.infer_image(&picture.source(), polarity, &mut ws) {
+            Ok(result) => result,
+            Err(InferError::NoDigit(why)) => {
+                say!("{}: no digit ({why})", path.display());
+                continue;
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        softmax(result.logits, &mut probs);
+        let class = microvit_engine::argmax(result.logits);
         let list: Vec<String> = probs.iter().enumerate().map(|(c, p)| format!("{c}:{p:.3}")).collect();
         say!("{}: {class} ({:.1} %)  [{}]", path.display(), 100.0 * probs[class], list.join(" "));
+        if let Some(dir) = save_input {
+            let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+            let mut name = format!("{stem}.input.png");
+            let mut n = 2;
+            while !saved.insert(name.clone()) {
+                name = format!("{stem}-{n}.input.png");
+                n += 1;
+            }
+            image_input::write_gray_png(&dir.join(name), result.input, side)?;
+        }
     }
     match failures {
         0 => Ok(()),

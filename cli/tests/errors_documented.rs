@@ -45,14 +45,14 @@ fn every_image_error_is_triggered_and_documented() {
     let errors = [
         load_image(Path::new("/nonexistent/microvit/digit.png")).unwrap_err(),
         decode_image(b"P5 28 28 255\n\x00", p).unwrap_err(),
-        decode_image(b"GIF89a....", p).unwrap_err(),
+        decode_image(b"\0\0\0\x18ftypheic\0\0\0\0", p).unwrap_err(),
     ];
     let found: Vec<&str> = errors.iter().map(image_variant).collect();
     assert_eq!(found, ["Io", "Format", "Unsupported"]);
     let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert!(messages[0].starts_with("cannot read image /nonexistent/microvit/digit.png"), "{}", messages[0]);
-    assert!(messages[1].starts_with("invalid image digit.img: truncated PGM pixel data"), "{}", messages[1]);
-    assert!(messages[2].contains("this looks like a GIF file; only PNG and PGM"), "{}", messages[2]);
+    assert!(messages[1].starts_with("invalid image digit.img: PNM data ends unexpectedly"), "{}", messages[1]);
+    assert!(messages[2].contains("this looks like a HEIC/HEIF photo"), "{}", messages[2]);
     let text = doc_section("`ImageError`");
     for name in found {
         assert!(text.contains(&format!("`{name}`")), "docs/ERRORS.md does not document ImageError::{name}");
