@@ -17,7 +17,9 @@
 #               tests/backends.rs, where neon must reproduce the committed int8
 #               checksums (tests/fixtures/*.int8.logits.crc32c) on all 10,000
 #               test digits bit for bit, match scalar int8 exactly and f16
-#               within 1e-4 on random shapes (proptest). The harness inflates
+#               within 1e-4 on random shapes (proptest); and tests/preprocess.rs,
+#               where preprocessing must reproduce the committed checksum of the
+#               inputs it makes from 600 drawn digits. The harness inflates
 #               the test set with the host's zcat (qemu-user runs the child
 #               natively).
 #  4. scalar    the tests again with MICROVIT_BACKEND=scalar, so every test
@@ -111,6 +113,8 @@ passed neon every_backend_reproduces_the_committed_int8_checksums
 passed neon int8_backends_are_bit_exact_on_random_models
 passed neon f16_backends_agree_on_random_models
 passed neon every_backend_matches_scalar_f16_on_the_test_set
+# Preprocessing of photos and drawings: the same input bytes as on x86-64.
+passed neon preprocessing_is_bit_identical_everywhere
 echo "  neon and scalar reproduce the committed int8 checksums: $(cat tests/fixtures/*.int8.logits.crc32c | tr '\n' ' ')"
 
 step "4. scalar: MICROVIT_BACKEND=scalar, digits from MICROVIT_TEST_IMAGES"

@@ -19,8 +19,9 @@
 #                      shared library (Makefile), CMake, pkg-config (shared and
 #                      static-only prefix); accuracy must equal the Rust engine's
 #                      (tests/fixtures/microvit-seed.json), batch == per-image,
-#                      every documented error status asserted (error_paths)
-#  7. valgrind         error_paths, classify (threads, PGM) and the C++ example:
+#                      every documented error status asserted (error_paths),
+#                      a drawing pad's RGBA strokes classified (drawing_pad)
+#  7. valgrind         error_paths, classify (threads, PGM), drawing_pad and the C++ example:
 #                      no errors, no definite/indirect leaks
 #  8. aarch64          cross-built .a/.so, C examples under qemu-aarch64
 #  9. mobile           staticlibs for aarch64-linux-android, armv7-linux-androideabi
@@ -32,6 +33,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CBINDGEN_VERSION=0.29.4
 MODEL=models/microvit-seed.mvit
+INT8_MODEL=models/microvit-seed.int8.mvit
 OTHER_MODEL=models/microvit-4k.mvit # another shape, for workspace mismatches
 FIXTURE=tests/fixtures/microvit-seed.json
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -211,7 +213,7 @@ BATCH_OK="batch: identical to per-image results"
 
 for link in static shared; do
     make -s -C examples LINK=$link BUILD="$OUT/$link" MICROVIT_LIB_DIR="$LIB" </dev/null
-    for program in classify error_paths minimal classify_cpp; do
+    for program in classify error_paths minimal drawing_pad classify_cpp; do
         if readelf -d "$OUT/$link/$program" | grep -q 'NEEDED.*libmicrovit'; then linked=shared; else linked=static; fi
         [ "$linked" = "$link" ] || fail "$link/$program is not linked to the $link library"
     done
@@ -219,6 +221,7 @@ for link in static shared; do
     expect "cpp-$link" "$ACCURACY" "$BATCH_OK" -- "$OUT/$link/classify_cpp" "$MODEL" "$IMAGES" "$LABELS" --threads 2
     expect "error-paths-$link" -- "$OUT/$link/error_paths" "$MODEL" "$OTHER_MODEL"
     grep -qE '^error_paths: [0-9]+ checks passed$' "$OUT/logs/error-paths-$link.log" || fail "error_paths-$link"
+    expect "drawing-pad-$link" "drawing_pad: ok" -- "$OUT/$link/drawing_pad" "$INT8_MODEL"
     expect "pgm-$link" -- "$OUT/$link/classify" "$MODEL" --pgm "$OUT/data/digit0.pgm"
     grep -q "digit0.pgm: digit $label0 " "$OUT/logs/pgm-$link.log" || fail "the PGM digit is not classified as $label0"
     "$OUT/$link/minimal" "$MODEL" <"$OUT/data/digit0.raw" >"$OUT/logs/minimal-$link.log"
@@ -263,6 +266,7 @@ expect valgrind-errors-shared -- "${VALGRIND[@]}" "$OUT/shared/error_paths" "$MO
 expect valgrind-classify "$ACCURACY_1000" "$BATCH_OK" -- \
     "${VALGRIND[@]}" "$OUT/static/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000 --threads 2
 expect valgrind-pgm -- "${VALGRIND[@]}" "$OUT/shared/classify" "$MODEL" --pgm "$OUT/data/digit0.pgm"
+expect valgrind-drawing-pad "drawing_pad: ok" -- "${VALGRIND[@]}" "$OUT/static/drawing_pad" "$INT8_MODEL"
 expect valgrind-bad-model -- sh -c "! ${VALGRIND[*]} $OUT/static/classify $OUT/data/digit0.pgm --pgm $OUT/data/digit0.pgm"
 grep -q 'status 5' "$OUT/logs/valgrind-bad-model.log" || fail "loading a non-model did not report INVALID_MODEL"
 expect valgrind-cpp "$BATCH_OK" -- \
@@ -276,7 +280,7 @@ check_exports "$ARM_LIB/libmicrovit.a"
 check_exports "$ARM_LIB/libmicrovit.so" -D
 for link in static shared; do
     make -s -C examples CC=aarch64-linux-gnu-gcc LINK=$link BUILD="$OUT/aarch64-$link" MICROVIT_LIB_DIR="$ARM_LIB" \
-        "$OUT/aarch64-$link/classify" "$OUT/aarch64-$link/error_paths" </dev/null
+        "$OUT/aarch64-$link/classify" "$OUT/aarch64-$link/error_paths" "$OUT/aarch64-$link/drawing_pad" </dev/null
     file -L "$OUT/aarch64-$link/classify" | grep -q 'ARM aarch64' || fail "aarch64-$link/classify is not an aarch64 binary"
 done
 expect qemu-c-static "$ACCURACY" "$BATCH_OK" -- \
@@ -285,6 +289,12 @@ expect qemu-error-paths-static -- "${QEMU[@]}" "$OUT/aarch64-static/error_paths"
 expect qemu-c-shared "$ACCURACY_1000" -- \
     "${QEMU[@]}" "$OUT/aarch64-shared/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
 expect qemu-error-paths-shared -- "${QEMU[@]}" "$OUT/aarch64-shared/error_paths" "$MODEL" "$OTHER_MODEL"
+# The image path on aarch64: the same strokes, the same answers and inputs.
+expect qemu-drawing-pad "drawing_pad: ok" -- "${QEMU[@]}" "$OUT/aarch64-static/drawing_pad" "$INT8_MODEL"
+# (Probabilities aside: they come from the platform's expf.)
+strip_probs() { sed 's/ ([0-9.]* %)//' "$1"; }
+[ "$(strip_probs "$OUT/logs/drawing-pad-static.log")" = "$(strip_probs "$OUT/logs/qemu-drawing-pad.log")" ] ||
+    fail "drawing_pad prints other inputs under qemu-aarch64 than on x86-64"
 
 # ---------------------------------------------------------------------------
 step "9. mobile staticlibs: ${MOBILE_TARGETS[*]}"

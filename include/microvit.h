@@ -101,6 +101,13 @@
 #define MICROVIT_MAX_FILE_SIZE (256 << 20)
 
 /**
+ * Largest width and height microvit_preprocess() and
+ * microvit_classify_image() accept, in pixels. Scale larger photos down
+ * first.
+ */
+#define MICROVIT_MAX_IMAGE_SIDE 8192
+
+/**
  * A buffer of this many bytes always holds the whole last error message
  * and its NUL: messages are cut to at most 1023 bytes (at a UTF-8
  * character boundary).
@@ -171,6 +178,12 @@ enum microvit_status
    * partly written; the model and workspace are still usable.
    */
   MICROVIT_STATUS_PANIC = 10,
+  /**
+   * The image holds no digit to classify: it is blank, only noise, ink
+   * everywhere, or a speck (the last error message says which). A
+   * result, not a fault: show "no digit" to the user.
+   */
+  MICROVIT_STATUS_NO_DIGIT = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -250,6 +263,72 @@ typedef int32_t microvit_backend;
 #endif // __cplusplus
 
 /**
+ * Which way the ink goes.
+ */
+enum microvit_polarity
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Decide from the image (the default): the ink is what departs from the
+   * local paper.
+   */
+  MICROVIT_POLARITY_AUTO = 0,
+  /**
+   * Dark ink on light paper: a pen on paper, a drawing pad.
+   */
+  MICROVIT_POLARITY_DARK_ON_LIGHT = 1,
+  /**
+   * Light ink on a dark ground: MNIST itself, chalk on a blackboard.
+   */
+  MICROVIT_POLARITY_LIGHT_ON_DARK = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum microvit_polarity microvit_polarity;
+#else
+typedef int32_t microvit_polarity;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How the bytes of one pixel are laid out (microvit_image.format). Every
+ * channel is 8 bits; alpha is straight (not premultiplied), 255 = opaque.
+ */
+enum microvit_pixel_format
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * One byte per pixel: 0 = black, 255 = white.
+   */
+  MICROVIT_PIXEL_FORMAT_GRAY8 = 1,
+  /**
+   * Three bytes per pixel: red, green, blue.
+   */
+  MICROVIT_PIXEL_FORMAT_RGB8 = 2,
+  /**
+   * Four bytes per pixel: red, green, blue, alpha (HTML canvas ImageData,
+   * Android ARGB_8888 bitmaps as copyPixelsToBuffer() writes them).
+   */
+  MICROVIT_PIXEL_FORMAT_RGBA8 = 3,
+  /**
+   * Four bytes per pixel: blue, green, red, alpha (iOS
+   * kCVPixelFormatType_32BGRA, Windows 32-bit DIBs).
+   */
+  MICROVIT_PIXEL_FORMAT_BGRA8 = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum microvit_pixel_format microvit_pixel_format;
+#else
+typedef int32_t microvit_pixel_format;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A loaded model: immutable, and safe to use from any number of threads at
  * once. Load with a microvit_model_load* function, free with
  * microvit_model_free().
@@ -304,6 +383,62 @@ typedef struct microvit_shape {
    */
   uint64_t parameter_count;
 } microvit_shape;
+
+/**
+ * An 8-bit image in the caller's memory: height rows of width pixels, row
+ * y starting at pixels + y * stride. Width and height are at most
+ * MICROVIT_MAX_IMAGE_SIDE.
+ */
+typedef struct microvit_image {
+  /**
+   * The first byte of the first row.
+   */
+  const uint8_t *pixels;
+  /**
+   * Bytes readable at pixels: at least (height - 1) * stride + width *
+   * bytes per pixel (the last row need not be padded).
+   */
+  size_t len;
+  /**
+   * Pixels per row.
+   */
+  uint32_t width;
+  /**
+   * Rows.
+   */
+  uint32_t height;
+  /**
+   * Bytes from the start of one row to the next; 0 means width * bytes
+   * per pixel (rows packed).
+   */
+  size_t stride;
+  /**
+   * The pixel layout.
+   */
+  microvit_pixel_format format;
+} microvit_image;
+
+/**
+ * Where preprocessing found the digit, and how it read it.
+ */
+typedef struct microvit_digit {
+  /**
+   * The polarity used: MICROVIT_POLARITY_DARK_ON_LIGHT or
+   * MICROVIT_POLARITY_LIGHT_ON_DARK (what AUTO decided).
+   */
+  microvit_polarity polarity;
+  /**
+   * The digit's box in image pixels: left column, top row, width, height.
+   */
+  uint32_t x;
+  uint32_t y;
+  uint32_t width;
+  uint32_t height;
+  /**
+   * How far the ink rises above the paper's noise, 20..255.
+   */
+  uint32_t contrast;
+} microvit_digit;
 
 #ifdef __cplusplus
 extern "C" {
@@ -603,6 +738,62 @@ const char *microvit_backend_name(microvit_backend backend);
  * do not free.
  */
 const char *microvit_dtype_name(microvit_dtype dtype);
+
+/**
+ * Turns a photo or drawing of a digit into the model's input, the way MNIST
+ * was made (docs/PREPROCESSING.md): the ink found against its paper
+ * (polarity AUTO decides which way it goes), scaled so its longer side is
+ * 20/28 of the model's side, white on black, centred by its centre of mass.
+ * Integer-only: the same bytes on every CPU.
+ *
+ * Writes shape.pixels bytes to out_input (input_capacity must be at least
+ * that, else BUFFER_TOO_SMALL) and, if out_digit is not NULL, where the
+ * digit was found. An image with no digit (blank, only noise, ink
+ * everywhere, a speck) returns NO_DIGIT, and the last error message says
+ * which; a bad descriptor returns INVALID_ARGUMENT. Outputs are written
+ * only on success. With a workspace this function never allocates.
+ *
+ * # Safety
+ * image points to a readable microvit_image whose pixels hold len readable
+ * bytes; out_input has room for input_capacity bytes; out_digit is NULL or
+ * writable; model is a live model; workspace is NULL or a live workspace
+ * not in use by another thread.
+ */
+microvit_status microvit_preprocess(const struct microvit_model *model,
+                                    struct microvit_workspace *workspace,
+                                    const struct microvit_image *image,
+                                    microvit_polarity polarity,
+                                    uint8_t *out_input,
+                                    size_t input_capacity,
+                                    struct microvit_digit *out_digit);
+
+/**
+ * Classifies a photo or drawing of a digit of any size:
+ * microvit_preprocess() then microvit_classify() on the result. The class,
+ * logits and probabilities are optional outputs as in microvit_classify();
+ * out_input (input_capacity >= shape.pixels) receives the prepared model
+ * input, for display, and out_digit where the digit was found; both are
+ * optional too.
+ *
+ * Returns NO_DIGIT, never a class, for an image with no digit (the last
+ * error message says why). Statuses, workspace, overlap and allocation
+ * rules as microvit_classify() and microvit_preprocess().
+ *
+ * # Safety
+ * As microvit_preprocess() and microvit_classify().
+ */
+microvit_status microvit_classify_image(const struct microvit_model *model,
+                                        struct microvit_workspace *workspace,
+                                        const struct microvit_image *image,
+                                        microvit_polarity polarity,
+                                        uint32_t *out_class,
+                                        float *out_logits,
+                                        size_t logits_capacity,
+                                        float *out_probs,
+                                        size_t probs_capacity,
+                                        uint8_t *out_input,
+                                        size_t input_capacity,
+                                        struct microvit_digit *out_digit);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -6,6 +6,11 @@
  *     microvit::Workspace ws(model);                 // one per thread
  *     std::uint32_t digit = model.classify(pixels, &ws);  // 784 bytes
  *
+ *     // A photo or drawing of any size (here an RGBA canvas):
+ *     auto canvas = microvit::image(rgba.data(), rgba.size(), width, height, MICROVIT_PIXEL_FORMAT_RGBA8);
+ *     if (auto p = model.classify_image(canvas, MICROVIT_POLARITY_AUTO, &ws)) std::printf("%u\n", p->label);
+ *     else std::printf("no digit: %s\n", microvit::last_error_message().c_str());
+ *
  * - Failures throw microvit::Error, which carries the microvit_status and
  *   the thread's last error message. (Without exceptions, use the C API.)
  * - Model and Workspace are move-only owners of the C objects and free them
@@ -14,8 +19,11 @@
  *   any number of threads at once. A Workspace belongs to one thread at a
  *   time; passing none (nullptr) uses the calling thread's cached one.
  * - classify() with a Workspace and the pointer overload of
- *   classify_batch() never allocate; predict() and the vector-returning
- *   classify_batch() allocate their result vectors.
+ *   classify_batch() never allocate; predict(), classify_image(),
+ *   preprocess() and the vector-returning classify_batch() allocate their
+ *   result vectors.
+ * - An image with no digit is a result, not a failure: classify_image() and
+ *   preprocess() return std::nullopt (the reason is last_error_message()).
  */
 #ifndef MICROVIT_HPP
 #define MICROVIT_HPP
@@ -24,6 +32,7 @@
 #include <cstdint>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -101,6 +110,30 @@ struct Prediction {
     std::vector<float> probabilities;
 };
 
+/// One photo's or drawing's classification (Model::classify_image).
+struct ImagePrediction {
+    std::uint32_t label = 0;
+    std::vector<float> probabilities;
+    /// What the model saw: image_side x image_side bytes, white on black.
+    std::vector<std::uint8_t> input;
+    /// Where the digit was found, and how it was read.
+    microvit_digit digit{};
+};
+
+/// Describes pixels in memory as a microvit_image (nothing is copied; the
+/// pixels must outlive the calls it is passed to). stride 0: rows packed.
+inline microvit_image image(const std::uint8_t *pixels, std::size_t len, std::uint32_t width, std::uint32_t height,
+                            microvit_pixel_format format, std::size_t stride = 0) noexcept {
+    microvit_image img{};
+    img.pixels = pixels;
+    img.len = len;
+    img.width = width;
+    img.height = height;
+    img.stride = stride;
+    img.format = format;
+    return img;
+}
+
 class Workspace;
 
 /// A loaded model. Move-only; freed by the destructor.
@@ -173,6 +206,18 @@ public:
         return classes;
     }
 
+    /// Classifies a photo or drawing of any size (microvit_classify_image()):
+    /// std::nullopt when it holds no digit.
+    std::optional<ImagePrediction> classify_image(const microvit_image &image,
+                                                  microvit_polarity polarity = MICROVIT_POLARITY_AUTO,
+                                                  Workspace *workspace = nullptr) const;
+
+    /// The model input made from a photo or drawing (microvit_preprocess()):
+    /// image_side x image_side bytes, or std::nullopt when it holds no digit.
+    std::optional<std::vector<std::uint8_t>> preprocess(const microvit_image &image,
+                                                        microvit_polarity polarity = MICROVIT_POLARITY_AUTO,
+                                                        Workspace *workspace = nullptr) const;
+
     /// The C handle, for calling the C API directly.
     microvit_model *get() const noexcept { return handle_.get(); }
 
@@ -234,6 +279,35 @@ inline void Model::classify_batch(const std::uint8_t *pixels, std::size_t image_
     detail::check(microvit_classify_batch(get(), detail::handle(workspace), image_count, pixels, pixel_count,
                                           out_classes, capacity, nullptr, 0, nullptr, 0),
                   "microvit_classify_batch");
+}
+
+inline std::optional<ImagePrediction> Model::classify_image(const microvit_image &image, microvit_polarity polarity,
+                                                          Workspace *workspace) const {
+    ImagePrediction p;
+    p.probabilities.resize(shape_.classes);
+    p.input.resize(shape_.pixels);
+    microvit_status status =
+        microvit_classify_image(get(), detail::handle(workspace), &image, polarity, &p.label, nullptr, 0,
+                                p.probabilities.data(), p.probabilities.size(), p.input.data(), p.input.size(),
+                                &p.digit);
+    if (status == MICROVIT_STATUS_NO_DIGIT) {
+        return std::nullopt;
+    }
+    detail::check(status, "microvit_classify_image");
+    return p;
+}
+
+inline std::optional<std::vector<std::uint8_t>> Model::preprocess(const microvit_image &image,
+                                                                  microvit_polarity polarity,
+                                                                  Workspace *workspace) const {
+    std::vector<std::uint8_t> input(shape_.pixels);
+    microvit_status status =
+        microvit_preprocess(get(), detail::handle(workspace), &image, polarity, input.data(), input.size(), nullptr);
+    if (status == MICROVIT_STATUS_NO_DIGIT) {
+        return std::nullopt;
+    }
+    detail::check(status, "microvit_preprocess");
+    return input;
 }
 
 }  // namespace microvit

@@ -165,6 +165,28 @@ int main(int argc, char **argv) {
             model.classify_batch(first).at(0) != p.label) {
             total.mismatches++;
         }
+        // The same digit drawn three times larger, dark on a transparent RGBA
+        // canvas, through classify_image(): prepared back into (nearly) the
+        // digit itself, so the same class; and a blank canvas has no digit.
+        const std::uint32_t side = shape.image_side, scale = 3, canvas_side = 4 * side * scale / 2;
+        std::vector<std::uint8_t> canvas(std::size_t(canvas_side) * canvas_side * 4, 0);
+        for (std::uint32_t y = 0; y < side * scale; y++) {
+            for (std::uint32_t x = 0; x < side * scale; x++) {
+                std::uint8_t *px = &canvas[(std::size_t(y + side) * canvas_side + x + side / 2) * 4];
+                px[3] = first[(y / scale) * side + x / scale];  // black ink, its alpha the digit
+            }
+        }
+        auto drawn = model.classify_image(
+            microvit::image(canvas.data(), canvas.size(), canvas_side, canvas_side, MICROVIT_PIXEL_FORMAT_RGBA8));
+        if (!drawn || drawn->label != p.label || drawn->input.size() != model.pixels() ||
+            drawn->digit.polarity != MICROVIT_POLARITY_DARK_ON_LIGHT) {
+            total.mismatches++;
+        }
+        std::fill(canvas.begin(), canvas.end(), std::uint8_t(0));
+        if (model.classify_image(microvit::image(canvas.data(), canvas.size(), canvas_side, canvas_side,
+                                                 MICROVIT_PIXEL_FORMAT_RGBA8))) {
+            total.mismatches++;
+        }
 
         std::printf("images: %zu (%u thread%s)\n", count, threads, threads == 1 ? "" : "s");
         std::printf("accuracy: %.2f %% (%zu/%zu)\n", count ? 100.0 * double(total.correct) / double(count) : 0.0,

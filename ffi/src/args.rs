@@ -80,3 +80,6 @@ pub(crate) unsafe fn output<'a, T: Zeroable>(ptr: *mut T, len: usize) -> &'a mut
 pub(crate) trait Zeroable: Copy {}
 impl Zeroable for f32 {}
 impl Zeroable for u32 {}
+impl Zeroable for u8 {}
+// All-zero is a valid `Digit`: polarity 0 is AUTO, the rest integers.
+impl Zeroable for crate::Digit {}

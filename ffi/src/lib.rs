@@ -14,6 +14,7 @@
 
 mod args;
 mod handles;
+mod image;
 pub mod status;
 
 use std::ffi::CStr;
@@ -28,6 +29,10 @@ use crate::args::{disjoint, input, output, span, Span};
 use crate::status::{bail, fail, guard, guard_value, infer_status, load_status};
 
 pub use crate::handles::{cached_workspace_shape, Model, Workspace};
+pub use crate::image::{
+    microvit_classify_image, microvit_preprocess, Digit, Image, PixelFormat, PixelFormatArg, Polarity, PolarityArg,
+    MICROVIT_MAX_IMAGE_SIDE,
+};
 pub use crate::status::{Status, StatusArg, MICROVIT_ERROR_MESSAGE_CAPACITY};
 
 /// Major version of the library this header belongs to. Compare with
@@ -693,7 +698,11 @@ struct Outputs {
 }
 
 /// Checks the capacity of an optional output and returns its span.
-fn output_span<T>(name: &'static str, (ptr, capacity): (*mut T, usize), needed: usize) -> Result<Option<Span>, Status> {
+pub(crate) fn output_span<T>(
+    name: &'static str,
+    (ptr, capacity): (*mut T, usize),
+    needed: usize,
+) -> Result<Option<Span>, Status> {
     if ptr.is_null() {
         return Ok(None);
     }

@@ -46,9 +46,13 @@ pub enum Status {
     /// report it with the last error message. Output buffers may have been
     /// partly written; the model and workspace are still usable.
     Panic = 10,
+    /// The image holds no digit to classify: it is blank, only noise, ink
+    /// everywhere, or a speck (the last error message says which). A
+    /// result, not a fault: show "no digit" to the user.
+    NoDigit = 11,
 }
 
-const ALL_STATUSES: [Status; 11] = [
+const ALL_STATUSES: [Status; 12] = [
     Status::Ok,
     Status::NullArgument,
     Status::InvalidArgument,
@@ -60,11 +64,12 @@ const ALL_STATUSES: [Status; 11] = [
     Status::BackendUnavailable,
     Status::WorkspaceMismatch,
     Status::Panic,
+    Status::NoDigit,
 ];
 
 impl Status {
     /// Every status, in code order.
-    pub fn all() -> [Status; 11] {
+    pub fn all() -> [Status; 12] {
         ALL_STATUSES
     }
 
@@ -82,6 +87,7 @@ impl Status {
             Status::BackendUnavailable => c"backend not available",
             Status::WorkspaceMismatch => c"workspace was made for a model of another shape or dtype",
             Status::Panic => c"internal error (caught panic)",
+            Status::NoDigit => c"no digit found in the image",
         }
     }
 

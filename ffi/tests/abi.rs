@@ -125,7 +125,7 @@ fn mnist_like_images(n: u64) -> Vec<Vec<u8>> {
 
 #[test]
 fn every_exported_function_is_tested_here() {
-    let source = include_str!("abi.rs");
+    let source = [include_str!("abi.rs"), include_str!("image.rs")].concat();
     let mut names: Vec<&str> = HEADER
         .lines()
         .filter_map(|l| l.split_once(" microvit_").or_else(|| l.split_once("*microvit_")))
@@ -137,7 +137,7 @@ fn every_exported_function_is_tested_here() {
     assert!(names.len() >= 20, "found only {names:?} in the header");
     for name in names {
         let call = format!("microvit_{name}(");
-        assert!(source.contains(&call), "{call} is not exercised by this test");
+        assert!(source.contains(&call), "{call} is not exercised by tests/abi.rs or tests/image.rs");
     }
 }
 
@@ -173,6 +173,7 @@ fn status_codes_are_stable() {
         (Status::BackendUnavailable, 8, "BACKEND_UNAVAILABLE"),
         (Status::WorkspaceMismatch, 9, "WORKSPACE_MISMATCH"),
         (Status::Panic, 10, "PANIC"),
+        (Status::NoDigit, 11, "NO_DIGIT"),
     ];
     assert_eq!(Status::all().len(), table.len(), "a new status needs a row here (and a new number)");
     let mut descriptions = std::collections::HashSet::new();
@@ -185,7 +186,7 @@ fn status_codes_are_stable() {
         assert!(!s.is_empty() && s != "unknown status", "{status:?}: {s:?}");
         assert!(descriptions.insert(s), "{s:?} describes two statuses");
     }
-    for garbage in [-1, 11, 99, i32::MIN, i32::MAX] {
+    for garbage in [-1, 12, 99, i32::MIN, i32::MAX] {
         // SAFETY: a static string.
         let s = unsafe { CStr::from_ptr(microvit_status_str(StatusArg(garbage))) };
         assert_eq!(s.to_str().unwrap(), "unknown status");

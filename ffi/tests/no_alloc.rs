@@ -108,6 +108,51 @@ fn classify_does_not_allocate() {
     let (mut logits, mut probs) = (vec![0f32; 10], vec![0f32; 10]);
     let (mut classes, mut batch_logits) = (vec![0u32; 50], vec![0f32; 500]);
     let mut message = [0 as std::ffi::c_char; 256];
+    // A drawing (dark strokes on a transparent RGBA canvas) and a blank page.
+    let mut drawing = vec![0u8; 160 * 120 * 4];
+    for y in 20..100 {
+        for x in 70..76 {
+            drawing[(y * 160 + x) * 4 + 3] = 255;
+        }
+    }
+    let drawing = Image {
+        pixels: drawing.as_ptr(),
+        len: drawing.len(),
+        width: 160,
+        height: 120,
+        stride: 0,
+        format: PixelFormat::Rgba8.into(),
+    };
+    let blank_pixels = vec![230u8; 64 * 48];
+    let blank = Image {
+        pixels: blank_pixels.as_ptr(),
+        len: blank_pixels.len(),
+        width: 64,
+        height: 48,
+        stride: 0,
+        format: PixelFormat::Gray8.into(),
+    };
+    let mut input = vec![0u8; 784];
+    let classify_image = |ws: *mut Workspace, image: &Image, input: &mut [u8], class: &mut u32| {
+        // SAFETY: the image describes live pixels; the outputs have their lengths.
+        unsafe {
+            microvit_classify_image(
+                model,
+                ws,
+                image,
+                Polarity::Auto.into(),
+                class,
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+                0,
+                input.as_mut_ptr(),
+                input.len(),
+                ptr::null_mut(),
+            )
+        }
+    };
+    let mut class = 0u32;
 
     // Warm the thread-local workspace cache and the error buffer.
     assert_eq!(classify(model, ptr::null_mut(), &images[0], &mut logits, &mut probs), Status::Ok);
@@ -133,6 +178,15 @@ fn classify_does_not_allocate() {
                 ptr::null_mut(),
                 0,
             )
+        };
+        assert_eq!(status, Status::Ok);
+        // Photos and drawings, and one with no digit.
+        assert_eq!(classify_image(ws, &drawing, &mut input, &mut class), Status::Ok);
+        assert_eq!(classify_image(ptr::null_mut(), &drawing, &mut input, &mut class), Status::Ok);
+        assert_eq!(classify_image(ws, &blank, &mut input, &mut class), Status::NoDigit);
+        // SAFETY: valid image and output.
+        let status = unsafe {
+            microvit_preprocess(model, ws, &drawing, Polarity::Auto.into(), input.as_mut_ptr(), 784, ptr::null_mut())
         };
         assert_eq!(status, Status::Ok);
         // Error paths, each recording a formatted message.
