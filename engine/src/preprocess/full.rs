@@ -74,12 +74,13 @@ impl FullResolution<'_, '_> {
         let mut found = Marks { bounds: None, pixels: 0, isolated: 0 };
         // Ring of ink flags: rows y − 1, y and y + 1 at (y + 2) % 3, y % 3 and
         // (y + 1) % 3 (relative to the window); a row outside it is no ink.
+        let is_ink: [u8; 256] = core::array::from_fn(|n| levels.is_ink(n as u8) as u8);
         let flags = |rows: &mut [[u8; MAX_SIDE]; 3], slot: usize, y: usize| {
             let row = &mut rows[slot][..width + 2];
             if y < window.y1 {
                 self.ink_row(y, window.x0, window.x1, &mut row[1..]);
                 for v in row[1..=width].iter_mut() {
-                    *v = levels.is_ink(*v) as u8;
+                    *v = is_ink[*v as usize];
                 }
             } else {
                 row.fill(0);

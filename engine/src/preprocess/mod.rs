@@ -296,11 +296,12 @@ pub fn preprocess(
     // Steps 10–12: scale into the box, brighten, centre.
     let (x0, y0, w, h) = (exact.x0 as usize, exact.y0 as usize, exact.width(), exact.height());
     let mut average = AreaAverage::new(w, h, side, &mut scratch.box_sums, &mut scratch.box_row);
+    let stretch: [u8; 256] = core::array::from_fn(|n| levels.stretch(n as u8));
     for y in y0..y0 + h {
         let row = &mut scratch.rows[0][..w];
         full.ink_row(y, x0, x0 + w, row);
         for v in row.iter_mut() {
-            *v = levels.stretch(*v);
+            *v = stretch[*v as usize];
         }
         average.add_row(y - y0, row);
     }

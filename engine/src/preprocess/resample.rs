@@ -63,11 +63,21 @@ impl<'s> AreaAverage<'s> {
     /// `source_height`), the overlaps are whole numbers.
     pub(crate) fn add_row(&mut self, y: usize, values: &[u8]) {
         self.row.fill(0);
-        for (x, &v) in values[..self.source_width].iter().enumerate() {
-            if v == 0 {
-                continue;
+        // for_overlaps, walked incrementally: source pixel x covers
+        // [x·width, (x+1)·width); output i ends at (i+1)·source_width.
+        let (outputs, sources) = (self.width as u64, self.source_width as u64);
+        let (mut i, mut boundary, mut at) = (0usize, sources, 0u64);
+        for &v in &values[..self.source_width] {
+            let end = at + outputs;
+            while at < end {
+                let stop = end.min(boundary);
+                self.row[i] += (stop - at) * v as u64;
+                at = stop;
+                if at == boundary {
+                    i += 1;
+                    boundary += sources;
+                }
             }
-            for_overlaps(x, self.width, self.source_width, |i, weight| self.row[i] += weight * v as u64);
         }
         let (width, row, sums) = (self.width, &*self.row, &mut *self.sums);
         for_overlaps(y, self.height, self.source_height, |j, weight| {
