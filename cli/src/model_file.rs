@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use microvit_converter::{convert, ConvertOptions, Dtype};
 use microvit_engine::format::MAGIC;
-use microvit_engine::Model;
+use microvit_engine::{Backend, Model};
 
 /// The models that ship with the repository.
 pub fn shipped_model() -> PathBuf {
@@ -37,7 +37,22 @@ pub struct Loaded {
 }
 
 fn load_blob(path: &Path, blob: &[u8]) -> Result<Model<'static>, String> {
-    Model::from_bytes(blob).map_err(|e| format!("{}: {e}", path.display()))
+    let mut model = Model::from_bytes(blob).map_err(|e| format!("{}: {e}", path.display()))?;
+    apply_backend_env(&mut model)?;
+    Ok(model)
+}
+
+/// Puts `model` on the backend the `MICROVIT_BACKEND` environment variable
+/// names (`scalar`, `avx2`, `neon`; unset or `auto`: the fastest, as
+/// loaded). An unknown backend, or one this CPU lacks, is an error.
+pub fn apply_backend_env(model: &mut Model<'_>) -> Result<(), String> {
+    match std::env::var("MICROVIT_BACKEND") {
+        Ok(name) if !matches!(name.trim().to_ascii_lowercase().as_str(), "" | "auto") => {
+            let backend = Backend::parse(&name).map_err(|e| format!("MICROVIT_BACKEND: {e}"))?;
+            model.set_backend(backend).map_err(|e| format!("MICROVIT_BACKEND: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Loads `path`: a blob if it starts with the blob magic, else a

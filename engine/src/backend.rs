@@ -1,9 +1,13 @@
-//! Which kernels run: the portable scalar code or a SIMD backend, chosen at
-//! run time from what the CPU has (once, cached) or forced by the caller or
-//! the `MICROVIT_BACKEND` environment variable.
+//! Which kernels run: the portable scalar code or a SIMD backend. A model
+//! starts on the fastest kernel this CPU has for its encoding
+//! ([`Model::use_fastest_backend`](crate::Model::use_fastest_backend)); the
+//! caller may force one ([`Model::set_backend`](crate::Model::set_backend)).
+//! The engine reads no environment: the CLI and the C library apply
+//! `MICROVIT_BACKEND` themselves.
 //!
-//! Backends accelerate the folded encodings (int8, f16). The f32 encoding is
-//! the plain reference pass and always runs scalar.
+//! A backend accelerates the encodings it has kernels for (each encoding's
+//! module lists them); any other encoding runs its scalar pass. The f32
+//! encoding is the reference pass and always runs scalar.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -44,6 +48,10 @@ impl std::error::Error for BackendError {}
 impl Backend {
     pub const ALL: [Backend; 3] = [Backend::Scalar, Backend::Avx2, Backend::Neon];
 
+    /// Every backend, fastest first: the order in which a model looks for a
+    /// kernel for its encoding.
+    pub const FASTEST_FIRST: [Backend; 3] = [Backend::Avx2, Backend::Neon, Backend::Scalar];
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
@@ -69,12 +77,9 @@ impl Backend {
         match self {
             Backend::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => {
-                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
-            }
-            // Advanced SIMD is part of the aarch64 baseline.
+            Backend::Avx2 => crate::simd::x86::Avx2::detect().is_some(),
             #[cfg(target_arch = "aarch64")]
-            Backend::Neon => true,
+            Backend::Neon => crate::simd::aarch64::Neon::detect().is_some(),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -88,22 +93,7 @@ impl Backend {
     /// The fastest backend this CPU has, detected once.
     pub fn detect() -> Backend {
         static BEST: OnceLock<Backend> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            [Backend::Avx2, Backend::Neon].into_iter().find(|b| b.is_available()).unwrap_or(Backend::Scalar)
-        })
-    }
-
-    /// The backend new models use: `MICROVIT_BACKEND` if set (read once),
-    /// else [`Backend::detect`]. An unknown or unavailable name in the
-    /// variable is an error, reported by the load that reads it.
-    pub fn default_for_process() -> Result<Backend, BackendError> {
-        static CHOSEN: OnceLock<Result<Backend, BackendError>> = OnceLock::new();
-        CHOSEN
-            .get_or_init(|| match std::env::var("MICROVIT_BACKEND") {
-                Ok(name) => Backend::parse(&name).and_then(Backend::checked),
-                Err(_) => Ok(Backend::detect()),
-            })
-            .clone()
+        *BEST.get_or_init(|| Backend::FASTEST_FIRST.into_iter().find(|b| b.is_available()).unwrap_or(Backend::Scalar))
     }
 
     /// `self` if available, else [`BackendError::Unavailable`].

@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use crate::backend::BackendError;
-use crate::format::{Dims, ElemType, Encoding, TensorId};
+use crate::ids::{Dims, ElemType, Encoding, TensorId};
 use crate::preprocess::{NoDigit, SourceError};
 use crate::shape::ShapeError;
 
@@ -62,8 +61,6 @@ pub enum LoadError {
     OutOfRange { tensor: TensorId, index: usize, reason: &'static str },
     /// A zero-copy load was given a buffer that is not aligned enough.
     MisalignedBuffer { required: usize, address: usize },
-    /// `MICROVIT_BACKEND` names an unknown backend or one this CPU lacks.
-    Backend(BackendError),
 }
 
 impl fmt::Display for LoadError {
@@ -124,7 +121,6 @@ impl fmt::Display for LoadError {
             OutOfRange { tensor, index, reason } => {
                 write!(f, "tensor {tensor} is out of range at index {index}: {reason}")
             }
-            Backend(e) => write!(f, "MICROVIT_BACKEND: {e}"),
             MisalignedBuffer { required, address } => {
                 write!(f, "zero-copy load needs a {required}-byte aligned buffer, this one starts at {address:#x}")
             }

@@ -51,7 +51,6 @@ mod load {
         NonFinite,
         OutOfRange,
         MisalignedBuffer,
-        Backend,
     );
 
     #[test]

@@ -20,7 +20,6 @@
 #[cfg(target_endian = "big")]
 compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");
 
-mod arch;
 pub mod backend;
 mod crc32c;
 pub mod error;
@@ -28,11 +27,13 @@ pub mod error;
 mod errors_documented;
 mod f16;
 pub mod format;
+mod ids;
 pub mod int8;
 pub mod model;
 pub mod preprocess;
 mod reference;
 pub mod shape;
+mod simd;
 pub mod synthetic;
 mod workspace;
 

@@ -3,13 +3,13 @@
 
 use half::f16;
 
-use crate::arch::{Folded, Kernels};
 use crate::backend::{Backend, BackendError};
 use crate::error::{InferError, LoadError};
-use crate::format::{self, ElemType, Encoding, Layout, ModelConfig, TensorId, TENSOR_ALIGN};
+use crate::format::{self, Layout, ModelConfig, TENSOR_ALIGN};
+use crate::ids::{ElemType, Encoding, TensorId};
 use crate::preprocess::{self, Digit, Polarity, PreprocessError, SourceImage};
 use crate::shape::Shape;
-use crate::workspace::Workspace;
+use crate::workspace::{Scratch, Workspace};
 use crate::{f16 as half_path, int8, reference};
 
 /// The alignment a caller-owned buffer needs for [`Model::from_bytes_borrowed`]:
@@ -43,8 +43,17 @@ pub struct Model<'a> {
     layout: Layout,
     /// The int8 scalar parameters, checked once at load.
     int8_params: Option<int8::Params>,
-    /// The kernels inference runs, with their weight layouts.
-    kernels: Kernels,
+    /// The kernel inference runs, with its weight layout.
+    kernel: Kernel,
+}
+
+/// The kernel of a model's encoding.
+#[derive(Clone, Debug)]
+enum Kernel {
+    /// The f32 reference has one pass, scalar.
+    F32,
+    F16(half_path::Kernel),
+    Int8(int8::Kernel),
 }
 
 impl Model<'static> {
@@ -72,7 +81,7 @@ impl<'a> Model<'a> {
     }
 
     fn validated(bytes: Bytes<'a>, layout: Layout) -> Result<Model<'a>, LoadError> {
-        let mut model = Model { bytes, layout, int8_params: None, kernels: Kernels::scalar() };
+        let mut model = Model { bytes, layout, int8_params: None, kernel: Kernel::F32 };
         for t in &model.layout.tensors {
             let non_finite = match t.elem {
                 ElemType::F32 => model.tensor::<f32>(t.id).iter().position(|v| !v.is_finite()),
@@ -93,30 +102,48 @@ impl<'a> Model<'a> {
             model.int8_params = Some(params);
             int8::validate(&model.int8_weights(), &model.shape())?;
         }
-        let backend = Backend::default_for_process().map_err(LoadError::Backend)?;
-        model.set_backend(backend).map_err(LoadError::Backend)?;
+        model.use_fastest_backend();
         Ok(model)
     }
 
-    /// The backend this model's inferences run on. f32 models always run the
-    /// scalar reference.
+    /// The backend whose code this model's inferences run: a SIMD backend,
+    /// or [`Backend::Scalar`] (always for f32 models, which run the
+    /// reference pass; for a backend with no kernel for this encoding).
     pub fn backend(&self) -> Backend {
-        self.kernels.backend()
+        match &self.kernel {
+            Kernel::F32 => Backend::Scalar,
+            Kernel::F16(k) => k.backend(),
+            Kernel::Int8(k) => k.backend(),
+        }
     }
 
-    /// Runs this model's inferences on `backend` from now on (models start on
-    /// `MICROVIT_BACKEND` or the best the CPU has). Prepares the weight
-    /// layout the backend's kernels read, so do it before sharing the model.
+    /// Runs this model's inferences on `backend`'s kernel for its encoding
+    /// from now on, or on the scalar pass if the backend has none (an f32
+    /// model always runs scalar). Prepares the weight layout the kernel
+    /// reads, so do it before sharing the model. Fails, changing nothing,
+    /// if this CPU lacks the backend.
     pub fn set_backend(&mut self, backend: Backend) -> Result<(), BackendError> {
         let backend = backend.checked()?;
-        let shape = self.shape();
-        let kernels = match self.encoding() {
-            Encoding::F32 => Some(Kernels::scalar()),
-            Encoding::Int8 => Kernels::new(backend, Some(Folded::Int8(&self.int8_weights())), &shape),
-            Encoding::F16 => Kernels::new(backend, Some(Folded::F16(&self.f16_weights())), &shape),
-        };
-        self.kernels = kernels.ok_or(BackendError::Unavailable(backend))?;
+        self.kernel = self.kernel_of(backend).unwrap_or_else(|| self.kernel_of(Backend::Scalar).unwrap_or(Kernel::F32));
         Ok(())
+    }
+
+    /// Runs on the fastest kernel this CPU has for the model's encoding (how
+    /// every model starts).
+    pub fn use_fastest_backend(&mut self) {
+        let fastest = Backend::FASTEST_FIRST.into_iter().filter(|b| b.is_available()).find_map(|b| self.kernel_of(b));
+        self.kernel = fastest.unwrap_or(Kernel::F32);
+    }
+
+    /// `backend`'s kernel for this model's encoding, if it has one and this
+    /// CPU can run it.
+    fn kernel_of(&self, backend: Backend) -> Option<Kernel> {
+        let shape = self.shape();
+        match self.encoding() {
+            Encoding::F32 => (backend == Backend::Scalar).then_some(Kernel::F32),
+            Encoding::F16 => half_path::Kernel::of(backend, &self.f16_weights(), &shape).map(Kernel::F16),
+            Encoding::Int8 => int8::Kernel::of(backend, &self.int8_weights(), &shape).map(Kernel::Int8),
+        }
     }
 
     pub fn shape(&self) -> Shape {
@@ -154,7 +181,7 @@ impl<'a> Model<'a> {
             return Err(InferError::ImageSize { expected: shape.pixels(), found: image.len() });
         }
         self.check_workspace(ws)?;
-        self.forward(image, ws);
+        self.forward(image, ws)?;
         Ok(ws.logits())
     }
 
@@ -170,7 +197,7 @@ impl<'a> Model<'a> {
         }
         self.check_workspace(ws)?;
         for (image, out) in images.chunks_exact(pixels).zip(logits.chunks_exact_mut(classes)) {
-            self.forward(image, ws);
+            self.forward(image, ws)?;
             out.copy_from_slice(ws.logits());
         }
         Ok(())
@@ -183,14 +210,16 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    /// One image of the right size into a workspace of this model.
-    fn forward(&self, image: &[u8], ws: &mut Workspace) {
+    /// One image of the right size into a workspace of this model's shape.
+    fn forward(&self, image: &[u8], ws: &mut Workspace) -> Result<(), InferError> {
         let shape = self.shape();
-        match self.encoding() {
-            Encoding::F32 => reference::forward(&self.f32_weights(), self.config(), image, ws),
-            Encoding::F16 => self.kernels.f16_forward(&self.f16_weights(), &shape, image, ws),
-            Encoding::Int8 => self.kernels.int8_forward(&self.int8_weights(), &shape, image, ws),
+        match (&self.kernel, &mut ws.scratch) {
+            (Kernel::F32, Scratch::F32(s)) => reference::forward(&self.f32_weights(), self.config(), image, s),
+            (Kernel::F16(k), Scratch::F16(s)) => k.forward(&self.f16_weights(), &shape, image, s),
+            (Kernel::Int8(k), Scratch::Int8(s)) => k.forward(&self.int8_weights(), &shape, image, s),
+            _ => return Err(InferError::WorkspaceMismatch),
         }
+        Ok(())
     }
 
     /// Runs one image like [`Model::infer`] and also writes the CLS token's
@@ -209,15 +238,13 @@ impl<'a> Model<'a> {
             return Err(InferError::AttentionBufferSize { expected, found: cls_attention.len() });
         }
         self.infer(image, ws)?;
-        if self.encoding() == Encoding::Int8 {
-            // The probabilities the int8 path used, Q.14, made readable.
-            let t = shape.tokens() as usize;
-            for (a, &p) in ws.attention.iter_mut().zip(&ws.q_probs[..shape.heads as usize * t]) {
-                *a = p as f32 / (1u32 << int8::PROB_FRAC_BITS) as f32;
+        let t = shape.tokens() as usize;
+        for (head, row) in cls_attention.chunks_exact_mut(t).enumerate() {
+            match &ws.scratch {
+                // The probabilities the int8 path used, Q.14, made readable.
+                Scratch::Int8(s) => s.cls_attention(head, t, row),
+                _ => row.copy_from_slice(ws.cls_attention(head)),
             }
-        }
-        for (head, row) in cls_attention.chunks_exact_mut(shape.tokens() as usize).enumerate() {
-            row.copy_from_slice(ws.cls_attention(head));
         }
         Ok(ws.logits())
     }
@@ -252,9 +279,10 @@ impl<'a> Model<'a> {
         // The input moves out of the workspace for the forward pass (no copy,
         // no allocation) and back in.
         let input = std::mem::take(&mut ws.input);
-        self.forward(&input, ws);
+        let result = self.forward(&input, ws);
         ws.input = input;
-        Ok(ImageInference { digit, input: &ws.input, logits: &ws.logits })
+        result?;
+        Ok(ImageInference { digit, input: &ws.input, logits: ws.logits() })
     }
 
     /// Runs one image and returns the index of the largest logit.

@@ -22,6 +22,7 @@ use std::os::raw::c_char;
 use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 use microvit_engine as engine;
 
@@ -159,11 +160,12 @@ impl Backend {
         self.to_engine().is_none_or(engine::Backend::is_available)
     }
 
-    /// The backend AUTO stands for on this machine.
+    /// The backend AUTO stands for on this machine: `MICROVIT_BACKEND`'s
+    /// choice if it names a usable one, else the fastest.
     fn resolve(self) -> Backend {
         match self.to_engine() {
             Some(_) => self,
-            None => Backend::from_engine(engine::Backend::default_for_process().unwrap_or(engine::Backend::detect())),
+            None => Backend::from_engine(env_backend().ok().flatten().unwrap_or(engine::Backend::detect())),
         }
     }
 
@@ -173,9 +175,29 @@ impl Backend {
     }
 }
 
-/// Puts a freshly loaded model on the requested backend and hands it to C.
+/// The `MICROVIT_BACKEND` environment variable, read once: `None` when
+/// unset (or `auto`), an error when it names an unknown backend or one this
+/// CPU lacks.
+fn env_backend() -> Result<Option<engine::Backend>, engine::BackendError> {
+    static CHOSEN: OnceLock<Result<Option<engine::Backend>, engine::BackendError>> = OnceLock::new();
+    CHOSEN
+        .get_or_init(|| match std::env::var("MICROVIT_BACKEND") {
+            Ok(name) if !matches!(name.trim().to_ascii_lowercase().as_str(), "" | "auto") => {
+                engine::Backend::parse(&name).and_then(engine::Backend::checked).map(Some)
+            }
+            _ => Ok(None),
+        })
+        .clone()
+}
+
+/// Puts a freshly loaded model on the requested backend (microvit_set_backend(),
+/// else `MICROVIT_BACKEND`, else the fastest for its dtype) and hands it to C.
 fn publish(mut model: engine::Model<'static>) -> Result<*mut Model, Status> {
-    if let Some(b) = Backend::setting().to_engine() {
+    let requested = match Backend::setting().to_engine() {
+        Some(b) => Some(b),
+        None => env_backend().map_err(|e| fail(Status::BackendUnavailable, format_args!("MICROVIT_BACKEND: {e}")))?,
+    };
+    if let Some(b) = requested {
         model.set_backend(b).map_err(|e| fail(Status::BackendUnavailable, format_args!("{e}")))?;
     }
     let backend = Backend::from_engine(model.backend());

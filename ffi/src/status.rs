@@ -116,7 +116,6 @@ pub(crate) fn load_status(e: &LoadError) -> Status {
         // has are named here; the rest are invalid blobs.)
         LoadError::UnsupportedVersion { .. } | LoadError::UnknownEncoding { .. } => Status::UnsupportedModel,
         LoadError::MisalignedBuffer { .. } => Status::MisalignedBuffer,
-        LoadError::Backend(_) => Status::BackendUnavailable,
         _ => Status::InvalidModel,
     }
 }

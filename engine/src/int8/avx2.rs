@@ -29,11 +29,12 @@
 
 use std::arch::x86_64::*;
 
-use super::{round_up, widen_image, Bits, Prepared, GROUP};
-use crate::int8::{self, Weights, EXP2_Q30, PROB_FRAC_BITS};
+use super::{Weights, EXP2_Q30, PROB_FRAC_BITS};
+use crate::int8;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
-use crate::workspace::{Padded, Workspace};
+use crate::simd::round_up;
+use crate::simd::x86::{dim_pad as padded_dim, patches_pad, widen_image, Avx2, Bits, GROUP};
 
 /// Widest patch the sparse kernel takes: 8 rows of 4 pixel pairs, one bit
 /// each in a 32-bit mask.
@@ -49,8 +50,8 @@ fn sparse_row_pair(b: usize) -> (usize, usize) {
 }
 
 /// The int8 weights laid out for this kernel.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Layout {
+#[derive(Clone, Debug)]
+struct Layout {
     /// Pixel pair slots: [`SPARSE_SLOTS`], one per ink-mask bit, for patches
     /// of up to 8 pixels a side; else `P·⌈P/2⌉`, row by row.
     slots: usize,
@@ -76,7 +77,7 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    pub(super) fn new(w: &Weights<'_>, shape: &Shape, dim_pad: usize) -> Layout {
+    fn new(w: &Weights<'_>, shape: &Shape, dim_pad: usize) -> Layout {
         let (side, p, d, k) =
             (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
         let (heads, classes) = (shape.heads as usize, shape.classes as usize);
@@ -136,37 +137,96 @@ impl Layout {
     }
 }
 
+/// The AVX2 int8 kernel of one model: the CPU's token and the weights laid
+/// out for it.
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    cpu: Avx2,
+    dim_pad: usize,
+    layout: Layout,
+}
+
+impl Kernel {
+    /// `None` when this CPU lacks AVX2.
+    pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
+        let cpu = Avx2::detect()?;
+        let dim_pad = padded_dim(shape);
+        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad) })
+    }
+
+    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+        // SAFETY: `self.cpu` exists only if AVX2 was detected.
+        unsafe { forward(self.cpu, w, self, shape, image, s) }
+    }
+}
+
+/// Buffers of the kernel: tokens padded to a multiple of 8 and channels to a
+/// multiple of 32. Padding entries start at zero and the kernel never
+/// writes them, so they stay zero.
+#[derive(Clone, Debug)]
+pub(crate) struct Scratch {
+    /// Patch tokens on the LayerNorm input grid, `[patches_pad][dim_pad]`.
+    tokens: Vec<i16>,
+    /// Each patch's ink mask (pixel pairs with a nonzero pixel), `patches`.
+    inks: Vec<u32>,
+    /// LayerNorm constants of each group of four tokens: five vectors of
+    /// four i64 lanes, `patches_pad / 4 · 20`.
+    ln_params: Vec<i64>,
+    /// Their LayerNorm, Q4.11, same layout.
+    norm: Vec<i16>,
+    /// Each head's scores: the CLS token's, then the patches',
+    /// `heads × (1 + patches_pad)`.
+    scores: Vec<i32>,
+    /// One head's patch probabilities as i16, zero past the last patch,
+    /// `patches_pad`.
+    probs16: Vec<i16>,
+}
+
+impl Scratch {
+    pub(crate) fn new(shape: &Shape) -> Scratch {
+        let (t, d) = (patches_pad(shape), padded_dim(shape));
+        Scratch {
+            tokens: vec![0; t * d],
+            inks: vec![0; shape.patches()],
+            ln_params: vec![0; t / 4 * 20],
+            norm: vec![0; t * d],
+            scores: vec![0; shape.heads as usize * (1 + t)],
+            probs16: vec![0; t],
+        }
+    }
+}
+
 /// # Safety
-/// The CPU must support AVX2 (checked by `Kernels::new`).
+/// The CPU must support AVX2 (`_cpu` proves it).
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn int8_forward(w: &Weights<'_>, prep: &Prepared, shape: &Shape, image: &[u8], ws: &mut Workspace) {
-    let layout = &prep.int8;
+unsafe fn forward(_cpu: Avx2, w: &Weights<'_>, kernel: &Kernel, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+    let layout = &kernel.layout;
     let (p, dim_pad, heads, classes) =
-        (shape.patch_side as usize, prep.dim_pad, shape.heads as usize, shape.classes as usize);
-    let (patches, patches_pad) = (shape.patches(), Padded::patches_pad(shape));
+        (shape.patch_side as usize, kernel.dim_pad, shape.heads as usize, shape.classes as usize);
+    let (patches, patches_pad) = (shape.patches(), patches_pad(shape));
     // Everything the unchecked accesses below rely on: the layout was built
-    // for this shape, the workspace for this model.
-    assert!(dim_pad == Padded::dim_pad(shape) && dim_pad <= 128);
-    assert!(image.len() == shape.pixels() && ws.simd_image.len() >= image.len() + 16);
+    // for this shape, the scratch for this model.
+    assert!(dim_pad == padded_dim(shape) && dim_pad <= 128);
+    assert!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
     assert!(layout.pair_weight.len() == layout.slots * dim_pad * 2 && layout.pair_offset.len() == layout.slots);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == patches * dim_pad);
     assert!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
     assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
-    let b = &ws.padded;
+    let b = &s.avx2;
     assert!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
     assert!(b.scores.len() == heads * (1 + patches_pad) && b.probs16.len() == patches_pad);
-    assert!(ws.q_probs.len() == heads * (patches + 1));
+    assert!(s.probs.len() == heads * (patches + 1));
 
-    widen_image(image, &mut ws.simd_image);
+    widen_image(image, &mut s.simd_image);
     // The shipped models (7×7 patches, up to 32 channels) get an instance
     // with every loop bound known; other shapes the same code with the
     // patch side read at run time.
     match (p, dim_pad / 16) {
-        (7, 2) => run::<7, 2>(w, layout, shape, ws),
-        (_, 2) => run::<0, 2>(w, layout, shape, ws),
-        (_, 4) => run::<0, 4>(w, layout, shape, ws),
-        (_, 6) => run::<0, 6>(w, layout, shape, ws),
-        _ => run::<0, 8>(w, layout, shape, ws),
+        (7, 2) => run::<7, 2>(w, layout, shape, s),
+        (_, 2) => run::<0, 2>(w, layout, shape, s),
+        (_, 4) => run::<0, 4>(w, layout, shape, s),
+        (_, 6) => run::<0, 6>(w, layout, shape, s),
+        _ => run::<0, 8>(w, layout, shape, s),
     }
 }
 
@@ -174,16 +234,16 @@ pub(crate) unsafe fn int8_forward(w: &Weights<'_>, prep: &Prepared, shape: &Shap
 /// of 16 channels per token (`dim_pad = 16·V`), on buffers `int8_forward`
 /// checked.
 #[target_feature(enable = "avx2")]
-fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: &Shape, ws: &mut Workspace) {
-    let b = &mut ws.padded;
+fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: &Shape, s: &mut int8::Scratch) {
+    let b = &mut s.avx2;
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
-        patch_embed_sparse::<P, V>(w, layout, shape, &ws.simd_image, &mut b.inks, &mut b.tokens);
+        patch_embed_sparse::<P, V>(w, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
     } else {
-        patch_embed_dense::<V>(w, layout, shape, &ws.simd_image, &mut b.tokens);
+        patch_embed_dense::<V>(w, layout, shape, &s.simd_image, &mut b.tokens);
     }
     layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm, &mut b.ln_params);
-    let logits = attend::<V>(w, layout, shape, &b.norm, &mut b.scores, &mut b.probs16, &mut ws.q_probs);
-    int8::finish_logits(w, &logits[..shape.classes as usize], ws);
+    let logits = attend::<V>(w, layout, shape, &b.norm, &mut b.scores, &mut b.probs16, &mut s.probs);
+    int8::finish_logits(w, &logits[..shape.classes as usize], s);
 }
 
 /// Stores `saturate_z(round_shift(acc · scale + bias, z_shift))` for 32
@@ -440,7 +500,7 @@ fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
 /// from their lanes, sixteen channels per register.
 #[target_feature(enable = "avx2")]
 fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i16], params: &mut [i64]) {
-    let (d, patches, patches_pad, dim_pad) = (shape.dim as i64, shape.patches(), Padded::patches_pad(shape), 16 * V);
+    let (d, patches, patches_pad, dim_pad) = (shape.dim as i64, shape.patches(), patches_pad(shape), 16 * V);
     assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && V.is_multiple_of(2));
     assert!(params.len() == patches_pad / 4 * 20);
     let c = |v: i64| _mm256_set1_epi64x(v);
@@ -616,7 +676,7 @@ fn attend<const V: usize>(
     q_probs: &mut [i32],
 ) -> [i64; MAX_CLASSES as usize] {
     let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 16 * V);
-    let (t_count, patches_pad, classes_pad) = (patches + 1, Padded::patches_pad(shape), round_up(classes, 8));
+    let (t_count, patches_pad, classes_pad) = (patches + 1, patches_pad(shape), round_up(classes, 8));
     assert!(
         norm.len() == patches_pad * dim_pad
             && scores.len() == heads * (1 + patches_pad)

@@ -1,10 +1,10 @@
-//! The reference forward pass: plain scalar f32, step for step what PyTorch
-//! computes, including all T rows of the attention even though only the CLS
-//! row reaches the logits. Every faster path is checked against this one, so
-//! it stays obvious rather than fast.
+//! The f32 encoding, the reference: plain scalar f32, step for step what
+//! PyTorch computes, including all T rows of the attention even though only
+//! the CLS row reaches the logits. Every faster path is checked against this
+//! one, so it stays obvious rather than fast, and has no SIMD kernels.
 
 use crate::format::ModelConfig;
-use crate::workspace::Workspace;
+use crate::shape::Shape;
 
 /// The PyTorch tensors, row-major as PyTorch stores them (`nn.Linear`
 /// weights are `[out, in]`).
@@ -21,6 +21,45 @@ pub(crate) struct Weights<'m> {
     pub out_proj_bias: &'m [f32],
     pub head_weight: &'m [f32],
     pub head_bias: &'m [f32],
+}
+
+/// The reference pass's scratch memory, sized once per model shape.
+#[derive(Clone, Debug)]
+pub(crate) struct Scratch {
+    /// One patch of normalised pixels, `P²`.
+    patch: Vec<f32>,
+    /// Token embeddings, then the residual stream, `T × D`.
+    x: Vec<f32>,
+    /// LayerNorm output, `T × D`.
+    h: Vec<f32>,
+    /// Q, K and V per token, `T × 3D`.
+    qkv: Vec<f32>,
+    /// Attention probabilities, `H × T × T`.
+    pub(crate) attention: Vec<f32>,
+    /// Attention output before the output projection, `T × D`.
+    context: Vec<f32>,
+    /// Logits, `C`.
+    pub(crate) logits: Vec<f32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(shape: &Shape) -> Scratch {
+        let (t, d, h, c) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize, shape.classes as usize);
+        Scratch {
+            patch: vec![0.0; shape.patch_len()],
+            x: vec![0.0; t * d],
+            h: vec![0.0; t * d],
+            qkv: vec![0.0; t * 3 * d],
+            attention: vec![0.0; h * t * t],
+            context: vec![0.0; t * d],
+            logits: vec![0.0; c],
+        }
+    }
+
+    /// Head `head`'s CLS attention row of the last pass.
+    pub(crate) fn cls_attention(&self, head: usize, t: usize) -> &[f32] {
+        &self.attention[head * t * t..][..t]
+    }
 }
 
 /// `out[o] = bias[o] + Σ_i weight[o, i] · input[i]`, as `nn.Linear`.
@@ -56,7 +95,7 @@ fn softmax(values: &mut [f32]) {
     }
 }
 
-pub(crate) fn forward(w: &Weights<'_>, config: &ModelConfig, image: &[u8], ws: &mut Workspace) {
+pub(crate) fn forward(w: &Weights<'_>, config: &ModelConfig, image: &[u8], s: &mut Scratch) {
     let shape = config.shape;
     let (side, p, d) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize);
     let (t_count, grid) = (shape.tokens() as usize, shape.grid());
@@ -64,26 +103,26 @@ pub(crate) fn forward(w: &Weights<'_>, config: &ModelConfig, image: &[u8], ws: &
 
     // Token 0 is the CLS token; token 1 + r·grid + c is the patch in grid
     // row r, column c, its pixels flattened row-major.
-    ws.x[..d].copy_from_slice(w.cls_token);
+    s.x[..d].copy_from_slice(w.cls_token);
     for patch in 0..grid * grid {
         let (r, c) = (patch / grid, patch % grid);
         for y in 0..p {
             for x in 0..p {
                 let pixel = image[(r * p + y) * side + c * p + x] as f32;
-                ws.patch[y * p + x] = (pixel / 255.0 - config.pixel_mean) / config.pixel_std;
+                s.patch[y * p + x] = (pixel / 255.0 - config.pixel_mean) / config.pixel_std;
             }
         }
-        let token = &mut ws.x[(1 + patch) * d..][..d];
-        linear(w.patch_embed_weight, w.patch_embed_bias, &ws.patch, token);
+        let token = &mut s.x[(1 + patch) * d..][..d];
+        linear(w.patch_embed_weight, w.patch_embed_bias, &s.patch, token);
     }
-    for (x, pos) in ws.x.iter_mut().zip(w.pos_embed) {
+    for (x, pos) in s.x.iter_mut().zip(w.pos_embed) {
         *x += pos;
     }
 
     for t in 0..t_count {
-        let (x, h) = (&ws.x[t * d..][..d], &mut ws.h[t * d..][..d]);
+        let (x, h) = (&s.x[t * d..][..d], &mut s.h[t * d..][..d]);
         layer_norm(x, w.norm_weight, w.norm_bias, config.layer_norm_eps, h);
-        linear(w.in_proj_weight, w.in_proj_bias, h, &mut ws.qkv[t * 3 * d..][..3 * d]);
+        linear(w.in_proj_weight, w.in_proj_bias, h, &mut s.qkv[t * 3 * d..][..3 * d]);
     }
 
     // Per head: scores = q·kᵀ/√hd, softmax over keys, context = Σ p·v.
@@ -91,17 +130,17 @@ pub(crate) fn forward(w: &Weights<'_>, config: &ModelConfig, image: &[u8], ws: &
     for head in 0..heads {
         let (q_off, k_off, v_off) = (head * hd, d + head * hd, 2 * d + head * hd);
         for i in 0..t_count {
-            let q = &ws.qkv[i * 3 * d + q_off..][..hd];
-            let probs = &mut ws.attention[(head * t_count + i) * t_count..][..t_count];
+            let q = &s.qkv[i * 3 * d + q_off..][..hd];
+            let probs = &mut s.attention[(head * t_count + i) * t_count..][..t_count];
             for (j, score) in probs.iter_mut().enumerate() {
-                let k = &ws.qkv[j * 3 * d + k_off..][..hd];
+                let k = &s.qkv[j * 3 * d + k_off..][..hd];
                 *score = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
             }
             softmax(probs);
-            let context = &mut ws.context[i * d + head * hd..][..hd];
+            let context = &mut s.context[i * d + head * hd..][..hd];
             context.fill(0.0);
             for (j, &pj) in probs.iter().enumerate() {
-                let v = &ws.qkv[j * 3 * d + v_off..][..hd];
+                let v = &s.qkv[j * 3 * d + v_off..][..hd];
                 for (c, &vj) in context.iter_mut().zip(v) {
                     *c += pj * vj;
                 }
@@ -112,11 +151,11 @@ pub(crate) fn forward(w: &Weights<'_>, config: &ModelConfig, image: &[u8], ws: &
     // Output projection and residual, for every token as PyTorch does; the
     // LayerNorm buffer is free again and holds the projection.
     for t in 0..t_count {
-        let projected = &mut ws.h[t * d..][..d];
-        linear(w.out_proj_weight, w.out_proj_bias, &ws.context[t * d..][..d], projected);
-        for (x, a) in ws.x[t * d..][..d].iter_mut().zip(projected.iter()) {
+        let projected = &mut s.h[t * d..][..d];
+        linear(w.out_proj_weight, w.out_proj_bias, &s.context[t * d..][..d], projected);
+        for (x, a) in s.x[t * d..][..d].iter_mut().zip(projected.iter()) {
             *x += a;
         }
     }
-    linear(w.head_weight, w.head_bias, &ws.x[..d], &mut ws.logits);
+    linear(w.head_weight, w.head_bias, &s.x[..d], &mut s.logits);
 }

@@ -12,18 +12,18 @@
 
 use std::arch::x86_64::*;
 
-use super::{round_up, Bits, Prepared, GROUP};
 use crate::f16;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
-use crate::workspace::{Padded, Workspace};
+use crate::simd::round_up;
+use crate::simd::x86::{dim_pad as padded_dim, patches_pad, Avx2, Bits, GROUP};
 
 /// Widest patch the sparse kernel takes: 8 rows of 8 pixels, one bit each
 /// in a 64-bit mask (bit `8y + x`).
 const SPARSE_MAX_SIDE: usize = 8;
 
-#[derive(Clone, Debug, Default)]
-pub(super) struct Layout {
+#[derive(Clone, Debug)]
+struct Layout {
     /// `[slots][dim_pad]`: a pixel's weight for every channel. Slot `8y + x`
     /// for patches of up to 8 pixels a side, else `y·P + x`.
     pixel_weight: Vec<f32>,
@@ -42,7 +42,7 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    pub(super) fn new(w: &f16::Weights<'_>, shape: &Shape, dim_pad: usize) -> Layout {
+    fn new(w: &f16::Weights<'_>, shape: &Shape, dim_pad: usize) -> Layout {
         let (side, p, d, k) =
             (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
         let (heads, classes, classes_pad) =
@@ -90,48 +90,87 @@ impl Layout {
     }
 }
 
+/// The AVX2 f16 kernel of one model: the CPU's token and the weights laid
+/// out for it.
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    cpu: Avx2,
+    dim_pad: usize,
+    layout: Layout,
+}
+
+impl Kernel {
+    /// `None` when this CPU lacks AVX2, FMA or F16C.
+    pub(crate) fn new(w: &f16::Weights<'_>, shape: &Shape) -> Option<Kernel> {
+        let cpu = Avx2::detect()?;
+        let dim_pad = padded_dim(shape);
+        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad) })
+    }
+
+    pub(crate) fn forward(&self, w: &f16::Weights<'_>, shape: &Shape, image: &[u8], s: &mut f16::Scratch) {
+        // SAFETY: `self.cpu` exists only if AVX2, FMA and F16C were detected.
+        unsafe { forward(self.cpu, w, self, shape, image, s) }
+    }
+}
+
+/// Buffers of the kernel: tokens `[patches_pad][dim_pad]` and one head's
+/// scores, `1 + patches_pad`.
+#[derive(Clone, Debug)]
+pub(crate) struct Scratch {
+    tokens: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(shape: &Shape) -> Scratch {
+        Scratch { tokens: vec![0.0; patches_pad(shape) * padded_dim(shape)], scores: vec![0.0; 1 + patches_pad(shape)] }
+    }
+}
+
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C (checked by `Kernels::new`).
+/// The CPU must support AVX2, FMA and F16C (`_cpu` proves it).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn f16_forward(
+unsafe fn forward(
+    _cpu: Avx2,
     w: &f16::Weights<'_>,
-    prep: &Prepared,
+    kernel: &Kernel,
     shape: &Shape,
     image: &[u8],
-    ws: &mut Workspace,
+    s: &mut f16::Scratch,
 ) {
-    let layout = &prep.f16;
+    let layout = &kernel.layout;
     let (p, dim_pad, heads, classes) =
-        (shape.patch_side as usize, prep.dim_pad, shape.heads as usize, shape.classes as usize);
-    let (patches, patches_pad) = (shape.patches(), Padded::patches_pad(shape));
+        (shape.patch_side as usize, kernel.dim_pad, shape.heads as usize, shape.classes as usize);
+    let (patches, patches_pad) = (shape.patches(), patches_pad(shape));
     let slots = if p <= SPARSE_MAX_SIDE { 64 } else { shape.patch_len() };
     // Everything the unchecked accesses below rely on.
-    assert!(dim_pad == Padded::dim_pad(shape) && dim_pad <= 128 && image.len() == shape.pixels());
+    assert!(dim_pad == padded_dim(shape) && dim_pad <= 128 && image.len() == shape.pixels());
     assert!(layout.pixel_weight.len() == slots * dim_pad && layout.pixel_offset.len() == slots);
     assert!(layout.bias.len() == patches * dim_pad && layout.lane_mask.len() == dim_pad);
     assert!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
     assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
-    assert!(ws.f_padded.len() == patches_pad * dim_pad && ws.f_scores.len() == 1 + patches_pad);
-    assert!(ws.attention.len() == heads * (patches + 1) && ws.logits.len() == classes);
+    assert!(s.avx2.tokens.len() == patches_pad * dim_pad && s.avx2.scores.len() == 1 + patches_pad);
+    assert!(s.attention.len() == heads * (patches + 1) && s.logits.len() == classes);
     match dim_pad / 8 {
-        4 => run::<4>(w, layout, shape, image, ws),
-        8 => run::<8>(w, layout, shape, image, ws),
-        12 => run::<12>(w, layout, shape, image, ws),
-        _ => run::<16>(w, layout, shape, image, ws),
+        4 => run::<4>(w, layout, shape, image, s),
+        8 => run::<8>(w, layout, shape, image, s),
+        12 => run::<12>(w, layout, shape, image, s),
+        _ => run::<16>(w, layout, shape, image, s),
     }
 }
 
 /// The pass with `V` registers of 8 channels per token (`dim_pad = 8·V`),
 /// on buffers `f16_forward` checked.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn run<const V: usize>(w: &f16::Weights<'_>, layout: &Layout, shape: &Shape, image: &[u8], ws: &mut Workspace) {
+fn run<const V: usize>(w: &f16::Weights<'_>, layout: &Layout, shape: &Shape, image: &[u8], s: &mut f16::Scratch) {
+    let b = &mut s.avx2;
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
-        patch_embed_sparse::<V>(layout, shape, image, &mut ws.f_padded);
+        patch_embed_sparse::<V>(layout, shape, image, &mut b.tokens);
     } else {
-        patch_embed_dense::<V>(layout, shape, image, &mut ws.f_padded);
+        patch_embed_dense::<V>(layout, shape, image, &mut b.tokens);
     }
-    layer_norm::<V>(w.layer_norm_eps, layout, shape, &mut ws.f_padded);
-    attend::<V>(w, layout, shape, &ws.f_padded, &mut ws.f_scores, &mut ws.attention, &mut ws.logits);
+    layer_norm::<V>(w.layer_norm_eps, layout, shape, &mut b.tokens);
+    attend::<V>(w, layout, shape, &b.tokens, &mut b.scores, &mut s.attention, &mut s.logits);
 }
 
 /// The eight bytes of a patch row from `at` (zero past the image's end).
@@ -394,7 +433,7 @@ fn attend<const V: usize>(
     logits: &mut [f32],
 ) {
     let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 8 * V);
-    let (t_count, patches_pad, classes_pad) = (patches + 1, Padded::patches_pad(shape), round_up(classes, 8));
+    let (t_count, patches_pad, classes_pad) = (patches + 1, patches_pad(shape), round_up(classes, 8));
     assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad);
     assert!(attention.len() == heads * t_count && logits.len() == classes && layout.cls_norm.len() == dim_pad);
     assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);

@@ -1,17 +1,25 @@
-//! The int8 fixed-point forward pass: integers only, from u8 pixels to i32
-//! logits, so the result is bit-identical on every CPU. The scalar code here
-//! is the definition; SIMD backends must reproduce it exactly.
+//! The int8 encoding: integer-only fixed point from u8 pixels to i32
+//! logits, so the result is bit-identical on every CPU. This module is its
+//! room: the weights it reads from a blob, the load-time range checks, the
+//! scalar forward pass (the definition), its scratch memory, and the choice
+//! of kernel ([`Kernel`]); the SIMD kernels live beside it (`avx2.rs`,
+//! `neon.rs`) and must reproduce the scalar integers exactly.
 //! docs/FIXED_POINT.md derives every step and every bound.
 //!
 //! Formats: normalised activations are i16 Q4.11, scores i32 Q.16,
 //! probabilities Q.14, logits i32 Q.16. One rounding rule everywhere:
 //! [`round_shift`] (round half up).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+use crate::backend::Backend;
 use crate::error::LoadError;
-use crate::format::{TensorId, INT8_PARAM_COUNT};
+use crate::ids::{TensorId, INT8_PARAM_COUNT};
 use crate::shape::limits::{MAX_CLASSES, MAX_DIM};
 use crate::shape::Shape;
-use crate::workspace::Workspace;
 
 pub const NORM_FRAC_BITS: u32 = 11;
 pub const SCORE_FRAC_BITS: u32 = 16;
@@ -116,6 +124,106 @@ pub(crate) struct Weights<'m> {
     pub cls_score: &'m [i32],
     pub head_weight: &'m [i16],
     pub head_bias: &'m [i32],
+}
+
+/// The int8 pass's scratch memory, sized once per model shape.
+#[derive(Clone, Debug)]
+pub(crate) struct Scratch {
+    /// Patch embeddings on the LayerNorm input grid, `(T-1) × D`.
+    pub(crate) tokens: Vec<i16>,
+    /// Normalised patch tokens, Q4.11, `(T-1) × D`.
+    pub(crate) norm: Vec<i16>,
+    /// Scores of one head, Q.16, `T`.
+    pub(crate) scores: Vec<i32>,
+    /// CLS attention probabilities, Q.14, `H × T`.
+    pub(crate) probs: Vec<i32>,
+    /// Attention-weighted mean of the normalised tokens, Q4.11, `D`.
+    pub(crate) mean: Vec<i16>,
+    /// Logits, Q.16, `C`: the result, identical on every CPU.
+    pub(crate) logits_fixed: Vec<i32>,
+    /// The same logits as f32, `C`.
+    pub(crate) logits: Vec<f32>,
+    /// The image widened to i16 for the SIMD kernels, `S² + 16` (zero padded).
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    pub(crate) simd_image: Vec<i16>,
+    /// The AVX2 kernel's padded buffers.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) avx2: avx2::Scratch,
+}
+
+impl Scratch {
+    pub(crate) fn new(shape: &Shape) -> Scratch {
+        let (t, d, h, c) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize, shape.classes as usize);
+        Scratch {
+            tokens: vec![0; (t - 1) * d],
+            norm: vec![0; (t - 1) * d],
+            scores: vec![0; t],
+            probs: vec![0; h * t],
+            mean: vec![0; d],
+            logits_fixed: vec![0; c],
+            logits: vec![0.0; c],
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            simd_image: vec![0; shape.pixels() + 16],
+            #[cfg(target_arch = "x86_64")]
+            avx2: avx2::Scratch::new(shape),
+        }
+    }
+
+    /// Head `head`'s CLS attention of the last pass, as probabilities.
+    pub(crate) fn cls_attention(&self, head: usize, t: usize, out: &mut [f32]) {
+        for (a, &p) in out.iter_mut().zip(&self.probs[head * t..][..t]) {
+            *a = p as f32 / (1u32 << PROB_FRAC_BITS) as f32;
+        }
+    }
+}
+
+/// The kernel an int8 model runs: the scalar definition or a SIMD kernel
+/// with its weight layout (made once per model). Holding a SIMD kernel is
+/// the proof that this CPU can run it.
+#[derive(Clone, Debug)]
+pub(crate) enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Box<avx2::Kernel>),
+    #[cfg(target_arch = "aarch64")]
+    Neon(Box<neon::Kernel>),
+}
+
+impl Kernel {
+    /// `backend`'s int8 kernel for this model, or `None` when the backend
+    /// has none or this CPU lacks it.
+    pub(crate) fn of(backend: Backend, w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
+        match backend {
+            Backend::Scalar => Some(Kernel::Scalar),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => avx2::Kernel::new(w, shape).map(|k| Kernel::Avx2(Box::new(k))),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The backend whose code runs.
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Kernel::Scalar => Backend::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => Backend::Avx2,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(_) => Backend::Neon,
+        }
+    }
+
+    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut Scratch) {
+        match self {
+            Kernel::Scalar => forward(w, shape, image, s),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(k) => k.forward(w, shape, image, s),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon(k) => k.forward(w, shape, image, s),
+        }
+    }
 }
 
 /// `x / 2^s`, rounded half up. The one rounding rule of the int8 path.
@@ -291,45 +399,45 @@ pub(crate) fn softmax(scores: &[i32], probs: &mut [i32]) {
     }
 }
 
-/// The whole int8 forward pass; logits land in `ws.logits_q` (Q.16) and,
-/// converted, in `ws.logits`; each head's CLS probabilities (Q.14) in
-/// `ws.q_probs`.
-pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], ws: &mut Workspace) {
-    patch_embed(w, shape, image, &mut ws.q_tokens);
-    attend_and_classify(w, shape, ws);
+/// The whole int8 forward pass; logits land in `s.logits_fixed` (Q.16) and,
+/// converted, in `s.logits`; each head's CLS probabilities (Q.14) in
+/// `s.probs`.
+pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut Scratch) {
+    patch_embed(w, shape, image, &mut s.tokens);
+    attend_and_classify(w, shape, s);
 }
 
 /// Everything after the patch embedding: LayerNorm of every patch token,
 /// then [`attend`]. Inlined into each backend's entry point, so it is
 /// compiled for its instruction set.
 #[inline(always)]
-pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
+pub(crate) fn attend_and_classify(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
     let d = shape.dim as usize;
-    for (z, n) in ws.q_tokens.chunks_exact(d).zip(ws.q_norm.chunks_exact_mut(d)) {
+    for (z, n) in s.tokens.chunks_exact(d).zip(s.norm.chunks_exact_mut(d)) {
         layer_norm(z, w.params.ln_eps, n);
     }
-    attend(w, shape, ws);
+    attend(w, shape, s);
 }
 
 /// Scores, softmax, attention-weighted means and logits from the
-/// normalised patch tokens in `ws.q_norm`.
+/// normalised patch tokens in `s.norm`.
 #[inline(always)]
-pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
+pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
     let (d, heads, t_count) = (shape.dim as usize, shape.heads as usize, shape.tokens() as usize);
     let (patches, classes) = (t_count - 1, shape.classes as usize);
-    let norm = &ws.q_norm;
+    let norm = &s.norm;
     let mut logits_acc = [0i64; MAX_CLASSES as usize];
     for head in 0..heads {
         // Scores: the CLS token's own is a constant, the patches' are one
         // dot product each (W_k and the CLS query folded at convert time).
-        let scores = &mut ws.q_scores[..t_count];
+        let scores = &mut s.scores[..t_count];
         scores[0] = w.cls_score[head];
         let g = &w.score_weight[head * d..][..d];
         for t in 0..patches {
             let acc: i32 = g.iter().zip(&norm[t * d..][..d]).map(|(&a, &b)| a as i32 * b as i32).sum();
             scores[1 + t] = round_shift(acc as i64, w.params.score_shift) as i32;
         }
-        let probs = &mut ws.q_probs[head * t_count..][..t_count];
+        let probs = &mut s.probs[head * t_count..][..t_count];
         softmax(scores, probs);
 
         // Attention-weighted mean of the normalised tokens, Q4.11: token by
@@ -344,7 +452,7 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
                 *a += p * n as i32;
             }
         }
-        let mean = &mut ws.q_mean[..d];
+        let mean = &mut s.mean[..d];
         for (m, &a) in mean.iter_mut().zip(acc.iter()) {
             *m = saturate_i16(round_shift(a as i64, PROB_FRAC_BITS));
         }
@@ -353,14 +461,14 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, ws: &mut Workspace) {
             *total += row.iter().zip(mean.iter()).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>() as i64;
         }
     }
-    finish_logits(w, &logits_acc[..classes], ws);
+    finish_logits(w, &logits_acc[..classes], s);
 }
 
 /// Q.16 logits from the head accumulators (summed over heads), and their
 /// f32 form for the convenience API.
 #[inline(always)]
-pub(crate) fn finish_logits(w: &Weights<'_>, acc: &[i64], ws: &mut Workspace) {
-    let outputs = ws.logits_q.iter_mut().zip(ws.logits.iter_mut());
+pub(crate) fn finish_logits(w: &Weights<'_>, acc: &[i64], s: &mut Scratch) {
+    let outputs = s.logits_fixed.iter_mut().zip(s.logits.iter_mut());
     for ((fixed, float), (&acc, &bias)) in outputs.zip(acc.iter().zip(w.head_bias)) {
         let logit = bias as i64 + round_shift(acc, w.params.head_shift);
         *fixed = logit.clamp(i32::MIN as i64, i32::MAX as i64) as i32;

@@ -1,0 +1,179 @@
+//! aarch64 Advanced SIMD (NEON) kernels: baseline on every aarch64 CPU.
+//!
+//! int8 patch embedding with `smlal`/`smlal2` by element: pixels
+//! zero-extended to i16 and weights widened to i16 make every product exact
+//! in i32 (|acc| ≤ K·255·127 < 2^28), so the result is the scalar integers
+//! bit for bit. Four pixels of a patch row sit in one `int16x4_t`; each lane
+//! multiplies the weights of 32 output channels (four `int16x8_t`) into eight
+//! i32x4 accumulators. Weights are laid out once per model in [`prepare`]:
+//! `[P][cols][dim_pad]`, patch rows padded with zero weights to `cols`, a
+//! multiple of four, so the kernel has no tail loop.
+//!
+//! The epilogue is the scalar one, lane-wise: `acc · scale + bias` (i32, the
+//! loader bounds it), `srshl` by `-z_shift` (a rounding right shift computed
+//! without intermediate overflow: exactly `round_shift`'s round half up), a
+//! clamp to the range of `int8::saturate_z` (its bounds read from it), and a
+//! narrowing move.
+
+use std::arch::aarch64::*;
+
+use super::Weights;
+use crate::int8;
+use crate::shape::limits::MAX_DIM;
+use crate::shape::Shape;
+use crate::simd::aarch64::Neon;
+use crate::simd::round_up;
+
+/// Output channels per register (i32 accumulators).
+const LANES: usize = 4;
+/// Channels per pass over the pixels: eight accumulators.
+const GROUP: usize = 8 * LANES;
+/// Pixels per `int16x4_t`: patch rows are padded to a multiple of this.
+const PIXELS: usize = 4;
+
+/// The NEON int8 kernel of one model: the weights laid out for it.
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    cpu: Neon,
+    /// D rounded up to a multiple of [`GROUP`]; padding channels have zero
+    /// weights, scale and bias.
+    dim_pad: usize,
+    /// Weight columns per patch row, P rounded up to a multiple of [`PIXELS`].
+    cols: usize,
+    /// `[P][cols][dim_pad]` i16 (zero past column P-1 and channel D-1).
+    weight: Vec<i16>,
+    /// `[dim_pad]`.
+    scale: Vec<i32>,
+    /// `[T-1][dim_pad]`.
+    bias: Vec<i32>,
+}
+
+impl Kernel {
+    pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
+        let cpu = Neon::detect()?;
+        let (d, p, k) = (shape.dim as usize, shape.patch_side as usize, shape.patch_len());
+        let (dim_pad, cols) = (round_up(d, GROUP), round_up(p, PIXELS));
+        let mut weight = vec![0i16; p * cols * dim_pad];
+        for o in 0..d {
+            for y in 0..p {
+                for x in 0..p {
+                    weight[(y * cols + x) * dim_pad + o] = w.patch_weight[o * k + y * p + x] as i16;
+                }
+            }
+        }
+        let pad = |values: &[i32], rows: usize| {
+            let mut out = vec![0; rows * dim_pad];
+            for r in 0..rows {
+                out[r * dim_pad..][..d].copy_from_slice(&values[r * d..][..d]);
+            }
+            out
+        };
+        let (scale, bias) = (pad(w.patch_scale, 1), pad(w.token_bias, shape.patches()));
+        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias })
+    }
+
+    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+        // SAFETY: `self.cpu` proves Advanced SIMD (baseline on aarch64).
+        unsafe { forward(self.cpu, w, self, shape, image, s) }
+    }
+}
+
+/// `acc[2i] += lo(w_i) · px[L]`, `acc[2i+1] += hi(w_i) · px[L]` for the four
+/// `int16x8_t` of `w`: one pixel times the weights of 32 channels, exact in
+/// i32. A macro, so it expands inside the `neon` entry point.
+macro_rules! mac_lane {
+    ($acc:ident, $w:expr, $px:ident, $lane:literal) => {{
+        let w: int16x8x4_t = $w;
+        for (i, wv) in [w.0, w.1, w.2, w.3].into_iter().enumerate() {
+            $acc[2 * i] = vmlal_lane_s16::<$lane>($acc[2 * i], vget_low_s16(wv), $px);
+            $acc[2 * i + 1] = vmlal_high_lane_s16::<$lane>($acc[2 * i + 1], wv, $px);
+        }
+    }};
+}
+
+/// # Safety
+/// The CPU must support Advanced SIMD (`_cpu` proves it).
+#[target_feature(enable = "neon")]
+unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+    let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
+    let (dim_pad, cols) = (prep.dim_pad, prep.cols);
+    // What the pointer arithmetic below relies on (checked once per digit).
+    assert!(image.len() == side * side && s.simd_image.len() >= image.len() + PIXELS);
+    assert!(
+        dim_pad.is_multiple_of(GROUP)
+            && dim_pad <= MAX_DIM as usize
+            && d <= dim_pad
+            && cols >= p
+            && cols.is_multiple_of(PIXELS)
+    );
+    assert!(prep.weight.len() == p * cols * dim_pad && prep.scale.len() == dim_pad);
+    assert!(prep.bias.len() == shape.patches() * dim_pad && s.tokens.len() == shape.patches() * d);
+
+    // The image zero-extended to i16, 16 pixels at a time.
+    let chunks = image.len() / 16;
+    for i in 0..chunks {
+        // SAFETY: i·16 + 16 ≤ image.len() < simd_image.len() (asserted);
+        // vld1q/vst1q need only the element's alignment.
+        unsafe {
+            let bytes = vld1q_u8(image.as_ptr().add(i * 16));
+            let out = s.simd_image.as_mut_ptr().add(i * 16);
+            vst1q_s16(out, vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(bytes))));
+            vst1q_s16(out.add(8), vreinterpretq_s16_u16(vmovl_high_u8(bytes)));
+        }
+    }
+    for (out, &px) in s.simd_image[chunks * 16..].iter_mut().zip(&image[chunks * 16..]) {
+        *out = px as i16;
+    }
+
+    let pixels = s.simd_image.as_ptr();
+    let weights = prep.weight.as_ptr();
+    // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
+    let shift = vdupq_n_s32(-(w.params.z_shift as i32));
+    // The bounds of the scalar saturation, taken from the definition itself.
+    let (z_min, z_max) = (int8::saturate_z(i64::MIN) as i32, int8::saturate_z(i64::MAX) as i32);
+    let (z_min, z_max) = (vdupq_n_s32(z_min), vdupq_n_s32(z_max));
+    let mut row = [0i16; MAX_DIM as usize];
+    for patch in 0..shape.patches() {
+        let origin = (patch / grid) * p * side + (patch % grid) * p;
+        for group in (0..dim_pad).step_by(GROUP) {
+            let mut acc = [vdupq_n_s32(0); 8];
+            for y in 0..p {
+                for x in (0..cols).step_by(PIXELS) {
+                    // SAFETY: the four pixels start inside the image row
+                    // (x < P) and end at most at origin + (P-1)·S + cols - 1
+                    // ≤ S² - 1 + 3, inside the widened buffer (≥ S² + 4
+                    // values, asserted); past the row they meet zero weights.
+                    // The 32 weights of lane l are at (y·cols + x + l)·dim_pad
+                    // + group, and that + 32 ≤ P·cols·dim_pad, the asserted
+                    // length. Unaligned loads of i16.
+                    unsafe {
+                        let px = vld1_s16(pixels.add(origin + y * side + x));
+                        let base = weights.add((y * cols + x) * dim_pad + group);
+                        mac_lane!(acc, vld1q_s16_x4(base), px, 0);
+                        mac_lane!(acc, vld1q_s16_x4(base.add(dim_pad)), px, 1);
+                        mac_lane!(acc, vld1q_s16_x4(base.add(2 * dim_pad)), px, 2);
+                        mac_lane!(acc, vld1q_s16_x4(base.add(3 * dim_pad)), px, 3);
+                    }
+                }
+            }
+            // z = sat16(round_shift(acc · scale + bias, z_shift)), as scalar.
+            let mut z = [vdup_n_s16(0); 8];
+            for (i, (zv, a)) in z.iter_mut().zip(acc).enumerate() {
+                let at = group + i * LANES;
+                // SAFETY: at + 4 ≤ dim_pad, the length of the scale row and of
+                // each of the patches' bias rows (asserted).
+                let (scale, bias) = unsafe {
+                    (vld1q_s32(prep.scale.as_ptr().add(at)), vld1q_s32(prep.bias.as_ptr().add(patch * dim_pad + at)))
+                };
+                let z32 = vrshlq_s32(vmlaq_s32(bias, a, scale), shift);
+                *zv = vmovn_s32(vminq_s32(vmaxq_s32(z32, z_min), z_max));
+            }
+            for (i, pair) in z.chunks_exact(2).enumerate() {
+                // SAFETY: group + 32 ≤ dim_pad ≤ MAX_DIM = row.len().
+                unsafe { vst1q_s16(row.as_mut_ptr().add(group + i * 8), vcombine_s16(pair[0], pair[1])) };
+            }
+        }
+        s.tokens[patch * d..][..d].copy_from_slice(&row[..d]);
+    }
+    int8::attend_and_classify(w, shape, s);
+}
