@@ -34,6 +34,7 @@ pub mod preprocess;
 mod reference;
 pub mod shape;
 mod simd;
+#[cfg(feature = "test-fixtures")]
 pub mod synthetic;
 mod workspace;
 

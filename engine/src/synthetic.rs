@@ -1,5 +1,6 @@
 //! Synthetic models with seeded pseudo-random weights, for tests and
-//! benchmarks of shapes no trained model has. Not for inference.
+//! benchmarks of shapes no trained model has. Not for inference, and not
+//! part of the library: only with the `test-fixtures` feature.
 
 use crate::format::{BlobWriter, ElemType, Encoding, ModelConfig, TensorId};
 use crate::shape::Shape;

@@ -135,6 +135,48 @@ proptest! {
     }
 }
 
+/// The corners of the shape family the random shapes above (patch side ≤
+/// 10) do not reach: one 64×64 patch, 256 patches of 2×2, dim 128 and dim 1,
+/// patch sides that are not multiples of 4.
+const EDGES: [Shape; 6] = [
+    Shape { image_side: 64, patch_side: 64, dim: 128, heads: 4, classes: 10 },
+    Shape { image_side: 32, patch_side: 2, dim: 128, heads: 8, classes: 64 },
+    Shape { image_side: 64, patch_side: 4, dim: 40, heads: 5, classes: 3 },
+    Shape { image_side: 63, patch_side: 21, dim: 33, heads: 3, classes: 7 },
+    Shape { image_side: 45, patch_side: 3, dim: 1, heads: 1, classes: 1 },
+    Shape { image_side: 2, patch_side: 2, dim: 31, heads: 1, classes: 2 },
+];
+
+#[cfg_attr(miri, ignore)]
+#[test]
+fn every_backend_matches_scalar_at_the_edges_of_the_family() {
+    for (i, shape) in EDGES.into_iter().enumerate() {
+        shape.validate().unwrap();
+        let images = [random_image(&shape, i as u64), vec![255; shape.pixels()], vec![0; shape.pixels()]];
+        let int8 = random_int8_blob(shape, 100 + i as u64);
+        let f16 = random_f16_blob(shape, 200 + i as u64);
+        let (scalar_int8, scalar_f16) = (model_on(&int8, Backend::Scalar), model_on(&f16, Backend::Scalar));
+        let (mut ws_int8, mut ws_f16) = (scalar_int8.workspace(), scalar_f16.workspace());
+        for backend in simd_backends() {
+            let (fast_int8, fast_f16) = (model_on(&int8, backend), model_on(&f16, backend));
+            let (mut fast_ws_int8, mut fast_ws_f16) = (fast_int8.workspace(), fast_f16.workspace());
+            for image in &images {
+                scalar_int8.infer(image, &mut ws_int8).unwrap();
+                fast_int8.infer(image, &mut fast_ws_int8).unwrap();
+                assert_eq!(ws_int8.logits_fixed(), fast_ws_int8.logits_fixed(), "int8 on {backend}, {shape:?}");
+                let want = scalar_f16.infer(image, &mut ws_f16).unwrap();
+                let got = fast_f16.infer(image, &mut fast_ws_f16).unwrap();
+                for (a, b) in got.iter().zip(want) {
+                    assert!(
+                        (a - b).abs() <= F16_TOLERANCE * b.abs().max(1.0),
+                        "f16 on {backend}, {shape:?}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The batch API gives every image's logits exactly as one call each does,
 /// on every backend and encoding, and refuses mis-sized buffers.
 #[cfg_attr(miri, ignore)] // seven minutes under miri; the batch loop has no unsafe code

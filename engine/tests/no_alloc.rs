@@ -36,24 +36,30 @@ fn note_allocation() {
     }
 }
 
+// SAFETY: every call is forwarded to the system allocator unchanged; the
+// counting touches no allocator state.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note_allocation();
-        System.alloc(layout)
+        // SAFETY: the caller's contract for this method, passed on.
+        unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note_allocation();
-        System.alloc_zeroed(layout)
+        // SAFETY: the caller's contract for this method, passed on.
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note_allocation();
-        System.realloc(ptr, layout, new_size)
+        // SAFETY: the caller's contract for this method, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
+        // SAFETY: the caller's contract for this method, passed on.
+        unsafe { System.dealloc(ptr, layout) }
     }
 }
 

@@ -333,7 +333,7 @@ pub unsafe extern "C" fn microvit_classify_image(
             })
         }?;
         let logits = &logits[..classes];
-        // SAFETY (the five outputs): checked by `span` and `disjoint` above;
+        // SAFETY: (the five outputs) checked by `span` and `disjoint` above;
         // room for the lengths by the caller's contract.
         if !out_class.is_null() {
             // SAFETY: see above.

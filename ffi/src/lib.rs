@@ -9,9 +9,6 @@
 //! The doc comments on the exported items below are the C documentation:
 //! cbindgen copies them into the header.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 mod args;
 mod handles;
 mod image;

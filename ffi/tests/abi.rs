@@ -264,8 +264,9 @@ fn last_error_message_is_capped_and_per_thread() {
 fn load_from_memory() {
     let blob = seed_blob();
     let mut m = sentinel();
-    // SAFETY (all calls in this test): the buffers are valid for the lengths
+    // SAFETY: (all calls in this test) the buffers are valid for the lengths
     // given, except where NULL or a garbage length is the point.
+    // SAFETY: a NULL argument is what is being checked; the rest are valid.
     expect(unsafe { microvit_model_load(ptr::null(), blob.len(), &mut m) }, Status::NullArgument, "data is NULL");
     assert!(m.is_null(), "a failure stores NULL");
     // SAFETY: see above.
@@ -326,8 +327,9 @@ fn load_borrowed() {
     let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) };
     bytes[..blob.len()].copy_from_slice(&blob);
     let mut m = sentinel();
-    // SAFETY (all calls in this test): valid buffers except where NULL is the
+    // SAFETY: (all calls in this test) valid buffers except where NULL is the
     // point; `words` outlives the model.
+    // SAFETY: a NULL argument is what is being checked; the rest are valid.
     expect(unsafe { microvit_model_load_borrowed(ptr::null(), 64, &mut m) }, Status::NullArgument, "data is NULL");
     assert!(m.is_null());
     // SAFETY: see above.
@@ -360,8 +362,9 @@ fn load_borrowed() {
 #[test]
 fn load_from_file() {
     let mut m = sentinel();
-    // SAFETY (all calls in this test): valid strings and out-pointers except
+    // SAFETY: (all calls in this test) valid strings and out-pointers except
     // where NULL is the point.
+    // SAFETY: a NULL argument is what is being checked; the rest are valid.
     expect(unsafe { microvit_model_load_file(ptr::null(), &mut m) }, Status::NullArgument, "path is NULL");
     assert!(m.is_null());
     let path = CString::new(SEED_MODEL).unwrap();
@@ -412,7 +415,7 @@ fn free_accepts_null() {
 fn shape_of_the_seed_model() {
     let model = load(&seed_blob());
     let mut s = std::mem::MaybeUninit::uninit();
-    // SAFETY (all calls in this test): NULL is the point, or valid pointers.
+    // SAFETY: (all calls in this test) NULL is the point, or valid pointers.
     expect(unsafe { microvit_model_shape(ptr::null(), s.as_mut_ptr()) }, Status::NullArgument, "model is NULL");
     // SAFETY: see above.
     expect(unsafe { microvit_model_shape(model.0, ptr::null_mut()) }, Status::NullArgument, "out_shape is NULL");
@@ -441,7 +444,7 @@ fn shape_of_the_seed_model() {
 fn workspace_create_checks_its_arguments() {
     let model = load(&seed_blob());
     let mut w = sentinel();
-    // SAFETY (all calls in this test): NULL is the point, or valid pointers.
+    // SAFETY: (all calls in this test) NULL is the point, or valid pointers.
     expect(unsafe { microvit_workspace_create(ptr::null(), &mut w) }, Status::NullArgument, "model is NULL");
     assert!(w.is_null());
     // SAFETY: see above.
@@ -793,8 +796,9 @@ fn backends() {
         }
         assert_eq!(logits[0], logits[1], "digit {seed}");
     }
-    // SAFETY (these two calls): NULL is the point, or valid pointers.
+    // SAFETY: (these two calls) NULL is the point, or valid pointers.
     let mut b = Backend::Auto;
+    // SAFETY: a NULL argument is what is being checked; the rest are valid.
     expect(unsafe { microvit_model_backend(ptr::null(), &mut b) }, Status::NullArgument, "model is NULL");
     // SAFETY: see above.
     expect(unsafe { microvit_model_backend(on_best.0, ptr::null_mut()) }, Status::NullArgument, "out_backend is NULL");
