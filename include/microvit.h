@@ -31,6 +31,9 @@
  * - No Rust panic ever unwinds into the caller: an internal error is caught
  *   and returned as MICROVIT_STATUS_PANIC.
  * - Enums are int32_t-sized in C and C++ (the C typedefs are int32_t).
+ * - 0.2 renamed microvit_dtype to microvit_encoding, and the field
+ *   microvit_shape.dtype to encoding; the old type, constant and function
+ *   names still work until 1.0 (see the end of this header).
  *
  * THREADING
  * - A microvit_model is immutable once loaded and safe to share: any number
@@ -76,7 +79,7 @@
 /**
  * Minor version of the library this header belongs to.
  */
-#define MICROVIT_VERSION_MINOR 1
+#define MICROVIT_VERSION_MINOR 2
 
 /**
  * Patch version of the library this header belongs to.
@@ -86,7 +89,7 @@
 /**
  * MAJOR * 10000 + MINOR * 100 + PATCH, as microvit_version_number().
  */
-#define MICROVIT_VERSION_NUMBER 100
+#define MICROVIT_VERSION_NUMBER 200
 
 /**
  * The alignment, in bytes, that microvit_model_load_borrowed() needs. Every
@@ -101,18 +104,18 @@
 #define MICROVIT_MAX_FILE_SIZE (256 << 20)
 
 /**
- * Largest width and height microvit_preprocess() and
- * microvit_classify_image() accept, in pixels. Scale larger photos down
- * first.
- */
-#define MICROVIT_MAX_IMAGE_SIDE 8192
-
-/**
  * A buffer of this many bytes always holds the whole last error message
  * and its NUL: messages are cut to at most 1023 bytes (at a UTF-8
  * character boundary).
  */
 #define MICROVIT_ERROR_MESSAGE_CAPACITY 1024
+
+/**
+ * Largest width and height microvit_preprocess() and
+ * microvit_classify_image() accept, in pixels. Scale larger photos down
+ * first.
+ */
+#define MICROVIT_MAX_IMAGE_SIDE 8192
 
 /**
  * What a call did. Every function that can fail returns one of these.
@@ -169,7 +172,7 @@ enum microvit_status
    */
   MICROVIT_STATUS_BACKEND_UNAVAILABLE = 8,
   /**
-   * The workspace was made for a model of another shape or dtype.
+   * The workspace was made for a model of another shape or encoding.
    */
   MICROVIT_STATUS_WORKSPACE_MISMATCH = 9,
   /**
@@ -190,37 +193,6 @@ enum microvit_status
 typedef enum microvit_status microvit_status;
 #else
 typedef int32_t microvit_status;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * How a model's weights are stored (microvit_shape.dtype). Which of these
- * a library build can load depends on its engine version; a blob it cannot
- * run is rejected at load with UNSUPPORTED_MODEL or INVALID_MODEL.
- */
-enum microvit_dtype
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : int32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * 32-bit floats, the reference encoding.
-   */
-  MICROVIT_DTYPE_F32 = 1,
-  /**
-   * IEEE half precision weights, f32 compute.
-   */
-  MICROVIT_DTYPE_F16 = 2,
-  /**
-   * int8 weights, integer fixed-point compute.
-   */
-  MICROVIT_DTYPE_INT8 = 3,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum microvit_dtype microvit_dtype;
-#else
-typedef int32_t microvit_dtype;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -293,6 +265,38 @@ typedef int32_t microvit_polarity;
 #endif // __cplusplus
 
 /**
+ * How a model's weights are stored (microvit_shape.encoding): the
+ * engine's, converter's and CLI's `Encoding`. Which of these
+ * a library build can load depends on its engine version; a blob it cannot
+ * run is rejected at load with UNSUPPORTED_MODEL or INVALID_MODEL.
+ */
+enum microvit_encoding
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * 32-bit floats, the reference encoding.
+   */
+  MICROVIT_ENCODING_F32 = 1,
+  /**
+   * IEEE half precision weights, f32 compute.
+   */
+  MICROVIT_ENCODING_F16 = 2,
+  /**
+   * int8 weights, integer fixed-point compute.
+   */
+  MICROVIT_ENCODING_INT8 = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum microvit_encoding microvit_encoding;
+#else
+typedef int32_t microvit_encoding;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * How the bytes of one pixel are laid out (microvit_image.format). Every
  * channel is 8 bits; alpha is straight (not premultiplied), 255 = opaque.
  */
@@ -341,48 +345,6 @@ typedef struct microvit_model microvit_model;
  * microvit_workspace_free().
  */
 typedef struct microvit_workspace microvit_workspace;
-
-/**
- * What a loaded model is: its shape, filled in by microvit_model_shape().
- */
-typedef struct microvit_shape {
-  /**
-   * Images are image_side x image_side pixels (28 for MNIST).
-   */
-  uint32_t image_side;
-  /**
-   * Patches are patch_side x patch_side pixels.
-   */
-  uint32_t patch_side;
-  /**
-   * image_side * image_side: the pixel count one image must have.
-   */
-  uint32_t pixels;
-  /**
-   * Number of classes: logits and probabilities per image.
-   */
-  uint32_t classes;
-  /**
-   * Tokens: one per patch plus the class token.
-   */
-  uint32_t tokens;
-  /**
-   * Embedding dimension.
-   */
-  uint32_t dim;
-  /**
-   * Attention heads.
-   */
-  uint32_t heads;
-  /**
-   * How the weights are stored.
-   */
-  microvit_dtype dtype;
-  /**
-   * Parameters of the trained network.
-   */
-  uint64_t parameter_count;
-} microvit_shape;
 
 /**
  * An 8-bit image in the caller's memory: height rows of width pixels, row
@@ -440,158 +402,94 @@ typedef struct microvit_digit {
   uint32_t contrast;
 } microvit_digit;
 
+/**
+ * What a loaded model is: its shape, filled in by microvit_model_shape().
+ */
+typedef struct microvit_shape {
+  /**
+   * Images are image_side x image_side pixels (28 for MNIST).
+   */
+  uint32_t image_side;
+  /**
+   * Patches are patch_side x patch_side pixels.
+   */
+  uint32_t patch_side;
+  /**
+   * image_side * image_side: the pixel count one image must have.
+   */
+  uint32_t pixels;
+  /**
+   * Number of classes: logits and probabilities per image.
+   */
+  uint32_t classes;
+  /**
+   * Tokens: one per patch plus the class token.
+   */
+  uint32_t tokens;
+  /**
+   * Embedding dimension.
+   */
+  uint32_t dim;
+  /**
+   * Attention heads.
+   */
+  uint32_t heads;
+  /**
+   * How the weights are stored.
+   */
+  microvit_encoding encoding;
+  /**
+   * Parameters of the trained network.
+   */
+  uint64_t parameter_count;
+} microvit_shape;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version as a static NUL-terminated string, e.g. "0.1.0".
- * Never NULL; do not free.
+ * Chooses the backend of the models loaded after this call, process-wide
+ * (an atomic setting). A loaded model is immutable and keeps the backend it
+ * was loaded with: see microvit_model_backend(). AUTO, the default, picks
+ * the fastest backend available.
+ *
+ * Returns BACKEND_UNAVAILABLE, keeping the current setting, for a backend
+ * that microvit_backend_available() reports unavailable, and
+ * INVALID_ARGUMENT for a value that is not a microvit_backend.
  */
-const char *microvit_version(void);
+microvit_status microvit_set_backend(microvit_backend backend);
 
 /**
- * The library version as MAJOR * 10000 + MINOR * 100 + PATCH (100 for
- * 0.1.0). Compare with MICROVIT_VERSION_NUMBER from the header you compiled
- * against.
+ * The backend a model loaded now would run on: the one set with
+ * microvit_set_backend(), with AUTO resolved (so never AUTO). f32 models
+ * run the scalar reference whatever this says.
  */
-uint32_t microvit_version_number(void);
+microvit_backend microvit_get_backend(void);
 
 /**
- * A static, human-readable description of a status code ("unknown status"
- * for a value this version does not define). Never NULL; do not free.
+ * Whether a backend can be used in this process: built into the library
+ * and supported by the CPU. AUTO and SCALAR always are; false for a value
+ * that is not a microvit_backend.
  */
-const char *microvit_status_str(microvit_status status);
+bool microvit_backend_available(microvit_backend backend);
 
 /**
- * Copies the calling thread's last error message into buf.
- *
- * Every function that returns a microvit_status records a detail message
- * for this thread: what failed and why on error, the empty string on
- * success. Other threads' calls never change it.
- *
- * At most len - 1 bytes are copied, cut at a UTF-8 character boundary, and
- * buf is always NUL-terminated when len > 0. buf may be NULL when len is 0,
- * to ask for the length only. Returns the full length of the message in
- * bytes, without the NUL: if it is >= len the copy was truncated.
- * Messages are at most 1023 bytes: a buffer of
- * MICROVIT_ERROR_MESSAGE_CAPACITY bytes never truncates.
- *
- * # Safety
- * buf is NULL or points to at least len writable bytes.
+ * A backend's static name ("auto", "scalar", "avx2", "neon"), or
+ * "unknown". Never NULL; do not free.
  */
-size_t microvit_last_error_message(char *buf,
-                                   size_t len);
+const char *microvit_backend_name(microvit_backend backend);
 
 /**
- * Loads a model from a memory buffer, copying it: the buffer can be freed
- * as soon as this returns.
- *
- * On success stores the new model in *out_model (free it with
- * microvit_model_free()); on failure stores NULL there (if out_model is not
- * NULL) and returns NULL_ARGUMENT, INVALID_ARGUMENT, INVALID_MODEL or
- * UNSUPPORTED_MODEL.
- *
- * # Safety
- * data points to len readable bytes; out_model points to writable storage
- * for one pointer.
+ * An encoding's static name ("f32", "f16", "int8"), or "unknown". Never
+ * NULL; do not free.
  */
-microvit_status microvit_model_load(const uint8_t *data,
-                                    size_t len,
-                                    struct microvit_model **out_model);
+const char *microvit_encoding_name(microvit_encoding encoding);
 
 /**
- * Loads a model from a caller-owned buffer without copying it (zero-copy,
- * for a mmapped file or a model in flash or in the app's read-only data).
- *
- * The buffer must be MICROVIT_BORROWED_ALIGN-byte aligned (else
- * MISALIGNED_BUFFER), and it must stay valid and unmodified until
- * microvit_model_free() has returned for this model: the model reads its
- * weights from it on every classify call.
- *
- * Statuses as microvit_model_load(), plus MISALIGNED_BUFFER.
- *
- * # Safety
- * data points to len readable bytes that outlive the model, as above;
- * out_model points to writable storage for one pointer.
+ * Deprecated since 0.2: microvit_encoding_name() under its 0.1 name.
  */
-microvit_status microvit_model_load_borrowed(const uint8_t *data,
-                                             size_t len,
-                                             struct microvit_model **out_model);
-
-/**
- * Loads a model from a file (read into memory, then as
- * microvit_model_load()). path is NUL-terminated, in the platform's file
- * name encoding (UTF-8 outside Unix).
- *
- * Statuses as microvit_model_load(), plus IO_ERROR when the file cannot be
- * opened or read and INVALID_MODEL when it is larger than
- * MICROVIT_MAX_FILE_SIZE.
- *
- * # Safety
- * path is a NUL-terminated string; out_model points to writable storage for
- * one pointer.
- */
-microvit_status microvit_model_load_file(const char *path,
-                                         struct microvit_model **out_model);
-
-/**
- * Frees a model. NULL is allowed and does nothing. No other thread may be
- * using the model. Workspaces made from it stay valid (they belong to the
- * model's shape and dtype, not to the model).
- *
- * # Safety
- * model is NULL or a model from a microvit_model_load* function, not freed
- * before.
- */
-void microvit_model_free(struct microvit_model *model);
-
-/**
- * Describes a model: fills *out_shape. Returns NULL_ARGUMENT if either
- * pointer is NULL.
- *
- * # Safety
- * model is NULL or a live model; out_shape is NULL or points to a writable
- * microvit_shape.
- */
-microvit_status microvit_model_shape(const struct microvit_model *model,
-                                     struct microvit_shape *out_shape);
-
-/**
- * The backend this model's classify calls run on (never AUTO), chosen when
- * it was loaded. Returns NULL_ARGUMENT if either pointer is NULL.
- *
- * # Safety
- * model is NULL or a live model; out_backend is NULL or points to a
- * writable microvit_backend.
- */
-microvit_status microvit_model_backend(const struct microvit_model *model,
-                                       microvit_backend *out_backend);
-
-/**
- * Makes a workspace: the scratch memory of inferences with models of this
- * model's shape and dtype (a few KiB for the seed model), allocated once
- * here so that classify calls given it never allocate.
- *
- * A workspace is used by one thread at a time (make one per thread); it
- * fits every model of the same shape and dtype, and may outlive the model
- * it was made from. Free it with microvit_workspace_free().
- *
- * # Safety
- * model is NULL or a live model; out_workspace points to writable storage
- * for one pointer.
- */
-microvit_status microvit_workspace_create(const struct microvit_model *model,
-                                          struct microvit_workspace **out_workspace);
-
-/**
- * Frees a workspace. NULL is allowed and does nothing.
- *
- * # Safety
- * workspace is NULL or from microvit_workspace_create(), not freed before,
- * and not in use by another thread.
- */
-void microvit_workspace_free(struct microvit_workspace *workspace);
+const char *microvit_dtype_name(microvit_encoding encoding);
 
 /**
  * Classifies one image.
@@ -601,9 +499,9 @@ void microvit_workspace_free(struct microvit_workspace *workspace);
  * INVALID_ARGUMENT.
  *
  * workspace: a workspace from microvit_workspace_create() for a model of
- * this shape and dtype (WORKSPACE_MISMATCH otherwise), or NULL to use this
+ * this shape and encoding (WORKSPACE_MISMATCH otherwise), or NULL to use this
  * thread's cached workspace, which is allocated on the thread's first NULL
- * call, reused after, replaced when a model of another shape or dtype
+ * call, reused after, replaced when a model of another shape or encoding
  * comes, and freed when the thread exits or calls
  * microvit_thread_cache_release().
  * With a workspace, this function never allocates.
@@ -694,52 +592,6 @@ microvit_status microvit_classify_batch(const struct microvit_model *model,
                                         size_t probs_capacity);
 
 /**
- * Frees the calling thread's cached workspace (the one classify uses when
- * given a NULL workspace), if it has one. Call it before a thread that
- * used NULL workspaces returns to a pool for good; thread exit frees it
- * anyway. The next NULL-workspace call in the thread allocates a new one.
- */
-void microvit_thread_cache_release(void);
-
-/**
- * Chooses the backend of the models loaded after this call, process-wide
- * (an atomic setting). A loaded model is immutable and keeps the backend it
- * was loaded with: see microvit_model_backend(). AUTO, the default, picks
- * the fastest backend available.
- *
- * Returns BACKEND_UNAVAILABLE, keeping the current setting, for a backend
- * that microvit_backend_available() reports unavailable, and
- * INVALID_ARGUMENT for a value that is not a microvit_backend.
- */
-microvit_status microvit_set_backend(microvit_backend backend);
-
-/**
- * The backend a model loaded now would run on: the one set with
- * microvit_set_backend(), with AUTO resolved (so never AUTO). f32 models
- * run the scalar reference whatever this says.
- */
-microvit_backend microvit_get_backend(void);
-
-/**
- * Whether a backend can be used in this process: built into the library
- * and supported by the CPU. AUTO and SCALAR always are; false for a value
- * that is not a microvit_backend.
- */
-bool microvit_backend_available(microvit_backend backend);
-
-/**
- * A backend's static name ("auto", "scalar", "avx2", "neon"), or
- * "unknown". Never NULL; do not free.
- */
-const char *microvit_backend_name(microvit_backend backend);
-
-/**
- * A dtype's static name ("f32", "f16", "int8"), or "unknown". Never NULL;
- * do not free.
- */
-const char *microvit_dtype_name(microvit_dtype dtype);
-
-/**
  * Turns a photo or drawing of a digit into the model's input, the way MNIST
  * was made (docs/PREPROCESSING.md): the ink found against its paper
  * (polarity AUTO decides which way it goes), scaled so its longer side is
@@ -795,8 +647,174 @@ microvit_status microvit_classify_image(const struct microvit_model *model,
                                         size_t input_capacity,
                                         struct microvit_digit *out_digit);
 
+/**
+ * Loads a model from a memory buffer, copying it: the buffer can be freed
+ * as soon as this returns.
+ *
+ * On success stores the new model in *out_model (free it with
+ * microvit_model_free()); on failure stores NULL there (if out_model is not
+ * NULL) and returns NULL_ARGUMENT, INVALID_ARGUMENT, INVALID_MODEL or
+ * UNSUPPORTED_MODEL.
+ *
+ * # Safety
+ * data points to len readable bytes; out_model points to writable storage
+ * for one pointer.
+ */
+microvit_status microvit_model_load(const uint8_t *data,
+                                    size_t len,
+                                    struct microvit_model **out_model);
+
+/**
+ * Loads a model from a caller-owned buffer without copying it (zero-copy,
+ * for a mmapped file or a model in flash or in the app's read-only data).
+ *
+ * The buffer must be MICROVIT_BORROWED_ALIGN-byte aligned (else
+ * MISALIGNED_BUFFER), and it must stay valid and unmodified until
+ * microvit_model_free() has returned for this model: the model reads its
+ * weights from it on every classify call.
+ *
+ * Statuses as microvit_model_load(), plus MISALIGNED_BUFFER.
+ *
+ * # Safety
+ * data points to len readable bytes that outlive the model, as above;
+ * out_model points to writable storage for one pointer.
+ */
+microvit_status microvit_model_load_borrowed(const uint8_t *data,
+                                             size_t len,
+                                             struct microvit_model **out_model);
+
+/**
+ * Loads a model from a file (read into memory, then as
+ * microvit_model_load()). path is NUL-terminated, in the platform's file
+ * name encoding (UTF-8 outside Unix).
+ *
+ * Statuses as microvit_model_load(), plus IO_ERROR when the file cannot be
+ * opened or read and INVALID_MODEL when it is larger than
+ * MICROVIT_MAX_FILE_SIZE.
+ *
+ * # Safety
+ * path is a NUL-terminated string; out_model points to writable storage for
+ * one pointer.
+ */
+microvit_status microvit_model_load_file(const char *path,
+                                         struct microvit_model **out_model);
+
+/**
+ * Frees a model. NULL is allowed and does nothing. No other thread may be
+ * using the model. Workspaces made from it stay valid (they belong to the
+ * model's shape and encoding, not to the model).
+ *
+ * # Safety
+ * model is NULL or a model from a microvit_model_load* function, not freed
+ * before.
+ */
+void microvit_model_free(struct microvit_model *model);
+
+/**
+ * Describes a model: fills *out_shape. Returns NULL_ARGUMENT if either
+ * pointer is NULL.
+ *
+ * # Safety
+ * model is NULL or a live model; out_shape is NULL or points to a writable
+ * microvit_shape.
+ */
+microvit_status microvit_model_shape(const struct microvit_model *model,
+                                     struct microvit_shape *out_shape);
+
+/**
+ * The backend this model's classify calls run on (never AUTO), chosen when
+ * it was loaded. Returns NULL_ARGUMENT if either pointer is NULL.
+ *
+ * # Safety
+ * model is NULL or a live model; out_backend is NULL or points to a
+ * writable microvit_backend.
+ */
+microvit_status microvit_model_backend(const struct microvit_model *model,
+                                       microvit_backend *out_backend);
+
+/**
+ * The library version as a static NUL-terminated string, e.g. "0.2.0".
+ * Never NULL; do not free.
+ */
+const char *microvit_version(void);
+
+/**
+ * The library version as MAJOR * 10000 + MINOR * 100 + PATCH (200 for
+ * 0.2.0). Compare with MICROVIT_VERSION_NUMBER from the header you compiled
+ * against.
+ */
+uint32_t microvit_version_number(void);
+
+/**
+ * A static, human-readable description of a status code ("unknown status"
+ * for a value this version does not define). Never NULL; do not free.
+ */
+const char *microvit_status_str(microvit_status status);
+
+/**
+ * Copies the calling thread's last error message into buf.
+ *
+ * Every function that returns a microvit_status records a detail message
+ * for this thread: what failed and why on error, the empty string on
+ * success. Other threads' calls never change it.
+ *
+ * At most len - 1 bytes are copied, cut at a UTF-8 character boundary, and
+ * buf is always NUL-terminated when len > 0. buf may be NULL when len is 0,
+ * to ask for the length only. Returns the full length of the message in
+ * bytes, without the NUL: if it is >= len the copy was truncated.
+ * Messages are at most 1023 bytes: a buffer of
+ * MICROVIT_ERROR_MESSAGE_CAPACITY bytes never truncates.
+ *
+ * # Safety
+ * buf is NULL or points to at least len writable bytes.
+ */
+size_t microvit_last_error_message(char *buf,
+                                   size_t len);
+
+/**
+ * Makes a workspace: the scratch memory of inferences with models of this
+ * model's shape and encoding (a few KiB for the seed model), allocated once
+ * here so that classify calls given it never allocate.
+ *
+ * A workspace is used by one thread at a time (make one per thread); it
+ * fits every model of the same shape and encoding, and may outlive the model
+ * it was made from. Free it with microvit_workspace_free().
+ *
+ * # Safety
+ * model is NULL or a live model; out_workspace points to writable storage
+ * for one pointer.
+ */
+microvit_status microvit_workspace_create(const struct microvit_model *model,
+                                          struct microvit_workspace **out_workspace);
+
+/**
+ * Frees a workspace. NULL is allowed and does nothing.
+ *
+ * # Safety
+ * workspace is NULL or from microvit_workspace_create(), not freed before,
+ * and not in use by another thread.
+ */
+void microvit_workspace_free(struct microvit_workspace *workspace);
+
+/**
+ * Frees the calling thread's cached workspace (the one classify uses when
+ * given a NULL workspace), if it has one. Call it before a thread that
+ * used NULL workspaces returns to a pool for good; thread exit frees it
+ * anyway. The next NULL-workspace call in the thread allocates a new one.
+ */
+void microvit_thread_cache_release(void);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
 #endif  /* MICROVIT_H */
+
+/* Names from 0.1, kept until 1.0: microvit_dtype is microvit_encoding. */
+#ifndef MICROVIT_H_NAMES_0_1
+#define MICROVIT_H_NAMES_0_1
+typedef microvit_encoding microvit_dtype;
+#define MICROVIT_DTYPE_F32 MICROVIT_ENCODING_F32
+#define MICROVIT_DTYPE_F16 MICROVIT_ENCODING_F16
+#define MICROVIT_DTYPE_INT8 MICROVIT_ENCODING_INT8
+#endif /* MICROVIT_H_NAMES_0_1 */

@@ -87,7 +87,7 @@ using byte_container = std::enable_if_t<
 
 }  // namespace detail
 
-/// The library version, e.g. "0.1.0".
+/// The library version, e.g. "0.2.0".
 inline std::string_view version() noexcept { return microvit_version(); }
 
 /// Chooses the backend for the whole process; throws for an unavailable one.
@@ -231,7 +231,7 @@ private:
 };
 
 /// Scratch memory for one thread's inferences with models of one shape and
-/// dtype. Move-only; freed by the destructor.
+/// encoding. Move-only; freed by the destructor.
 class Workspace {
 public:
     explicit Workspace(const Model &model) {

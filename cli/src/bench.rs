@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use microvit_converter::Dtype;
 use microvit_dataset::{idx, shipped_test_set};
 use microvit_engine::{Backend, Encoding, Model, Workspace};
 
@@ -54,7 +53,7 @@ pub struct Options {
     pub model: Option<PathBuf>,
     /// Encodings [default: f32, f16, int8 for the shipped model; the file's
     /// own for a given blob; f32 for a given safetensors file].
-    pub dtypes: Vec<Dtype>,
+    pub encodings: Vec<Encoding>,
     /// Backend names (`scalar`, `avx2`, `neon`, `auto`, `all`) [default: all
     /// this CPU has].
     pub backends: Vec<String>,
@@ -119,55 +118,47 @@ impl Stats {
 
 /// One model to run, before the backends are chosen.
 struct Subject {
-    dtype: Dtype,
+    encoding: Encoding,
     path: PathBuf,
     model: Model<'static>,
 }
 
-fn dtype_of(encoding: Encoding) -> Dtype {
-    match encoding {
-        Encoding::F32 => Dtype::F32,
-        Encoding::F16 => Dtype::F16,
-        Encoding::Int8 => Dtype::Int8,
-    }
-}
-
 /// The shipped seed blob of an encoding.
-pub fn shipped_blob(dtype: Dtype) -> PathBuf {
+pub fn shipped_blob(encoding: Encoding) -> PathBuf {
     let f32_blob = model_file::shipped_model();
-    match dtype {
-        Dtype::F32 => f32_blob,
+    match encoding {
+        Encoding::F32 => f32_blob,
         other => f32_blob.with_extension(format!("{}.mvit", other.name())),
     }
 }
 
 fn subjects(opts: &Options) -> Result<Vec<Subject>, String> {
-    let mut dtypes: Vec<Dtype> = Vec::new();
-    for &d in &opts.dtypes {
-        if !dtypes.contains(&d) {
-            dtypes.push(d);
+    let mut encodings: Vec<Encoding> = Vec::new();
+    for &e in &opts.encodings {
+        if !encodings.contains(&e) {
+            encodings.push(e);
         }
     }
     let mut out = Vec::new();
     match &opts.model {
         None => {
-            if dtypes.is_empty() {
-                dtypes = vec![Dtype::F32, Dtype::F16, Dtype::Int8];
+            if encodings.is_empty() {
+                encodings = Encoding::ALL.to_vec();
             }
-            for dtype in dtypes {
-                let path = shipped_blob(dtype);
+            for encoding in encodings {
+                let path = shipped_blob(encoding);
                 let model = model_file::load(&path, None)?.model;
-                out.push(Subject { dtype, path, model });
+                out.push(Subject { encoding, path, model });
             }
         }
-        Some(path) if dtypes.is_empty() => {
+        Some(path) if encodings.is_empty() => {
             let model = model_file::load(path, None)?.model;
-            out.push(Subject { dtype: dtype_of(model.encoding()), path: path.clone(), model });
+            out.push(Subject { encoding: model.encoding(), path: path.clone(), model });
         }
         Some(path) => {
-            for dtype in dtypes {
-                let model = model_file::load(path, Some(dtype))?.model;
-                out.push(Subject { dtype, path: path.clone(), model });
+            for encoding in encodings {
+                let model = model_file::load(path, Some(encoding))?.model;
+                out.push(Subject { encoding, path: path.clone(), model });
             }
         }
     }
@@ -250,7 +241,7 @@ pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) ->
     for &(i, backend) in &plan {
         let s = &mut subjects[i];
         s.model.set_backend(backend).map_err(|e| format!("{}: {e}", s.path.display()))?;
-        results.push(run_one(&s.model, s.dtype, &s.path, &setup)?);
+        results.push(run_one(&s.model, s.encoding, &s.path, &setup)?);
     }
 
     if opts.json {
@@ -281,7 +272,7 @@ struct Setup<'a> {
     batch: Option<usize>,
 }
 
-fn run_one(model: &Model<'_>, dtype: Dtype, path: &Path, setup: &Setup<'_>) -> Result<RunResult, String> {
+fn run_one(model: &Model<'_>, encoding: Encoding, path: &Path, setup: &Setup<'_>) -> Result<RunResult, String> {
     let images = setup.images;
     // Warm-up, and the proof that the run computes the right thing: the
     // digits in order against their labels, all of them unless that takes
@@ -335,7 +326,7 @@ fn run_one(model: &Model<'_>, dtype: Dtype, path: &Path, setup: &Setup<'_>) -> R
         }
     };
     Ok(RunResult {
-        dtype: dtype.name(),
+        dtype: encoding.name(),
         backend: model.backend().name(),
         model: path.display().to_string(),
         threads: setup.threads,

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use microvit_cli::image_input;
 use microvit_cli::{bench, eval, explain, model_file, report};
-use microvit_converter::{ConvertOptions, Dtype};
+use microvit_converter::ConvertOptions;
 use microvit_engine::preprocess::Polarity;
-use microvit_engine::{softmax, InferError, Model};
+use microvit_engine::{softmax, Encoding, InferError, Model};
 
 #[derive(Parser)]
 #[command(
@@ -22,21 +22,11 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum DtypeArg {
-    F32,
-    F16,
-    Int8,
-}
-
-impl From<DtypeArg> for Dtype {
-    fn from(d: DtypeArg) -> Dtype {
-        match d {
-            DtypeArg::F32 => Dtype::F32,
-            DtypeArg::F16 => Dtype::F16,
-            DtypeArg::Int8 => Dtype::Int8,
-        }
-    }
+/// `--dtype f32|f16|int8`: an [`Encoding`], with the names listed in `--help`.
+fn encoding_parser() -> impl clap::builder::TypedValueParser<Value = Encoding> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Encoding::ALL.map(Encoding::name))
+        .map(|name| Encoding::from_name(&name).expect("a listed encoding name"))
 }
 
 #[derive(Subcommand)]
@@ -49,8 +39,8 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Weight encoding of the blob.
-        #[arg(long, value_enum, default_value = "f32")]
-        dtype: DtypeArg,
+        #[arg(long, value_parser = encoding_parser(), default_value = "f32")]
+        dtype: Encoding,
         /// Attention heads [default: from the safetensors metadata].
         #[arg(long)]
         heads: Option<u32>,
@@ -79,8 +69,8 @@ enum Command {
         model: Option<PathBuf>,
         /// Convert a safetensors model to this encoding in memory, and report
         /// agreement with its f32 form.
-        #[arg(long, value_enum)]
-        dtype: Option<DtypeArg>,
+        #[arg(long, value_parser = encoding_parser())]
+        dtype: Option<Encoding>,
         /// Report top-1 agreement with this model (e.g. the f32 blob an int8 blob came from).
         #[arg(long, value_name = "MODEL")]
         reference: Option<PathBuf>,
@@ -144,8 +134,8 @@ enum Command {
         /// models/microvit-seed.mvit, .f16.mvit, .int8.mvit].
         model: Option<PathBuf>,
         /// Encodings to run, repeatable or comma separated [default: f32,f16,int8].
-        #[arg(long, value_enum, value_delimiter = ',')]
-        dtype: Vec<DtypeArg>,
+        #[arg(long, value_parser = encoding_parser(), value_delimiter = ',')]
+        dtype: Vec<Encoding>,
         /// Backends: scalar, avx2, neon, auto or all, repeatable or comma separated [default: all this CPU has].
         #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
         backend: Vec<String>,
@@ -204,18 +194,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert { input, output, dtype, heads, pixel_mean, pixel_std, layer_norm_eps, calibration } => {
-            let dtype = dtype.into();
             let calibration = match dtype {
-                Dtype::Int8 => calibration.or_else(|| Some(model_file::shipped_calibration())),
+                Encoding::Int8 => calibration.or_else(|| Some(model_file::shipped_calibration())),
                 _ => None,
             };
-            let options = ConvertOptions { dtype, heads, pixel_mean, pixel_std, layer_norm_eps, calibration: None };
+            let options =
+                ConvertOptions { encoding: dtype, heads, pixel_mean, pixel_std, layer_norm_eps, calibration: None };
             run_convert(&input, output, options, calibration.as_deref())
         }
         Command::Inspect { model } => run_inspect(&model),
         Command::Eval { model, dtype, reference, images, labels, logits_out, report, polarity } => run_eval(EvalArgs {
             model,
-            dtype: dtype.map(Dtype::from),
+            dtype,
             reference,
             images,
             labels,
@@ -232,8 +222,7 @@ fn main() -> ExitCode {
             explain::run(&options, &mut |line| say_line(format_args!("{line}")))
         }
         Command::Bench { model, dtype, backend, batch, threads, seconds, json } => {
-            let dtypes = dtype.into_iter().map(Dtype::from).collect();
-            let options = bench::Options { model, dtypes, backends: backend, batch, threads, seconds, json };
+            let options = bench::Options { model, encodings: dtype, backends: backend, batch, threads, seconds, json };
             bench::run(&options, &mut |line| say_line(format_args!("{line}")))
         }
     };
@@ -304,7 +293,7 @@ fn run_inspect(path: &Path) -> Result<(), String> {
 
 struct EvalArgs {
     model: Option<PathBuf>,
-    dtype: Option<Dtype>,
+    dtype: Option<Encoding>,
     reference: Option<PathBuf>,
     images: Option<PathBuf>,
     labels: Option<PathBuf>,

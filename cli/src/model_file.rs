@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use microvit_converter::{convert, ConvertOptions, Dtype};
+use microvit_converter::{convert, ConvertOptions};
 use microvit_engine::format::MAGIC;
-use microvit_engine::{Backend, Model};
+use microvit_engine::{Backend, Encoding, Model};
 
 /// The models that ship with the repository.
 pub fn shipped_model() -> PathBuf {
@@ -56,13 +56,13 @@ pub fn apply_backend_env(model: &mut Model<'_>) -> Result<(), String> {
 }
 
 /// Loads `path`: a blob if it starts with the blob magic, else a
-/// safetensors state_dict converted to `dtype` (f32 when not given). A
-/// `dtype` that disagrees with a blob's encoding is an error.
-pub fn load(path: &Path, dtype: Option<Dtype>) -> Result<Loaded, String> {
+/// safetensors state_dict converted to `encoding` (f32 when not given). An
+/// `encoding` that disagrees with a blob's is an error.
+pub fn load(path: &Path, encoding: Option<Encoding>) -> Result<Loaded, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
     if bytes.starts_with(&MAGIC) {
         let model = load_blob(path, &bytes)?;
-        if let Some(d) = dtype.filter(|d| d.name() != model.encoding().name()) {
+        if let Some(d) = encoding.filter(|&e| e != model.encoding()) {
             return Err(format!(
                 "{} is an {} blob; --dtype {} applies to safetensors models",
                 path.display(),
@@ -72,12 +72,12 @@ pub fn load(path: &Path, dtype: Option<Dtype>) -> Result<Loaded, String> {
         }
         return Ok(Loaded { model, f32_model: None, from_safetensors: false });
     }
-    let to_blob = |dtype: Dtype| -> Result<Vec<u8>, String> {
-        let calibration = match dtype {
-            Dtype::Int8 => Some(read_calibration(&shipped_calibration())?),
+    let to_blob = |encoding: Encoding| -> Result<Vec<u8>, String> {
+        let calibration = match encoding {
+            Encoding::Int8 => Some(read_calibration(&shipped_calibration())?),
             _ => None,
         };
-        let options = ConvertOptions { dtype, calibration, ..Default::default() };
+        let options = ConvertOptions { encoding, calibration, ..Default::default() };
         convert(&bytes, &options).map(|c| c.blob).map_err(|e| {
             format!(
                 "{}: neither a microvit blob (no MVIT magic) nor a convertible safetensors file: {e}",
@@ -85,11 +85,11 @@ pub fn load(path: &Path, dtype: Option<Dtype>) -> Result<Loaded, String> {
             )
         })
     };
-    let dtype = dtype.unwrap_or(Dtype::F32);
-    let model = load_blob(path, &to_blob(dtype)?)?;
-    let f32_model = match dtype {
-        Dtype::F32 => None,
-        _ => Some(load_blob(path, &to_blob(Dtype::F32)?)?),
+    let encoding = encoding.unwrap_or(Encoding::F32);
+    let model = load_blob(path, &to_blob(encoding)?)?;
+    let f32_model = match encoding {
+        Encoding::F32 => None,
+        _ => Some(load_blob(path, &to_blob(Encoding::F32)?)?),
     };
     Ok(Loaded { model, f32_model, from_safetensors: true })
 }
@@ -111,11 +111,11 @@ pub fn open(path: &Path) -> Result<(Model<'static>, Source), String> {
 
 /// `path`, or the shipped model (its safetensors when a dtype is asked for),
 /// with a clear error if it is not there.
-pub fn resolve(path: Option<&Path>, dtype: Option<Dtype>) -> Result<PathBuf, String> {
+pub fn resolve(path: Option<&Path>, encoding: Option<Encoding>) -> Result<PathBuf, String> {
     if let Some(p) = path {
         return Ok(p.to_path_buf());
     }
-    let shipped = if dtype.is_some() { shipped_safetensors() } else { shipped_model() };
+    let shipped = if encoding.is_some() { shipped_safetensors() } else { shipped_model() };
     if shipped.exists() {
         Ok(shipped)
     } else {

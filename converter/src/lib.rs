@@ -18,34 +18,18 @@ pub use error::ConvertError;
 pub use quantize::QuantReport;
 pub use state_dict::{read_safetensors, StateDict, Tensor};
 
-use microvit_engine::format::{BlobWriter, ElemType, Encoding, ModelConfig, TensorId};
+use microvit_engine::format::{BlobWriter, ElemType, ModelConfig, TensorId};
 use microvit_engine::{Model, Shape};
 
-/// The weight encoding of the blob to write.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Dtype {
-    #[default]
-    F32,
-    F16,
-    Int8,
-}
-
-impl Dtype {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "f32",
-            Dtype::F16 => "f16",
-            Dtype::Int8 => "int8",
-        }
-    }
-}
+pub use microvit_engine::Encoding;
 
 /// What the weights alone do not say. Each `None` falls back to the
 /// safetensors metadata (`microvit.*` keys, written by `train/train.py`),
 /// then to the default named on the field.
 #[derive(Clone, Debug, Default)]
 pub struct ConvertOptions {
-    pub dtype: Dtype,
+    /// How the weights are stored in the blob.
+    pub encoding: Encoding,
     /// Attention heads; no default, since no weight shape reveals it.
     pub heads: Option<u32>,
     /// Default 0.1307 (MNIST).
@@ -78,9 +62,9 @@ pub fn convert(safetensors: &[u8], options: &ConvertOptions) -> Result<Converted
 /// Converts an already-read state_dict to a blob.
 pub fn convert_state_dict(sd: &StateDict, options: &ConvertOptions) -> Result<Converted, ConvertError> {
     let config = infer_config(sd, options)?;
-    match options.dtype {
-        Dtype::F32 => Ok(Converted { blob: f32_blob(sd, config), config, encoding: Encoding::F32, report: None }),
-        Dtype::F16 => {
+    match options.encoding {
+        Encoding::F32 => Ok(Converted { blob: f32_blob(sd, config), config, encoding: Encoding::F32, report: None }),
+        Encoding::F16 => {
             let blob = quantize::f16_blob(&fold::Folded::new(sd, &config), config);
             // Folding can take finite f32 weights past half precision (±65504)
             // or past f32: refuse rather than write a blob the engine rejects.
@@ -88,7 +72,7 @@ pub fn convert_state_dict(sd: &StateDict, options: &ConvertOptions) -> Result<Co
                 .map_err(|e| ConvertError::NotQuantizable { reason: format!("the f16 blob does not load: {e}") })?;
             Ok(Converted { blob, config, encoding: Encoding::F16, report: None })
         }
-        Dtype::Int8 => {
+        Encoding::Int8 => {
             let calibration = options.calibration.as_deref().ok_or(ConvertError::Calibration {
                 reason: "int8 needs calibration digits to choose its scales".into(),
             })?;

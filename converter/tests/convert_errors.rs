@@ -2,7 +2,7 @@
 //! and what is wrong. The safetensors files are built by hand here so they
 //! can be malformed on purpose.
 
-use microvit_converter::{convert, ConvertError, ConvertOptions, Dtype};
+use microvit_converter::{convert, ConvertError, ConvertOptions, Encoding};
 use microvit_engine::format::TensorId;
 use microvit_engine::shape::ShapeError;
 use microvit_engine::synthetic::random_state_dict;
@@ -281,7 +281,7 @@ fn unsupported_shape() {
 fn int8_needs_usable_calibration_digits() {
     let file = safetensors(&model_entries(&Shape::SEED), &META);
     let options =
-        |calibration: Option<Vec<u8>>| ConvertOptions { dtype: Dtype::Int8, calibration, ..Default::default() };
+        |calibration: Option<Vec<u8>>| ConvertOptions { encoding: Encoding::Int8, calibration, ..Default::default() };
     let err = convert(&file, &options(None)).unwrap_err();
     assert_eq!(err, ConvertError::Calibration { reason: "int8 needs calibration digits to choose its scales".into() });
     let err = convert(&file, &options(Some(vec![0; 784 * 2 + 1]))).unwrap_err();
@@ -305,7 +305,7 @@ fn int8_refuses_a_model_its_grid_cannot_hold() {
         e.data = f32_bytes(&[1e30; 32]);
     });
     let file = safetensors(&entries, &META);
-    let options = ConvertOptions { dtype: Dtype::Int8, calibration: Some(vec![0; 784]), ..Default::default() };
+    let options = ConvertOptions { encoding: Encoding::Int8, calibration: Some(vec![0; 784]), ..Default::default() };
     match convert(&file, &options).unwrap_err() {
         ConvertError::NotQuantizable { reason } => assert!(reason.contains("too large"), "{reason}"),
         other => panic!("{other:?}"),
@@ -315,7 +315,7 @@ fn int8_refuses_a_model_its_grid_cannot_hold() {
 #[test]
 fn f16_blob_loads_and_runs() {
     let file = safetensors(&model_entries(&Shape::SEED), &META);
-    let converted = convert(&file, &ConvertOptions { dtype: Dtype::F16, ..Default::default() }).unwrap();
+    let converted = convert(&file, &ConvertOptions { encoding: Encoding::F16, ..Default::default() }).unwrap();
     let model = Model::from_bytes(&converted.blob).unwrap();
     assert_eq!(model.encoding(), microvit_engine::Encoding::F16);
     let mut ws = model.workspace();

@@ -13,8 +13,8 @@
 
 use half::{bf16, f16};
 use microvit_converter::fold::Folded;
-use microvit_converter::{convert, read_safetensors, ConvertError, ConvertOptions, Dtype};
-use microvit_engine::format::{Encoding, TensorId};
+use microvit_converter::{convert, read_safetensors, ConvertError, ConvertOptions, Encoding};
+use microvit_engine::format::TensorId;
 use microvit_engine::synthetic::{random_image, random_state_dict};
 use microvit_engine::{Model, Shape};
 use proptest::prelude::*;
@@ -126,16 +126,20 @@ fn calibration(shape: &Shape, seed: u64) -> Vec<u8> {
     [vec![0u8; shape.pixels()], random_image(shape, seed)].concat()
 }
 
-/// Converts to `dtype`; a blob that comes back must load and run.
-fn convert_checked(file: &[u8], dtype: Dtype, calibration: Option<Vec<u8>>) -> Result<Model<'static>, ConvertError> {
-    let options = ConvertOptions { dtype, calibration, ..Default::default() };
+/// Converts to `encoding`; a blob that comes back must load and run.
+fn convert_checked(
+    file: &[u8],
+    encoding: Encoding,
+    calibration: Option<Vec<u8>>,
+) -> Result<Model<'static>, ConvertError> {
+    let options = ConvertOptions { encoding, calibration, ..Default::default() };
     let converted = convert(file, &options)?;
     let model = Model::from_bytes(&converted.blob)
-        .unwrap_or_else(|e| panic!("the converter wrote a {} blob the engine rejects: {e}", dtype.name()));
+        .unwrap_or_else(|e| panic!("the converter wrote a {} blob the engine rejects: {e}", encoding.name()));
     let s = model.shape();
     let mut ws = model.workspace();
     assert_eq!(model.infer(&random_image(&s, 9), &mut ws).unwrap().len(), s.classes as usize);
-    assert_eq!(converted.report.is_some(), dtype == Dtype::Int8);
+    assert_eq!(converted.report.is_some(), encoding == Encoding::Int8);
     Ok(model)
 }
 
@@ -188,7 +192,7 @@ proptest! {
     fn f16_blob_holds_the_folded_model_in_half_precision(shape in shapes(), seed in any::<u64>()) {
         let metadata = [("microvit.num_heads", shape.heads.to_string())];
         let file = safetensors(&model_entries(&shape, seed, StDtype::F32, "", 1.0), &metadata);
-        let model = convert_checked(&file, Dtype::F16, None).unwrap();
+        let model = convert_checked(&file, Encoding::F16, None).unwrap();
         let folded = Folded::new(&read_safetensors(&file).unwrap(), model.config());
         let half = |v: &[f64]| v.iter().flat_map(|&x| f16::from_f64(x).to_le_bytes()).collect::<Vec<u8>>();
         let single = |v: &[f64]| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect::<Vec<u8>>();
@@ -215,13 +219,13 @@ proptest! {
         let scale = 10f32.powi(exponent);
         let metadata = [("microvit.num_heads", shape.heads.to_string())];
         let file = safetensors(&model_entries(&shape, seed, dtype, "", scale), &metadata);
-        match convert_checked(&file, Dtype::F32, None) {
+        match convert_checked(&file, Encoding::F32, None) {
             Ok(_) => {}
             // A scale past F16/BF16 range stores infinities.
             Err(ConvertError::NonFinite { .. }) => prop_assert!(!matches!(dtype, StDtype::F32)),
             Err(e) => prop_assert!(false, "f32: {e}"),
         }
-        for (out, calibration) in [(Dtype::F16, None), (Dtype::Int8, Some(calibration(&shape, seed)))] {
+        for (out, calibration) in [(Encoding::F16, None), (Encoding::Int8, Some(calibration(&shape, seed)))] {
             match convert_checked(&file, out, calibration) {
                 Ok(model) => prop_assert_eq!(model.encoding().name(), out.name()),
                 Err(ConvertError::NotQuantizable { reason }) => prop_assert!(reason.contains(out.name()), "{reason}"),
@@ -245,8 +249,8 @@ fn f16_refuses_weights_beyond_half_precision() {
     patch.data = StDtype::F32.encode(&vec![1e8; 32 * 49]);
     let file = safetensors(&entries, &[("microvit.num_heads", "2".into())]);
     // f32 keeps the weights as they are.
-    assert!(convert_checked(&file, Dtype::F32, None).is_ok());
-    match convert_checked(&file, Dtype::F16, None).map(|_| ()) {
+    assert!(convert_checked(&file, Encoding::F32, None).is_ok());
+    match convert_checked(&file, Encoding::F16, None).map(|_| ()) {
         Err(e @ ConvertError::NotQuantizable { .. }) => {
             let message = e.to_string();
             assert!(message.contains("f16") && message.contains("f16.patch_weight"), "{message}");

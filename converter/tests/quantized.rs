@@ -2,7 +2,7 @@
 //! the seed model and the 4k model, plus the int8 determinism checksum that
 //! every SIMD backend must reproduce.
 
-use microvit_converter::{convert, ConvertOptions, Dtype};
+use microvit_converter::{convert, ConvertOptions, Encoding};
 use microvit_dataset::{idx, npy, repo_root, shipped_test_set};
 use microvit_engine::{argmax, crc32c, Model};
 
@@ -20,19 +20,19 @@ fn calibration() -> Vec<u8> {
     idx::read_images(&repo_root().join("data/calibration-1000-images-idx3-ubyte.gz")).unwrap().pixels
 }
 
-fn run(name: &str, dtype: Dtype) -> Outcome {
+fn run(name: &str, encoding: Encoding) -> Outcome {
     let safetensors = std::fs::read(repo_root().join(format!("models/{name}.safetensors"))).unwrap();
-    let options = ConvertOptions { dtype, calibration: Some(calibration()), ..Default::default() };
+    let options = ConvertOptions { encoding, calibration: Some(calibration()), ..Default::default() };
     let converted = convert(&safetensors, &options).unwrap();
     if let Some(report) = &converted.report {
-        println!("{name} {}:\n{report}", dtype.name());
+        println!("{name} {}:\n{report}", encoding.name());
     }
-    let committed = repo_root().join(format!("models/{name}.{}.mvit", dtype.name()));
+    let committed = repo_root().join(format!("models/{name}.{}.mvit", encoding.name()));
     let committed = std::fs::read(&committed).unwrap_or_default();
     assert!(
         committed == converted.blob,
         "models/{name}.{d}.mvit is stale: run `microvit convert models/{name}.safetensors --dtype {d} -o models/{name}.{d}.mvit`",
-        d = dtype.name()
+        d = encoding.name()
     );
 
     let model = Model::from_bytes(&converted.blob).unwrap();
@@ -63,7 +63,7 @@ fn run(name: &str, dtype: Dtype) -> Outcome {
     };
     println!(
         "{name} {}: accuracy {:.2} %, agreement with PyTorch {:.2} %, max |Δlogit| {:.4}, blob {} bytes, logits crc {:#010x}",
-        dtype.name(),
+        encoding.name(),
         outcome.accuracy,
         outcome.agreement,
         outcome.max_diff,
@@ -89,7 +89,7 @@ fn committed_checksum(name: &str) -> u32 {
 }
 
 fn check_int8(name: &str) {
-    let o = run(name, Dtype::Int8);
+    let o = run(name, Encoding::Int8);
     let reference = pytorch_accuracy(name);
     assert!((o.accuracy - reference).abs() <= 0.3, "{name}: int8 {:.2} % vs f32 {reference:.2} %", o.accuracy);
     assert!(o.agreement >= 99.3, "{name}: int8 agrees with PyTorch on {:.2} %", o.agreement);
@@ -97,7 +97,7 @@ fn check_int8(name: &str) {
 }
 
 fn check_f16(name: &str) {
-    let o = run(name, Dtype::F16);
+    let o = run(name, Encoding::F16);
     assert!(o.agreement >= 99.9, "{name}: f16 agrees with PyTorch on {:.2} %", o.agreement);
     assert!(o.max_diff <= 0.03, "{name}: f16 max |Δlogit| {}", o.max_diff);
 }

@@ -6,11 +6,14 @@ use std::fmt;
 
 use crate::shape::Shape;
 
-/// How the weights are stored, and so which forward pass runs them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How the weights are stored, and so which forward pass runs them: the one
+/// name of this concept in the engine, the converter, the CLI (`--dtype`)
+/// and the C ABI (`microvit_encoding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Encoding {
     /// The PyTorch tensors as they are, in f32: the reference.
+    #[default]
     F32 = 1,
     /// Weights in IEEE half precision, compute in f32.
     F16 = 2,
@@ -19,6 +22,13 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    pub const ALL: [Encoding; 3] = [Encoding::F32, Encoding::F16, Encoding::Int8];
+
+    /// The encoding named `name` (`f32`, `f16`, `int8`; any case).
+    pub fn from_name(name: &str) -> Option<Encoding> {
+        Encoding::ALL.into_iter().find(|e| e.name().eq_ignore_ascii_case(name.trim()))
+    }
+
     pub fn from_code(code: u8) -> Option<Encoding> {
         match code {
             1 => Some(Encoding::F32),

@@ -356,7 +356,7 @@ int main(int argc, char **argv) {
     }
     printf("microvit %s, backend %s; model %s: %ux%u pixels -> %u classes, %s, %llu parameters\n",
            microvit_version(), microvit_backend_name(microvit_get_backend()), argv[1], shape.image_side,
-           shape.image_side, shape.classes, microvit_dtype_name(shape.dtype),
+           shape.image_side, shape.classes, microvit_encoding_name(shape.encoding),
            (unsigned long long)shape.parameter_count);
 
     if (strcmp(argv[2], "--pgm") == 0 && argc == 4) {

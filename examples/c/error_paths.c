@@ -75,8 +75,10 @@ static void check_version_and_strings(void) {
     CHECK(strcmp(microvit_status_str(MICROVIT_STATUS_OK), "ok") == 0);
     CHECK(strcmp(microvit_status_str((microvit_status)-1), "unknown status") == 0);
     CHECK(strcmp(microvit_status_str((microvit_status)12345), "unknown status") == 0);
-    CHECK(strcmp(microvit_dtype_name(MICROVIT_DTYPE_F32), "f32") == 0);
-    CHECK(strcmp(microvit_dtype_name((microvit_dtype)99), "unknown") == 0);
+    CHECK(strcmp(microvit_encoding_name(MICROVIT_ENCODING_F32), "f32") == 0);
+    CHECK(strcmp(microvit_encoding_name((microvit_encoding)99), "unknown") == 0);
+    /* The 0.1 names still compile and work. */
+    CHECK(strcmp(microvit_dtype_name((microvit_dtype)MICROVIT_DTYPE_INT8), "int8") == 0);
     /* The stable codes, as documented. */
     CHECK(MICROVIT_STATUS_NULL_ARGUMENT == 1 && MICROVIT_STATUS_INVALID_MODEL == 5 && MICROVIT_STATUS_PANIC == 10);
 
@@ -161,7 +163,7 @@ static void check_inference(const microvit_model *model, const microvit_model *o
     EXPECT(microvit_model_shape(model, NULL), MICROVIT_STATUS_NULL_ARGUMENT, "out_shape is NULL");
     EXPECT(microvit_model_shape(model, &shape), MICROVIT_STATUS_OK, "");
     CHECK(shape.image_side == 28 && shape.pixels == 784 && shape.classes == 10 && shape.tokens == 17);
-    CHECK(shape.dim == 32 && shape.heads == 2 && shape.dtype == MICROVIT_DTYPE_F32 && shape.parameter_count == 6794);
+    CHECK(shape.dim == 32 && shape.heads == 2 && shape.encoding == MICROVIT_ENCODING_F32 && shape.parameter_count == 6794);
 
     {
         microvit_backend backend = MICROVIT_BACKEND_AUTO;
@@ -191,7 +193,7 @@ static void check_inference(const microvit_model *model, const microvit_model *o
     EXPECT(microvit_classify(model, ws, pixels, 784, &digit, logits, 10, logits + 5, 10),
            MICROVIT_STATUS_INVALID_ARGUMENT, "overlap");
     EXPECT(microvit_classify(model, other_ws, pixels, 784, &digit, NULL, 0, NULL, 0),
-           MICROVIT_STATUS_WORKSPACE_MISMATCH, "another shape or dtype (28x28 image, 7x7 patches (17 tokens), dim 24");
+           MICROVIT_STATUS_WORKSPACE_MISMATCH, "another shape or encoding (28x28 image, 7x7 patches (17 tokens), dim 24");
     CHECK(digit == 99); /* untouched by failures */
     EXPECT(microvit_classify(model, ws, pixels, 784, &digit, logits, 10, probs, 10), MICROVIT_STATUS_OK, "");
     CHECK(digit < 10);

@@ -184,7 +184,7 @@ pub(crate) unsafe fn checked_workspace<'a>(
     if ws.kind != kind {
         bail!(
             Status::WorkspaceMismatch,
-            "workspace was made for a model of another shape or dtype ({}), this model is {}",
+            "workspace was made for a model of another shape or encoding ({}), this model is {}",
             ws.kind,
             kind
         );

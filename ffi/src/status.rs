@@ -40,7 +40,7 @@ pub enum Status {
     /// The requested backend is not built into this library or not
     /// supported by this CPU; the previous backend stays in use.
     BackendUnavailable = 8,
-    /// The workspace was made for a model of another shape or dtype.
+    /// The workspace was made for a model of another shape or encoding.
     WorkspaceMismatch = 9,
     /// An internal error (a Rust panic) was caught at the boundary. Please
     /// report it with the last error message. Output buffers may have been
@@ -85,7 +85,7 @@ impl Status {
             Status::UnsupportedModel => c"model format or encoding not supported by this library version",
             Status::MisalignedBuffer => c"zero-copy load needs a 4-byte aligned buffer",
             Status::BackendUnavailable => c"backend not available",
-            Status::WorkspaceMismatch => c"workspace was made for a model of another shape or dtype",
+            Status::WorkspaceMismatch => c"workspace was made for a model of another shape or encoding",
             Status::Panic => c"internal error (caught panic)",
             Status::NoDigit => c"no digit found in the image",
         }

@@ -428,15 +428,19 @@ fn shape_of_the_seed_model() {
         tokens: 17,
         dim: 32,
         heads: 2,
-        dtype: Dtype::F32,
+        encoding: Encoding::F32,
         parameter_count: 6794,
     };
     assert_eq!(s, expected);
     // SAFETY: a static string.
-    assert_eq!(unsafe { CStr::from_ptr(microvit_dtype_name(DtypeArg(s.dtype as i32))) }.to_str().unwrap(), "f32");
+    let name = unsafe { CStr::from_ptr(microvit_encoding_name(EncodingArg(s.encoding as i32))) };
+    assert_eq!(name.to_str().unwrap(), "f32");
     for (code, name) in [(2, "f16"), (3, "int8"), (0, "unknown"), (-1, "unknown"), (4, "unknown")] {
         // SAFETY: a static string.
-        assert_eq!(unsafe { CStr::from_ptr(microvit_dtype_name(DtypeArg(code))) }.to_str().unwrap(), name);
+        assert_eq!(unsafe { CStr::from_ptr(microvit_encoding_name(EncodingArg(code))) }.to_str().unwrap(), name);
+        // The 0.1 name answers the same.
+        // SAFETY: a static string.
+        assert_eq!(unsafe { CStr::from_ptr(microvit_dtype_name(EncodingArg(code))) }.to_str().unwrap(), name);
     }
 }
 

@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use microvit_converter::{convert, infer_config, read_safetensors, ConvertError, ConvertOptions, Dtype};
+use microvit_converter::{convert, infer_config, read_safetensors, ConvertError, ConvertOptions, Encoding};
 use microvit_engine::{Encoding, Model};
 
 fn calibration(choice: u8, pixels: usize, data: &[u8]) -> Option<Vec<u8>> {
@@ -34,19 +34,19 @@ fuzz_target!(|data: &[u8]| {
         .map_or(28 * 28, |config| config.shape.pixels());
 
     let mut f32_config = None;
-    for dtype in [Dtype::F32, Dtype::F16, Dtype::Int8] {
-        let calibration = match dtype {
-            Dtype::Int8 => calibration((opts >> 2) & 3, pixels, file),
+    for encoding in Encoding::ALL {
+        let calibration = match encoding {
+            Encoding::Int8 => calibration((opts >> 2) & 3, pixels, file),
             _ => None,
         };
-        let options = ConvertOptions { dtype, calibration, ..base.clone() };
+        let options = ConvertOptions { encoding, calibration, ..base.clone() };
         match convert(file, &options) {
             Ok(converted) => {
                 let model = Model::from_bytes(&converted.blob)
-                    .unwrap_or_else(|e| panic!("the converter wrote a {} blob that does not load: {e}", dtype.name()));
-                assert_eq!(model.encoding().name(), dtype.name());
+                    .unwrap_or_else(|e| panic!("the converter wrote a {} blob that does not load: {e}", encoding.name()));
+                assert_eq!(model.encoding(), encoding);
                 assert_eq!(*model.config(), converted.config);
-                assert_eq!(converted.report.is_some(), dtype == Dtype::Int8);
+                assert_eq!(converted.report.is_some(), encoding == Encoding::Int8);
                 let shape = model.shape();
                 let mut ws = model.workspace();
                 let image: Vec<u8> = (0..shape.pixels()).map(|i| (i * 29 % 256) as u8).collect();
@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     f32_config = Some(converted.config);
                 } else if let Some(config) = f32_config {
-                    assert_eq!(config, converted.config, "{} conversion read another config", dtype.name());
+                    assert_eq!(config, converted.config, "{} conversion read another config", encoding.name());
                 }
             }
             Err(e) => {
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(
                         matches!(e, ConvertError::Calibration { .. } | ConvertError::NotQuantizable { .. }),
                         "{} failed after f32 succeeded: {e:?}",
-                        dtype.name()
+                        encoding.name()
                     );
                 }
             }
