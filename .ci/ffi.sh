@@ -219,12 +219,16 @@ for link in static shared; do
     done
     expect "c-$link" "$ACCURACY" "$BATCH_OK" -- "$OUT/$link/classify" "$MODEL" "$IMAGES" "$LABELS" --threads 2
     expect "cpp-$link" "$ACCURACY" "$BATCH_OK" -- "$OUT/$link/classify_cpp" "$MODEL" "$IMAGES" "$LABELS" --threads 2
+    # What really runs: the f32 model is the scalar reference, whatever the CPU has.
+    for log in c-$link cpp-$link; do
+        grep -q "backend scalar; model $MODEL:" "$OUT/logs/$log.log" || fail "$log does not report the f32 model on scalar"
+    done
     expect "error-paths-$link" -- "$OUT/$link/error_paths" "$MODEL" "$OTHER_MODEL"
     grep -qE '^error_paths: [0-9]+ checks passed$' "$OUT/logs/error-paths-$link.log" || fail "error_paths-$link"
     expect "drawing-pad-$link" "drawing_pad: ok" -- "$OUT/$link/drawing_pad" "$INT8_MODEL"
     expect "pgm-$link" -- "$OUT/$link/classify" "$MODEL" --pgm "$OUT/data/digit0.pgm"
     grep -q "digit0.pgm: digit $label0 " "$OUT/logs/pgm-$link.log" || fail "the PGM digit is not classified as $label0"
-    "$OUT/$link/minimal" "$MODEL" <"$OUT/data/digit0.raw" >"$OUT/logs/minimal-$link.log"
+    "$OUT/$link/minimal" <"$OUT/data/digit0.raw" >"$OUT/logs/minimal-$link.log" # loads models/microvit-seed.mvit
     grep -qx "digit $label0" "$OUT/logs/minimal-$link.log" || fail "minimal ($link) did not classify the digit as $label0"
     echo "  ok  minimal-$link                 $(cat "$OUT/logs/minimal-$link.log")"
 done

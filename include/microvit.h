@@ -4,17 +4,25 @@
  * libmicrovit.so (pkg-config: microvit). C99 and C++; C++17 users may
  * prefer the RAII wrapper in microvit.hpp. Full guide: docs/C_API.md.
  *
- *     microvit_model *model = NULL;
- *     if (microvit_model_load_file("models/microvit-seed.mvit", &model) != MICROVIT_STATUS_OK) {
- *         char why[MICROVIT_ERROR_MESSAGE_CAPACITY];
- *         microvit_last_error_message(why, sizeof why);
- *         fprintf(stderr, "cannot load model: %s\n", why);
- *         return 1;
+ *     #include <stdio.h>
+ *     #include "microvit.h"
+ *
+ *     int main(void) {
+ *         uint8_t pixels[28 * 28]; // one grayscale digit, row-major, 0 = background
+ *         if (fread(pixels, 1, sizeof pixels, stdin) != sizeof pixels) return 2;
+ *         microvit_model *model = NULL;
+ *         if (microvit_model_load_file("models/microvit-seed.mvit", &model) != MICROVIT_STATUS_OK) {
+ *             char why[MICROVIT_ERROR_MESSAGE_CAPACITY];
+ *             microvit_last_error_message(why, sizeof why);
+ *             fprintf(stderr, "cannot load model: %s\n", why);
+ *             return 1;
+ *         }
+ *         uint32_t digit;
+ *         if (microvit_classify(model, NULL, pixels, sizeof pixels, &digit, NULL, 0, NULL, 0) == MICROVIT_STATUS_OK)
+ *             printf("digit %u\n", digit);
+ *         microvit_model_free(model);
+ *         return 0;
  *     }
- *     uint32_t digit; // pixels: uint8_t[28 * 28], one grayscale digit, row-major, 0 = background
- *     if (microvit_classify(model, NULL, pixels, sizeof pixels, &digit, NULL, 0, NULL, 0) == MICROVIT_STATUS_OK)
- *         printf("digit %u\n", digit);
- *     microvit_model_free(model);
  *
  * CONVENTIONS
  * - Functions that can fail return a microvit_status. Its numeric values are
@@ -534,10 +542,6 @@ microvit_status microvit_classify(const struct microvit_model *model,
                                   size_t probs_capacity);
 
 /**
- * Classifies image_count images stored back to back: pixels holds
- * pixel_count = image_count * shape.pixels bytes (INVALID_ARGUMENT
- * otherwise, also when the product overflows).
- *
  * Classifies one image like microvit_classify() and also writes what the
  * attention saw: the CLS token's attention for each head, shape.heads rows
  * of shape.tokens floats (token 0 is the CLS token itself, then the patches
@@ -566,6 +570,11 @@ microvit_status microvit_classify_attention(const struct microvit_model *model,
                                             size_t attention_capacity);
 
 /**
+ * Classifies image_count images stored back to back: pixels holds
+ * pixel_count = image_count * shape.pixels bytes (INVALID_ARGUMENT
+ * otherwise, also when the product overflows). image_count may be 0: then
+ * pixel_count must be 0, pixels may be NULL, and nothing is written.
+ *
  * The same as calling microvit_classify() on each image in turn, with the
  * results stored row by row:
  * - out_classes: image_count class indices (classes_capacity >= image_count);
@@ -574,7 +583,7 @@ microvit_status microvit_classify_attention(const struct microvit_model *model,
  * - out_probs: likewise for probabilities.
  *
  * Each output is optional; workspace and the allocation guarantee are as
- * for microvit_classify(). image_count may be 0 (nothing is written).
+ * for microvit_classify().
  *
  * # Safety
  * As microvit_classify().

@@ -43,13 +43,17 @@
 
 namespace microvit {
 
-/// A failed call: what() is "<function>: <status text>: <detail>".
+/// A failed call: what() is "<function>: <detail>" (the library's message,
+/// or the status's text when there is none), status() the stable code.
 class Error : public std::runtime_error {
 public:
     Error(microvit_status status, const std::string &what) : std::runtime_error(what), status_(status) {}
 
     /// The stable status code of the failure.
     microvit_status status() const noexcept { return status_; }
+
+    /// The status's short text, e.g. "output buffer too small".
+    const char *status_text() const noexcept { return microvit_status_str(status_); }
 
 private:
     microvit_status status_;
@@ -66,7 +70,8 @@ namespace detail {
 
 inline void check(microvit_status status, const char *call) {
     if (status != MICROVIT_STATUS_OK) {
-        throw Error(status, std::string(call) + ": " + microvit_status_str(status) + ": " + last_error_message());
+        std::string detail = last_error_message();
+        throw Error(status, std::string(call) + ": " + (detail.empty() ? microvit_status_str(status) : detail));
     }
 }
 
@@ -165,6 +170,13 @@ public:
     }
 
     const microvit_shape &shape() const noexcept { return shape_; }
+
+    /// The backend this model's inferences run on (f32 models: scalar).
+    microvit_backend backend() const {
+        microvit_backend b = MICROVIT_BACKEND_SCALAR;
+        detail::check(microvit_model_backend(get(), &b), "microvit_model_backend");
+        return b;
+    }
 
     /// Pixels per image (image_side squared).
     std::size_t pixels() const noexcept { return shape_.pixels; }

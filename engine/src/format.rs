@@ -148,8 +148,25 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
     if blob[..4] != MAGIC {
         return Err(LoadError::BadMagic { found: [blob[0], blob[1], blob[2], blob[3]] });
     }
-    if actual < OFF_HEADER_LEN {
+    // Bytes 0..16 (magic, version, header length, blob length, checksum)
+    // sit where they are in every format version, so the checksum can be
+    // verified before anything version-dependent is read: a flipped bit in
+    // the version is corruption, and only a blob with a valid checksum is
+    // "from a newer converter".
+    if actual < CHECKSUM_RANGE.end {
         return Err(LoadError::Truncated { needed: HEADER_LEN, actual });
+    }
+    let declared = u32_at(blob, OFF_BLOB_LEN) as usize;
+    if declared > actual {
+        return Err(LoadError::Truncated { needed: declared.max(HEADER_LEN), actual });
+    }
+    if declared < actual {
+        return Err(LoadError::TrailingBytes { declared, actual });
+    }
+    let stored = u32_at(blob, CHECKSUM_RANGE.start);
+    let computed = compute_checksum(blob);
+    if stored != computed {
+        return Err(LoadError::ChecksumMismatch { stored, computed });
     }
     let version = u16_at(blob, OFF_VERSION);
     if version != FORMAT_VERSION {
@@ -161,18 +178,6 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
     let header_len = u16_at(blob, OFF_HEADER_LEN);
     if header_len as usize != HEADER_LEN {
         return Err(LoadError::BadHeaderLength { found: header_len, expected: HEADER_LEN as u16 });
-    }
-    let declared = u32_at(blob, OFF_BLOB_LEN) as usize;
-    if declared > actual {
-        return Err(LoadError::Truncated { needed: declared, actual });
-    }
-    if declared < actual {
-        return Err(LoadError::TrailingBytes { declared, actual });
-    }
-    let stored = u32_at(blob, CHECKSUM_RANGE.start);
-    let computed = compute_checksum(blob);
-    if stored != computed {
-        return Err(LoadError::ChecksumMismatch { stored, computed });
     }
 
     // The bytes are what the converter wrote; from here on we check that

@@ -258,9 +258,11 @@ fn three_bytes_are_truncated() {
 #[test]
 fn truncated_mid_header() {
     let blob = seed_blob();
-    for len in [4, 5, 6, 7, 30, HEADER_LEN - 1] {
+    // Before the blob length field is whole, the header is what is missing;
+    // after, the declared length says how much is.
+    for (len, needed) in [(4, HEADER_LEN), (7, HEADER_LEN), (15, HEADER_LEN), (16, blob.len()), (30, blob.len())] {
         let err = load_err(&blob[..len]);
-        assert_eq!(err, LoadError::Truncated { needed: HEADER_LEN, actual: len }, "{len} bytes");
+        assert_eq!(err, LoadError::Truncated { needed, actual: len }, "{len} bytes");
         assert_message(&err, &["truncated", &format!("{len} bytes")]);
     }
 }
@@ -283,7 +285,7 @@ fn every_truncation_is_rejected() {
     let blob = seed_blob();
     let copy = AlignedCopy::new(&blob, 0);
     for cut in 0..blob.len() {
-        let needed = if cut < HEADER_LEN { HEADER_LEN } else { blob.len() };
+        let needed = if cut < 16 { HEADER_LEN } else { blob.len() };
         let expected = LoadError::Truncated { needed, actual: cut };
         assert_eq!(Model::from_bytes(&blob[..cut]).err(), Some(expected.clone()), "owned, {cut} bytes");
         assert_eq!(Model::from_bytes_borrowed(&copy.bytes()[..cut]).err(), Some(expected), "borrowed, {cut} bytes");
@@ -345,11 +347,15 @@ fn future_version() {
         assert_eq!(err, LoadError::UnsupportedVersion { found: version, supported: 1 });
         assert_message(&err, &["version", &version.to_string()]);
     }
-    // The version is judged before the rest of the header is needed: a
-    // newer format may have a longer or shorter header.
-    let mut short = b"MVIT".to_vec();
-    short.extend_from_slice(&2u16.to_le_bytes());
-    assert_eq!(load_err(&short), LoadError::UnsupportedVersion { found: 2, supported: 1 });
+    // A flipped bit in the version field is corruption, not a newer format:
+    // the checksum is verified before the version is believed.
+    for bit in 0..16 {
+        let mut bad = blob.clone();
+        bad[OFF_VERSION + bit / 8] ^= 1 << (bit % 8);
+        let err = load_err(&bad);
+        assert!(matches!(err, LoadError::ChecksumMismatch { .. }), "bit {bit}: {err:?}");
+        assert_message(&err, &["corrupted"]);
+    }
 }
 
 // ---------------------------------------------------------------- BadHeaderLength

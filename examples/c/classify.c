@@ -354,8 +354,14 @@ int main(int argc, char **argv) {
         microvit_model_free(model);
         return report("microvit_model_shape", status);
     }
+    /* The backend this model runs on (f32 models always run the scalar reference). */
+    microvit_backend backend = MICROVIT_BACKEND_SCALAR;
+    if ((status = microvit_model_backend(model, &backend)) != MICROVIT_STATUS_OK) {
+        microvit_model_free(model);
+        return report("microvit_model_backend", status);
+    }
     printf("microvit %s, backend %s; model %s: %ux%u pixels -> %u classes, %s, %llu parameters\n",
-           microvit_version(), microvit_backend_name(microvit_get_backend()), argv[1], shape.image_side,
+           microvit_version(), microvit_backend_name(backend), argv[1], shape.image_side,
            shape.image_side, shape.classes, microvit_encoding_name(shape.encoding),
            (unsigned long long)shape.parameter_count);
 

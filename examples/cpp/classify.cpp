@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
         const microvit_shape &shape = model.shape();
         std::printf("microvit %s (C++), backend %s; model %s: %ux%u pixels -> %u classes, %llu parameters\n",
                     std::string(microvit::version()).c_str(),
-                    std::string(microvit::backend_name(microvit::backend())).c_str(), argv[1], shape.image_side,
+                    std::string(microvit::backend_name(model.backend())).c_str(), argv[1], shape.image_side,
                     shape.image_side, shape.classes, static_cast<unsigned long long>(shape.parameter_count));
 
         const Idx images = read_idx(argv[2], 3), labels = read_idx(argv[3], 1);
@@ -181,6 +181,23 @@ int main(int argc, char **argv) {
         if (!drawn || drawn->label != p.label || drawn->input.size() != model.pixels() ||
             drawn->digit.polarity != MICROVIT_POLARITY_DARK_ON_LIGHT) {
             total.mismatches++;
+        }
+        // An empty batch is no images, not an error.
+        if (!model.classify_batch(std::vector<std::uint8_t>()).empty()) {
+            total.mismatches++;
+        }
+        // A failure names the call and says what is wrong, once.
+        try {
+            microvit::Model::from_file("/nonexistent/model.mvit");
+            total.mismatches++;
+        } catch (const microvit::Error &e) {
+            const std::string what = e.what();
+            const std::string expected = "microvit_model_load_file: cannot read /nonexistent/model.mvit";
+            if (e.status() != MICROVIT_STATUS_IO_ERROR || what.rfind(expected, 0) != 0 ||
+                what.find("cannot read", expected.size()) != std::string::npos) {
+                std::fprintf(stderr, "classify_cpp: unexpected error text: %s\n", what.c_str());
+                total.mismatches++;
+            }
         }
         std::fill(canvas.begin(), canvas.end(), std::uint8_t(0));
         if (model.classify_image(microvit::image(canvas.data(), canvas.size(), canvas_side, canvas_side,

@@ -61,10 +61,6 @@ pub unsafe extern "C" fn microvit_classify(
     })
 }
 
-/// Classifies image_count images stored back to back: pixels holds
-/// pixel_count = image_count * shape.pixels bytes (INVALID_ARGUMENT
-/// otherwise, also when the product overflows).
-///
 /// Classifies one image like microvit_classify() and also writes what the
 /// attention saw: the CLS token's attention for each head, shape.heads rows
 /// of shape.tokens floats (token 0 is the CLS token itself, then the patches
@@ -150,6 +146,11 @@ pub unsafe extern "C" fn microvit_classify_attention(
     })
 }
 
+/// Classifies image_count images stored back to back: pixels holds
+/// pixel_count = image_count * shape.pixels bytes (INVALID_ARGUMENT
+/// otherwise, also when the product overflows). image_count may be 0: then
+/// pixel_count must be 0, pixels may be NULL, and nothing is written.
+///
 /// The same as calling microvit_classify() on each image in turn, with the
 /// results stored row by row:
 /// - out_classes: image_count class indices (classes_capacity >= image_count);
@@ -158,7 +159,7 @@ pub unsafe extern "C" fn microvit_classify_attention(
 /// - out_probs: likewise for probabilities.
 ///
 /// Each output is optional; workspace and the allocation guarantee are as
-/// for microvit_classify(). image_count may be 0 (nothing is written).
+/// for microvit_classify().
 ///
 /// # Safety
 /// As microvit_classify().
@@ -228,6 +229,10 @@ unsafe fn classify_images(
     let model = &unsafe { handles::model("model", model) }?.inner;
     let shape = model.shape();
     let (per_image, classes) = (shape.pixels(), shape.classes as usize);
+    if count == 0 && pixel_count == 0 {
+        // Nothing to classify: no buffer is looked at (NULLs allowed).
+        return Ok(());
+    }
     if pixels.is_null() {
         bail!(Status::NullArgument, "pixels is NULL");
     }

@@ -636,6 +636,9 @@ fn batch_checks_every_argument() {
         ((model.0, 4, px, 3136, c, usize::MAX, l, usize::MAX), Status::Ok, ""),
         ((model.0, 0, px, 0, c, 0, l, 0), Status::Ok, ""),
         ((model.0, 0, px, 0, ptr::null_mut(), 7, null_f, 7), Status::Ok, ""),
+        // No images: NULL pixels and outputs are fine, as the header says.
+        ((model.0, 0, ptr::null(), 0, ptr::null_mut(), 0, null_f, 0), Status::Ok, ""),
+        ((model.0, 0, ptr::null(), 1, ptr::null_mut(), 0, null_f, 0), Status::NullArgument, "pixels is NULL"),
         ((model.0, 2, px, 1568, ptr::null_mut(), 0, l, 20), Status::Ok, ""),
     ];
     for (i, &((m, n, px, pc, c, cc, l, lc), status, needle)) in cases.iter().enumerate() {
