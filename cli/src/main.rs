@@ -63,7 +63,9 @@ enum Command {
         /// LayerNorm epsilon [default: metadata, else 1e-5].
         #[arg(long)]
         layer_norm_eps: Option<f32>,
-        /// int8: calibration digits, idx3 (.gz) [default: the 1,000 shipped training digits].
+        /// int8: calibration digits, idx3 (.gz) [default: the 1,000 shipped training digits]. Every digit
+        /// sets the scales (in memory that does not grow with their number); the error report measures
+        /// the first 10,000.
         #[arg(long, value_name = "IMAGES")]
         calibration: Option<PathBuf>,
     },
