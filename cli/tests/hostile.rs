@@ -362,6 +362,47 @@ fn nan_and_infinite_weights_are_refused() {
     assert_clean_failure(&o, "layer_norm_eps = inf is not usable");
 }
 
+/// Issue #18: huge but finite weights converted and loaded, and every
+/// inference printed `0 (NaN %)` with exit status 0. Now refused with the
+/// tensor, the value and the bound named.
+#[test]
+fn huge_finite_weights_are_refused() {
+    let dir = temp_dir("huge-weights");
+    let st = std::fs::read(shipped("microvit-seed.safetensors")).unwrap();
+    let mut bad = st.clone();
+    let n = bad.len();
+    bad[n - 4..].copy_from_slice(&3e38f32.to_le_bytes());
+    let path = dir.join("huge.safetensors");
+    std::fs::write(&path, bad).unwrap();
+    for dtype in ["f32", "f16"] {
+        let o = microvit(&["convert", arg(&path), "-o", arg(&dir.join("x.mvit")), "--dtype", dtype]);
+        assert_clean_failure(&o, "tensor pos_embed holds 3e38 at index 543, beyond the ±1.0486e6");
+        assert_clean_failure(&o, "that keeps every logit finite");
+    }
+    assert_clean_failure(&microvit(&["inspect", arg(&path)]), "holds 3e38 at index");
+    assert_clean_failure(&microvit(&["eval", arg(&path), "--dtype", "int8"]), "holds 3e38 at index");
+    // Blobs with a valid checksum: an f32 weight and an f16 blob's f32 constant.
+    for (model, tensor, needle) in [
+        ("microvit-seed.mvit", format::TensorId::HeadBias, "tensor head.bias holds 3e38 at index 3"),
+        ("microvit-seed.f16.mvit", format::TensorId::F16HeadBias, "tensor f16.head_bias holds 3e38 at index 3"),
+    ] {
+        let blob = std::fs::read(shipped(model)).unwrap();
+        let at = format::parse(&blob).unwrap().tensor(tensor).offset + 4 * 3;
+        let mut bad = blob.clone();
+        bad[at..at + 4].copy_from_slice(&3e38f32.to_le_bytes());
+        format::restamp_checksum(&mut bad);
+        let path = dir.join(model);
+        std::fs::write(&path, bad).unwrap();
+        let image = dir.join("digit.pgm");
+        let mut pgm = b"P5 28 28 255\n".to_vec();
+        pgm.extend((0..784).map(|i| if (i % 28) / 9 == 1 { 255u8 } else { 0 }));
+        std::fs::write(&image, pgm).unwrap();
+        assert_clean_failure(&microvit(&["inspect", arg(&path)]), needle);
+        assert_clean_failure(&microvit(&["classify", arg(&path), arg(&image)]), needle);
+        assert_clean_failure(&microvit(&["eval", arg(&path)]), needle);
+    }
+}
+
 // ---------------------------------------------------------------- wrong sizes
 
 fn write_png(path: &Path, width: u32, height: u32, pixels: &[u8]) {

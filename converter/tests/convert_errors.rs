@@ -222,6 +222,42 @@ fn non_finite_weight() {
     }
 }
 
+/// Issue #18: a weight of 3e38 converted (to f32 and f16) and every
+/// inference of the blob gave NaN. Now it is refused for every dtype with
+/// the loader's own bound, so whatever converts also loads.
+#[test]
+fn weights_beyond_the_magnitude_bounds() {
+    for dtype in [Dtype::F32, Dtype::F16, Dtype::Int8] {
+        let entries = with(&model_entries(&Shape::SEED), "attention.in_proj_bias", |e| {
+            e.data[4 * 5..4 * 6].copy_from_slice(&3e38f32.to_le_bytes());
+        });
+        let options = ConvertOptions { dtype, calibration: Some(vec![0; 784]), ..Default::default() };
+        let err = convert(&safetensors(&entries, &META), &options).unwrap_err();
+        let expected = ConvertError::TooLarge {
+            tensor: "attention.in_proj_bias".into(),
+            index: 5,
+            value: 3e38,
+            limit: microvit_engine::format::F32_VALUE_LIMIT,
+        };
+        assert_eq!(err, expected, "{}", dtype.name());
+        let message = err.to_string();
+        assert!(message.contains("attention.in_proj_bias holds 3e38 at index 5, beyond the ±1.0486e6"), "{message}");
+    }
+    // The patch weights' bound follows the normalisation: 1000 is fine for
+    // MNIST's, not with pixel_std 1e-6 (a normalised pixel reaches 1.1e6).
+    let entries = with(&model_entries(&Shape::SEED), "patch_embed.weight", |e| {
+        e.data[..4].copy_from_slice(&1000f32.to_le_bytes());
+    });
+    assert!(convert_entries(&entries).is_ok());
+    let options = ConvertOptions { pixel_std: Some(1e-6), ..Default::default() };
+    match convert(&safetensors(&entries, &META), &options).unwrap_err() {
+        ConvertError::TooLarge { tensor, index: 0, value, .. } => {
+            assert_eq!((tensor.as_str(), value), ("patch_embed.weight", 1000.0));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn heads_unknown_without_metadata_or_option() {
     let file = safetensors(&model_entries(&Shape::SEED), &[]);
@@ -299,10 +335,13 @@ fn int8_needs_usable_calibration_digits() {
 
 #[test]
 fn int8_refuses_a_model_its_grid_cannot_hold() {
-    // Biases a billion times larger than the weights would overflow the i32
+    // Biases 10^26 times larger than the weights would overflow the i32
     // accumulator at any scale.
-    let entries = with(&model_entries(&Shape::SEED), "patch_embed.bias", |e| {
-        e.data = f32_bytes(&[1e30; 32]);
+    let entries = with(&model_entries(&Shape::SEED), "patch_embed.weight", |e| {
+        e.data = f32_bytes(&[1e-20; 32 * 49]);
+    });
+    let entries = with(&entries, "patch_embed.bias", |e| {
+        e.data = f32_bytes(&[1e6; 32]);
     });
     let file = safetensors(&entries, &META);
     let options = ConvertOptions { dtype: Dtype::Int8, calibration: Some(vec![0; 784]), ..Default::default() };
