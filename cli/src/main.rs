@@ -151,13 +151,13 @@ enum Command {
         /// Backends: scalar, avx2, neon, auto or all, repeatable or comma separated [default: all this CPU has].
         #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
         backend: Vec<String>,
-        /// Also time blocks of N digits handed over back to back (throughput).
+        /// Also time blocks of N digits handed over back to back (throughput), 1 to 10000.
         #[arg(long, value_name = "N")]
         batch: Option<usize>,
-        /// Threads sharing the model, each with its own workspace (aggregate digits/s).
+        /// Threads sharing the model, each with its own workspace (aggregate digits/s), 1 to 256.
         #[arg(long, default_value_t = 1, value_name = "N")]
         threads: usize,
-        /// Measuring time per run [default: 2.5 s shared by the runs, at least 0.25 s each].
+        /// Measuring time per run, 0.001 to 3600 [default: 2.5 s shared by the runs, at least 0.25 s each].
         #[arg(long, value_name = "S")]
         seconds: Option<f64>,
         /// Print a JSON array, one object per dtype × backend run.
