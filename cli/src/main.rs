@@ -254,7 +254,10 @@ fn run_convert(
     mut options: ConvertOptions,
     calibration: Option<&Path>,
 ) -> Result<(), String> {
-    let bytes = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", input.display());
+    // Before opening: a FIFO would block the open, a device never ends.
+    microvit_dataset::regular_file(input).map_err(cannot)?;
+    let bytes = std::fs::read(input).map_err(cannot)?;
     if let Some(path) = calibration {
         options.calibration = Some(model_file::read_calibration(path)?);
         eprintln!("calibrating on {}", path.display());

@@ -392,6 +392,21 @@ fn c_path(path: &CStr) -> Result<&Path, Status> {
 fn read_file(path: &Path) -> Result<Vec<u8>, Status> {
     use std::io::Read;
     let io = |e: std::io::Error| fail(Status::IoError, format_args!("cannot read {}: {e}", path.display()));
+    // Before opening: opening a FIFO with no writer blocks for ever, and a
+    // device such as /dev/zero never ends.
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a directory" } else { "not a regular file (a FIFO, socket or device)" };
+        bail!(Status::IoError, "cannot read {}: {what}", path.display());
+    }
+    if meta.len() > MICROVIT_MAX_FILE_SIZE {
+        bail!(
+            Status::InvalidModel,
+            "{}: larger than {} bytes, not a microvit model",
+            path.display(),
+            MICROVIT_MAX_FILE_SIZE
+        );
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     let mut blob = Vec::new();
     // `take` rather than the file's reported size: a pipe or a device has

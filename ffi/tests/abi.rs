@@ -399,6 +399,51 @@ fn load_from_file() {
     assert_eq!(shape(&model).classes, 10);
 }
 
+/// Issue #18: a FIFO with no writer blocked microvit_model_load_file for
+/// ever (opening it blocks), and /dev/zero was read to 256 MiB before the
+/// size check. Both are refused from their metadata, before the open, as
+/// IO_ERROR. The FIFO part needs `mkfifo`, which miri cannot run; the
+/// devices run everywhere.
+#[cfg(unix)]
+#[test]
+fn load_file_refuses_fifos_and_devices() {
+    let mut m = sentinel();
+    #[cfg(not(miri))]
+    {
+        let fifo = std::env::temp_dir().join(format!("microvit-ffi-fifo-{}.mvit", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs").success());
+        let path = CString::new(fifo.to_str().unwrap()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut m = sentinel();
+            // SAFETY: a valid string and out-pointer.
+            let status = unsafe { microvit_model_load_file(path.as_ptr(), &mut m) };
+            tx.send((status, last_error(), m.is_null())).unwrap();
+        });
+        let (status, message, reset) = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap_or_else(|_| {
+            // Release the blocked open (a writer that closes at once), then fail.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("microvit_model_load_file blocked on a FIFO with no writer");
+        });
+        assert_eq!(status, Status::IoError, "{message}");
+        assert!(message.ends_with("not a regular file (a FIFO, socket or device)"), "{message}");
+        assert!(reset);
+        std::fs::remove_file(&fifo).unwrap();
+    }
+    for device in ["/dev/zero", "/dev/null"] {
+        let path = CString::new(device).unwrap();
+        // SAFETY: a valid string and out-pointer.
+        let status = unsafe { microvit_model_load_file(path.as_ptr(), &mut m) };
+        expect(
+            status,
+            Status::IoError,
+            &format!("cannot read {device}: not a regular file (a FIFO, socket or device)"),
+        );
+        assert!(m.is_null());
+    }
+}
+
 #[test]
 fn free_accepts_null() {
     // SAFETY: NULL is documented as a no-op.
