@@ -161,6 +161,59 @@ fn duplicate_after_prefix_removal() {
     assert_eq!(err, ConvertError::DuplicateTensor { tensor: "patch_embed.weight".into() });
 }
 
+/// Issue #18: a key twice in the JSON header was accepted, the last one
+/// winning. Two tensors of one name (however the name is spelt in JSON)
+/// or two values of one metadata key are refused, naming the key.
+#[test]
+fn duplicate_keys_in_the_json_header() {
+    let entries = model_entries(&Shape::SEED);
+    let file = safetensors(&entries, &META);
+    assert!(convert(&file, &ConvertOptions::default()).is_ok());
+    let header_len = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&file[8..8 + header_len]).unwrap();
+    let data = &file[8 + header_len..];
+    let with_header = |json: &str| {
+        let mut out = (json.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(json.as_bytes());
+        out.extend_from_slice(data);
+        out
+    };
+    // head.bias's entry twice (the safetensors crate keeps the last, so the
+    // file is valid to it).
+    let at = header.find("\"head.bias\"").unwrap();
+    let entry_end = at + header[at..].find('}').unwrap() + 1;
+    let again = &header[at..entry_end];
+    let cases = [
+        (format!("{},{again}}}", &header[..header.len() - 1]), "tensor \"head.bias\""),
+        // The same name spelt with a JSON escape.
+        (
+            format!(
+                "{},{}}}",
+                &header[..header.len() - 1],
+                header[at..entry_end].replace("head.bias", "head\\u002ebias")
+            ),
+            "tensor \"head.bias\"",
+        ),
+        (
+            header.replace(
+                "{\"microvit.num_heads\":\"2\"}",
+                "{\"microvit.num_heads\":\"2\",\"microvit.num_heads\":\"4\"}",
+            ),
+            "metadata key \"microvit.num_heads\"",
+        ),
+    ];
+    for (json, needle) in cases {
+        let err = convert(&with_header(&json), &ConvertOptions::default()).unwrap_err();
+        match &err {
+            ConvertError::Safetensors { reason } => {
+                assert!(reason.contains(&format!("the JSON header names {needle} twice")), "{reason}")
+            }
+            other => panic!("{json}: {other:?}"),
+        }
+        assert!(err.to_string().starts_with("not a valid safetensors file: the JSON header names"), "{err}");
+    }
+}
+
 #[test]
 fn missing_tensor() {
     let entries: Vec<Entry> = model_entries(&Shape::SEED).into_iter().filter(|e| e.name != "norm.bias").collect();
