@@ -56,6 +56,9 @@ pub const MAX_BATCH: usize = 10_000;
 /// Largest `--threads`: far more than any CPU this runs on has, while the
 /// threads' stacks and workspaces stay a few hundred MB at most.
 pub const MAX_THREADS: usize = 256;
+/// Largest `--threads × --batch`: every thread holds a batch of logits (up
+/// to 64 classes), so this keeps them within 64 MiB.
+pub const MAX_DIGITS_IN_FLIGHT: usize = 1 << 18;
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -222,6 +225,13 @@ pub fn check_options(opts: &Options) -> Result<(), String> {
     }
     if let Some(n) = opts.batch.filter(|n| !(1..=MAX_BATCH).contains(n)) {
         return Err(format!("--batch must be from 1 to {MAX_BATCH} digits (the test set's size), not {n}"));
+    }
+    if let Some(n) = opts.batch.filter(|n| n * opts.threads > MAX_DIGITS_IN_FLIGHT) {
+        return Err(format!(
+            "--threads × --batch must be at most {MAX_DIGITS_IN_FLIGHT} digits in flight (each thread holds its \
+             batch's logits), not {} × {n}",
+            opts.threads
+        ));
     }
     if let Some(s) = opts.seconds.filter(|s| !(MIN_SECONDS..=MAX_SECONDS).contains(s)) {
         // As written, roughly: 1e-300 rather than its 300 decimals.
@@ -654,7 +664,13 @@ mod tests {
             check_options(&Options { threads, batch, seconds, ..Default::default() })
         };
         assert_eq!(with(1, None, None), Ok(()));
-        assert_eq!(with(MAX_THREADS, Some(MAX_BATCH), Some(MAX_SECONDS)), Ok(()));
+        assert_eq!(with(MAX_THREADS, None, Some(MAX_SECONDS)), Ok(()));
+        assert_eq!(with(26, Some(MAX_BATCH), Some(MAX_SECONDS)), Ok(()));
+        assert_eq!(
+            with(27, Some(MAX_BATCH), None).unwrap_err(),
+            "--threads × --batch must be at most 262144 digits in flight (each thread holds its batch's logits), \
+             not 27 × 10000"
+        );
         assert_eq!(with(1, Some(1), Some(MIN_SECONDS)), Ok(()));
         for threads in [0, MAX_THREADS + 1, 20_000, usize::MAX] {
             let err = with(threads, None, None).unwrap_err();
@@ -669,6 +685,41 @@ mod tests {
             let err = with(1, None, Some(seconds)).unwrap_err();
             assert!(err.starts_with("--seconds must be a number of seconds from 0.001 to 3600, not "), "{err}");
             assert!(err.len() < 80, "{err}");
+        }
+    }
+
+    /// The argument surface at random (a fuzz of the three numbers, which a
+    /// libFuzzer target could only reach by running the bench): accepted
+    /// exactly in range, and then everything sized from them is bounded and
+    /// every duration they make is representable.
+    #[test]
+    fn random_numbers_are_accepted_exactly_in_range_and_bound_the_bench() {
+        let mut rng = microvit_engine::synthetic::SplitMix64(18);
+        for _ in 0..200_000 {
+            let mut pick = |small: u64| match rng.next_u64() % 3 {
+                0 => rng.next_u64() as usize,
+                1 => (rng.next_u64() % small) as usize,
+                _ => 1,
+            };
+            let (threads, batch) = (pick(300), pick(12_000));
+            let batch = (batch % 4 != 3).then_some(batch);
+            let seconds = match rng.next_u64() % 3 {
+                0 => Some(f64::from_bits(rng.next_u64())),
+                1 => Some((rng.next_u64() % 4_000_000) as f64 / 1000.0),
+                _ => None,
+            };
+            let in_range = (1..=MAX_THREADS).contains(&threads)
+                && batch.is_none_or(|n| (1..=MAX_BATCH).contains(&n) && n * threads <= MAX_DIGITS_IN_FLIGHT)
+                && seconds.is_none_or(|s| (MIN_SECONDS..=MAX_SECONDS).contains(&s));
+            let verdict = check_options(&Options { threads, batch, seconds, ..Default::default() });
+            assert_eq!(verdict.is_ok(), in_range, "{threads} {batch:?} {seconds:?}: {verdict:?}");
+            if verdict.is_ok() {
+                // The digit pool, and every thread's logits (at most 64 classes).
+                let n = batch.unwrap_or(BLOCK);
+                assert!(10_000usize.max(n) * 784 + threads * n * 64 * 4 <= 80 << 20);
+                let budget = Duration::from_secs_f64(seconds.unwrap_or(DEFAULT_TOTAL_SECONDS));
+                let _ = Instant::now() + budget.max(Duration::from_secs_f64(MIN_WARM_UP_SECONDS));
+            }
         }
     }
 

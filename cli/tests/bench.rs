@@ -271,7 +271,7 @@ fn a_bad_model_or_argument_fails_with_a_message() {
 /// `--threads 20000` aborted. Each is now a usage message, at once.
 #[test]
 fn out_of_range_numbers_fail_cleanly_and_at_once() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--seconds", "1e-300"], "--seconds must be a number of seconds from 0.001 to 3600, not 1e-300"),
         (&["--seconds", "1e300"], "--seconds must be a number of seconds from 0.001 to 3600"),
         (&["--seconds", "NaN"], "--seconds must be a number of seconds from 0.001 to 3600, not NaN"),
@@ -281,6 +281,7 @@ fn out_of_range_numbers_fail_cleanly_and_at_once() {
         (&["--batch", "10001"], "--batch must be from 1 to 10000"),
         (&["--threads", "20000"], "--threads must be from 1 to 256, not 20000"),
         (&["--threads", "257"], "--threads must be from 1 to 256, not 257"),
+        (&["--threads", "64", "--batch", "10000"], "--threads × --batch must be at most 262144 digits in flight"),
     ];
     for (args, needle) in cases {
         let started = std::time::Instant::now();
