@@ -25,7 +25,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Barrier;
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use microvit_dataset::{idx, shipped_test_set};
@@ -44,6 +44,20 @@ const MIN_DEFAULT_SECONDS: f64 = 0.25;
 /// The warm-up (accuracy) pass stops after `max(seconds, this)` even if it
 /// has not seen every digit.
 const MIN_WARM_UP_SECONDS: f64 = 1.0;
+
+/// `--seconds` range: below a millisecond there is nothing to time (and a
+/// duration rounds to zero), above an hour is a mistake.
+pub const MIN_SECONDS: f64 = 0.001;
+pub const MAX_SECONDS: f64 = 3600.0;
+/// Largest `--batch`: the 10,000 test digits (a batch cycles through them,
+/// so a larger one only repeats digits). Each thread holds a batch's logits.
+pub const MAX_BATCH: usize = 10_000;
+/// Largest `--threads`: far more than any CPU this runs on has, while the
+/// threads' stacks and workspaces stay a few hundred MB at most.
+pub const MAX_THREADS: usize = 256;
+/// Largest `--threads × --batch`: every thread holds a batch of logits (up
+/// to 64 classes), so this keeps them within 64 MiB.
+pub const MAX_DIGITS_IN_FLIGHT: usize = 1 << 18;
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -100,8 +114,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Summarises per-digit block times (µs, any order).
+    /// Summarises per-digit block times (µs, any order; none gives NaN
+    /// times, printed as `null` in JSON).
     pub fn from_blocks(mut us: Vec<f64>, digits: u64, seconds: f64) -> Stats {
+        if us.is_empty() {
+            us.push(f64::NAN);
+        }
         us.sort_by(f64::total_cmp);
         let rank = |q: f64| us[((q * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1];
         Stats {
@@ -188,18 +206,37 @@ fn names_of(backends: &[Backend]) -> String {
     backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
 }
 
+/// Checks the numeric options against their ranges ([`MAX_THREADS`],
+/// [`MAX_BATCH`], [`MIN_SECONDS`]..=[`MAX_SECONDS`]) before anything is
+/// allocated or started: out of range, they made the bench panic, abort on
+/// a giant allocation or deadlock.
+pub fn check_options(opts: &Options) -> Result<(), String> {
+    if !(1..=MAX_THREADS).contains(&opts.threads) {
+        return Err(format!("--threads must be from 1 to {MAX_THREADS}, not {}", opts.threads));
+    }
+    if let Some(n) = opts.batch.filter(|n| !(1..=MAX_BATCH).contains(n)) {
+        return Err(format!("--batch must be from 1 to {MAX_BATCH} digits (the test set's size), not {n}"));
+    }
+    if let Some(n) = opts.batch.filter(|n| n * opts.threads > MAX_DIGITS_IN_FLIGHT) {
+        return Err(format!(
+            "--threads × --batch must be at most {MAX_DIGITS_IN_FLIGHT} digits in flight (each thread holds its \
+             batch's logits), not {} × {n}",
+            opts.threads
+        ));
+    }
+    if let Some(s) = opts.seconds.filter(|s| !(MIN_SECONDS..=MAX_SECONDS).contains(s)) {
+        // As written, roughly: 1e-300 rather than its 300 decimals.
+        let s =
+            if s == 0.0 || !s.is_finite() || (1e-4..1e7).contains(&s.abs()) { s.to_string() } else { format!("{s:e}") };
+        return Err(format!("--seconds must be a number of seconds from {MIN_SECONDS} to {MAX_SECONDS}, not {s}"));
+    }
+    Ok(())
+}
+
 /// Runs the benchmark and reports through `say`, one line at a time (the
 /// JSON is one line per run). Notes go to stderr in JSON mode.
 pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) -> Result<(), String> {
-    if opts.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    if opts.batch == Some(0) {
-        return Err("--batch must be at least 1".into());
-    }
-    if let Some(s) = opts.seconds.filter(|s| !(s.is_finite() && *s > 0.0)) {
-        return Err(format!("--seconds must be a positive number of seconds, not {s}"));
-    }
+    check_options(opts)?;
     let backends = backends(&opts.backends)?;
     let subjects = subjects(opts)?;
     let mut plan: Vec<(usize, Backend)> = Vec::new();
@@ -342,48 +379,117 @@ fn run_one(model: &Model<'_>, encoding: Encoding, path: &Path, setup: &Setup<'_>
 /// optimised away.
 type Block<'f> = dyn Fn(&mut Workspace, &mut [f32], usize, usize, &mut usize) -> Result<(), String> + Sync + 'f;
 
-/// Times blocks of `n` digits on every thread for `setup.seconds`; each
-/// thread has a workspace and `out_len` floats of output of its own.
+/// Where the threads of a timed phase wait for each other, so that they
+/// start together. Unlike `std::sync::Barrier`, an arrival can be counted
+/// without waiting: a thread that fails or panics before its start (or was
+/// never spawned) is counted as it leaves, so the others, and the main
+/// thread, are never left waiting for it.
+struct StartLine {
+    arrived: Mutex<usize>,
+    all_here: Condvar,
+    expected: usize,
+}
+
+impl StartLine {
+    fn new(expected: usize) -> StartLine {
+        StartLine { arrived: Mutex::new(0), all_here: Condvar::new(), expected }
+    }
+
+    /// Counts one arrival; with `wait`, returns once all are here.
+    fn arrive(&self, wait: bool) {
+        let mut n = self.arrived.lock().unwrap_or_else(PoisonError::into_inner);
+        *n += 1;
+        if *n >= self.expected {
+            self.all_here.notify_all();
+        }
+        while wait && *n < self.expected {
+            n = self.all_here.wait(n).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A worker's place at the [`StartLine`]: waited for once, or counted when
+/// dropped before that (an early error return or a panic).
+struct Arrival<'a>(Option<&'a StartLine>);
+
+impl Arrival<'_> {
+    fn wait(&mut self) {
+        if let Some(line) = self.0.take() {
+            line.arrive(true);
+        }
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        if let Some(line) = self.0.take() {
+            line.arrive(false);
+        }
+    }
+}
+
+/// Times blocks of `n` digits on every thread for `setup.seconds` (at
+/// least one block each); each thread has a workspace and `out_len` floats
+/// of output of its own.
 fn timed(model: &Model<'_>, setup: &Setup<'_>, n: usize, out_len: usize, block: &Block<'_>) -> Result<Stats, String> {
     let threads = setup.threads;
     let len = setup.images.len();
-    let barrier = Barrier::new(threads + 1);
+    let line = StartLine::new(threads + 1);
     let budget = Duration::from_secs_f64(setup.seconds);
     let warm_up = Duration::from_secs_f64((setup.seconds / 10.0).min(0.05));
-    let (per_thread, wall) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                scope.spawn(move || -> Result<(Vec<f64>, u64), String> {
-                    let mut ws = model.workspace();
-                    let mut out = vec![0.0f32; out_len];
-                    let mut next = t * len / threads;
-                    let mut sink = 0usize;
-                    let warm_end = Instant::now() + warm_up;
-                    while Instant::now() < warm_end {
-                        block(&mut ws, &mut out, next, n, &mut sink)?;
-                        next = (next + n) % len;
+    let (per_thread, wall, spawn_error) = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(threads);
+        let mut spawn_error = None;
+        for t in 0..threads {
+            let line = &line;
+            let worker = move || -> Result<(Vec<f64>, u64), String> {
+                let mut arrival = Arrival(Some(line));
+                let mut ws = model.workspace();
+                let mut out = vec![0.0f32; out_len];
+                let mut next = t * len / threads;
+                let mut sink = 0usize;
+                let warm_end = Instant::now() + warm_up;
+                while Instant::now() < warm_end {
+                    block(&mut ws, &mut out, next, n, &mut sink)?;
+                    next = (next + n) % len;
+                }
+                arrival.wait();
+                let start = Instant::now();
+                let mut us = Vec::with_capacity(4096);
+                loop {
+                    let t0 = Instant::now();
+                    block(&mut ws, &mut out, next, n, &mut sink)?;
+                    us.push(t0.elapsed().as_secs_f64() * 1e6 / n as f64);
+                    next = (next + n) % len;
+                    if start.elapsed() >= budget {
+                        break;
                     }
-                    barrier.wait();
-                    let start = Instant::now();
-                    let mut us = Vec::with_capacity(4096);
-                    while start.elapsed() < budget {
-                        let t0 = Instant::now();
-                        block(&mut ws, &mut out, next, n, &mut sink)?;
-                        us.push(t0.elapsed().as_secs_f64() * 1e6 / n as f64);
-                        next = (next + n) % len;
-                    }
-                    std::hint::black_box(sink);
-                    let digits = (us.len() * n) as u64;
-                    Ok((us, digits))
-                })
-            })
-            .collect();
-        barrier.wait();
+                }
+                std::hint::black_box(sink);
+                let digits = (us.len() * n) as u64;
+                Ok((us, digits))
+            };
+            match std::thread::Builder::new().spawn_scoped(scope, worker) {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    // The threads not started count as arrived.
+                    (t..threads).for_each(|_| line.arrive(false));
+                    spawn_error = Some(format!("cannot start bench thread {} of {threads}: {e}", t + 1));
+                    break;
+                }
+            }
+        }
+        line.arrive(true);
         let start = Instant::now();
-        let joined: Vec<_> = handles.into_iter().map(|h| h.join().expect("a bench thread panicked")).collect();
-        (joined, start.elapsed().as_secs_f64())
+        let joined: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a bench thread panicked".to_string())))
+            .collect();
+        (joined, start.elapsed().as_secs_f64(), spawn_error)
     });
+    if let Some(e) = spawn_error {
+        return Err(e);
+    }
     let mut all = Vec::new();
     let mut digits = 0;
     for r in per_thread {
@@ -541,6 +647,96 @@ mod tests {
         assert_eq!(backends(&["all".into()]).unwrap(), Backend::available());
         assert_eq!(backends(&["scalar".into(), "SCALAR".into()]).unwrap(), vec![Backend::Scalar]);
         assert!(backends(&["sse9".into()]).unwrap_err().contains("unknown backend"));
+    }
+
+    #[test]
+    fn options_are_checked_against_their_ranges() {
+        let with = |threads: usize, batch: Option<usize>, seconds: Option<f64>| {
+            check_options(&Options { threads, batch, seconds, ..Default::default() })
+        };
+        assert_eq!(with(1, None, None), Ok(()));
+        assert_eq!(with(MAX_THREADS, None, Some(MAX_SECONDS)), Ok(()));
+        assert_eq!(with(26, Some(MAX_BATCH), Some(MAX_SECONDS)), Ok(()));
+        assert_eq!(
+            with(27, Some(MAX_BATCH), None).unwrap_err(),
+            "--threads × --batch must be at most 262144 digits in flight (each thread holds its batch's logits), \
+             not 27 × 10000"
+        );
+        assert_eq!(with(1, Some(1), Some(MIN_SECONDS)), Ok(()));
+        for threads in [0, MAX_THREADS + 1, 20_000, usize::MAX] {
+            let err = with(threads, None, None).unwrap_err();
+            assert_eq!(err, format!("--threads must be from 1 to 256, not {threads}"));
+        }
+        for batch in [0, MAX_BATCH + 1, 10_000_000, 1 << 62, usize::MAX] {
+            let err = with(1, Some(batch), None).unwrap_err();
+            assert_eq!(err, format!("--batch must be from 1 to 10000 digits (the test set's size), not {batch}"));
+        }
+        let bad_seconds = [0.0, -0.0, -1.0, 1e-300, 5e-324, 0.000_999, 3600.001, 1e300, f64::INFINITY, f64::NAN];
+        for seconds in bad_seconds {
+            let err = with(1, None, Some(seconds)).unwrap_err();
+            assert!(err.starts_with("--seconds must be a number of seconds from 0.001 to 3600, not "), "{err}");
+            assert!(err.len() < 80, "{err}");
+        }
+    }
+
+    /// The argument surface at random (a fuzz of the three numbers, which a
+    /// libFuzzer target could only reach by running the bench): accepted
+    /// exactly in range, and then everything sized from them is bounded and
+    /// every duration they make is representable.
+    #[test]
+    fn random_numbers_are_accepted_exactly_in_range_and_bound_the_bench() {
+        let mut rng = microvit_engine::synthetic::SplitMix64(18);
+        for _ in 0..200_000 {
+            let mut pick = |small: u64| match rng.next_u64() % 3 {
+                0 => rng.next_u64() as usize,
+                1 => (rng.next_u64() % small) as usize,
+                _ => 1,
+            };
+            let (threads, batch) = (pick(300), pick(12_000));
+            let batch = (batch % 4 != 3).then_some(batch);
+            let seconds = match rng.next_u64() % 3 {
+                0 => Some(f64::from_bits(rng.next_u64())),
+                1 => Some((rng.next_u64() % 4_000_000) as f64 / 1000.0),
+                _ => None,
+            };
+            let in_range = (1..=MAX_THREADS).contains(&threads)
+                && batch.is_none_or(|n| (1..=MAX_BATCH).contains(&n) && n * threads <= MAX_DIGITS_IN_FLIGHT)
+                && seconds.is_none_or(|s| (MIN_SECONDS..=MAX_SECONDS).contains(&s));
+            let verdict = check_options(&Options { threads, batch, seconds, ..Default::default() });
+            assert_eq!(verdict.is_ok(), in_range, "{threads} {batch:?} {seconds:?}: {verdict:?}");
+            if verdict.is_ok() {
+                // The digit pool, and every thread's logits (at most 64 classes).
+                let n = batch.unwrap_or(BLOCK);
+                assert!(10_000usize.max(n) * 784 + threads * n * 64 * 4 <= 80 << 20);
+                let budget = Duration::from_secs_f64(seconds.unwrap_or(DEFAULT_TOTAL_SECONDS));
+                let _ = Instant::now() + budget.max(Duration::from_secs_f64(MIN_WARM_UP_SECONDS));
+            }
+        }
+    }
+
+    #[test]
+    fn no_blocks_is_not_a_panic() {
+        let none = Stats::from_blocks(Vec::new(), 0, 1.0);
+        assert!(none.us_min.is_nan() && none.us_p50.is_nan() && none.us_p99.is_nan());
+        assert_eq!(none.digits, 0);
+    }
+
+    #[test]
+    fn a_thread_that_leaves_early_does_not_hold_up_the_start() {
+        let line = StartLine::new(3);
+        std::thread::scope(|s| {
+            // One worker fails before its start, one panics: the third
+            // party, like the main thread, still gets through.
+            s.spawn(|| {
+                let _arrival = Arrival(Some(&line));
+            });
+            let panicked = s.spawn(|| {
+                let _arrival = Arrival(Some(&line));
+                panic!("a worker's bug");
+            });
+            line.arrive(true);
+            assert!(panicked.join().is_err());
+        });
     }
 
     #[test]

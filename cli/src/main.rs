@@ -53,7 +53,9 @@ enum Command {
         /// LayerNorm epsilon [default: metadata, else 1e-5].
         #[arg(long)]
         layer_norm_eps: Option<f32>,
-        /// int8: calibration digits, idx3 (.gz) [default: the 1,000 shipped training digits].
+        /// int8: calibration digits, idx3 (.gz) [default: the 1,000 shipped training digits]. Every digit
+        /// sets the scales (in memory that does not grow with their number); the error report measures
+        /// the first 10,000.
         #[arg(long, value_name = "IMAGES")]
         calibration: Option<PathBuf>,
     },
@@ -139,13 +141,13 @@ enum Command {
         /// Backends: scalar, avx2, neon, auto or all, repeatable or comma separated [default: all this CPU has].
         #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
         backend: Vec<String>,
-        /// Also time blocks of N digits handed over back to back (throughput).
+        /// Also time blocks of N digits handed over back to back (throughput), 1 to 10000.
         #[arg(long, value_name = "N")]
         batch: Option<usize>,
-        /// Threads sharing the model, each with its own workspace (aggregate digits/s).
+        /// Threads sharing the model, each with its own workspace (aggregate digits/s), 1 to 256.
         #[arg(long, default_value_t = 1, value_name = "N")]
         threads: usize,
-        /// Measuring time per run [default: 2.5 s shared by the runs, at least 0.25 s each].
+        /// Measuring time per run, 0.001 to 3600 [default: 2.5 s shared by the runs, at least 0.25 s each].
         #[arg(long, value_name = "S")]
         seconds: Option<f64>,
         /// Print a JSON array, one object per dtype × backend run.
@@ -241,7 +243,10 @@ fn run_convert(
     mut options: ConvertOptions,
     calibration: Option<&Path>,
 ) -> Result<(), String> {
-    let bytes = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", input.display());
+    // Before opening: a FIFO would block the open, a device never ends.
+    microvit_dataset::regular_file(input).map_err(cannot)?;
+    let bytes = std::fs::read(input).map_err(cannot)?;
     if let Some(path) = calibration {
         options.calibration = Some(model_file::read_calibration(path)?);
         eprintln!("calibrating on {}", path.display());

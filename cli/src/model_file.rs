@@ -57,9 +57,13 @@ pub fn apply_backend_env(model: &mut Model<'_>) -> Result<(), String> {
 
 /// Loads `path`: a blob if it starts with the blob magic, else a
 /// safetensors state_dict converted to `encoding` (f32 when not given). An
-/// `encoding` that disagrees with a blob's is an error.
+/// `encoding` that disagrees with a blob's is an error, and so is a path
+/// that is not a regular file (refused before it is opened).
 pub fn load(path: &Path, encoding: Option<Encoding>) -> Result<Loaded, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
+    let cannot = |e: std::io::Error| format!("cannot read model {}: {e}", path.display());
+    // Before opening: a FIFO would block the open, a device never ends.
+    microvit_dataset::regular_file(path).map_err(cannot)?;
+    let bytes = std::fs::read(path).map_err(cannot)?;
     if bytes.starts_with(&MAGIC) {
         let model = load_blob(path, &bytes)?;
         if let Some(d) = encoding.filter(|&e| e != model.encoding()) {

@@ -265,6 +265,52 @@ fn a_bad_model_or_argument_fails_with_a_message() {
     }
 }
 
+/// Issue #18: `--seconds 1e-300` panicked (index out of bounds), `--batch
+/// 4611686018427387904` panicked in a worker and deadlocked the main thread
+/// on the start barrier, `--batch 10000000` aborted on an 8 GB allocation,
+/// `--threads 20000` aborted. Each is now a usage message, at once.
+#[test]
+fn out_of_range_numbers_fail_cleanly_and_at_once() {
+    let cases: [(&[&str], &str); 10] = [
+        (&["--seconds", "1e-300"], "--seconds must be a number of seconds from 0.001 to 3600, not 1e-300"),
+        (&["--seconds", "1e300"], "--seconds must be a number of seconds from 0.001 to 3600"),
+        (&["--seconds", "NaN"], "--seconds must be a number of seconds from 0.001 to 3600, not NaN"),
+        (&["--seconds", "inf"], "--seconds must be a number of seconds from 0.001 to 3600, not inf"),
+        (&["--batch", "4611686018427387904"], "--batch must be from 1 to 10000 digits"),
+        (&["--batch", "10000000"], "--batch must be from 1 to 10000 digits (the test set's size), not 10000000"),
+        (&["--batch", "10001"], "--batch must be from 1 to 10000"),
+        (&["--threads", "20000"], "--threads must be from 1 to 256, not 20000"),
+        (&["--threads", "257"], "--threads must be from 1 to 256, not 257"),
+        (&["--threads", "64", "--batch", "10000"], "--threads × --batch must be at most 262144 digits in flight"),
+    ];
+    for (args, needle) in cases {
+        let started = std::time::Instant::now();
+        let o = microvit(&[&["bench"][..], args].concat());
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with(&format!("microvit: error: {needle}")), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
+        assert!(started.elapsed().as_secs() < 30, "{args:?} took {:?}", started.elapsed());
+    }
+    // The largest batch and the shortest time still run (one block each).
+    let o = microvit(&[
+        "bench",
+        "--dtype",
+        "int8",
+        "--backend",
+        "scalar",
+        "--batch",
+        "10000",
+        "--seconds",
+        "0.001",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let Json::Array(runs) = Parser::parse(&stdout(&o)) else { panic!("{}", stdout(&o)) };
+    assert_eq!(runs[0].get("batch"), Some(&Json::Number(10_000.0)), "{}", stdout(&o));
+    assert!(matches!(runs[0].get("us_per_digit_p50"), Some(Json::Number(us)) if *us > 0.0), "{}", stdout(&o));
+}
+
 #[test]
 fn two_threads_share_one_int8_model() {
     let o = microvit(&["bench", "--threads", "2", "--dtype", "int8", "--seconds", "0.1"]);

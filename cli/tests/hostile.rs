@@ -202,6 +202,80 @@ fn unreadable_files_are_reported() {
     assert_clean_failure(&microvit(&["convert", arg(&a)]), "cannot read");
 }
 
+// ---------------------------------------------------------------- FIFOs and devices
+
+/// Runs the binary (address space capped as in `microvit_capped`) and kills
+/// it if it has not finished within 20 s: a blocked open fails the test
+/// rather than hang it.
+#[cfg(unix)]
+fn microvit_within_20s(args: &[&str]) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152 && exec \"$0\" \"$@\"")
+        .arg(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs the binary under sh");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("waits").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("microvit {args:?} was still running after 20 s (blocked on a FIFO?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collects the output")
+}
+
+/// Issue #18: a FIFO with no writer blocked classify, inspect, eval and
+/// convert for ever (opening it blocks), and /dev/zero as a model was read
+/// until memory ran out. Every file the tool reads whole is refused from
+/// its metadata, before it is opened.
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_are_refused_before_they_are_opened() {
+    let dir = temp_dir("fifo");
+    let fifo = dir.join("model.mvit");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs").success());
+    let f = arg(&fifo);
+    let model = shipped("microvit-seed.mvit");
+    let st = shipped("microvit-seed.safetensors");
+    let (images, labels) = idx_files(&dir, 5);
+    let not_regular = "not a regular file (a FIFO, socket or device)";
+    let x = dir.join("x.mvit");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["inspect", f], format!("cannot read model {f}: {not_regular}")),
+        (vec!["classify", f, arg(&images)], format!("cannot read model {f}: {not_regular}")),
+        (vec!["eval", f], format!("cannot read model {f}: {not_regular}")),
+        (vec!["bench", f], format!("cannot read model {f}: {not_regular}")),
+        (vec!["explain", f, "--test-digits", "0", "-o", arg(&dir)], format!("cannot read model {f}: {not_regular}")),
+        (vec!["eval", "--reference", f], format!("cannot read model {f}: {not_regular}")),
+        (vec!["eval", "--images", f, "--labels", arg(&labels)], format!("{f}: {not_regular}")),
+        (vec!["eval", "--images", arg(&images), "--labels", f], format!("{f}: {not_regular}")),
+        (vec!["convert", f, "-o", arg(&x)], format!("cannot read {f}: {not_regular}")),
+        (
+            vec!["convert", arg(&st), "-o", arg(&x), "--dtype", "int8", "--calibration", f],
+            format!("calibration images: {f}: {not_regular}"),
+        ),
+        (vec!["classify", arg(&model), f], format!("unsupported image {f}: {not_regular}")),
+    ];
+    for (args, needle) in &cases {
+        assert_clean_failure(&microvit_within_20s(args), needle);
+    }
+    // Devices: /dev/zero never ends, /dev/null is empty; both refused alike.
+    for device in ["/dev/zero", "/dev/null"] {
+        let needle = format!("cannot read model {device}: {not_regular}");
+        assert_clean_failure(&microvit_within_20s(&["inspect", device]), &needle);
+        let o = microvit_within_20s(&["eval", "--images", device, "--labels", arg(&labels)]);
+        assert_clean_failure(&o, &format!("{device}: {not_regular}"));
+        assert_clean_failure(&microvit_within_20s(&["convert", device, "-o", arg(&x)]), not_regular);
+    }
+}
+
 // ---------------------------------------------------------------- absurd sizes
 
 #[test]
@@ -360,6 +434,47 @@ fn nan_and_infinite_weights_are_refused() {
     assert_clean_failure(&o, "pixel_std = NaN is not usable");
     let o = microvit(&["convert", arg(&st_path), "-o", arg(&dir.join("x.mvit")), "--layer-norm-eps", "inf"]);
     assert_clean_failure(&o, "layer_norm_eps = inf is not usable");
+}
+
+/// Issue #18: huge but finite weights converted and loaded, and every
+/// inference printed `0 (NaN %)` with exit status 0. Now refused with the
+/// tensor, the value and the bound named.
+#[test]
+fn huge_finite_weights_are_refused() {
+    let dir = temp_dir("huge-weights");
+    let st = std::fs::read(shipped("microvit-seed.safetensors")).unwrap();
+    let mut bad = st.clone();
+    let n = bad.len();
+    bad[n - 4..].copy_from_slice(&3e38f32.to_le_bytes());
+    let path = dir.join("huge.safetensors");
+    std::fs::write(&path, bad).unwrap();
+    for dtype in ["f32", "f16"] {
+        let o = microvit(&["convert", arg(&path), "-o", arg(&dir.join("x.mvit")), "--dtype", dtype]);
+        assert_clean_failure(&o, "tensor pos_embed holds 3e38 at index 543, beyond the ±1.0486e6");
+        assert_clean_failure(&o, "that keeps every logit finite");
+    }
+    assert_clean_failure(&microvit(&["inspect", arg(&path)]), "holds 3e38 at index");
+    assert_clean_failure(&microvit(&["eval", arg(&path), "--dtype", "int8"]), "holds 3e38 at index");
+    // Blobs with a valid checksum: an f32 weight and an f16 blob's f32 constant.
+    for (model, tensor, needle) in [
+        ("microvit-seed.mvit", format::TensorId::HeadBias, "tensor head.bias holds 3e38 at index 3"),
+        ("microvit-seed.f16.mvit", format::TensorId::F16HeadBias, "tensor f16.head_bias holds 3e38 at index 3"),
+    ] {
+        let blob = std::fs::read(shipped(model)).unwrap();
+        let at = format::parse(&blob).unwrap().tensor(tensor).offset + 4 * 3;
+        let mut bad = blob.clone();
+        bad[at..at + 4].copy_from_slice(&3e38f32.to_le_bytes());
+        format::restamp_checksum(&mut bad);
+        let path = dir.join(model);
+        std::fs::write(&path, bad).unwrap();
+        let image = dir.join("digit.pgm");
+        let mut pgm = b"P5 28 28 255\n".to_vec();
+        pgm.extend((0..784).map(|i| if (i % 28) / 9 == 1 { 255u8 } else { 0 }));
+        std::fs::write(&image, pgm).unwrap();
+        assert_clean_failure(&microvit(&["inspect", arg(&path)]), needle);
+        assert_clean_failure(&microvit(&["classify", arg(&path), arg(&image)]), needle);
+        assert_clean_failure(&microvit(&["eval", arg(&path)]), needle);
+    }
 }
 
 // ---------------------------------------------------------------- wrong sizes

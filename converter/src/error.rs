@@ -22,6 +22,10 @@ pub enum ConvertError {
     BadShape { tensor: String, found: Vec<usize>, reason: String },
     /// A weight is NaN or infinite.
     NonFinite { tensor: String, index: usize, value: f32 },
+    /// A weight is finite but beyond the bound that keeps every logit
+    /// finite (`ModelConfig::value_limit`, docs/FORMAT.md): the engine would
+    /// refuse the blob.
+    TooLarge { tensor: String, index: usize, value: f32, limit: f64 },
     /// The number of heads is neither in the metadata nor given.
     HeadsUnknown,
     /// A `microvit.*` metadata value is unusable.
@@ -52,6 +56,11 @@ impl fmt::Display for ConvertError {
             UnexpectedTensor { tensor } => write!(f, "tensor {tensor} is not part of a Micro-ViT state_dict"),
             BadShape { tensor, found, reason } => write!(f, "tensor {tensor} has shape {found:?}: {reason}"),
             NonFinite { tensor, index, value } => write!(f, "tensor {tensor} holds {value} at index {index}"),
+            TooLarge { tensor, index, value, limit } => write!(
+                f,
+                "tensor {tensor} holds {value:e} at index {index}, beyond the ±{limit:.4e} that keeps every logit \
+                 finite (docs/FORMAT.md, magnitude bounds)"
+            ),
             HeadsUnknown => f.write_str(
                 "the number of attention heads is not in the weights or the metadata; pass --heads N \
                  (or store microvit.num_heads in the safetensors metadata)",

@@ -30,6 +30,7 @@ documented!(
     UnexpectedTensor,
     BadShape,
     NonFinite,
+    TooLarge,
     HeadsUnknown,
     BadMetadata,
     BadParameter,

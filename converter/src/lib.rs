@@ -177,6 +177,12 @@ pub fn infer_config(sd: &StateDict, options: &ConvertOptions) -> Result<ModelCon
         if let Some(index) = t.data.iter().position(|v| !v.is_finite()) {
             return Err(ConvertError::NonFinite { tensor: id.name().into(), index, value: t.data[index] });
         }
+        // The loader's bound, for every dtype: a model whose f32 blob would
+        // not load is not converted to any encoding either.
+        let limit = config.value_limit(id).expect("state_dict tensors are bounded");
+        if let Some(index) = t.data.iter().position(|v| v.abs() as f64 > limit) {
+            return Err(ConvertError::TooLarge { tensor: id.name().into(), index, value: t.data[index], limit });
+        }
     }
     Ok(config)
 }

@@ -39,7 +39,10 @@ fn canonical_name(name: &str) -> &str {
 pub fn read_safetensors(bytes: &[u8]) -> Result<StateDict, ConvertError> {
     let invalid = |e: safetensors::SafeTensorError| ConvertError::Safetensors { reason: e.to_string() };
     let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
+    let (header_len, meta) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
+    // read_metadata checked the length and the UTF-8 of the header.
+    let header = std::str::from_utf8(&bytes[8..8 + header_len]).expect("a checked header");
+    unique_keys::check(header).map_err(|reason| ConvertError::Safetensors { reason })?;
     let mut sd = StateDict { metadata: meta.metadata().clone().unwrap_or_default(), ..Default::default() };
     let mut entries = st.tensors();
     // Sort so errors are reported in the same order on every run.
@@ -74,5 +77,80 @@ impl StateDict {
             return Err(ConvertError::UnexpectedTensor { tensor: name.clone() });
         }
         Ok(())
+    }
+}
+
+/// Duplicate keys in the JSON header. serde_json, and so the safetensors
+/// crate, keeps the last of two equal keys without a word; the safetensors
+/// format disallows them, and two tensors of one name (or two values of one
+/// metadata key) mean a broken export: which one was meant is unknowable.
+mod unique_keys {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    /// The first key found twice, and where.
+    type Found = RefCell<Option<(String, &'static str)>>;
+
+    /// A JSON object whose keys must be unique; `nested` checks the value
+    /// of `__metadata__` the same way (at the top level only).
+    struct UniqueMap<'f> {
+        found: &'f Found,
+        what: &'static str,
+        nested: bool,
+    }
+
+    impl<'de> DeserializeSeed<'de> for UniqueMap<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for UniqueMap<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if self.nested && key == "__metadata__" {
+                    map.next_value_seed(UniqueMap { found: self.found, what: "metadata key", nested: false })?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                if !seen.insert(key.clone()) {
+                    let what = if self.nested && key == "__metadata__" { "key" } else { self.what };
+                    *self.found.borrow_mut() = Some((key, what));
+                    return Err(de::Error::custom("duplicate key"));
+                }
+            }
+            Ok(())
+        }
+
+        // `__metadata__` may be null; anything else was refused already.
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    /// Checks a header that the safetensors crate has accepted.
+    pub(super) fn check(header: &str) -> Result<(), String> {
+        let found = Found::default();
+        let mut json = serde_json::Deserializer::from_str(header);
+        let result = UniqueMap { found: &found, what: "tensor", nested: true }.deserialize(&mut json);
+        match (result, found.into_inner()) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some((key, what))) => Err(format!(
+                "the JSON header names {what} {key:?} twice (duplicate keys are not allowed: which one was meant?)"
+            )),
+            (Err(e), None) => Err(format!("JSON header: {e}")),
+        }
     }
 }

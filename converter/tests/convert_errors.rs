@@ -161,6 +161,59 @@ fn duplicate_after_prefix_removal() {
     assert_eq!(err, ConvertError::DuplicateTensor { tensor: "patch_embed.weight".into() });
 }
 
+/// Issue #18: a key twice in the JSON header was accepted, the last one
+/// winning. Two tensors of one name (however the name is spelt in JSON)
+/// or two values of one metadata key are refused, naming the key.
+#[test]
+fn duplicate_keys_in_the_json_header() {
+    let entries = model_entries(&Shape::SEED);
+    let file = safetensors(&entries, &META);
+    assert!(convert(&file, &ConvertOptions::default()).is_ok());
+    let header_len = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&file[8..8 + header_len]).unwrap();
+    let data = &file[8 + header_len..];
+    let with_header = |json: &str| {
+        let mut out = (json.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(json.as_bytes());
+        out.extend_from_slice(data);
+        out
+    };
+    // head.bias's entry twice (the safetensors crate keeps the last, so the
+    // file is valid to it).
+    let at = header.find("\"head.bias\"").unwrap();
+    let entry_end = at + header[at..].find('}').unwrap() + 1;
+    let again = &header[at..entry_end];
+    let cases = [
+        (format!("{},{again}}}", &header[..header.len() - 1]), "tensor \"head.bias\""),
+        // The same name spelt with a JSON escape.
+        (
+            format!(
+                "{},{}}}",
+                &header[..header.len() - 1],
+                header[at..entry_end].replace("head.bias", "head\\u002ebias")
+            ),
+            "tensor \"head.bias\"",
+        ),
+        (
+            header.replace(
+                "{\"microvit.num_heads\":\"2\"}",
+                "{\"microvit.num_heads\":\"2\",\"microvit.num_heads\":\"4\"}",
+            ),
+            "metadata key \"microvit.num_heads\"",
+        ),
+    ];
+    for (json, needle) in cases {
+        let err = convert(&with_header(&json), &ConvertOptions::default()).unwrap_err();
+        match &err {
+            ConvertError::Safetensors { reason } => {
+                assert!(reason.contains(&format!("the JSON header names {needle} twice")), "{reason}")
+            }
+            other => panic!("{json}: {other:?}"),
+        }
+        assert!(err.to_string().starts_with("not a valid safetensors file: the JSON header names"), "{err}");
+    }
+}
+
 #[test]
 fn missing_tensor() {
     let entries: Vec<Entry> = model_entries(&Shape::SEED).into_iter().filter(|e| e.name != "norm.bias").collect();
@@ -219,6 +272,42 @@ fn non_finite_weight() {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// Issue #18: a weight of 3e38 converted (to f32 and f16) and every
+/// inference of the blob gave NaN. Now it is refused for every dtype with
+/// the loader's own bound, so whatever converts also loads.
+#[test]
+fn weights_beyond_the_magnitude_bounds() {
+    for encoding in [Encoding::F32, Encoding::F16, Encoding::Int8] {
+        let entries = with(&model_entries(&Shape::SEED), "attention.in_proj_bias", |e| {
+            e.data[4 * 5..4 * 6].copy_from_slice(&3e38f32.to_le_bytes());
+        });
+        let options = ConvertOptions { encoding, calibration: Some(vec![0; 784]), ..Default::default() };
+        let err = convert(&safetensors(&entries, &META), &options).unwrap_err();
+        let expected = ConvertError::TooLarge {
+            tensor: "attention.in_proj_bias".into(),
+            index: 5,
+            value: 3e38,
+            limit: microvit_engine::format::F32_VALUE_LIMIT,
+        };
+        assert_eq!(err, expected, "{}", encoding.name());
+        let message = err.to_string();
+        assert!(message.contains("attention.in_proj_bias holds 3e38 at index 5, beyond the ±1.0486e6"), "{message}");
+    }
+    // The patch weights' bound follows the normalisation: 1000 is fine for
+    // MNIST's, not with pixel_std 1e-6 (a normalised pixel reaches 1.1e6).
+    let entries = with(&model_entries(&Shape::SEED), "patch_embed.weight", |e| {
+        e.data[..4].copy_from_slice(&1000f32.to_le_bytes());
+    });
+    assert!(convert_entries(&entries).is_ok());
+    let options = ConvertOptions { pixel_std: Some(1e-6), ..Default::default() };
+    match convert(&safetensors(&entries, &META), &options).unwrap_err() {
+        ConvertError::TooLarge { tensor, index: 0, value, .. } => {
+            assert_eq!((tensor.as_str(), value), ("patch_embed.weight", 1000.0));
+        }
+        other => panic!("{other:?}"),
     }
 }
 
@@ -299,10 +388,13 @@ fn int8_needs_usable_calibration_digits() {
 
 #[test]
 fn int8_refuses_a_model_its_grid_cannot_hold() {
-    // Biases a billion times larger than the weights would overflow the i32
+    // Biases 10^26 times larger than the weights would overflow the i32
     // accumulator at any scale.
-    let entries = with(&model_entries(&Shape::SEED), "patch_embed.bias", |e| {
-        e.data = f32_bytes(&[1e30; 32]);
+    let entries = with(&model_entries(&Shape::SEED), "patch_embed.weight", |e| {
+        e.data = f32_bytes(&[1e-20; 32 * 49]);
+    });
+    let entries = with(&entries, "patch_embed.bias", |e| {
+        e.data = f32_bytes(&[1e6; 32]);
     });
     let file = safetensors(&entries, &META);
     let options = ConvertOptions { encoding: Encoding::Int8, calibration: Some(vec![0; 784]), ..Default::default() };

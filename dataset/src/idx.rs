@@ -87,9 +87,13 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray, IdxError> {
     Ok(IdxArray { dims, data: data.to_vec() })
 }
 
-/// Reads an idx file; a name ending in `.gz` is gunzipped.
+/// Reads an idx file, which must be a regular file (not a FIFO or a
+/// device: see [`crate::regular_file`]); a name ending in `.gz` is
+/// gunzipped.
 pub fn read(path: &Path) -> Result<IdxArray, IdxError> {
     let io = |source| IdxError::Io { path: path.to_path_buf(), source };
+    // Before opening: a FIFO would block the open, a device never ends.
+    crate::regular_file(path).map_err(io)?;
     let raw = std::fs::read(path).map_err(io)?;
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();

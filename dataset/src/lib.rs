@@ -8,6 +8,24 @@ pub mod realistic;
 
 use std::path::{Path, PathBuf};
 
+/// Checks, before it is opened, that `path` is a regular file (after
+/// symlinks), and returns its length. Opening a FIFO with no writer blocks
+/// for ever, and a device such as /dev/zero never ends: both are refused
+/// with an `InvalidInput` error saying so, as are sockets. A directory is
+/// an `IsADirectory` error. Used for every file the tools read whole
+/// (models, idx files, safetensors input).
+pub fn regular_file(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Error, ErrorKind};
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(Error::new(ErrorKind::IsADirectory, "is a directory"));
+    }
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file (a FIFO, socket or device)"));
+    }
+    Ok(meta.len())
+}
+
 /// The repository root (for the shipped model, data and fixtures).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("dataset/ sits in the repository").to_path_buf()

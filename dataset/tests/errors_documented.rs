@@ -63,6 +63,40 @@ fn every_idx_error_is_triggered_and_documented() {
     }
 }
 
+/// Issue #18: a FIFO with no writer blocked `idx::read` (and so eval and
+/// convert --calibration) for ever in the open, and a device like /dev/zero
+/// never ends. Both are refused from their metadata, before the open: an
+/// `Io` error saying what they are. The FIFO read runs on a thread, so a
+/// regression fails the test after 20 s instead of hanging it.
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_are_refused_before_they_are_opened() {
+    let fifo = temp("images.idx3.gz");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = fifo.clone();
+    std::thread::spawn(move || tx.send(idx::read_images(&reader).map(|_| ()).map_err(|e| e.to_string())));
+    let result = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap_or_else(|_| {
+        // Release the blocked open (a writer that closes at once), then fail.
+        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        panic!("idx::read blocked on a FIFO with no writer");
+    });
+    let message = result.unwrap_err();
+    assert!(message.ends_with("images.idx3.gz: not a regular file (a FIFO, socket or device)"), "{message}");
+    std::fs::remove_file(&fifo).unwrap();
+    // After the FIFO: before the fix, /dev/zero was read until memory ran out.
+    for device in ["/dev/zero", "/dev/null"] {
+        let err = idx::read(Path::new(device)).unwrap_err();
+        assert!(matches!(err, IdxError::Io { .. }), "{err:?}");
+        assert_eq!(err.to_string(), format!("{device}: not a regular file (a FIFO, socket or device)"));
+    }
+    // A directory is named as one.
+    let err = idx::read(&std::env::temp_dir()).unwrap_err();
+    assert!(err.to_string().ends_with("is a directory"), "{err}");
+}
+
 #[test]
 fn gzip_and_shape_errors_are_format_errors() {
     let fake = temp("fake.idx1.gz");

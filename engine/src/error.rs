@@ -56,6 +56,10 @@ pub enum LoadError {
     OverlappingTensors { first: TensorId, second: TensorId },
     /// A weight is NaN or infinite.
     NonFinite { tensor: TensorId, index: usize },
+    /// A float value is finite but so large that some image could make a
+    /// logit NaN or infinite: beyond the bound docs/FORMAT.md proves safe
+    /// (`ModelConfig::value_limit`).
+    TooLarge { tensor: TensorId, index: usize, value: f32, limit: f64 },
     /// An int8 blob value outside the range its fixed-point arithmetic is
     /// proven overflow-free for (docs/FIXED_POINT.md).
     OutOfRange { tensor: TensorId, index: usize, reason: &'static str },
@@ -118,6 +122,11 @@ impl fmt::Display for LoadError {
             ),
             OverlappingTensors { first, second } => write!(f, "tensors {first} and {second} overlap"),
             NonFinite { tensor, index } => write!(f, "tensor {tensor} has a NaN or infinite value at index {index}"),
+            TooLarge { tensor, index, value, limit } => write!(
+                f,
+                "tensor {tensor} holds {value:e} at index {index}, beyond the ±{limit:.4e} that keeps every logit \
+                 finite (docs/FORMAT.md, magnitude bounds)"
+            ),
             OutOfRange { tensor, index, reason } => {
                 write!(f, "tensor {tensor} is out of range at index {index}: {reason}")
             }

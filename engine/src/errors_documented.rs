@@ -49,6 +49,7 @@ mod load {
         TensorOutOfBounds,
         OverlappingTensors,
         NonFinite,
+        TooLarge,
         OutOfRange,
         MisalignedBuffer,
     );

@@ -38,6 +38,18 @@ const OFF_LN_EPS: usize = 40;
 /// Bytes that must be zero in a version-1 header (room for later fields).
 const RESERVED: [std::ops::Range<usize>; 3] = [17..18, 30..32, 44..64];
 
+/// The largest magnitude of a value of an f32 blob (the PyTorch weights):
+/// 2^20. `patch_embed.weight` is bounded after the input normalisation
+/// instead, `|w| · (1 + |pixel_mean|) / pixel_std ≤ 2^20` (the weight a
+/// pixel in [0, 1] meets). docs/FORMAT.md, "Magnitude bounds", proves that
+/// these keep every logit of every image finite.
+pub const F32_VALUE_LIMIT: f64 = (1u64 << 20) as f64;
+
+/// The largest magnitude of the f32 constants of an f16 blob (token bias,
+/// CLS norm and score, head bias): 2^40. Its f16 tensors are bounded by half
+/// precision itself (65504); with both, every logit is finite (docs/FORMAT.md).
+pub const F16_CONSTANT_LIMIT: f64 = (1u64 << 40) as f64;
+
 /// Everything about a model that is not a tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -66,6 +78,23 @@ impl ModelConfig {
         match params.into_iter().find(|(_, _, ok)| !ok) {
             Some((name, value, _)) => Err((name, value)),
             None => Ok(()),
+        }
+    }
+
+    /// The largest magnitude a value of float tensor `id` may have in a
+    /// blob of this config ([`F32_VALUE_LIMIT`], [`F16_CONSTANT_LIMIT`]), or
+    /// `None` when its type bounds it already (f16 values; int8 tensors,
+    /// whose ranges `int8::validate` checks). The loader and the converter
+    /// both enforce it.
+    pub fn value_limit(&self, id: TensorId) -> Option<f64> {
+        use TensorId::*;
+        match id {
+            PatchEmbedWeight => Some(F32_VALUE_LIMIT * self.pixel_std as f64 / (1.0 + (self.pixel_mean as f64).abs())),
+            PatchEmbedBias | ClsToken | PosEmbed | NormWeight | NormBias | InProjWeight | InProjBias
+            | OutProjWeight | OutProjBias | HeadWeight | HeadBias => Some(F32_VALUE_LIMIT),
+            F16TokenBias | F16ClsNorm | F16ClsScore | F16HeadBias => Some(F16_CONSTANT_LIMIT),
+            F16PatchWeight | F16ScoreWeight | F16HeadWeight | Int8PatchWeight | Int8PatchScale | Int8TokenBias
+            | Int8Params | Int8ClsNorm | Int8ScoreWeight | Int8ClsScore | Int8HeadWeight | Int8HeadBias => None,
         }
     }
 

@@ -91,6 +91,13 @@ impl<'a> Model<'a> {
             if let Some(index) = non_finite {
                 return Err(LoadError::NonFinite { tensor: t.id, index });
             }
+            // Finite is not enough: see ModelConfig::value_limit.
+            if let (Some(limit), ElemType::F32) = (model.config().value_limit(t.id), t.elem) {
+                let values = model.tensor::<f32>(t.id);
+                if let Some(index) = values.iter().position(|v| v.abs() as f64 > limit) {
+                    return Err(LoadError::TooLarge { tensor: t.id, index, value: values[index], limit });
+                }
+            }
         }
         if model.encoding() == Encoding::Int8 {
             let raw = model.tensor::<i32>(TensorId::Int8Params);

@@ -915,8 +915,77 @@ fn non_finite_weights() {
     assert!(snan.is_nan());
     let bad = edited(&blob, |b| put_u32(b, tensor_offset(&blob, TensorId::ClsToken) + 4 * 5, snan.to_bits()));
     assert_eq!(load_err(&bad), LoadError::NonFinite { tensor: TensorId::ClsToken, index: 5 });
+    // The largest finite value is finite, but too large (the next section).
     let big = edited(&blob, |b| put_f32(b, tensor_offset(&blob, TensorId::ClsToken) + 4 * 5, f32::MAX));
-    assert!(Model::from_bytes(&big).is_ok());
+    assert!(matches!(load_err(&big), LoadError::TooLarge { tensor: TensorId::ClsToken, index: 5, .. }));
+}
+
+// ---------------------------------------------------------------- TooLarge
+
+/// Issue #18: an f32 weight of 3e38 loaded, and every inference gave NaN
+/// (`classify` printed `0 (NaN %)`). Values beyond the bounds of
+/// docs/FORMAT.md are refused; values at them load.
+#[test]
+fn values_beyond_the_magnitude_bounds() {
+    let blob = seed_blob();
+    let config = format::parse(&blob).unwrap().header.config;
+    // Before the fix: this loaded and gave NaN logits.
+    let huge = edited(&blob, |b| put_f32(b, tensor_offset(&blob, TensorId::HeadWeight) + 4 * 17, 3e38));
+    let err = load_err(&huge);
+    assert_eq!(
+        err,
+        LoadError::TooLarge { tensor: TensorId::HeadWeight, index: 17, value: 3e38, limit: format::F32_VALUE_LIMIT }
+    );
+    assert_message(&err, &["head.weight", "3e38", "index 17", "1.0486e6", "logit", "docs/FORMAT.md"]);
+    // Every f32 tensor: one value just past its bound is refused, the bound
+    // itself is accepted, and the first offending value is the one named.
+    for id in TensorId::STATE_DICT {
+        let limit = config.value_limit(id).unwrap();
+        let at = tensor_offset(&blob, id) + 4;
+        let mut above = limit as f32;
+        while above as f64 <= limit {
+            above = f32::from_bits(above.to_bits() + 1);
+        }
+        let bad = edited(&blob, |b| put_f32(b, at, -above));
+        assert_eq!(load_err(&bad), LoadError::TooLarge { tensor: id, index: 1, value: -above, limit }, "{id}");
+        let below = f32::from_bits(above.to_bits() - 1);
+        assert!(Model::from_bytes(&edited(&blob, |b| put_f32(b, at, below))).is_ok(), "{id} at its bound");
+    }
+    // The patch weights meet normalised pixels: their bound is 2^20 · std /
+    // (1 + |mean|), so a weight fine for MNIST's normalisation is not for a
+    // tiny pixel_std.
+    let limit = config.value_limit(TensorId::PatchEmbedWeight).unwrap();
+    assert_eq!(limit, format::F32_VALUE_LIMIT * 0.3081f32 as f64 / (1.0 + 0.1307f32 as f64));
+    let w = tensor_offset(&blob, TensorId::PatchEmbedWeight);
+    let ok = edited(&blob, |b| put_f32(b, w, 1000.0));
+    assert!(Model::from_bytes(&ok).is_ok());
+    let tiny_std = edited(&ok, |b| put_f32(b, OFF_PIXEL_STD, 1e-6));
+    match load_err(&tiny_std) {
+        LoadError::TooLarge { tensor: TensorId::PatchEmbedWeight, index: 0, value, limit } => {
+            assert_eq!(value, 1000.0);
+            assert!((limit - 1.0486 * 1e6 * 1e-6 / 1.1307).abs() < 1e-4, "{limit}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// f16 blobs: the f32 constants are bounded by 2^40 (the f16 tensors by
+/// half precision itself).
+#[test]
+fn f16_constants_beyond_their_bound() {
+    let shape = Shape::SEED;
+    let blob = microvit_engine::synthetic::random_f16_blob(shape, SEED);
+    for id in [TensorId::F16TokenBias, TensorId::F16ClsNorm, TensorId::F16ClsScore, TensorId::F16HeadBias] {
+        let at = tensor_offset(&blob, id);
+        let limit = format::F16_CONSTANT_LIMIT;
+        let bad = edited(&blob, |b| put_f32(b, at, 3e38));
+        assert_eq!(load_err(&bad), LoadError::TooLarge { tensor: id, index: 0, value: 3e38, limit }, "{id}");
+        assert_message(&load_err(&bad), &[id.name(), "1.0995e12"]);
+        let model = Model::from_bytes(&edited(&blob, |b| put_f32(b, at, -(limit as f32)))).unwrap();
+        let mut ws = model.workspace();
+        let logits = model.infer(&random_image(&shape, 1), &mut ws).unwrap();
+        assert!(logits.iter().all(|v| v.is_finite()), "{id} at its bound: {logits:?}");
+    }
 }
 
 // ---------------------------------------------------------------- MisalignedBuffer
@@ -949,7 +1018,8 @@ fn misaligned_buffer_for_borrowed_load() {
 // ---------------------------------------------------------------- robustness
 
 /// Any single byte set to any value, with the checksum restamped (a hostile
-/// file, not a corrupted one), is either rejected or loads a model that runs.
+/// file, not a corrupted one), is either rejected or loads a model that runs
+/// and gives finite logits.
 #[cfg_attr(miri, ignore)]
 #[test]
 fn restamped_single_byte_edits_never_panic() {
@@ -971,6 +1041,7 @@ fn restamped_single_byte_edits_never_panic() {
                     let image = if model.shape() == shape { &image } else { &side_image };
                     let logits = model.infer(image, &mut ws).unwrap();
                     assert_eq!(logits.len(), model.shape().classes as usize);
+                    assert!(logits.iter().all(|v| v.is_finite()), "byte {i} = {v:#04x}: {logits:?}");
                 }
                 Err(e) => {
                     rejected += 1;

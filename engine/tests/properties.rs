@@ -5,7 +5,8 @@
 //!   checksum's job), never accepted silently;
 //! - a hostile edit (any byte, checksum restamped) is rejected with an
 //!   error or gives a model that runs, without a panic or an overflow (test
-//!   builds have overflow checks on);
+//!   builds have overflow checks on), and with finite logits;
+//! - huge but finite values are rejected or give finite logits;
 //! - zero-copy and copying loads agree, on the verdict and on every logit.
 //!
 //! Plus the inputs the fuzz targets (fuzz/) found, kept as plain tests.
@@ -162,6 +163,143 @@ proptest! {
             let mut ws = model.workspace();
             for image in [random_image(&s, seed), vec![0; s.pixels()], vec![255; s.pixels()]] {
                 prop_assert_eq!(model.infer(&image, &mut ws).unwrap().len(), s.classes as usize);
+            }
+            assert_finite_logits(&model, seed)?;
+        }
+    }
+}
+
+/// The float tensors of an encoding, with their element types.
+fn float_tensors(encoding: Encoding) -> Vec<(TensorId, format::ElemType)> {
+    let float = |e: &&(TensorId, format::ElemType)| matches!(e.1, format::ElemType::F32 | format::ElemType::F16);
+    format::encoding_tensors(encoding).iter().filter(float).copied().collect()
+}
+
+/// Every logit of every image finite, on a model that loaded.
+fn assert_finite_logits(model: &Model<'_>, seed: u64) -> Result<(), TestCaseError> {
+    let s = model.shape();
+    let mut ws = model.workspace();
+    for image in [random_image(&s, seed), vec![0; s.pixels()], vec![255; s.pixels()]] {
+        let logits = model.infer(&image, &mut ws).unwrap();
+        prop_assert!(logits.iter().all(|v| v.is_finite()), "{} logits {:?}", model.encoding(), logits);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 3 } else { 256 }, ..ProptestConfig::default() })]
+
+    /// Issue #18: an f32 or f16 blob with huge but finite values (3e38 in
+    /// a weight, the extreme header normalisation) loaded and every
+    /// inference returned NaN. Whatever the magnitudes and the header's
+    /// parameters within their ranges, a blob is rejected or every logit
+    /// of every image is finite (docs/FORMAT.md proves the bounds).
+    #[test]
+    fn huge_finite_values_are_rejected_or_give_finite_logits(
+        shape in shapes(), seed in any::<u64>(), f16 in any::<bool>(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), -45i32..=38, any::<bool>()), 1..4),
+        header in prop::sample::select(vec![0usize, 1, 2, 3]),
+    ) {
+        let encoding = if f16 { Encoding::F16 } else { Encoding::F32 };
+        let mut blob = random_blob(encoding, shape, seed);
+        let layout = format::parse(&blob).unwrap();
+        let tensors = float_tensors(encoding);
+        for (which, at, exponent, negative) in edits {
+            let (id, elem) = tensors[which.index(tensors.len())];
+            let t = layout.tensor(id);
+            let index = at.index(t.len / elem.size());
+            let magnitude = 10f64.powi(exponent) * (1.0 + (seed % 1000) as f64 / 1000.0);
+            let value = if negative { -magnitude } else { magnitude };
+            match elem {
+                format::ElemType::F32 => {
+                    let v = (value as f32).clamp(-f32::MAX, f32::MAX);
+                    blob[t.offset + 4 * index..][..4].copy_from_slice(&v.to_le_bytes());
+                }
+                _ => {
+                    let v = half::f16::from_f64(value.clamp(-65504.0, 65504.0));
+                    blob[t.offset + 2 * index..][..2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        // The header's normalisation at the edges of its range (f32 uses it).
+        let (mean, std) = [(0.1307f32, 0.3081f32), (1e6, 1e-6), (-1e6, 1e6), (0.0, 1e-6)][header];
+        blob[32..36].copy_from_slice(&mean.to_le_bytes());
+        blob[36..40].copy_from_slice(&std.to_le_bytes());
+        format::restamp_checksum(&mut blob);
+        if let Ok(model) = load_both_ways(&blob, 0) {
+            assert_finite_logits(&model, seed)?;
+        }
+    }
+}
+
+/// The bounds themselves: every float value at ±its limit (signs at
+/// random), the header's normalisation at the ends of its range, the
+/// largest shapes of the family; logits stay finite on black, white, noisy
+/// and checkered images, on every backend. A check of docs/FORMAT.md's
+/// "Magnitude bounds" at their worst (small shapes under miri).
+#[test]
+fn values_at_their_bounds_give_finite_logits() {
+    let shapes: &[Shape] = if cfg!(miri) {
+        &[Shape { image_side: 4, patch_side: 2, dim: 8, heads: 2, classes: 3 }]
+    } else {
+        &[
+            Shape::SEED,
+            // The most tokens (257), the widest dim, one channel per head.
+            Shape { image_side: 64, patch_side: 4, dim: 128, heads: 128, classes: 64 },
+            // The longest patch (64 × 64 pixels), one head.
+            Shape { image_side: 64, patch_side: 64, dim: 128, heads: 1, classes: 64 },
+        ]
+    };
+    for (k, &shape) in shapes.iter().enumerate() {
+        // Every header on the first shape, the two extremes on the big ones (seconds each).
+        let headers = [(1e6f32, 1e-6f32), (0.1307, 0.3081), (-1e6, 1e6), (0.0, 1e-6)];
+        for &(mean, std) in &headers[..if k == 0 { 4 } else { 2 }] {
+            for (encoding, seed) in [(Encoding::F32, 1u64), (Encoding::F16, 3), (Encoding::F16, 4)] {
+                let mut blob = random_blob(encoding, shape, seed);
+                blob[32..36].copy_from_slice(&mean.to_le_bytes());
+                blob[36..40].copy_from_slice(&std.to_le_bytes());
+                format::restamp_checksum(&mut blob);
+                let layout = format::parse(&blob).unwrap();
+                let config = layout.header.config;
+                let mut rng = microvit_engine::synthetic::SplitMix64(seed);
+                for (id, elem) in float_tensors(encoding) {
+                    let t = layout.tensor(id);
+                    for i in 0..t.len / elem.size() {
+                        let sign = if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 };
+                        match elem {
+                            format::ElemType::F32 => {
+                                // The largest f32 not above the limit.
+                                let limit = config.value_limit(id).unwrap();
+                                let mut v = limit as f32;
+                                if v as f64 > limit {
+                                    v = f32::from_bits(v.to_bits() - 1);
+                                }
+                                blob[t.offset + 4 * i..][..4].copy_from_slice(&(sign * v).to_le_bytes());
+                            }
+                            _ => {
+                                let v = half::f16::from_f32(sign * 65504.0);
+                                blob[t.offset + 2 * i..][..2].copy_from_slice(&v.to_le_bytes());
+                            }
+                        }
+                    }
+                }
+                format::restamp_checksum(&mut blob);
+                let mut model = Model::from_bytes(&blob).unwrap_or_else(|e| panic!("{shape} {encoding}: {e}"));
+                let n = shape.pixels();
+                let side = shape.image_side as usize;
+                let checker: Vec<u8> =
+                    (0..n).map(|i| if (i / side + i % side).is_multiple_of(2) { 255 } else { 0 }).collect();
+                for backend in microvit_engine::Backend::available() {
+                    model.set_backend(backend).unwrap();
+                    let mut ws = model.workspace();
+                    for image in [vec![0; n], vec![255; n], random_image(&shape, seed), checker.clone()] {
+                        let logits = model.infer(&image, &mut ws).unwrap();
+                        assert!(
+                            logits.iter().all(|v| v.is_finite()),
+                            "{shape} {encoding} on {backend}, mean {mean}, std {std}: {logits:?}"
+                        );
+                    }
+                }
             }
         }
     }

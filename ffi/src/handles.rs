@@ -77,7 +77,49 @@ const _: () = {
     shareable::<ModelBox>();
     const fn sendable<T: Send>() {}
     sendable::<WorkspaceBox>();
+    // `tag_at` reads a u64 at offset 0 of whatever object it is given.
+    assert!(std::mem::offset_of!(ModelBox, tag) == 0 && std::mem::offset_of!(WorkspaceBox, tag) == 0);
+    assert!(std::mem::align_of::<ModelBox>() >= 8 && std::mem::align_of::<WorkspaceBox>() >= 8);
 };
+
+/// The C pointer `ptr`, checked to be a live object of the type whose tag
+/// is `tag`, as a raw pointer: the caller makes the reference only after
+/// this succeeded.
+///
+/// The tag is read through a raw pointer, 8 bytes at offset 0. A reference
+/// to the whole object must not be made first: `ptr` may point to a
+/// microvit object of the other type, and a reference to a `ModelBox` made
+/// from a smaller `WorkspaceBox` (or the reverse) would claim bytes past the
+/// end of its allocation, which is undefined behaviour even if never read.
+/// Every microvit object is `repr(C)` with its u64 tag first (asserted
+/// above), so the read itself is in bounds for any of them.
+///
+/// # Safety
+/// `ptr` is NULL or points to a live microvit object (of any type).
+unsafe fn tag_at<T>(ptr: *const T, tag: u64) -> Result<*const T, NotThat> {
+    if ptr.is_null() {
+        return Err(NotThat::Null);
+    }
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(NotThat::Misaligned);
+    }
+    // SAFETY: non-NULL and aligned for T, so for u64 (align ≥ 8, asserted);
+    // by the contract a live microvit object, which starts with its u64 tag.
+    let found = unsafe { ptr.cast::<u64>().read() };
+    if found != tag {
+        return Err(NotThat::OtherTag);
+    }
+    Ok(ptr)
+}
+
+/// Why [`tag_at`] refused a pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotThat {
+    Null,
+    Misaligned,
+    /// A microvit object of another type, or a freed one.
+    OtherTag,
+}
 
 /// Moves `model` to the heap for C, with the backend it runs on.
 pub(crate) fn into_raw_model(model: engine::Model<'static>, backend: crate::Backend) -> *mut Model {
@@ -96,19 +138,16 @@ pub(crate) fn new_raw_workspace(model: &engine::Model<'_>) -> *mut Workspace {
 /// `ptr` is NULL or was returned by a `microvit_model_load*` function and not
 /// freed yet. (A pointer to another microvit object is detected by its tag.)
 pub(crate) unsafe fn model<'a>(name: &'static str, ptr: *const Model) -> Result<&'a ModelBox, Status> {
-    let ptr = ptr.cast::<ModelBox>();
-    if ptr.is_null() {
-        bail!(Status::NullArgument, "{name} is NULL");
+    // SAFETY: forwarded from the caller (any live microvit object).
+    match unsafe { tag_at(ptr.cast::<ModelBox>(), MODEL_TAG) } {
+        // SAFETY: checked to be a live ModelBox; shared, as models are.
+        Ok(model) => Ok(unsafe { &*model }),
+        Err(NotThat::Null) => bail!(Status::NullArgument, "{name} is NULL"),
+        Err(NotThat::Misaligned) => {
+            bail!(Status::InvalidArgument, "{name} is not a microvit_model pointer (misaligned)")
+        }
+        Err(NotThat::OtherTag) => bail!(Status::InvalidArgument, "{name} does not point to a live microvit_model"),
     }
-    if !(ptr as usize).is_multiple_of(std::mem::align_of::<ModelBox>()) {
-        bail!(Status::InvalidArgument, "{name} is not a microvit_model pointer (misaligned)");
-    }
-    // SAFETY: non-NULL and aligned; a live model by the caller's contract.
-    let model = unsafe { &*ptr };
-    if model.tag != MODEL_TAG {
-        bail!(Status::InvalidArgument, "{name} does not point to a live microvit_model");
-    }
-    Ok(model)
 }
 
 /// The workspace behind a C pointer (not NULL: the caller handles NULL).
@@ -117,28 +156,34 @@ pub(crate) unsafe fn model<'a>(name: &'static str, ptr: *const Model) -> Result<
 /// `ptr` was returned by `microvit_workspace_create`, is not freed yet, and
 /// no other thread is using it.
 pub(crate) unsafe fn workspace<'a>(ptr: *mut Workspace) -> Result<&'a mut WorkspaceBox, Status> {
-    let ptr = ptr.cast::<WorkspaceBox>();
-    if !(ptr as usize).is_multiple_of(std::mem::align_of::<WorkspaceBox>()) {
-        bail!(Status::InvalidArgument, "workspace is not a microvit_workspace pointer (misaligned)");
+    // SAFETY: forwarded from the caller (any live microvit object).
+    match unsafe { tag_at(ptr.cast_const().cast::<WorkspaceBox>(), WORKSPACE_TAG) } {
+        // SAFETY: checked to be a live WorkspaceBox, used by this thread
+        // only by the caller's contract; `ptr` is the caller's `*mut`.
+        Ok(_) => Ok(unsafe { &mut *ptr.cast::<WorkspaceBox>() }),
+        Err(NotThat::Null) => bail!(Status::NullArgument, "workspace is NULL"),
+        Err(NotThat::Misaligned) => {
+            bail!(Status::InvalidArgument, "workspace is not a microvit_workspace pointer (misaligned)")
+        }
+        Err(NotThat::OtherTag) => {
+            bail!(Status::InvalidArgument, "workspace does not point to a live microvit_workspace")
+        }
     }
-    // SAFETY: non-NULL (checked by the caller) and aligned; a live workspace
-    // used by this thread only, by the caller's contract.
-    let ws = unsafe { &mut *ptr };
-    if ws.tag != WORKSPACE_TAG {
-        bail!(Status::InvalidArgument, "workspace does not point to a live microvit_workspace");
-    }
-    Ok(ws)
 }
 
-/// Frees a model made by [`into_raw_model`].
+/// Frees a model made by [`into_raw_model`]. Anything else that carries a
+/// microvit tag (a workspace passed by mistake) is left alone: freeing it
+/// with a model's layout would corrupt the heap.
 ///
 /// # Safety
-/// `ptr` is NULL or a live model that no other thread is using.
+/// `ptr` is NULL or a live microvit object that no other thread is using.
 pub(crate) unsafe fn free_model(ptr: *mut Model) {
-    if ptr.is_null() {
+    // SAFETY: forwarded from the caller. The tag is checked before the box
+    // is made, for the reason given at `tag_at`.
+    if unsafe { tag_at(ptr.cast_const().cast::<ModelBox>(), MODEL_TAG) }.is_err() {
         return;
     }
-    // SAFETY: a live model from `into_raw_model`, by the caller's contract.
+    // SAFETY: a live model from `into_raw_model` (checked by its tag).
     let mut model = unsafe { Box::from_raw(ptr.cast::<ModelBox>()) };
     // A volatile store survives the deallocation that follows, so a
     // use-after-free is more likely to be reported than to run.
@@ -147,16 +192,17 @@ pub(crate) unsafe fn free_model(ptr: *mut Model) {
     drop(model);
 }
 
-/// Frees a workspace made by [`new_raw_workspace`].
+/// Frees a workspace made by [`new_raw_workspace`]; like [`free_model`],
+/// leaves an object of another type alone.
 ///
 /// # Safety
-/// `ptr` is NULL or a live workspace that no other thread is using.
+/// `ptr` is NULL or a live microvit object that no other thread is using.
 pub(crate) unsafe fn free_workspace(ptr: *mut Workspace) {
-    if ptr.is_null() {
+    // SAFETY: as in `free_model`.
+    if unsafe { tag_at(ptr.cast_const().cast::<WorkspaceBox>(), WORKSPACE_TAG) }.is_err() {
         return;
     }
-    // SAFETY: a live workspace from `new_raw_workspace`, by the caller's
-    // contract.
+    // SAFETY: a live workspace from `new_raw_workspace` (checked by its tag).
     let mut ws = unsafe { Box::from_raw(ptr.cast::<WorkspaceBox>()) };
     // SAFETY: as in `free_model`.
     unsafe { std::ptr::write_volatile(&mut ws.tag, FREED_TAG) };

@@ -119,6 +119,13 @@ fn classify(model: &Loaded, ws: *mut Workspace, image: &[u8]) -> Result1 {
     r
 }
 
+/// The bytes of a u32 buffer (4-byte aligned).
+fn bytes_of_words(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: u8 has no alignment or validity requirement; the length is
+    // the same memory's.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) }
+}
+
 fn mnist_like_images(n: u64) -> Vec<Vec<u8>> {
     (0..n).map(|seed| random_image(&EngineShape::SEED, seed)).collect()
 }
@@ -395,6 +402,51 @@ fn load_from_file() {
     assert_eq!(shape(&model).classes, 10);
 }
 
+/// Issue #18: a FIFO with no writer blocked microvit_model_load_file for
+/// ever (opening it blocks), and /dev/zero was read to 256 MiB before the
+/// size check. Both are refused from their metadata, before the open, as
+/// IO_ERROR. The FIFO part needs `mkfifo`, which miri cannot run; the
+/// devices run everywhere.
+#[cfg(unix)]
+#[test]
+fn load_file_refuses_fifos_and_devices() {
+    let mut m = sentinel();
+    #[cfg(not(miri))]
+    {
+        let fifo = std::env::temp_dir().join(format!("microvit-ffi-fifo-{}.mvit", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs").success());
+        let path = CString::new(fifo.to_str().unwrap()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut m = sentinel();
+            // SAFETY: a valid string and out-pointer.
+            let status = unsafe { microvit_model_load_file(path.as_ptr(), &mut m) };
+            tx.send((status, last_error(), m.is_null())).unwrap();
+        });
+        let (status, message, reset) = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap_or_else(|_| {
+            // Release the blocked open (a writer that closes at once), then fail.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("microvit_model_load_file blocked on a FIFO with no writer");
+        });
+        assert_eq!(status, Status::IoError, "{message}");
+        assert!(message.ends_with("not a regular file (a FIFO, socket or device)"), "{message}");
+        assert!(reset);
+        std::fs::remove_file(&fifo).unwrap();
+    }
+    for device in ["/dev/zero", "/dev/null"] {
+        let path = CString::new(device).unwrap();
+        // SAFETY: a valid string and out-pointer.
+        let status = unsafe { microvit_model_load_file(path.as_ptr(), &mut m) };
+        expect(
+            status,
+            Status::IoError,
+            &format!("cannot read {device}: not a regular file (a FIFO, socket or device)"),
+        );
+        assert!(m.is_null());
+    }
+}
+
 #[test]
 fn free_accepts_null() {
     // SAFETY: NULL is documented as a no-op.
@@ -475,13 +527,52 @@ fn workspace_create_checks_its_arguments() {
         )
     };
     expect(status, Status::InvalidArgument, "not point to a live microvit_workspace");
+    // The same with a workspace as classify's model (a WorkspaceBox is
+    // smaller than a ModelBox: the check must read the tag alone), and as
+    // every other function's model.
+    // SAFETY: see above.
+    let status = unsafe {
+        microvit_classify(
+            ws.0.cast(),
+            ptr::null_mut(),
+            image.as_ptr(),
+            image.len(),
+            &mut 0,
+            ptr::null_mut(),
+            0,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    expect(status, Status::InvalidArgument, "model does not point to a live microvit_model");
+    let mut s = std::mem::MaybeUninit::uninit();
+    // SAFETY: see above.
+    let status = unsafe { microvit_model_shape(ws.0.cast(), s.as_mut_ptr()) };
+    expect(status, Status::InvalidArgument, "model does not point to a live microvit_model");
+    let mut b = Backend::Auto;
+    // SAFETY: see above.
+    let status = unsafe { microvit_model_backend(ws.0.cast(), &mut b) };
+    expect(status, Status::InvalidArgument, "model does not point to a live microvit_model");
+    // Freeing one as the other leaves it alone (freeing it with the other's
+    // layout would corrupt the heap); both still work after.
+    // SAFETY: live microvit objects; the free functions check the tag first.
+    unsafe { microvit_model_free(ws.0.cast()) };
+    // SAFETY: see above.
+    unsafe { microvit_workspace_free(model.0.cast()) };
+    let expected = classify(&model, ptr::null_mut(), &image);
+    assert_eq!(classify(&model, ws.0, &image), expected);
 }
 
 #[test]
 fn classify_checks_every_argument() {
     let model = load(&seed_blob());
     let ws = workspace(&model);
-    let image = random_image(&EngineShape::SEED, 5);
+    // The pixels in u32-aligned storage: case 14 passes them as out_class,
+    // which must fail on the overlap, not on alignment. A Vec<u8> is only
+    // byte-aligned (miri's allocator shows it: seeds 1 to 3 misalign it).
+    let mut storage = [0u32; 784 / 4];
+    bytes_of_words(&mut storage).copy_from_slice(&random_image(&EngineShape::SEED, 5));
+    let image: &[u8] = bytes_of_words(&mut storage);
     // Room for 20 logits, so that the overlapping cases stay in bounds even
     // if a check were missing.
     let (mut class, mut logits, mut probs) = (0u32, [0f32; 20], [0f32; 10]);
@@ -535,7 +626,7 @@ fn classify_checks_every_argument() {
     expect(status, Status::WorkspaceMismatch, "dim 24");
     // The workspace fits every model of its own shape.
     let twin = load(&random_f32_blob(EngineShape { dim: 24, ..EngineShape::SEED }, 10));
-    classify(&twin, other_ws.0, &image);
+    classify(&twin, other_ws.0, image);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Blob parsing and loading: `Model::from_bytes` and the zero-copy
 //! `Model::from_bytes_borrowed` (on an aligned copy) must agree, never
-//! panic, and a model they accept must run.
+//! panic, and a model they accept must run and give finite logits.
 //!
 //! Input: one mode byte, then the blob. Mode bit 0 set: before loading, the
 //! blob's length field and checksum are rewritten to match its bytes (a
@@ -55,6 +55,14 @@ fn run(model: &Model<'_>) -> (Vec<u32>, Vec<i32>) {
     let image = fixed_image(shape.pixels());
     let logits = model.infer(&image, &mut ws).expect("a loaded model runs a right-sized image");
     assert_eq!(logits.len(), shape.classes as usize);
+    // No NaN or infinity from any model that loads (docs/FORMAT.md,
+    // magnitude bounds), for this image nor for the extreme ones.
+    assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
+    for extreme in [0u8, 255] {
+        let logits = model.infer(&vec![extreme; shape.pixels()], &mut ws).unwrap();
+        assert!(logits.iter().all(|v| v.is_finite()), "{extreme}: {logits:?}");
+    }
+    let logits = model.infer(&image, &mut ws).unwrap();
     let bits = logits.iter().map(|v| v.to_bits()).collect();
     let class = model.classify(&image, &mut ws).unwrap();
     assert!(class < shape.classes as usize);
