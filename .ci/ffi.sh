@@ -243,14 +243,24 @@ expect cmake "$ACCURACY_1000" "$BATCH_OK" -- "$OUT/cmake/classify" "$MODEL" "$IM
 # static-only prefix (pkg-config --static adds Libs.private).
 version=$(printf '%s' "$(sed -n 's/^#define MICROVIT_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' include/microvit.h)" | tr '\n' .)
 private_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl"
+# The shared prefix is made by docs/C_API.md's install recipe, run as written
+# (its PREFIX line aside): a recipe that fails or goes stale fails here.
+recipe=$(awk '/^### Installing \(pkg-config\)/ { on = 1 } on && /^```sh/ { code = 1; next } code && /^```/ { exit } code' docs/C_API.md)
+grep -q '^PREFIX=' <<<"$recipe" || fail "docs/C_API.md: no install recipe found"
 for kind in shared static; do
     prefix=$OUT/prefix-$kind
-    mkdir -p "$prefix/include" "$prefix/lib/pkgconfig" "$OUT/pc-$kind"
-    cp include/microvit.h include/microvit.hpp "$prefix/include/"
-    cp "$LIB/libmicrovit.a" "$prefix/lib/"
-    [ $kind = static ] || cp "$LIB/libmicrovit.so" "$prefix/lib/"
-    sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@PRIVATE_LIBS@|$private_libs|" ffi/microvit.pc.in \
-        >"$prefix/lib/pkgconfig/microvit.pc"
+    rm -rf "$prefix"
+    mkdir -p "$OUT/pc-$kind"
+    if [ $kind = shared ]; then
+        bash -euo pipefail -c "$(sed "s|^PREFIX=.*|PREFIX='$prefix'|" <<<"$recipe")" </dev/null >"$OUT/logs/install-recipe.log" 2>&1 \
+            || { cat "$OUT/logs/install-recipe.log"; fail "docs/C_API.md's install recipe failed"; }
+    else
+        mkdir -p "$prefix/include" "$prefix/lib/pkgconfig"
+        cp include/microvit.h include/microvit.hpp "$prefix/include/"
+        cp "$LIB/libmicrovit.a" "$prefix/lib/"
+        sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@PRIVATE_LIBS@|$private_libs|" ffi/microvit.pc.in \
+            >"$prefix/lib/pkgconfig/microvit.pc"
+    fi
     export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
     [ "$(pkg-config --modversion microvit)" = "$version" ] || fail "pkg-config --modversion"
     static_flag=

@@ -101,17 +101,29 @@ impl Evaluation {
         cells
     }
 
-    /// The human-readable report `microvit eval` prints.
+    /// The report `microvit eval` prints: [`summary`](Self::summary), a
+    /// blank line, [`details`](Self::details).
     pub fn report(&self) -> String {
-        let c = self.classes;
+        format!("{}\n{}", self.summary(), self.details())
+    }
+
+    /// Accuracy and time per digit (the whole loop: inference, argmax, keeping the logits).
+    pub fn summary(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "accuracy  {:.2} % ({} / {})", self.accuracy(), self.correct(), self.len());
         let _ = writeln!(
             out,
-            "time      {:.3} s, {:.2} µs/digit, one thread\n",
+            "time      {:.3} s, {:.2} µs/digit, one thread",
             self.elapsed.as_secs_f64(),
             self.elapsed.as_secs_f64() * 1e6 / self.len().max(1) as f64
         );
+        out
+    }
+
+    /// Per-class accuracy, the confusion matrix, the most confused pairs.
+    pub fn details(&self) -> String {
+        let c = self.classes;
+        let mut out = String::new();
         let _ = writeln!(out, "class   count  correct  accuracy");
         for class in 0..c {
             let row = &self.confusion[class * c..][..c];

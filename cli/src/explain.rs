@@ -348,10 +348,15 @@ pub fn render(shape: Shape, subject: &Subject, e: &Explanation) -> Canvas {
 /// What `microvit explain` was asked to do.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub model: PathBuf,
+    /// The model file; `None` for the built-in int8 seed model.
+    pub model: Option<PathBuf>,
+    /// The built-in model's encoding, or a safetensors model's conversion ([`model_file::load`]).
+    pub encoding: Option<microvit_engine::Encoding>,
     pub images: Vec<PathBuf>,
-    /// Indices into the shipped MNIST test set.
+    /// Indices into the test set.
     pub test_digits: Vec<usize>,
+    /// The test set's idx images and labels [default: the repository's MNIST test set].
+    pub test_set: (Option<PathBuf>, Option<PathBuf>),
     pub out_dir: PathBuf,
     pub polarity: Polarity,
     /// Also write every CLS attention row as float32 `[N, heads, tokens]` .npy (files first, then test digits).
@@ -371,7 +376,10 @@ fn output_path(dir: &Path, base: &str, taken: &mut HashSet<String>) -> PathBuf {
 
 /// Runs `microvit explain`; `say` prints one line to stdout.
 pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) -> Result<(), String> {
-    let (model, _) = model_file::open(&opts.model)?;
+    if opts.images.is_empty() && opts.test_digits.is_empty() {
+        return Err("nothing to explain: give image files or --test-digits".into());
+    }
+    let model = model_file::load(opts.model.as_deref(), opts.encoding)?.model;
     let shape = model.shape();
     let side = shape.image_side as usize;
     let mut subjects: Vec<(Subject, String)> = Vec::new();
@@ -400,7 +408,7 @@ pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) ->
         }
     }
     if !opts.test_digits.is_empty() {
-        let (images_path, labels_path) = microvit_dataset::shipped_test_set();
+        let (images_path, labels_path) = model_file::test_set(opts.test_set.0.as_deref(), opts.test_set.1.as_deref())?;
         let (images, labels) =
             microvit_dataset::idx::read_labelled(&images_path, &labels_path).map_err(|e| e.to_string())?;
         if images.side != side {

@@ -8,7 +8,10 @@
 //!   (phone photos) is applied. No gamma or colour-profile correction.
 //! - **Limits**: files must be regular files of at most [`MAX_FILE_BYTES`];
 //!   width and height at most [`MAX_SIDE`], checked from the header before
-//!   anything is decoded; decoding may allocate at most [`MAX_DECODE_BYTES`].
+//!   anything is decoded; the decoded image may take at most
+//!   [`MAX_DECODE_BYTES`], also checked from the header. PNG, the format of
+//!   screenshots and drawing apps, is decoded row by row straight to 8 bits
+//!   per sample, so a 16-bit PNG costs what an 8-bit one does.
 
 use std::fmt;
 use std::fs::File;
@@ -24,8 +27,9 @@ pub const MAX_SIDE: usize = microvit_engine::preprocess::MAX_SIDE;
 /// Largest image file read, in bytes (256 MiB).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// Most memory one decode may allocate (256 MiB: an 8192 × 8192 RGBA
-/// image at 8 bits per sample).
+/// Most memory a decoded image may take (256 MiB: an 8192 × 8192 RGBA
+/// image at 8 bits per sample). Formats other than PNG decode 16-bit
+/// samples at 16 bits first, so such images are refused sooner.
 pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
 /// A decoded image: 8 bits per sample, rows packed.
@@ -115,6 +119,7 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Picture, ImageError> {
     let format = sniff(bytes, path)?;
     if format == ImageFormat::Png {
         check_palette_chunks(bytes, path)?;
+        return decode_png(bytes, path);
     }
     let name = format_name(format);
     let decode_error = |e| image_error(e, name, path);
@@ -135,9 +140,29 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Picture, ImageError> {
             format!("the image is {width}×{height} pixels; the largest accepted is {MAX_SIDE}×{MAX_SIDE}"),
         ));
     }
+    if decoder.total_bytes() > MAX_DECODE_BYTES {
+        return Err(too_large_to_decode(path, name, decoder.total_bytes()));
+    }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     img.apply_orientation(orientation);
+    picture_of(img)
+}
+
+fn too_large_to_decode(path: &Path, format: &str, bytes: u64) -> ImageError {
+    unsupported(
+        path,
+        format!(
+            "the {format} image needs {} MiB to decode, more than the {} MiB accepted (save it with 8 bits per sample, \
+             or smaller)",
+            bytes.div_ceil(1 << 20),
+            MAX_DECODE_BYTES >> 20
+        ),
+    )
+}
+
+/// The engine's view of a decoded image: gray, RGB or RGBA at 8 bits.
+fn picture_of(img: DynamicImage) -> Result<Picture, ImageError> {
     let (width, height) = (img.width() as usize, img.height() as usize);
     let (format, pixels) = if img.color().has_alpha() {
         (PixelFormat::Rgba8, img.into_rgba8().into_raw())
@@ -147,6 +172,110 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Picture, ImageError> {
         (PixelFormat::Gray8, img.into_luma8().into_raw())
     };
     Ok(Picture { width, height, format, pixels })
+}
+
+/// Decodes a PNG with the png crate, row by row into the one buffer the
+/// engine reads: 16-bit samples keep their high byte as they are read
+/// (`STRIP_16`), palettes and low bit depths are expanded (`EXPAND`), gray
+/// with alpha becomes RGBA. Peak memory is the file plus that buffer (at
+/// most [`MAX_DECODE_BYTES`]) plus a row, whatever the bit depth or
+/// interlacing.
+fn decode_png(bytes: &[u8], path: &Path) -> Result<Picture, ImageError> {
+    use png::{BitDepth, ColorType, Transformations};
+    let decode_error = |e: png::DecodingError| png_error(e, path);
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
+    // The png crate's own allocation limit covers its chunk buffers; the
+    // image buffer is checked below, from the header.
+    decoder.set_limits(png::Limits { bytes: MAX_DECODE_BYTES as usize });
+    let mut reader = decoder.read_info().map_err(decode_error)?;
+    let (width, height) = (reader.info().width as usize, reader.info().height as usize);
+    if width == 0 || height == 0 {
+        return Err(format_error(path, format!("the image has zero size ({width}×{height} pixels)")));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(unsupported(
+            path,
+            format!("the image is {width}×{height} pixels; the largest accepted is {MAX_SIDE}×{MAX_SIDE}"),
+        ));
+    }
+    let (format, gray_alpha) = match reader.output_color_type() {
+        (ColorType::Grayscale, BitDepth::Eight) => (PixelFormat::Gray8, false),
+        (ColorType::Rgb, BitDepth::Eight) => (PixelFormat::Rgb8, false),
+        (ColorType::Rgba, BitDepth::Eight) => (PixelFormat::Rgba8, false),
+        (ColorType::GrayscaleAlpha, BitDepth::Eight) => (PixelFormat::Rgba8, true),
+        // EXPAND | STRIP_16 leaves 8-bit gray, gray+alpha, RGB or RGBA.
+        (color, depth) => return Err(format_error(path, format!("bad PNG: decodes to {color:?} at {depth:?}"))),
+    };
+    let bpp = format.bytes_per_pixel();
+    let samples = if gray_alpha { 2 } else { bpp };
+    if reader.output_line_size(width as u32) != Some(width * samples) {
+        return Err(format_error(path, "bad PNG: rows of an unexpected length"));
+    }
+    let size = (width * height * bpp) as u64;
+    if size > MAX_DECODE_BYTES {
+        return Err(too_large_to_decode(path, "PNG", size));
+    }
+    let mut pixels = vec![0u8; width * height * bpp];
+    let mut rgba_row = Vec::new();
+    let mut next_line = 0;
+    while let Some(row) = reader.next_interlaced_row().map_err(decode_error)? {
+        let interlace = *row.interlace();
+        let data = if gray_alpha {
+            rgba_row.clear();
+            rgba_row.extend(row.data().chunks_exact(2).flat_map(|ga| [ga[0], ga[0], ga[0], ga[1]]));
+            &rgba_row[..]
+        } else {
+            row.data()
+        };
+        match interlace {
+            // Rows come top to bottom (the line number is not public).
+            png::InterlaceInfo::Null(_) => {
+                pixels[next_line * width * bpp..][..width * bpp].copy_from_slice(data);
+                next_line += 1;
+            }
+            png::InterlaceInfo::Adam7(info) => {
+                png::expand_interlaced_row(&mut pixels, width * bpp, data, &info, 8 * bpp as u8);
+            }
+        }
+    }
+    reader.finish().map_err(decode_error)?;
+    let orientation = reader
+        .info()
+        .exif_metadata
+        .as_deref()
+        .and_then(image::metadata::Orientation::from_exif_chunk)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let picture = Picture { width, height, format, pixels };
+    if orientation == image::metadata::Orientation::NoTransforms {
+        return Ok(picture);
+    }
+    let mut img = match format {
+        PixelFormat::Gray8 => DynamicImage::ImageLuma8(
+            image::GrayImage::from_raw(width as u32, height as u32, picture.pixels).expect("sized above"),
+        ),
+        PixelFormat::Rgb8 => DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(width as u32, height as u32, picture.pixels).expect("sized above"),
+        ),
+        _ => DynamicImage::ImageRgba8(
+            image::RgbaImage::from_raw(width as u32, height as u32, picture.pixels).expect("sized above"),
+        ),
+    };
+    img.apply_orientation(orientation);
+    picture_of(img)
+}
+
+/// The user-facing reading of a png crate error.
+fn png_error(e: png::DecodingError, path: &Path) -> ImageError {
+    match e {
+        png::DecodingError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            format_error(path, "PNG data ends unexpectedly (truncated file)")
+        }
+        png::DecodingError::LimitsExceeded => {
+            unsupported(path, format!("the PNG image needs more than {} MiB to decode", MAX_DECODE_BYTES >> 20))
+        }
+        other => format_error(path, format!("bad PNG: {other}")),
+    }
 }
 
 /// The format of `bytes`, from their first bytes.

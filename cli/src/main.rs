@@ -53,7 +53,7 @@ enum Command {
         /// LayerNorm epsilon [default: metadata, else 1e-5].
         #[arg(long)]
         layer_norm_eps: Option<f32>,
-        /// int8: calibration digits, idx3 (.gz) [default: the 1,000 shipped training digits]. Every digit
+        /// int8: calibration digits, idx3 (.gz) [default: the 1,000 training digits built in]. Every digit
         /// sets the scales (in memory that does not grow with their number); the error report measures
         /// the first 10,000.
         #[arg(long, value_name = "IMAGES")]
@@ -66,11 +66,12 @@ enum Command {
     },
     /// Accuracy, per-class accuracy and confusion matrix on a labelled set.
     Eval {
-        /// Model, a blob or safetensors [default: the shipped models/microvit-seed.mvit,
-        /// or its safetensors with --dtype].
+        /// Model, a blob or safetensors [default: the shipped seed model, built in, as int8 on the fastest
+        /// backend; see --dtype].
         model: Option<PathBuf>,
-        /// Convert a safetensors model to this encoding in memory, and report
-        /// agreement with its f32 form.
+        /// Without MODEL: the built-in seed model in this encoding (f32 is the scalar reference). With a
+        /// safetensors MODEL: convert it to this encoding in memory. Either way, report agreement with the f32
+        /// form.
         #[arg(long, value_parser = encoding_parser())]
         dtype: Option<Encoding>,
         /// Report top-1 agreement with this model (e.g. the f32 blob an int8 blob came from).
@@ -98,11 +99,10 @@ enum Command {
     /// 8192×8192. Each is prepared as MNIST digits were (ink found against its paper, scaled to 20×20, centred);
     /// a blank or noisy image is reported as "no digit".
     Classify {
-        /// The model (.mvit or .safetensors).
-        model: PathBuf,
-        /// Image files.
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
+        /// [MODEL] IMAGE…: a first argument that is a model (a .mvit or .safetensors name, or a file with the
+        /// blob magic) runs instead of the built-in int8 seed model.
+        #[arg(required = true, value_name = "FILES")]
+        files: Vec<PathBuf>,
         /// Which way the ink goes: auto decides for each image.
         #[arg(long, value_enum, default_value = "auto")]
         polarity: PolarityArg,
@@ -112,17 +112,25 @@ enum Command {
     },
     /// Draw, per image, the prediction and each head's CLS attention over the patches as a PNG.
     Explain {
-        /// The model (.mvit or .safetensors).
-        model: PathBuf,
-        /// Image files (read and prepared as `classify` does).
-        #[arg(required_unless_present = "test_digits")]
-        images: Vec<PathBuf>,
+        /// [MODEL] IMAGE…, as for `classify` (read and prepared as it does); without MODEL, the built-in int8
+        /// seed model.
+        #[arg(value_name = "FILES", required_unless_present = "test_digits")]
+        files: Vec<PathBuf>,
+        /// Without MODEL: the built-in seed model in this encoding; with a safetensors MODEL: convert to it.
+        #[arg(long, value_parser = encoding_parser())]
+        dtype: Option<Encoding>,
         /// Directory for the pictures (IMAGE-NAME.explain.png, test-digit-N.explain.png).
         #[arg(short, long, value_name = "DIR")]
         output: PathBuf,
-        /// Also explain digits of the shipped MNIST test set, by index: 0,1,2.
+        /// Also explain digits of the MNIST test set, by index: 0,1,2.
         #[arg(long, value_delimiter = ',', value_name = "INDICES")]
         test_digits: Vec<usize>,
+        /// The idx3 images --test-digits indexes [default: the repository's MNIST test set].
+        #[arg(long, value_name = "IDX")]
+        images: Option<PathBuf>,
+        /// The idx1 labels of --images [default: the repository's MNIST test labels].
+        #[arg(long, value_name = "IDX")]
+        labels: Option<PathBuf>,
         /// Which way the ink goes: auto decides for each image.
         #[arg(long, value_enum, default_value = "auto")]
         polarity: PolarityArg,
@@ -132,8 +140,8 @@ enum Command {
     },
     /// Latency per digit and digits/s on the MNIST test digits, per dtype × backend (see cli/src/bench.rs).
     Bench {
-        /// A blob, or a safetensors file converted to each --dtype [default: the shipped seed model,
-        /// models/microvit-seed.mvit, .f16.mvit, .int8.mvit].
+        /// A blob, or a safetensors file converted to each --dtype [default: the shipped seed model's
+        /// f32, f16 and int8 blobs, built in].
         model: Option<PathBuf>,
         /// Encodings to run, repeatable or comma separated [default: f32,f16,int8].
         #[arg(long, value_parser = encoding_parser(), value_delimiter = ',')]
@@ -153,6 +161,12 @@ enum Command {
         /// Print a JSON array, one object per dtype × backend run.
         #[arg(long)]
         json: bool,
+        /// idx3 images to time on, plain or .gz [default: the repository's MNIST test set].
+        #[arg(long, value_name = "IDX")]
+        images: Option<PathBuf>,
+        /// idx1 labels of --images [default: the repository's MNIST test labels].
+        #[arg(long, value_name = "IDX")]
+        labels: Option<PathBuf>,
     },
 }
 
@@ -196,10 +210,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert { input, output, dtype, heads, pixel_mean, pixel_std, layer_norm_eps, calibration } => {
-            let calibration = match dtype {
-                Encoding::Int8 => calibration.or_else(|| Some(model_file::shipped_calibration())),
-                _ => None,
-            };
             let options =
                 ConvertOptions { encoding: dtype, heads, pixel_mean, pixel_std, layer_norm_eps, calibration: None };
             run_convert(&input, output, options, calibration.as_deref())
@@ -215,16 +225,44 @@ fn main() -> ExitCode {
             report_dir: report,
             polarity: polarity.into(),
         }),
-        Command::Classify { model, images, polarity, save_input } => {
-            run_classify(&model, &images, polarity.into(), save_input.as_deref())
+        Command::Classify { files, polarity, save_input } => {
+            let (model, images) = model_file::split_model(files);
+            run_classify(model.as_deref(), &images, polarity.into(), save_input.as_deref())
         }
-        Command::Explain { model, images, output, test_digits, polarity, attention_out } => {
-            let polarity = polarity.into();
-            let options = explain::Options { model, images, test_digits, out_dir: output, polarity, attention_out };
+        Command::Explain {
+            files,
+            dtype,
+            output,
+            test_digits,
+            images: test_images,
+            labels,
+            polarity,
+            attention_out,
+        } => {
+            let (model, images) = model_file::split_model(files);
+            let options = explain::Options {
+                model,
+                encoding: dtype,
+                images,
+                test_digits,
+                test_set: (test_images, labels),
+                out_dir: output,
+                polarity: polarity.into(),
+                attention_out,
+            };
             explain::run(&options, &mut |line| say_line(format_args!("{line}")))
         }
-        Command::Bench { model, dtype, backend, batch, threads, seconds, json } => {
-            let options = bench::Options { model, encodings: dtype, backends: backend, batch, threads, seconds, json };
+        Command::Bench { model, dtype, backend, batch, threads, seconds, json, images, labels } => {
+            let options = bench::Options {
+                model,
+                encodings: dtype,
+                backends: backend,
+                batch,
+                threads,
+                seconds,
+                json,
+                test_set: (images, labels),
+            };
             bench::run(&options, &mut |line| say_line(format_args!("{line}")))
         }
     };
@@ -243,13 +281,13 @@ fn run_convert(
     mut options: ConvertOptions,
     calibration: Option<&Path>,
 ) -> Result<(), String> {
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", input.display());
-    // Before opening: a FIFO would block the open, a device never ends.
-    microvit_dataset::regular_file(input).map_err(cannot)?;
-    let bytes = std::fs::read(input).map_err(cannot)?;
-    if let Some(path) = calibration {
-        options.calibration = Some(model_file::read_calibration(path)?);
-        eprintln!("calibrating on {}", path.display());
+    // A regular file (a FIFO would block the open, a device never ends) of
+    // a bounded size, checked before it is read.
+    let bytes = model_file::read_model_file(input)?;
+    if options.encoding == Encoding::Int8 {
+        options.calibration = Some(model_file::read_calibration(calibration)?);
+        let from = calibration.map_or("the 1,000 built-in training digits".into(), |p| p.display().to_string());
+        eprintln!("calibrating on {from}");
     }
     let converted = microvit_converter::convert(&bytes, &options).map_err(|e| format!("{}: {e}", input.display()))?;
     let output = output.unwrap_or_else(|| input.with_extension("mvit"));
@@ -308,57 +346,65 @@ struct EvalArgs {
 }
 
 fn run_eval(args: EvalArgs) -> Result<(), String> {
-    let model_path = model_file::resolve(args.model.as_deref(), args.dtype)?;
-    let loaded = model_file::load(&model_path, args.dtype)?;
+    let loaded = model_file::load(args.model.as_deref(), args.dtype)?;
     if let Some(dir) = args.images.as_deref().filter(|p| p.is_dir()) {
-        return run_eval_images(&loaded.model, &model_path, dir, &args);
+        return run_eval_images(&loaded.model, &loaded.name, dir, &args);
     }
     let reference = match (&args.reference, loaded.f32_model) {
         (Some(path), _) => Some((model_file::open(path)?.0, path.display().to_string())),
-        (None, Some(f32_model)) => Some((f32_model, "its f32 form".to_string())),
+        (None, Some(f32_model)) => Some((f32_model, "the f32 reference".to_string())),
         (None, None) => None,
     };
     let model = loaded.model;
-    let (shipped_images, shipped_labels) = microvit_dataset::shipped_test_set();
-    let images = args.images.unwrap_or(shipped_images);
-    let labels = args.labels.unwrap_or(shipped_labels);
+    let (images, labels) = model_file::test_set(args.images.as_deref(), args.labels.as_deref())?;
     let (logits_out, report_dir) = (args.logits_out.as_deref(), args.report_dir.as_deref());
     let (imgs, labs) = microvit_dataset::idx::read_labelled(&images, &labels).map_err(|e| e.to_string())?;
     say!(
         "model     {} ({}, {} parameters, {} bytes)",
-        model_path.display(),
+        loaded.name,
         model.encoding(),
         model.shape().parameter_count(),
         model.blob().len()
     );
-    say!("backend   scalar reference");
+    say!("backend   {}", backend_line(&model));
     say!("images    {} ({} digits)", images.display(), imgs.len());
     let result = eval::evaluate(&model, &imgs, &labs)?;
-    say!("{}", result.report().trim_end());
+    say!("{}", result.summary().trim_end());
     if let Some((reference_model, name)) = reference {
         let same = eval::agreement(&reference_model, &imgs, &result)?;
         say!(
-            "\nagreement {:.2} % of digits get the same class as {name} ({} / {})",
+            "agreement {:.2} % of digits get the same class as {name} ({} / {})",
             100.0 * same as f64 / result.len().max(1) as f64,
             same,
             result.len()
         );
     }
+    say!("\n{}", result.details().trim_end());
     if let Some(out) = logits_out {
         let npy = microvit_dataset::npy::encode_f32(&[result.len(), result.classes], &result.logits);
         std::fs::write(out, npy).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         say!("\nlogits    {} (float32 [{}, {}])", out.display(), result.len(), result.classes);
     }
     if let Some(dir) = report_dir {
-        let input = report::Input { model: &model, model_path: &model_path, images_path: &images, images: &imgs };
+        let input =
+            report::Input { model: &model, model_path: args.model.as_deref(), images_path: &images, images: &imgs };
         let written = report::write(dir, &input, &result)?;
         say!("\nreport    {}", written.display());
     }
     Ok(())
 }
 
+/// The backend that really runs `model`: f32 is the scalar reference on
+/// every CPU.
+fn backend_line(model: &Model<'_>) -> String {
+    match model.encoding() {
+        Encoding::F32 => "scalar (the f32 reference pass)".into(),
+        _ => model.backend().name().to_string(),
+    }
+}
+
 /// `microvit eval --images DIR`: a folder of labelled photos and drawings.
-fn run_eval_images(model: &Model<'_>, model_path: &Path, dir: &Path, args: &EvalArgs) -> Result<(), String> {
+fn run_eval_images(model: &Model<'_>, model_name: &str, dir: &Path, args: &EvalArgs) -> Result<(), String> {
     for (given, flag) in [
         (args.labels.is_some(), "--labels"),
         (args.reference.is_some(), "--reference"),
@@ -377,12 +423,12 @@ fn run_eval_images(model: &Model<'_>, model_path: &Path, dir: &Path, args: &Eval
         .flatten();
     say!(
         "model     {} ({}, {} parameters, {} bytes)",
-        model_path.display(),
+        model_name,
         model.encoding(),
         model.shape().parameter_count(),
         model.blob().len()
     );
-    say!("backend   {}", model.backend());
+    say!("backend   {}", backend_line(model));
     say!("images    {} ({} files, polarity {})", dir.display(), rows.len(), args.polarity);
     let result = microvit_cli::eval_images::evaluate(model, &rows, args.polarity, mnist.as_ref())?;
     say!("{}", result.report().trim_end());
@@ -390,12 +436,15 @@ fn run_eval_images(model: &Model<'_>, model_path: &Path, dir: &Path, args: &Eval
 }
 
 fn run_classify(
-    model_path: &Path,
+    model_path: Option<&Path>,
     images: &[PathBuf],
     polarity: Polarity,
     save_input: Option<&Path>,
 ) -> Result<(), String> {
-    let (model, _) = model_file::open(model_path)?;
+    if images.is_empty() {
+        return Err("no image files given (the first argument is the model)".into());
+    }
+    let model = model_file::load(model_path, None)?.model;
     let side = model.shape().image_side as usize;
     if let Some(dir) = save_input {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

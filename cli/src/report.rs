@@ -29,7 +29,8 @@ pub const EXPECTED_PAIRS: [(usize, usize); 2] = [(4, 9), (3, 8)];
 /// What the report is about, besides the evaluation.
 pub struct Input<'a> {
     pub model: &'a Model<'a>,
-    pub model_path: &'a Path,
+    /// The model's file; `None` for the built-in model.
+    pub model_path: Option<&'a Path>,
     pub images_path: &'a Path,
     pub images: &'a Images,
 }
@@ -404,6 +405,10 @@ fn display(path: &Path) -> String {
     relative.unwrap_or_else(|| path.to_path_buf()).display().to_string()
 }
 
+fn model_name(input: &Input<'_>) -> String {
+    input.model_path.map_or_else(|| crate::model_file::builtin::name(input.model.encoding()), display)
+}
+
 /// The text of `report.md`.
 pub fn markdown(input: &Input<'_>, eval: &Evaluation, summary: &AttentionSummary) -> String {
     let c = eval.classes;
@@ -413,7 +418,7 @@ pub fn markdown(input: &Input<'_>, eval: &Evaluation, summary: &AttentionSummary
     let _ = writeln!(
         md,
         "- model: `{}` ({}, {} parameters)",
-        display(input.model_path),
+        model_name(input),
         input.model.encoding(),
         shape.parameter_count()
     );
@@ -487,12 +492,17 @@ pub fn markdown(input: &Input<'_>, eval: &Evaluation, summary: &AttentionSummary
         g = shape.grid()
     );
     let (shipped_images, _) = microvit_dataset::shipped_test_set();
+    // A command that explains the same model on the same digits.
+    let explain_model = match input.model_path {
+        Some(path) => format!("{} ", display(path)),
+        None if input.model.encoding() == crate::model_file::DEFAULT_ENCODING => String::new(),
+        None => format!("--dtype {} ", input.model.encoding()),
+    };
     if std::fs::canonicalize(input.images_path).ok() == std::fs::canonicalize(&shipped_images).ok() {
         if let Some(m) = summary.mistakes.first() {
             let _ = writeln!(
                 md,
-                "To look at one closely: `microvit explain {} --test-digits {} -o DIR`.",
-                display(input.model_path),
+                "To look at one closely: `microvit explain {explain_model}--test-digits {} -o DIR`.",
                 m.index
             );
         }
@@ -638,8 +648,12 @@ mod tests {
     fn markdown_has_accuracy_table_pairs_and_links() {
         let (model, images, eval) = evaluated(Shape::SEED, 100);
         let summary = attention_pass(&model, &images, &eval).unwrap();
-        let input =
-            Input { model: &model, model_path: Path::new("m.mvit"), images_path: Path::new("i.idx3"), images: &images };
+        let input = Input {
+            model: &model,
+            model_path: Some(Path::new("m.mvit")),
+            images_path: Path::new("i.idx3"),
+            images: &images,
+        };
         let md = markdown(&input, &eval, &summary);
         let accuracy = format!("accuracy: **{:.2} % ({} / 100)**", eval.accuracy(), eval.correct());
         assert!(md.contains(&accuracy), "{md}");

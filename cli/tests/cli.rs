@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use microvit_dataset::{idx, npy, repo_root, shipped_test_set};
+use microvit_engine::Model;
 
 fn microvit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_microvit")).args(args).output().expect("runs the binary")
@@ -36,24 +37,92 @@ fn assert_fails_with(o: &Output, needle: &str) {
     assert!(stderr(o).contains(needle), "stderr {:?} lacks {needle:?}", stderr(o));
 }
 
+/// Issue #17: with no arguments, `eval` ran the f32 scalar reference and
+/// said "backend scalar reference" whatever ran. It runs what apps ship now,
+/// the built-in int8 model on the fastest backend, and says which.
 #[test]
-fn eval_with_no_arguments_runs_the_shipped_model_on_the_test_set() {
+fn eval_with_no_arguments_runs_the_built_in_int8_model_on_the_fastest_backend() {
     let dir = temp_dir("eval");
     let logits = dir.join("logits.npy");
     let o = microvit(&["eval", "--logits-out", arg(&logits)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
+    let int8 = std::fs::read(repo_root().join("models/microvit-seed.int8.mvit")).unwrap();
+    let model = Model::from_bytes(&int8).unwrap();
+    assert!(out.contains("model     built-in microvit-seed.int8.mvit (int8, 6794 parameters, 5824 bytes)"), "{out}");
+    assert!(out.contains(&format!("\nbackend   {}\n", model.backend().name())), "{out}");
     assert!(out.contains("accuracy  95.40 % (9540 / 10000)"), "{out}");
-    assert!(out.contains("confusion matrix"), "{out}");
+    assert!(out.contains("µs/digit"), "{out}");
+    assert!(
+        out.contains("agreement 99.90 % of digits get the same class as the f32 reference (9990 / 10000)"),
+        "{out}"
+    );
     assert!(out.contains("    0     980      958    97.76 %"), "per-class row for 0: {out}");
 
-    // The logits it wrote are PyTorch's, within the reference tolerance.
+    // The logits it wrote are the int8 model's, bit for bit.
+    let written = npy::decode_f32(&std::fs::read(&logits).unwrap()).unwrap();
+    let (images, _) = shipped_test_set();
+    let images = idx::read_images(&images).unwrap();
+    let mut ws = model.workspace();
+    for (i, image) in images.iter().enumerate().step_by(97) {
+        assert_eq!(&written.data[i * 10..][..10], model.infer(image, &mut ws).unwrap(), "digit {i}");
+    }
+
+    // Forced onto the scalar pass, it says so.
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_microvit")).arg("eval").env("MICROVIT_BACKEND", "scalar").output().unwrap();
+    assert!(stdout(&o).contains("\nbackend   scalar\n"), "{}", stdout(&o));
+}
+
+/// `--dtype f32` keeps the reference: PyTorch's logits within 1e-4, on the
+/// scalar pass, which is what it says.
+#[test]
+fn eval_dtype_f32_is_the_reference() {
+    let dir = temp_dir("eval-f32");
+    let logits = dir.join("logits.npy");
+    let o = microvit(&["eval", "--dtype", "f32", "--logits-out", arg(&logits)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("model     built-in microvit-seed.mvit (f32,"), "{out}");
+    assert!(out.contains("backend   scalar (the f32 reference pass)"), "{out}");
+    assert!(out.contains("accuracy  95.40 % (9540 / 10000)"), "{out}");
+    assert!(!out.contains("agreement"), "{out}");
     let written = npy::decode_f32(&std::fs::read(&logits).unwrap()).unwrap();
     let golden = std::fs::read(repo_root().join("tests/fixtures/microvit-seed.logits.npy")).unwrap();
     let golden = npy::decode_f32(&golden).unwrap();
     assert_eq!(written.shape, vec![10_000, 10]);
     let max = written.data.iter().zip(&golden.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(max <= 1e-4, "max |Δlogit| {max}");
+}
+
+/// Issue #17: the defaults were files of the build checkout. The models are
+/// built in now (the same bytes as the shipped files), and a missing test
+/// set is named with the flag to pass.
+#[test]
+fn the_models_are_built_in_and_a_missing_test_set_is_named() {
+    let dir = temp_dir("built-in");
+    // From another directory, with no model: the built-in int8 model.
+    let seven = dir.join("seven.pgm");
+    let (images, _) = shipped_test_set();
+    let digit = idx::read_images(&images).unwrap().get(0).to_vec(); // a 7
+    let mut pgm = b"P5 28 28 255\n".to_vec();
+    pgm.extend(digit.iter().map(|p| 255 - p));
+    std::fs::write(&seven, pgm).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_microvit"))
+        .current_dir(&dir)
+        .args(["classify", "seven.pgm"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("seven.pgm: 7 ("), "{}", stdout(&o));
+    for (encoding, file) in
+        [("f32", "microvit-seed.mvit"), ("f16", "microvit-seed.f16.mvit"), ("int8", "microvit-seed.int8.mvit")]
+    {
+        let built_in = microvit_cli::model_file::builtin::blob(microvit_engine::Encoding::from_name(encoding).unwrap());
+        assert_eq!(built_in, std::fs::read(repo_root().join("models").join(file)).unwrap(), "{file}");
+        let o = microvit(&["eval", "--dtype", encoding, "--images", "/nonexistent/t10k.idx3"]);
+        assert_fails_with(&o, "the MNIST test set is not at /nonexistent/t10k.idx3 (it ships in the repository's data/ folder): pass --images");
+    }
 }
 
 #[test]
@@ -179,6 +248,7 @@ fn classify_reads_pgm_and_png_of_any_size() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(microvit(&[]).status.code(), Some(2));
-    assert_eq!(microvit(&["classify", "model.mvit"]).status.code(), Some(2));
+    let o = microvit(&["classify", "model.mvit"]);
+    assert_fails_with(&o, "no image files given");
     assert_eq!(microvit(&["convert", "x", "--dtype", "f64"]).status.code(), Some(2));
 }

@@ -245,9 +245,12 @@ fn explain_reads_files_as_classify_does_including_polarity() {
 #[test]
 fn explain_errors() {
     let dir = temp_dir("errors");
-    // Nothing to explain is a usage error.
-    let o = microvit(&["explain", SEED_MODEL, "-o", arg(&dir)]);
+    // Nothing to explain: a usage error, or with a model alone, an error that says so.
+    let o = microvit(&["explain", "-o", arg(&dir)]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = microvit(&["explain", SEED_MODEL, "-o", arg(&dir)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to explain: give image files or --test-digits"), "{}", stderr(&o));
     // An index past the test set.
     let o = microvit(&["explain", SEED_MODEL, "--test-digits", "3,10000", "-o", arg(&dir)]);
     assert_eq!(o.status.code(), Some(1));
@@ -266,7 +269,7 @@ fn explain_errors() {
 #[test]
 fn eval_report_writes_pictures_and_a_markdown_page() {
     let dir = temp_dir("report");
-    let o = microvit(&["eval", "--report", arg(&dir)]);
+    let o = microvit(&["eval", "--dtype", "f32", "--report", arg(&dir)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains(&format!("report    {}", dir.join("report.md").display())), "{}", stdout(&o));
 

@@ -107,7 +107,11 @@ fn empty_files_are_refused_wherever_a_file_is_read() {
     let (images, labels) = idx_files(&dir, 5);
     assert_clean_failure(&microvit(&["inspect", e]), "neither a microvit blob");
     assert_clean_failure(&microvit(&["eval", e]), "neither a microvit blob");
-    assert_clean_failure(&microvit(&["classify", e, e]), "neither a microvit blob");
+    // Named as a model, an empty file is an empty model; unnamed, an empty image.
+    let empty_model = dir.join("empty.mvit");
+    std::fs::write(&empty_model, b"").unwrap();
+    assert_clean_failure(&microvit(&["classify", arg(&empty_model), e]), "neither a microvit blob");
+    assert_clean_failure(&microvit(&["classify", e, e]), "2 of 2 images could not be read");
     assert_clean_failure(&microvit(&["convert", e, "-o", arg(&dir.join("x.mvit"))]), "not a valid safetensors file");
     assert_clean_failure(
         &microvit(&["eval", "--images", e, "--labels", arg(&labels)]),
@@ -136,7 +140,7 @@ fn directories_are_refused_wherever_a_file_is_expected() {
     let (images, labels) = idx_files(&dir, 5);
     assert_clean_failure(&microvit(&["inspect", d]), "cannot read model");
     assert_clean_failure(&microvit(&["eval", d]), "cannot read model");
-    assert_clean_failure(&microvit(&["classify", d, arg(&images)]), "cannot read model");
+    assert_clean_failure(&microvit(&["classify", d, arg(&images)]), "cannot read image");
     assert_clean_failure(&microvit(&["convert", d]), "cannot read");
     assert_clean_failure(&microvit(&["classify", arg(&model), d]), "cannot read image");
     assert_clean_failure(&microvit(&["eval", "--images", d, "--labels", arg(&labels)]), d);
@@ -256,7 +260,7 @@ fn fifos_and_devices_are_refused_before_they_are_opened() {
         (vec!["eval", "--reference", f], format!("cannot read model {f}: {not_regular}")),
         (vec!["eval", "--images", f, "--labels", arg(&labels)], format!("{f}: {not_regular}")),
         (vec!["eval", "--images", arg(&images), "--labels", f], format!("{f}: {not_regular}")),
-        (vec!["convert", f, "-o", arg(&x)], format!("cannot read {f}: {not_regular}")),
+        (vec!["convert", f, "-o", arg(&x)], format!("cannot read model {f}: {not_regular}")),
         (
             vec!["convert", arg(&st), "-o", arg(&x), "--dtype", "int8", "--calibration", f],
             format!("calibration images: {f}: {not_regular}"),
@@ -601,4 +605,129 @@ fn a_plte_chunk_that_is_not_whole_rgb_entries_is_a_format_error() {
     std::fs::write(&path, png_bytes).unwrap();
     let model = shipped("microvit-seed.mvit");
     assert_clean_failure(&microvit(&["classify", arg(&model), arg(&path)]), "PLTE chunk of 28 bytes");
+}
+
+// ---------------------------------------------------------------- memory bounds
+
+/// Runs the binary with its address space capped at `mib` MiB: a command
+/// that allocates more fails (and so does the test) on any machine.
+#[cfg(unix)]
+fn microvit_within_mib(mib: usize, args: &[&str]) -> Output {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {} && exec \"$0\" \"$@\"", mib * 1024))
+        .arg(bin())
+        .args(args)
+        .output()
+        .expect("runs the binary under sh")
+}
+
+/// Writes `len` zero bytes through `out` a MiB at a time.
+fn write_zeros(out: &mut impl std::io::Write, mut len: usize) {
+    let chunk = vec![0u8; 1 << 20];
+    while len > 0 {
+        let n = len.min(chunk.len());
+        out.write_all(&chunk[..n]).unwrap();
+        len -= n;
+    }
+}
+
+/// Issue #17: a model file is read whole, so a huge one (here a sparse file
+/// of 4 GiB: no disk used) was read until memory ran out. Its size is now
+/// checked first, for every command that reads a model.
+#[cfg(unix)]
+#[test]
+fn huge_model_files_are_refused_from_their_size() {
+    let dir = temp_dir("huge-model");
+    let huge = dir.join("huge.safetensors");
+    std::fs::File::create(&huge).unwrap().set_len(4 << 30).unwrap();
+    let h = arg(&huge);
+    let needle = format!("cannot read model {h}: 4294967296 bytes, more than the 268435456 accepted");
+    for args in [
+        vec!["inspect", h],
+        vec!["convert", h, "-o", "/dev/null"],
+        vec!["eval", h],
+        vec!["eval", "--reference", h],
+        vec!["bench", h],
+        vec!["classify", h, "x.png"],
+    ] {
+        assert_clean_failure(&microvit_within_mib(256, &args), &needle);
+    }
+}
+
+/// Issue #17: `eval` decompressed a whole gzipped image file (here 512 MiB
+/// of zeros in 0.5 MB) before noticing that the labels file holds 10
+/// labels. Both headers are read first now, and the counts compared.
+#[cfg(unix)]
+#[test]
+fn a_gzip_bomb_of_images_is_refused_from_its_header() {
+    use flate2::{write::GzEncoder, Compression};
+    let dir = temp_dir("gzip-bomb");
+    let count = (512 << 20) / 784;
+    let images = dir.join("bomb-images.idx3.gz");
+    let mut gz = GzEncoder::new(std::fs::File::create(&images).unwrap(), Compression::fast());
+    std::io::Write::write_all(&mut gz, &idx::encode(&[count, 28, 28], &[])).unwrap();
+    write_zeros(&mut gz, count * 784);
+    gz.finish().unwrap();
+    assert!(std::fs::metadata(&images).unwrap().len() < 4 << 20);
+    let labels = dir.join("labels.idx1");
+    std::fs::write(&labels, idx::encode(&[10], &[0; 10])).unwrap();
+    let o = microvit_within_mib(256, &["eval", "--images", arg(&images), "--labels", arg(&labels)]);
+    assert_clean_failure(&o, &format!("holds {count} images but {} holds 10 labels", labels.display()));
+    // A plain file must be as long as its header says, before it is read.
+    let short = dir.join("short.idx3");
+    let mut file = std::fs::File::create(&short).unwrap();
+    std::io::Write::write_all(&mut file, &idx::encode(&[count, 28, 28], &[])).unwrap();
+    drop(file);
+    let o = microvit_within_mib(256, &["eval", "--images", arg(&short), "--labels", arg(&labels)]);
+    assert_clean_failure(&o, "need 536870656 data bytes, file has 0");
+}
+
+/// CRC-32 (ISO-HDLC) of PNG chunks.
+fn png_crc(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// Issue #17: an 8192 × 8192 RGBA PNG at 16 bits per sample, interlaced (a
+/// 2 MB file), took ~800 MB to classify: the whole 16-bit image, then an
+/// 8-bit copy. PNGs are decoded straight to 8 bits now, row by row: the
+/// 256 MiB an 8-bit RGBA image of that size needs, no more.
+#[cfg(unix)]
+#[test]
+fn a_16_bit_interlaced_png_costs_what_an_8_bit_one_does() {
+    use flate2::{write::ZlibEncoder, Compression};
+    let dir = temp_dir("png16");
+    let side = 8192usize;
+    // Adam7 passes (x0, y0, dx, dy): every scanline is a filter byte and
+    // 8 bytes a pixel, all zero (filter None, transparent black).
+    let passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)];
+    let raw: usize =
+        passes.iter().map(|&(x0, y0, dx, dy)| (side - y0).div_ceil(dy) * (1 + 8 * (side - x0).div_ceil(dx))).sum();
+    let mut z = ZlibEncoder::new(Vec::new(), Compression::fast());
+    write_zeros(&mut z, raw);
+    let idat = z.finish().unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let body = [kind, data].concat();
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&png_crc(&body).to_be_bytes());
+    };
+    let mut ihdr = [(side as u32).to_be_bytes(), (side as u32).to_be_bytes()].concat();
+    ihdr.extend_from_slice(&[16, 6, 0, 0, 1]); // 16 bits, RGBA, deflate, filter 0, Adam7
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &idat);
+    chunk(b"IEND", &[]);
+    let path = dir.join("big16.png");
+    std::fs::write(&path, &png).unwrap();
+    let o = microvit_within_mib(512, &["classify", arg(&path)]);
+    assert_success(&o);
+    assert!(stdout(&o).contains("no digit (the image is blank"), "{}", stdout(&o));
 }

@@ -26,6 +26,26 @@ pub fn regular_file(path: &Path) -> std::io::Result<u64> {
     Ok(meta.len())
 }
 
+/// Reads a whole regular file of at most `limit` bytes ([`regular_file`]
+/// first; a larger file is an `InvalidData` error before a byte is read)
+/// into a buffer of its exact size. A file that grows while it is read
+/// stops at the limit and is refused.
+pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let too_large =
+        |size: &str| Error::new(ErrorKind::InvalidData, format!("{size} bytes, more than the {limit} accepted"));
+    let size = regular_file(path)?;
+    if size > limit {
+        return Err(too_large(&size.to_string()));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large("grew past"));
+    }
+    Ok(bytes)
+}
+
 /// The repository root (for the shipped model, data and fixtures).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("dataset/ sits in the repository").to_path_buf()

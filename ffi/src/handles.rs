@@ -30,7 +30,8 @@ pub struct Workspace {
 
 /// What a `microvit_model *` points to. `repr(C)` with the tag first, so
 /// checking the tag of any microvit object reads bytes it has.
-#[repr(C)]
+// align(8): the tag's u64 is 4-aligned on 32-bit x86 (Android x86).
+#[repr(C, align(8))]
 pub(crate) struct ModelBox {
     /// Catches a workspace (or other pointer) passed where a model belongs.
     tag: u64,
@@ -42,7 +43,7 @@ pub(crate) struct ModelBox {
 }
 
 /// What a `microvit_workspace *` points to.
-#[repr(C)]
+#[repr(C, align(8))]
 pub(crate) struct WorkspaceBox {
     tag: u64,
     /// What the workspace was made for.
