@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use microvit_converter::{convert, infer_config, read_safetensors, ConvertError, ConvertOptions, Encoding};
+use microvit_converter::{convert, infer_config, read_safetensors, ConvertError, ConvertOptions};
 use microvit_engine::{Encoding, Model};
 
 fn calibration(choice: u8, pixels: usize, data: &[u8]) -> Option<Vec<u8>> {
@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
                 let image: Vec<u8> = (0..shape.pixels()).map(|i| (i * 29 % 256) as u8).collect();
                 let logits = model.infer(&image, &mut ws).expect("a converted model runs");
                 assert_eq!(logits.len(), shape.classes as usize);
-                assert!(logits.iter().all(|v| v.is_finite()), "{} logits {logits:?}", dtype.name());
+                assert!(logits.iter().all(|v| v.is_finite()), "{} logits {logits:?}", encoding.name());
                 if model.encoding() == Encoding::F32 {
                     // The state_dict comes back bit for bit.
                     let sd = read_safetensors(file).expect("it converted");

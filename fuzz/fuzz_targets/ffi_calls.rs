@@ -217,7 +217,7 @@ fn finish_load(
                 (shape.image_side, shape.classes, shape.pixels as usize),
                 (s2.image_side, s2.classes, s2.pixels())
             );
-            assert_eq!(shape.dtype as i32, oracle.encoding() as i32);
+            assert_eq!(shape.encoding as i32, oracle.encoding() as i32);
             // The oracle runs on the model's backend (f16 kernels round differently).
             let mut backend = Backend::Auto;
             // SAFETY: a live model and a writable backend.
@@ -471,6 +471,11 @@ fn classify(p: &mut Program<'_>, s: &State, batch: bool) -> Option<()> {
     if count.checked_mul(classes).is_none() {
         defects.push(Status::InvalidArgument);
     }
+    if batch && count == 0 && pixel_count == 0 {
+        // An empty batch: no buffer, workspace or output is looked at, only
+        // the model (the documented contract of classify_batch).
+        defects = arg.defect().into_iter().collect();
+    }
 
     // SAFETY: every pointer is NULL or a live object of the ABI (or a model
     // in a workspace's place, which the library detects), and every buffer
@@ -660,7 +665,7 @@ fn misc(p: &mut Program<'_>) -> Option<()> {
             assert_eq!(available, (0..=1).contains(&code) || available && (2..=3).contains(&code));
         }
         2 => {
-            let name = cstr(microvit_dtype_name(DtypeArg(code)));
+            let name = cstr(microvit_encoding_name(EncodingArg(code)));
             assert_eq!(name == "unknown", !(1..=3).contains(&code));
         }
         3 => {
