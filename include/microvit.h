@@ -233,6 +233,16 @@ enum microvit_backend
    * AArch64 Advanced SIMD (NEON), baseline on every aarch64 CPU.
    */
   MICROVIT_BACKEND_NEON = 3,
+  /**
+   * x86-64 AVX-512 with VNNI (BW, CD, DQ, VL, VBMI too), detected at run
+   * time: int8 models only (f16 runs on AVX2 under AUTO).
+   */
+  MICROVIT_BACKEND_AVX512_VNNI = 4,
+  /**
+   * x86-64 AVX-VNNI (256-bit, with AVX2), detected at run time: int8
+   * models only.
+   */
+  MICROVIT_BACKEND_AVX_VNNI = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -15,7 +15,7 @@ fn main() {
     let (dtype, backend, count) = match &args[..] {
         [d, b, n] => (d.as_str(), b.as_str(), n.parse::<usize>().expect("a digit count")),
         _ => {
-            eprintln!("usage: run_digits f32|f16|int8 scalar|avx2|neon COUNT");
+            eprintln!("usage: run_digits f32|f16|int8 scalar|avx2|avxvnni|avx512vnni|neon COUNT");
             std::process::exit(2);
         }
     };

@@ -576,7 +576,10 @@ fn a_bad_microvit_backend_variable_is_reported_at_load() {
     let model = shipped("microvit-seed.int8.mvit");
     let run = |value: &str| Command::new(bin()).env("MICROVIT_BACKEND", value).args(["inspect", arg(&model)]).output();
     let o = run("sse9").unwrap();
-    assert_clean_failure(&o, "MICROVIT_BACKEND: unknown backend \"sse9\"; expected one of scalar, avx2, neon, auto");
+    assert_clean_failure(
+        &o,
+        "MICROVIT_BACKEND: unknown backend \"sse9\"; expected one of scalar, avx2, avxvnni, avx512vnni, neon, auto",
+    );
     let missing = if cfg!(target_arch = "aarch64") { "avx2" } else { "neon" };
     let o = run(missing).unwrap();
     assert_clean_failure(&o, &format!("MICROVIT_BACKEND: backend {missing} is not available on this CPU"));

@@ -19,6 +19,10 @@ pub enum Backend {
     Scalar,
     /// x86-64 AVX2 (with FMA and F16C for f16).
     Avx2,
+    /// x86-64 AVX-512 with VNNI (and BW, CD, DQ, VL, VBMI): int8 only.
+    Avx512Vnni,
+    /// x86-64 AVX-VNNI (256-bit, with AVX2): int8 only.
+    AvxVnni,
     /// aarch64 Advanced SIMD.
     Neon,
 }
@@ -36,7 +40,7 @@ impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackendError::Unknown(name) => {
-                write!(f, "unknown backend {name:?}; expected one of scalar, avx2, neon, auto")
+                write!(f, "unknown backend {name:?}; expected one of scalar, avx2, avxvnni, avx512vnni, neon, auto")
             }
             BackendError::Unavailable(b) => write!(f, "backend {b} is not available on this CPU"),
         }
@@ -46,16 +50,20 @@ impl fmt::Display for BackendError {
 impl std::error::Error for BackendError {}
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Scalar, Backend::Avx2, Backend::Neon];
+    pub const ALL: [Backend; 5] =
+        [Backend::Scalar, Backend::Avx2, Backend::AvxVnni, Backend::Avx512Vnni, Backend::Neon];
 
     /// Every backend, fastest first: the order in which a model looks for a
     /// kernel for its encoding.
-    pub const FASTEST_FIRST: [Backend; 3] = [Backend::Avx2, Backend::Neon, Backend::Scalar];
+    pub const FASTEST_FIRST: [Backend; 5] =
+        [Backend::Avx512Vnni, Backend::AvxVnni, Backend::Avx2, Backend::Neon, Backend::Scalar];
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
             Backend::Avx2 => "avx2",
+            Backend::Avx512Vnni => "avx512vnni",
+            Backend::AvxVnni => "avxvnni",
             Backend::Neon => "neon",
         }
     }
@@ -67,6 +75,8 @@ impl Backend {
             "" | "auto" => Ok(Backend::detect()),
             "scalar" => Ok(Backend::Scalar),
             "avx2" => Ok(Backend::Avx2),
+            "avx512vnni" => Ok(Backend::Avx512Vnni),
+            "avxvnni" => Ok(Backend::AvxVnni),
             "neon" => Ok(Backend::Neon),
             _ => Err(BackendError::Unknown(name.to_string())),
         }
@@ -78,6 +88,10 @@ impl Backend {
             Backend::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => crate::simd::x86::Avx2::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512Vnni => crate::simd::x86::Avx512Vnni::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni => crate::simd::x86::AvxVnni::detect().is_some(),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon => crate::simd::aarch64::Neon::detect().is_some(),
             #[allow(unreachable_patterns)]

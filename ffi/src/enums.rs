@@ -66,6 +66,12 @@ pub enum Backend {
     Avx2 = 2,
     /// AArch64 Advanced SIMD (NEON), baseline on every aarch64 CPU.
     Neon = 3,
+    /// x86-64 AVX-512 with VNNI (BW, CD, DQ, VL, VBMI too), detected at run
+    /// time: int8 models only (f16 runs on AVX2 under AUTO).
+    Avx512Vnni = 4,
+    /// x86-64 AVX-VNNI (256-bit, with AVX2), detected at run time: int8
+    /// models only.
+    AvxVnni = 5,
 }
 
 /// A `microvit_backend` as received from C (any `int32_t`).
@@ -81,7 +87,9 @@ impl From<Backend> for BackendArg {
 
 impl Backend {
     pub(crate) fn from_code(code: i32) -> Option<Backend> {
-        [Backend::Auto, Backend::Scalar, Backend::Avx2, Backend::Neon].into_iter().find(|b| *b as i32 == code)
+        [Backend::Auto, Backend::Scalar, Backend::Avx2, Backend::Neon, Backend::Avx512Vnni, Backend::AvxVnni]
+            .into_iter()
+            .find(|b| *b as i32 == code)
     }
 
     pub(crate) fn name(self) -> &'static CStr {
@@ -90,6 +98,8 @@ impl Backend {
             Backend::Scalar => c"scalar",
             Backend::Avx2 => c"avx2",
             Backend::Neon => c"neon",
+            Backend::Avx512Vnni => c"avx512vnni",
+            Backend::AvxVnni => c"avxvnni",
         }
     }
 
@@ -100,6 +110,8 @@ impl Backend {
             Backend::Scalar => Some(engine::Backend::Scalar),
             Backend::Avx2 => Some(engine::Backend::Avx2),
             Backend::Neon => Some(engine::Backend::Neon),
+            Backend::Avx512Vnni => Some(engine::Backend::Avx512Vnni),
+            Backend::AvxVnni => Some(engine::Backend::AvxVnni),
         }
     }
 
@@ -108,6 +120,8 @@ impl Backend {
             engine::Backend::Scalar => Backend::Scalar,
             engine::Backend::Avx2 => Backend::Avx2,
             engine::Backend::Neon => Backend::Neon,
+            engine::Backend::Avx512Vnni => Backend::Avx512Vnni,
+            engine::Backend::AvxVnni => Backend::AvxVnni,
         }
     }
 

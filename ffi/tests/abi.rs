@@ -829,6 +829,8 @@ fn backends() {
     let best = match Engine::detect() {
         Engine::Scalar => Backend::Scalar,
         Engine::Avx2 => Backend::Avx2,
+        Engine::Avx512Vnni => Backend::Avx512Vnni,
+        Engine::AvxVnni => Backend::AvxVnni,
         Engine::Neon => Backend::Neon,
     };
     assert_eq!(microvit_get_backend(), best, "AUTO resolves to the best backend of this CPU");
@@ -836,7 +838,9 @@ fn backends() {
     assert!(microvit_backend_available(Backend::Scalar.into()));
     assert_eq!(microvit_backend_available(Backend::Avx2.into()), Engine::Avx2.is_available());
     assert_eq!(microvit_backend_available(Backend::Neon.into()), Engine::Neon.is_available());
-    for garbage in [-1, 4, i32::MAX, i32::MIN] {
+    assert_eq!(microvit_backend_available(Backend::Avx512Vnni.into()), Engine::Avx512Vnni.is_available());
+    assert_eq!(microvit_backend_available(Backend::AvxVnni.into()), Engine::AvxVnni.is_available());
+    for garbage in [-1, 6, i32::MAX, i32::MIN] {
         assert!(!microvit_backend_available(BackendArg(garbage)));
         expect(microvit_set_backend(BackendArg(garbage)), Status::InvalidArgument, "not a microvit_backend value");
         // SAFETY: a static string.
@@ -846,9 +850,14 @@ fn backends() {
     let missing = if Engine::Avx2.is_available() { Backend::Neon } else { Backend::Avx2 };
     expect(microvit_set_backend(missing.into()), Status::BackendUnavailable, "not available on this CPU");
     assert_eq!(microvit_get_backend(), best, "a refused backend changes nothing");
-    for (b, name) in
-        [(Backend::Auto, "auto"), (Backend::Scalar, "scalar"), (Backend::Avx2, "avx2"), (Backend::Neon, "neon")]
-    {
+    for (b, name) in [
+        (Backend::Auto, "auto"),
+        (Backend::Scalar, "scalar"),
+        (Backend::Avx2, "avx2"),
+        (Backend::Neon, "neon"),
+        (Backend::Avx512Vnni, "avx512vnni"),
+        (Backend::AvxVnni, "avxvnni"),
+    ] {
         // SAFETY: a static string.
         assert_eq!(unsafe { CStr::from_ptr(microvit_backend_name(b.into())) }.to_str().unwrap(), name);
     }
@@ -901,7 +910,7 @@ fn backends() {
     // SAFETY: see above.
     expect(unsafe { microvit_model_backend(on_best.0, ptr::null_mut()) }, Status::NullArgument, "out_backend is NULL");
     assert!(HEADER.contains("  MICROVIT_BACKEND_AUTO = 0,\n  /**"));
-    assert!(HEADER.contains("  MICROVIT_BACKEND_NEON = 3,\n};"));
+    assert!(HEADER.contains("  MICROVIT_BACKEND_AVX_VNNI = 5,\n};"));
 }
 
 #[test]

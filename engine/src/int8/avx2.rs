@@ -29,7 +29,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Weights, EXP2_Q30, PROB_FRAC_BITS};
+use super::{Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
 use crate::int8;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
@@ -454,22 +454,11 @@ fn dot<const V: usize>(a: &[__m256i; V], b: &[__m256i; V]) -> __m256i {
     acc
 }
 
-/// `RSQRT_Q15` widened to u32 for `vpgatherqd`, which reads four bytes.
-static RSQRT_Q15_U32: [u32; 192] = {
-    let mut table = [0u32; 192];
-    let mut i = 0;
-    while i < 192 {
-        table[i] = int8::RSQRT_Q15[i] as u32;
-        i += 1;
-    }
-    table
-};
-
 /// `int8::rsqrt_q14` on four u64 lanes with `1 ≤ q < 2^52`: the reciprocal
 /// and `k`, each in the low half of its lane.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
+pub(super) fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
     let c = |v: i64| _mm256_set1_epi64x(v);
     // floor(log2 q) from the exponent of q as a double: 2^52 + q is exact
     // in the mantissa, and subtracting 2^52 leaves q exactly.
@@ -588,7 +577,7 @@ fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i1
 /// `e^x` for eight Q.16 `x ≤ 0`: `int8::exp_q30` lane by lane.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn exp8(x: __m256i) -> __m256i {
+pub(super) fn exp8(x: __m256i) -> __m256i {
     // Below -2^22 (e^-64) the scalar result is 0, as it is at -2^22; the
     // clamp keeps y = x·log2(e) in i32.
     let x = _mm256_max_epi32(x, _mm256_set1_epi32(-(1 << 22)));

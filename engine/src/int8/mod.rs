@@ -3,7 +3,7 @@
 //! room: the weights it reads from a blob, the load-time range checks, the
 //! scalar forward pass (the definition), its scratch memory, and the choice
 //! of kernel ([`Kernel`]); the SIMD kernels live beside it (`avx2.rs`,
-//! `neon.rs`) and must reproduce the scalar integers exactly.
+//! `avx512vnni.rs`, `avxvnni.rs`, `neon.rs`) and must reproduce the scalar integers exactly.
 //! docs/FIXED_POINT.md derives every step and every bound.
 //!
 //! Formats: normalised activations are i16 Q4.11, scores i32 Q.16,
@@ -12,6 +12,10 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512vnni;
+#[cfg(target_arch = "x86_64")]
+mod avxvnni;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -185,6 +189,10 @@ pub(crate) enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2(Box<avx2::Kernel>),
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni(Box<avx512vnni::Kernel>),
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni(Box<avxvnni::Kernel>),
     #[cfg(target_arch = "aarch64")]
     Neon(Box<neon::Kernel>),
 }
@@ -197,6 +205,10 @@ impl Kernel {
             Backend::Scalar => Some(Kernel::Scalar),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => avx2::Kernel::new(w, shape).map(|k| Kernel::Avx2(Box::new(k))),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512Vnni => avx512vnni::Kernel::new(w, shape).map(|k| Kernel::Avx512Vnni(Box::new(k))),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni => avxvnni::Kernel::new(w, shape).map(|k| Kernel::AvxVnni(Box::new(k))),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
@@ -213,6 +225,10 @@ impl Kernel {
             Kernel::Scalar => Backend::Scalar,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(_) => Backend::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni(_) => Backend::Avx512Vnni,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni(_) => Backend::AvxVnni,
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(_) => Backend::Neon,
         }
@@ -223,6 +239,10 @@ impl Kernel {
             Kernel::Scalar => forward(w, shape, image, s),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(k) => k.forward(w, shape, image, s),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni(k) => k.forward(w, shape, image, s),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni(k) => k.forward(w, shape, image, s),
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(k) => k.forward(w, shape, image, s),
         }
@@ -326,6 +346,18 @@ pub const RSQRT_Q15: [u16; 192] = [
     17192, 17155, 17119, 17082, 17046, 17010, 16974, 16939, 16904, 16869, 16834, 16799,
     16765, 16731, 16697, 16663, 16629, 16596, 16563, 16530, 16497, 16465, 16432, 16400,
 ];
+
+/// [`RSQRT_Q15`] widened to u32 for the x86 gathers, which read four bytes.
+#[cfg(target_arch = "x86_64")]
+pub(crate) static RSQRT_Q15_U32: [u32; 192] = {
+    let mut table = [0u32; 192];
+    let mut i = 0;
+    while i < 192 {
+        table[i] = RSQRT_Q15[i] as u32;
+        i += 1;
+    }
+    table
+};
 
 /// `1/√q` for `q ≥ 1` as `(y, k)`: `q ∈ [4^k, 4^(k+1))` and
 /// `y ≈ 2^(14+k) / √q`, in (2^13, 2^14], relative error below 1e-4. A table

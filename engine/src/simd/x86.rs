@@ -1,5 +1,6 @@
-//! x86-64: the AVX2 token (AVX2 with FMA and F16C, which every AVX2 CPU
-//! people use also has) and the helpers the AVX2 kernels share.
+//! x86-64: the capability tokens (AVX2 with FMA and F16C, which every AVX2
+//! CPU people use also has; AVX-512 with VNNI) and the helpers the kernels
+//! share.
 
 use std::arch::x86_64::{_mm256_cvtepu8_epi16, _mm256_storeu_si256, _mm_loadu_si128};
 
@@ -17,6 +18,39 @@ impl Avx2 {
         let yes =
             is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
         yes.then_some(Avx2(()))
+    }
+}
+
+/// Proof that this CPU has AVX-512 F, BW, CD, DQ, VL, VNNI and VBMI (Ice
+/// Lake and later Intel server and client parts, AMD Zen 4 and later):
+/// only [`Avx512Vnni::detect`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512Vnni(());
+
+impl Avx512Vnni {
+    pub(crate) fn detect() -> Option<Avx512Vnni> {
+        let yes = is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512cd")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512vbmi");
+        yes.then_some(Avx512Vnni(()))
+    }
+}
+
+/// Proof that this CPU has AVX-VNNI (the VEX `vpdpbusd` of Intel client
+/// CPUs since Alder Lake, and AMD Zen 5) with AVX2 and FMA: only
+/// [`AvxVnni::detect`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AvxVnni(());
+
+impl AvxVnni {
+    pub(crate) fn detect() -> Option<AvxVnni> {
+        let yes =
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("avxvnni");
+        yes.then_some(AvxVnni(()))
     }
 }
 

@@ -1,0 +1,573 @@
+//! The int8 pass on AVX-512 with VNNI: exactly the integers of
+//! `crate::int8`, with the sixteen patch tokens of a 28 × 28 digit in the
+//! sixteen lanes of a register from the first multiply to the softmax.
+//!
+//! - **Patch embedding**, dense: a patch row of 7 pixels is two dwords of 4
+//!   (the 8th pixel's weight is zero), so a patch is 14 dwords. For each
+//!   dword position, one `vpermt2b` gathers it from the 4 image rows the 16
+//!   patches read (lane = patch), and `vpdpbusd` multiplies the 4 u8 pixels
+//!   by a channel's 4 i8 weights, broadcast: `u8 × i8` is exactly what it
+//!   computes, and the i32 sum is the scalar's. 14 × 32 of them make the
+//!   32 channels of all 16 tokens, one register per channel.
+//! - **LayerNorm** of the 16 tokens at once, lane-wise: Σz by adds; Σz² by
+//!   `vpmaddwd` on channel pairs (each pair < 2^31), split into 16-bit
+//!   halves so that their sums stay in i32, joined in i64; Q and the
+//!   inverse square root on two registers of eight u64 lanes (`vplzcntq`
+//!   for `k`, the table by gather, the scalar's Newton step by `vpmuludq`);
+//!   then each channel normalised with per-lane shifts (`vpsravd`).
+//!   `vpackssdw` saturates as `saturate_i16` does, and a byte shuffle makes
+//!   each lane a channel pair (n_2k, n_2k+1) of its token.
+//! - **Scores**: `vpdpwssd` of the channel pairs with the head's score
+//!   weights, broadcast. **Softmax** on the 16 lanes: the fixed-point `exp`
+//!   by table gathers, the one division in scalar.
+//! - **Attention mean**: the channel pairs transposed once (a 16 × 16 dword
+//!   transpose, shared by the heads) into tokens of 32 channels, token pairs
+//!   interleaved, so `vpdpwssd` adds (p_t, p_t+1) · (n_t, n_t+1) for 16
+//!   channels at a time; `vpackssdw` brings them back in channel order.
+//! - **Logits**: classes in lanes, `vpdpwssd` of the head weights' channel
+//!   pairs with the mean's, broadcast; summed over heads in i64.
+//!
+//! Only the shipped geometry: 28 × 28 images of 7 × 7 patches, at most 32
+//! channels and 16 classes ([`Kernel::new`] says `None` otherwise, and the
+//! model looks for its kernel in the next backend). Every i32 sum is the
+//! scalar's, or a partial sum of it, and docs/FIXED_POINT.md bounds those.
+
+use std::arch::x86_64::*;
+
+use super::{Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
+use crate::int8;
+use crate::shape::Shape;
+use crate::simd::x86::Avx512Vnni;
+
+/// Image side and patch side of the geometry this kernel takes.
+const SIDE: usize = 28;
+const PATCH: usize = 7;
+/// Patches, one per lane.
+const PATCHES: usize = 16;
+/// Channels, zero padded.
+const DIM: usize = 32;
+/// Dwords of 4 pixels a patch: 7 rows of two.
+const GROUPS: usize = 14;
+/// Classes, one per lane.
+const CLASSES: usize = 16;
+/// Most heads: their probabilities stay in registers.
+const HEADS: usize = 8;
+
+/// The int8 weights laid out for this kernel.
+#[derive(Clone, Debug)]
+struct Layout {
+    /// `[channel][group]`: the 4 i8 weights of a dword of pixels, as one
+    /// i32 to broadcast (zero for the 8th pixel of a row, and for padding
+    /// channels).
+    patch_weight: [[i32; GROUPS]; DIM],
+    scale: [i32; DIM],
+    /// `[channel][patch]`: the token bias transposed, with the rounding
+    /// offset of `z_shift` folded in (the loader bounds the sum by i32::MAX).
+    bias: [[i32; PATCHES]; DIM],
+    /// `[head][pair]`: score weights of channels (2k, 2k+1) as an i16 pair.
+    score_weight: Vec<[i32; DIM / 2]>,
+    /// The CLS token's normalised channels as (value, 0) pairs, in the
+    /// attention mean's two lane orders: lane 4L+i is channel 8L+i (`lo`),
+    /// channel 8L+4+i (`hi`).
+    cls_norm_lo: [i32; 16],
+    cls_norm_hi: [i32; 16],
+    /// `[head][pair][class]`: head weights of channels (2k, 2k+1) as an i16
+    /// pair, zero past the last class.
+    head_weight: Vec<[[i32; CLASSES]; DIM / 2]>,
+    head_bias: [i32; CLASSES],
+}
+
+/// Two i16 values as the i32 lane `vpmaddwd`/`vpdpwssd` read as a pair.
+fn pair(lo: i16, hi: i16) -> i32 {
+    (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
+}
+
+impl Layout {
+    fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
+        let (d, k, heads, classes) =
+            (shape.dim as usize, shape.patch_len(), shape.heads as usize, shape.classes as usize);
+        let mut patch_weight = [[0i32; GROUPS]; DIM];
+        for (o, row) in patch_weight.iter_mut().enumerate().take(d) {
+            for (g, dword) in row.iter_mut().enumerate() {
+                let (y, x0) = (g / 2, 4 * (g % 2));
+                let bytes: [u8; 4] = std::array::from_fn(|j| {
+                    let x = x0 + j;
+                    if x < PATCH {
+                        w.patch_weight[o * k + y * PATCH + x] as u8
+                    } else {
+                        0
+                    }
+                });
+                *dword = i32::from_le_bytes(bytes);
+            }
+        }
+        let mut scale = [0; DIM];
+        scale[..d].copy_from_slice(w.patch_scale);
+        let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
+        let mut bias = [[0; PATCHES]; DIM];
+        for (patch, row) in w.token_bias.chunks_exact(d).enumerate() {
+            for (o, &b) in row.iter().enumerate() {
+                bias[o][patch] = b + rounding;
+            }
+        }
+        let channel = |values: &[i16], o: usize| if o < d { values[o] } else { 0 };
+        let score_weight = (0..heads)
+            .map(|h| {
+                let g = &w.score_weight[h * d..][..d];
+                std::array::from_fn(|k| pair(channel(g, 2 * k), channel(g, 2 * k + 1)))
+            })
+            .collect();
+        let cls_norm_lo = std::array::from_fn(|lane| pair(channel(w.cls_norm, 8 * (lane / 4) + lane % 4), 0));
+        let cls_norm_hi = std::array::from_fn(|lane| pair(channel(w.cls_norm, 8 * (lane / 4) + 4 + lane % 4), 0));
+        let head_weight = (0..heads)
+            .map(|h| {
+                std::array::from_fn(|k| {
+                    std::array::from_fn(|c| {
+                        if c < classes {
+                            let row = &w.head_weight[(h * classes + c) * d..][..d];
+                            pair(channel(row, 2 * k), channel(row, 2 * k + 1))
+                        } else {
+                            0
+                        }
+                    })
+                })
+            })
+            .collect();
+        let mut head_bias = [0; CLASSES];
+        head_bias[..classes].copy_from_slice(w.head_bias);
+        Layout { patch_weight, scale, bias, score_weight, cls_norm_lo, cls_norm_hi, head_weight, head_bias }
+    }
+}
+
+/// The AVX-512 VNNI int8 kernel of one model: the CPU's token and the
+/// weights laid out for it.
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    cpu: Avx512Vnni,
+    layout: Layout,
+}
+
+impl Kernel {
+    /// `None` when this CPU lacks AVX-512 VNNI (with F, BW, CD, DQ, VL and
+    /// VBMI), or the model is not of the geometry this kernel takes.
+    pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
+        let fits = shape.image_side as usize == SIDE
+            && shape.patch_side as usize == PATCH
+            && shape.dim as usize <= DIM
+            && shape.classes as usize <= CLASSES
+            && shape.heads as usize <= HEADS;
+        if !fits {
+            return None;
+        }
+        let cpu = Avx512Vnni::detect()?;
+        Some(Kernel { cpu, layout: Layout::new(w, shape) })
+    }
+
+    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+        // SAFETY: `self.cpu` exists only if the features were detected.
+        unsafe { forward(self.cpu, w, &self.layout, shape, image, s) }
+    }
+}
+
+/// The entry point: the whole pass.
+///
+/// # Safety
+/// The CPU must have the features `_cpu` proves.
+#[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx512vnni,avx512vbmi")]
+unsafe fn forward(
+    _cpu: Avx512Vnni,
+    w: &Weights<'_>,
+    layout: &Layout,
+    shape: &Shape,
+    image: &[u8],
+    s: &mut int8::Scratch,
+) {
+    let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
+    let t_count = PATCHES + 1;
+    // What the unchecked accesses rely on: the image and the outputs are
+    // this shape's, the layout was built for it.
+    assert!(image.len() == SIDE * SIDE && d <= DIM && classes <= CLASSES && heads <= HEADS);
+    assert!(layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
+
+    let z = embed(layout, image, w.params.z_shift);
+    let pairs = layer_norm(&z, d as i32, w.params.ln_eps);
+
+    let tokens = transpose_pairs(&pairs);
+    let score_round = _mm512_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
+    let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
+    // Every head's scores and softmax first: independent chains (a
+    // reduction, gathers, a division) that overlap.
+    let mut probs = [(0, _mm512_setzero_si512()); HEADS];
+    for (head, probs) in probs.iter_mut().enumerate().take(heads) {
+        let g = &layout.score_weight[head];
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for (k, &pair) in pairs.iter().enumerate() {
+            acc[k % 4] = _mm512_dpwssd_epi32(acc[k % 4], pair, _mm512_set1_epi32(g[k]));
+        }
+        let acc = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
+        let scores = _mm512_sra_epi32(_mm512_add_epi32(acc, score_round), score_shift);
+        *probs = softmax(w.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+    }
+    let logits = attend(layout, &tokens, &probs[..heads]);
+    finish_logits(layout, w.params.head_shift, &logits, classes, s);
+}
+
+/// Patch embedding: `saturate_z(round_shift(acc · scale + bias, z_shift))`
+/// for every channel of every patch, channel by channel with the patches
+/// in lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [__m512i; DIM] {
+    assert!(image.len() == SIDE * SIDE);
+    // Byte b of group (y, h) is lane b/4 = patch (r, c), pixel (y, 4h + b%4)
+    // of it: row r·7 + y of the image, column 7c + 4h + b%4. `rows` below
+    // holds, for one y, 32 bytes of the row of each patch row r: r = 0, 1 in
+    // the first table, 2, 3 in the second.
+    let index = |h: usize| -> __m512i {
+        let bytes: [u8; 64] = std::array::from_fn(|b| {
+            let (patch, j) = (b / 4, b % 4);
+            let (r, c) = (patch / 4, patch % 4);
+            ((r / 2) * 64 + (r % 2) * 32 + 7 * c + 4 * h + j) as u8
+        });
+        // SAFETY: an unaligned load of a 64-byte array.
+        unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+    };
+    let (index0, index1) = (index(0), index(1));
+    let row = |r: usize| -> __m256i {
+        let at = image.as_ptr().wrapping_add(r * SIDE);
+        if r + 1 < SIDE {
+            // SAFETY: 32 bytes from row r < 27 end by 27·28 + 32 ≤ 784.
+            unsafe { _mm256_loadu_si256(at.cast()) }
+        } else {
+            // SAFETY: the last row's 28 bytes, the rest masked off (a
+            // masked load does not touch masked bytes).
+            unsafe { _mm256_maskz_loadu_epi8(0x0fff_ffff, at.cast()) }
+        }
+    };
+    let mut groups = [_mm512_setzero_si512(); GROUPS];
+    for y in 0..PATCH {
+        let first = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(row(y)), row(PATCH + y));
+        let second = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(row(2 * PATCH + y)), row(3 * PATCH + y));
+        groups[2 * y] = _mm512_permutex2var_epi8(first, index0, second);
+        groups[2 * y + 1] = _mm512_permutex2var_epi8(first, index1, second);
+    }
+    let shift = _mm_cvtsi32_si128(z_shift as i32);
+    let (floor, ceiling) = (_mm512_set1_epi32(-(i16::MAX as i32)), _mm512_set1_epi32(i16::MAX as i32));
+    // Eight channels at a time: eight independent accumulation chains.
+    let blocks: [[__m512i; 8]; DIM / 8] = std::array::from_fn(|block| {
+        let o0 = 8 * block;
+        let mut acc = [_mm512_setzero_si512(); 8];
+        for (g, &pixels) in groups.iter().enumerate() {
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_dpbusd_epi32(*a, pixels, _mm512_set1_epi32(layout.patch_weight[o0 + i][g]));
+            }
+        }
+        std::array::from_fn(|i| {
+            let o = o0 + i;
+            // SAFETY: an unaligned load of a 16-lane array.
+            let bias = unsafe { _mm512_loadu_si512(layout.bias[o].as_ptr().cast()) };
+            let scaled = _mm512_mullo_epi32(acc[i], _mm512_set1_epi32(layout.scale[o]));
+            let v = _mm512_sra_epi32(_mm512_add_epi32(scaled, bias), shift);
+            _mm512_min_epi32(_mm512_max_epi32(v, floor), ceiling)
+        })
+    });
+    std::array::from_fn(|o| blocks[o / 8][o % 8])
+}
+
+/// `int8::layer_norm` of the 16 tokens, lane-wise, from the channels `z`;
+/// returns the normalised channel pairs: lane t of `pairs[k]` is
+/// (n_2k, n_2k+1) of token t, as two i16.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl")]
+fn layer_norm(z: &[__m512i; DIM], d: i32, ln_eps: i64) -> [__m512i; DIM / 2] {
+    let mut sum = _mm512_setzero_si512();
+    let (mut sq_lo, mut sq_hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let low16 = _mm512_set1_epi32(0xffff);
+    for k in 0..DIM / 2 {
+        let (a, b) = (z[2 * k], z[2 * k + 1]);
+        sum = _mm512_add_epi32(sum, _mm512_add_epi32(a, b));
+        // (a, b) as an i16 pair (|z| ≤ 32767): a² + b² < 2^31, split in
+        // 16-bit halves whose sums over 16 pairs stay below 2^20.
+        let ab = _mm512_mask_blend_epi16(0xaaaa_aaaa, a, _mm512_slli_epi32::<16>(b));
+        let sq = _mm512_madd_epi16(ab, ab);
+        sq_lo = _mm512_add_epi32(sq_lo, _mm512_and_si512(sq, low16));
+        sq_hi = _mm512_add_epi32(sq_hi, _mm512_srli_epi32::<16>(sq));
+    }
+    // Q and the constants of tokens 0-7 and 8-15, in u64 lanes.
+    let c = |v: i64| _mm512_set1_epi64(v);
+    let half =
+        |v: __m512i, i: usize| if i == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) };
+    let mut constants = [[_mm256_setzero_si256(); 2]; 5];
+    for i in 0..2 {
+        let sum64 = _mm512_cvtepi32_epi64(half(sum, i));
+        let sum_sq = _mm512_add_epi64(
+            _mm512_slli_epi64::<16>(_mm512_cvtepu32_epi64(half(sq_hi, i))),
+            _mm512_cvtepu32_epi64(half(sq_lo, i)),
+        );
+        // Q = D·Σz² - (Σz)² + eps < 2^52.
+        let q = _mm512_add_epi64(
+            _mm512_sub_epi64(_mm512_mullo_epi64(sum_sq, c(d as i64)), _mm512_mul_epi32(sum64, sum64)),
+            c(ln_eps),
+        );
+        // Q = 0 (eps 0, a constant token) normalises to 0: computed with
+        // Q = 1 and a zero reciprocal.
+        let zero = _mm512_cmpeq_epi64_mask(q, _mm512_setzero_si512());
+        let q = _mm512_mask_mov_epi64(q, zero, c(1));
+        let k = _mm512_srli_epi64::<1>(_mm512_sub_epi64(c(63), _mm512_lzcnt_epi64(q)));
+        // m = q · 4^(15-k) in [2^30, 2^32): a negative count wraps to a huge
+        // one, for which vpsllvq/vpsrlvq give 0.
+        let two_k = _mm512_add_epi64(k, k);
+        let m = _mm512_or_si512(
+            _mm512_sllv_epi64(q, _mm512_sub_epi64(c(30), two_k)),
+            _mm512_srlv_epi64(q, _mm512_sub_epi64(two_k, c(30))),
+        );
+        let index = _mm512_sub_epi64(_mm512_srli_epi64::<24>(m), c(64));
+        // SAFETY: m ∈ [2^30, 2^32), so index ∈ [0, 192), inside the table.
+        let y0 = _mm512_cvtepu32_epi64(unsafe { _mm512_i64gather_epi32::<4>(index, RSQRT_Q15_U32.as_ptr().cast()) });
+        // The scalar's u64 products, every operand below 2^32.
+        let t = _mm512_srli_epi64::<28>(_mm512_mul_epu32(_mm512_mul_epu32(y0, y0), _mm512_srli_epi64::<2>(m)));
+        let y1 = _mm512_srli_epi64::<31>(_mm512_mul_epu32(y0, _mm512_sub_epi64(c(3 << 30), t)));
+        let recip = _mm512_maskz_mov_epi64(!zero, _mm512_srli_epi64::<1>(_mm512_add_epi64(y1, c(1))));
+        // pre = max(k + 5 - 16, 0), post = k + 3 - pre, their rounding
+        // offsets; the pre-shift's folded into the offset from D·z.
+        let pre = _mm512_sub_epi64(_mm512_max_epi64(k, c(11)), c(11));
+        let post = _mm512_sub_epi64(_mm512_add_epi64(k, c(3)), pre);
+        let pre_round = _mm512_srli_epi64::<1>(_mm512_sllv_epi64(c(1), pre));
+        let post_round = _mm512_srli_epi64::<1>(_mm512_sllv_epi64(c(1), post));
+        let offset = _mm512_sub_epi64(pre_round, sum64);
+        for (slot, v) in constants.iter_mut().zip([recip, offset, post_round, pre, post]) {
+            // Every constant fits i32: recip ≤ 2^14, |offset| < 2^21, shifts < 32.
+            slot[i] = _mm512_cvtepi64_epi32(v);
+        }
+    }
+    let [recip, offset, post_round, pre, post] =
+        constants.map(|[lo, hi]| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi));
+    let dv = _mm512_set1_epi32(d);
+    // n = sat16(round_shift(round_shift(D·z - Σz, pre) · recip, post)).
+    let normalise = |z: __m512i| {
+        let dev = _mm512_srav_epi32(_mm512_add_epi32(_mm512_mullo_epi32(z, dv), offset), pre);
+        _mm512_srav_epi32(_mm512_add_epi32(_mm512_mullo_epi32(dev, recip), post_round), post)
+    };
+    // packs gives, per 128-bit lane, four words of each source; the shuffle
+    // interleaves them into (n_2k, n_2k+1) per token.
+    let interleave = _mm512_set_epi64(
+        0x0f0e_0706_0d0c_0504,
+        0x0b0a_0302_0908_0100,
+        0x0f0e_0706_0d0c_0504,
+        0x0b0a_0302_0908_0100,
+        0x0f0e_0706_0d0c_0504,
+        0x0b0a_0302_0908_0100,
+        0x0f0e_0706_0d0c_0504,
+        0x0b0a_0302_0908_0100,
+    );
+    std::array::from_fn(|k| {
+        _mm512_shuffle_epi8(_mm512_packs_epi32(normalise(z[2 * k]), normalise(z[2 * k + 1])), interleave)
+    })
+}
+
+/// The lane indices of step `b` of [`transpose_pairs`] for `vpermt2d`:
+/// the register with bit `b` clear keeps its lanes with bit `b` clear and
+/// takes its partner's lanes `j - b` for the others (`high == false`); the
+/// partner keeps its lanes with bit `b` set and takes lanes `j + b` for the
+/// others (`high`). Indices 16 and up name the second table, the partner.
+const fn butterfly(b: usize, high: bool) -> [i32; 16] {
+    let mut out = [0i32; 16];
+    let mut j = 0;
+    while j < 16 {
+        out[j] = match (j & b == 0, high) {
+            (true, false) => j as i32,
+            (false, false) => (16 + j - b) as i32,
+            (true, true) => (j + b) as i32,
+            (false, true) => (16 + j) as i32,
+        };
+        j += 1;
+    }
+    out
+}
+
+const BUTTERFLIES: [[[i32; 16]; 2]; 4] = [
+    [butterfly(8, false), butterfly(8, true)],
+    [butterfly(4, false), butterfly(4, true)],
+    [butterfly(2, false), butterfly(2, true)],
+    [butterfly(1, false), butterfly(1, true)],
+];
+
+/// One butterfly step of the transpose on registers `i` and `i + B`.
+#[inline(always)]
+fn butterfly_step<const B: usize>(v: &mut [__m512i; 16], low: __m512i, high: __m512i) {
+    for i in 0..16 {
+        if i & B == 0 {
+            let (a, c) = (v[i], v[i + B]);
+            // SAFETY: vpermt2d is AVX-512F, which every caller (a
+            // `target_feature` function of this module) has enabled.
+            unsafe {
+                v[i] = _mm512_permutex2var_epi32(a, low, c);
+                v[i + B] = _mm512_permutex2var_epi32(a, high, c);
+            }
+        }
+    }
+}
+
+/// The 16 × 16 dword transpose of the channel pairs: lane k of the result's
+/// register t is lane t of `pairs[k]`, so register t is token t's 32
+/// channels in order, as i16. Four butterfly steps; step `b` swaps bit `b`
+/// of the register index with bit `b` of the lane index.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose_pairs(pairs: &[__m512i; 16]) -> [__m512i; 16] {
+    // SAFETY: unaligned loads of 16-lane arrays.
+    let load = |lanes: &[i32; 16]| unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) };
+    let mut v = *pairs;
+    butterfly_step::<8>(&mut v, load(&BUTTERFLIES[0][0]), load(&BUTTERFLIES[0][1]));
+    butterfly_step::<4>(&mut v, load(&BUTTERFLIES[1][0]), load(&BUTTERFLIES[1][1]));
+    butterfly_step::<2>(&mut v, load(&BUTTERFLIES[2][0]), load(&BUTTERFLIES[2][1]));
+    butterfly_step::<1>(&mut v, load(&BUTTERFLIES[3][0]), load(&BUTTERFLIES[3][1]));
+    v
+}
+
+/// `e^x` for sixteen Q.16 `x ≤ 0`: `int8::exp_q30` lane by lane.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp16(x: __m512i) -> __m512i {
+    // Below -2^22 (e^-64) the scalar result is 0, as it is at -2^22; the
+    // clamp keeps y = x·log2(e) in i32.
+    let x = _mm512_max_epi32(x, _mm512_set1_epi32(-(1 << 22)));
+    // y = floor(x · LOG2E_Q30 / 2^30): bits 30..61 of the 64-bit products
+    // of even and odd lanes.
+    let l = _mm512_set1_epi32(int8::LOG2E_Q30 as i32);
+    let even = _mm512_srli_epi64::<30>(_mm512_mul_epi32(x, l));
+    let odd = _mm512_srli_epi64::<30>(_mm512_mul_epi32(_mm512_srli_epi64::<32>(x), l));
+    let y = _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd));
+    let int = _mm512_srai_epi32::<16>(y);
+    let frac = _mm512_and_si512(y, _mm512_set1_epi32(0xffff));
+    let (j, lo) = (_mm512_srli_epi32::<8>(frac), _mm512_and_si512(frac, _mm512_set1_epi32(0xff)));
+    // SAFETY: j ≤ 255, so j and j + 1 index the 257-entry table.
+    let (a, b) = unsafe {
+        let table = EXP2_Q30.as_ptr().cast::<i32>();
+        (_mm512_i32gather_epi32::<4>(j, table), _mm512_i32gather_epi32::<4>(j, table.add(1)))
+    };
+    // b ≥ a, (b - a) < 2^23 and lo < 2^8: the product fits i32.
+    let step = _mm512_mullo_epi32(_mm512_sub_epi32(b, a), lo);
+    let v = _mm512_add_epi32(a, _mm512_srli_epi32::<8>(_mm512_add_epi32(step, _mm512_set1_epi32(128))));
+    // int ≤ 0; vpsrlvd gives 0 for counts of 32 and up, as the scalar does.
+    _mm512_srlv_epi32(v, _mm512_sub_epi32(_mm512_setzero_si512(), int))
+}
+
+/// `int8::softmax` of the CLS score and the 16 patch scores: writes the
+/// head's probabilities (Q.14) to `out` (CLS first) and returns the CLS's
+/// and the patches'.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn softmax(cls_score: i32, scores: __m512i, out: &mut [i32]) -> (i32, __m512i) {
+    assert!(out.len() == 1 + PATCHES);
+    let max = _mm512_reduce_max_epi32(scores).max(cls_score);
+    let e = exp16(_mm512_sub_epi32(scores, _mm512_set1_epi32(max)));
+    let cls = int8::exp_q30(cls_score - max);
+    // Each e ≤ 2^30: the sum in u64 from even and odd lanes.
+    let low32 = _mm512_set1_epi64(0xffff_ffff);
+    let pairs = _mm512_add_epi64(_mm512_and_si512(e, low32), _mm512_srli_epi64::<32>(e));
+    let sum = cls as u64 + _mm512_reduce_add_epi64(pairs) as u64;
+    let recip = (1u64 << 62) / sum;
+    if recip > u32::MAX as u64 {
+        // Only when every other exponential is 0: too rare to vectorise.
+        let mut scores_out = [0i32; 1 + PATCHES];
+        scores_out[0] = cls_score;
+        // SAFETY: a store of one register into 16 lanes of the array.
+        unsafe { _mm512_storeu_si512(scores_out[1..].as_mut_ptr().cast(), scores) };
+        int8::softmax(&scores_out, out);
+        // SAFETY: 16 lanes of `out` past its first.
+        return (out[0], unsafe { _mm512_loadu_si512(out[1..].as_ptr().cast()) });
+    }
+    let (r, half) = (_mm512_set1_epi64(recip as i64), _mm512_set1_epi64(1 << 47));
+    let even = _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(e, r), half));
+    let odd = _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(e), r), half));
+    let p = _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd));
+    let cls = ((cls as u64 * recip + (1 << 47)) >> 48) as i32;
+    out[0] = cls;
+    // SAFETY: 16 lanes of `out` past its first (asserted length).
+    unsafe { _mm512_storeu_si512(out[1..].as_mut_ptr().cast(), p) };
+    (cls, p)
+}
+
+/// Attention means and head logits of every head (its CLS and patch
+/// probabilities in `probs`), summed over heads: classes 0-7 and 8-15 as
+/// i64.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn attend(layout: &Layout, tokens: &[__m512i; 16], probs: &[(i32, __m512i)]) -> [__m512i; 2] {
+    let mut logits = [_mm512_setzero_si512(); 2];
+    // Token pairs interleaved channel by channel: lane 4L+i of `lo[j]` is
+    // channel 8L+i of tokens (2j, 2j+1), of `hi[j]` channel 8L+4+i.
+    let lo: [__m512i; 8] = std::array::from_fn(|j| _mm512_unpacklo_epi16(tokens[2 * j], tokens[2 * j + 1]));
+    let hi: [__m512i; 8] = std::array::from_fn(|j| _mm512_unpackhi_epi16(tokens[2 * j], tokens[2 * j + 1]));
+    // SAFETY: unaligned loads of 16-lane arrays.
+    let (cls_lo, cls_hi) = unsafe {
+        (_mm512_loadu_si512(layout.cls_norm_lo.as_ptr().cast()), _mm512_loadu_si512(layout.cls_norm_hi.as_ptr().cast()))
+    };
+    let mean_round = _mm512_set1_epi32(1 << (PROB_FRAC_BITS - 1));
+    for (head, &(cls, patches)) in probs.iter().enumerate() {
+        // The probabilities (≤ 2^14) as i16: dword j is (p_2j, p_2j+1).
+        let mut p16 = [0i32; 8];
+        // SAFETY: a store of one 256-bit register into an 8-lane array.
+        unsafe { _mm256_storeu_si256(p16.as_mut_ptr().cast(), _mm512_cvtepi32_epi16(patches)) };
+        let cls = _mm512_set1_epi32(cls);
+        let mut m_lo = [_mm512_dpwssd_epi32(_mm512_setzero_si512(), cls_lo, cls), _mm512_setzero_si512()];
+        let mut m_hi = [_mm512_dpwssd_epi32(_mm512_setzero_si512(), cls_hi, cls), _mm512_setzero_si512()];
+        for (j, &p) in p16.iter().enumerate() {
+            let p = _mm512_set1_epi32(p);
+            m_lo[j % 2] = _mm512_dpwssd_epi32(m_lo[j % 2], lo[j], p);
+            m_hi[j % 2] = _mm512_dpwssd_epi32(m_hi[j % 2], hi[j], p);
+        }
+        let m_lo =
+            _mm512_srai_epi32::<PROB_FRAC_BITS>(_mm512_add_epi32(_mm512_add_epi32(m_lo[0], m_lo[1]), mean_round));
+        let m_hi =
+            _mm512_srai_epi32::<PROB_FRAC_BITS>(_mm512_add_epi32(_mm512_add_epi32(m_hi[0], m_hi[1]), mean_round));
+        // packs takes lanes 4L..4L+3 of each per 128-bit lane: channels
+        // 8L..8L+7 in order, saturated like saturate_i16.
+        let mut mean = [0i32; 16];
+        // SAFETY: a store of one register into a 16-lane array.
+        unsafe { _mm512_storeu_si512(mean.as_mut_ptr().cast(), _mm512_packs_epi32(m_lo, m_hi)) };
+        // Classes in lanes: Σ over channel pairs of (w_2k, w_2k+1)·(m_2k, m_2k+1).
+        let weights = &layout.head_weight[head];
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for (k, &m) in mean.iter().enumerate() {
+            // SAFETY: an unaligned load of a 16-lane array.
+            let row = unsafe { _mm512_loadu_si512(weights[k].as_ptr().cast()) };
+            acc[k % 4] = _mm512_dpwssd_epi32(acc[k % 4], row, _mm512_set1_epi32(m));
+        }
+        let acc = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
+        // Each head's sum is the scalar's i32 dot product; heads add in i64.
+        logits[0] = _mm512_add_epi64(logits[0], _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)));
+        logits[1] = _mm512_add_epi64(logits[1], _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(acc)));
+    }
+    logits
+}
+
+/// `int8::finish_logits` on the 16 class lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn finish_logits(layout: &Layout, head_shift: u32, acc: &[__m512i; 2], classes: usize, s: &mut int8::Scratch) {
+    assert!(classes <= CLASSES && s.logits_fixed.len() == classes && s.logits.len() == classes);
+    let round = _mm512_set1_epi64(if head_shift == 0 { 0 } else { 1i64 << (head_shift - 1) });
+    let shift = _mm_cvtsi64_si128(head_shift as i64);
+    let fixed: [__m256i; 2] = std::array::from_fn(|i| {
+        // SAFETY: an unaligned load of 8 of the 16 head biases.
+        let bias = _mm512_cvtepi32_epi64(unsafe { _mm256_loadu_si256(layout.head_bias[8 * i..].as_ptr().cast()) });
+        let logit = _mm512_add_epi64(bias, _mm512_sra_epi64(_mm512_add_epi64(acc[i], round), shift));
+        let clamped = _mm512_min_epi64(
+            _mm512_max_epi64(logit, _mm512_set1_epi64(i32::MIN as i64)),
+            _mm512_set1_epi64(i32::MAX as i64),
+        );
+        _mm512_cvtepi64_epi32(clamped)
+    });
+    let fixed = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(fixed[0]), fixed[1]);
+    let float = _mm512_mul_ps(_mm512_cvtepi32_ps(fixed), _mm512_set1_ps(1.0 / (1u32 << int8::LOGIT_FRAC_BITS) as f32));
+    let mask = ((1u32 << classes) - 1) as u16;
+    // SAFETY: the mask covers `classes` lanes, the length of both outputs
+    // (asserted); masked-off lanes are not touched.
+    unsafe {
+        _mm512_mask_storeu_epi32(s.logits_fixed.as_mut_ptr(), mask, fixed);
+        _mm512_mask_storeu_ps(s.logits.as_mut_ptr(), mask, float);
+    }
+}
