@@ -227,6 +227,8 @@ fn finish_load(
                 Backend::Scalar => engine::Backend::Scalar,
                 Backend::Avx2 => engine::Backend::Avx2,
                 Backend::Neon => engine::Backend::Neon,
+                Backend::Avx512Vnni => engine::Backend::Avx512Vnni,
+                Backend::AvxVnni => engine::Backend::AvxVnni,
                 Backend::Auto => panic!("a loaded model runs on a resolved backend, not AUTO"),
             };
             oracle.set_backend(engine_backend).expect("the library runs on an available backend");
@@ -643,14 +645,17 @@ fn misc(p: &mut Program<'_>) -> Option<()> {
         // SAFETY: the library returns static NUL-terminated strings.
         unsafe { CStr::from_ptr(ptr) }.to_str().expect("UTF-8").to_owned()
     };
+    // The backend codes: 0 auto, 1 scalar, then the ISAs (2 avx2, 3 neon,
+    // 4 avx512vnni, 5 avxvnni), available or not depending on the CPU.
+    const LAST_BACKEND: i32 = 5;
     match p.byte()? % 8 {
         0 => {
             let available = microvit_backend_available(BackendArg(code));
-            assert!(!available || (0..=3).contains(&code));
+            assert!(!available || (0..=LAST_BACKEND).contains(&code));
             let status = microvit_set_backend(BackendArg(code));
             let defects: &[Status] = match code {
-                0..=3 if available => &[],
-                0..=3 => &[Status::BackendUnavailable],
+                0..=LAST_BACKEND if available => &[],
+                0..=LAST_BACKEND => &[Status::BackendUnavailable],
                 _ => &[Status::InvalidArgument],
             };
             check("microvit_set_backend", status, defects);
@@ -660,9 +665,9 @@ fn misc(p: &mut Program<'_>) -> Option<()> {
         }
         1 => {
             let name = cstr(microvit_backend_name(BackendArg(code)));
-            assert_eq!(name == "unknown", !(0..=3).contains(&code));
+            assert_eq!(name == "unknown", !(0..=LAST_BACKEND).contains(&code));
             let available = microvit_backend_available(BackendArg(code));
-            assert_eq!(available, (0..=1).contains(&code) || available && (2..=3).contains(&code));
+            assert_eq!(available, (0..=1).contains(&code) || available && (2..=LAST_BACKEND).contains(&code));
         }
         2 => {
             let name = cstr(microvit_encoding_name(EncodingArg(code)));
@@ -670,7 +675,8 @@ fn misc(p: &mut Program<'_>) -> Option<()> {
         }
         3 => {
             let text = cstr(microvit_status_str(StatusArg(code)));
-            assert_eq!(text == "unknown status", !(0..=10).contains(&code));
+            // 0 OK to 11 NO_DIGIT, the last status.
+            assert_eq!(text == "unknown status", !(0..=11).contains(&code));
         }
         4 => {
             // The message copy, at every buffer length.
