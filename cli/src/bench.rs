@@ -233,24 +233,32 @@ pub fn check_options(opts: &Options) -> Result<(), String> {
 pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) -> Result<(), String> {
     check_options(opts)?;
     let backends = backends(&opts.backends)?;
-    let subjects = subjects(opts)?;
+    let mut subjects = subjects(opts)?;
+    // A backend runs an encoding only where it has a kernel for it (f32 is
+    // the scalar reference everywhere; the VNNI backends accelerate int8
+    // alone): elsewhere the model falls back to scalar, a run already made.
     let mut plan: Vec<(usize, Backend)> = Vec::new();
     let mut notes = Vec::new();
-    for (i, s) in subjects.iter().enumerate() {
-        if s.model.encoding() == Encoding::F32 {
-            if backends.contains(&Backend::Scalar) {
-                plan.push((i, Backend::Scalar));
+    for (i, s) in subjects.iter_mut().enumerate() {
+        let mut skipped = Vec::new();
+        for &b in &backends {
+            s.model.set_backend(b).map_err(|e| format!("{}: {e}", s.name))?;
+            if s.model.backend() == b {
+                plan.push((i, b));
+            } else {
+                skipped.push(b);
             }
-            let skipped: Vec<Backend> = backends.iter().copied().filter(|&b| b != Backend::Scalar).collect();
-            if !skipped.is_empty() {
-                notes.push(format!("f32 is the scalar reference on every backend: not run on {}", names_of(&skipped)));
-            }
-        } else {
-            plan.extend(backends.iter().map(|&b| (i, b)));
+        }
+        if !skipped.is_empty() {
+            let names = names_of(&skipped);
+            notes.push(match s.model.encoding() {
+                Encoding::F32 => format!("f32 is the scalar reference on every backend: not run on {names}"),
+                e => format!("{} has no kernel on {names} (it would run scalar again): not run there", e.name()),
+            });
         }
     }
     if plan.is_empty() {
-        return Err(format!("nothing to run: f32 runs only on the scalar backend (asked for {})", names_of(&backends)));
+        return Err(format!("nothing to run: {}", notes.join("; ")));
     }
     let (images_path, labels_path) = model_file::test_set(opts.test_set.0.as_deref(), opts.test_set.1.as_deref())?;
     let (images, labels) = idx::read_labelled(&images_path, &labels_path).map_err(|e| e.to_string())?;
@@ -269,7 +277,6 @@ pub fn run(opts: &Options, say: &mut dyn FnMut(String) -> Result<(), String>) ->
     let setup = Setup { images: &images, labels: &labels, threads: opts.threads, seconds, batch: opts.batch };
 
     let mut results = Vec::new();
-    let mut subjects = subjects;
     for &(i, backend) in &plan {
         let s = &mut subjects[i];
         s.model.set_backend(backend).map_err(|e| format!("{}: {e}", s.name))?;
@@ -575,7 +582,7 @@ fn table(results: &[RunResult], setup: &Setup<'_>, images_path: &Path) -> Vec<St
         String::new(),
     ];
     let mut header = format!(
-        "{:<5} {:<7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11}",
+        "{:<5} {:<10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11}",
         "dtype", "backend", "accuracy", "min µs", "p50 µs", "p99 µs", "mean µs", "digits/s"
     );
     if let Some(n) = setup.batch {
@@ -590,7 +597,7 @@ fn table(results: &[RunResult], setup: &Setup<'_>, images_path: &Path) -> Vec<St
     for r in results {
         let s = &r.single;
         let mut line = format!(
-            "{:<5} {:<7} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>11.0}",
+            "{:<5} {:<10} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>11.0}",
             r.dtype,
             r.backend,
             r.accuracy.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
