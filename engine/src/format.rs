@@ -137,6 +137,7 @@ impl Layout {
     /// [`encoding_tensors`], which lists each encoding's ids in ascending
     /// order from its first, so the position is the id's distance from
     /// that first one: no search on the inference path.
+    #[inline]
     pub fn tensor(&self, id: TensorId) -> &TensorEntry {
         let first = self.tensors.first().map_or(0, |t| t.id as usize);
         let entry = (id as usize).checked_sub(first).and_then(|i| self.tensors.get(i));

@@ -28,6 +28,7 @@ enum Bytes<'a> {
 }
 
 impl Bytes<'_> {
+    #[inline]
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Owned { lines, len } => &bytemuck::cast_slice(lines)[..*len],
@@ -298,6 +299,8 @@ impl<'a> Model<'a> {
     }
 
     /// A tensor's values; `T` matches its element type (checked at load).
+    /// Inlined: the weights of an inference are looked up on every call.
+    #[inline(always)]
     fn tensor<T: bytemuck::Pod>(&self, id: TensorId) -> &[T] {
         let t = self.layout.tensor(id);
         // Alignment holds: tensors sit at 64-byte offsets in a buffer that is
@@ -335,6 +338,7 @@ impl<'a> Model<'a> {
         }
     }
 
+    #[inline]
     fn int8_weights(&self) -> int8::Weights<'_> {
         int8::Weights {
             patch_weight: self.tensor(TensorId::Int8PatchWeight),

@@ -18,6 +18,11 @@
 //!   (p_t, p_t+1) by (n_t, n_t+1) per channel; `vpackssdw` undoes the
 //!   interleave and saturates exactly like the scalar code.
 //!
+//! For the shipped geometry (28 × 28 images of 7 × 7 patches, up to 32
+//! channels) the tokens are then transposed into lanes and the rest is
+//! `lanes.rs`, the tail shared with AVX-VNNI; the token-row tail below runs
+//! every other shape.
+//!
 //! The pass is bound by latency more than by instruction count, so work is
 //! ordered for overlap: every patch's ink mask before any ink loop, every
 //! token group's LayerNorm constants before any normalisation, every head's
@@ -29,7 +34,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
+use super::{lanes, Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
 use crate::int8;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
@@ -144,6 +149,8 @@ pub(crate) struct Kernel {
     cpu: Avx2,
     dim_pad: usize,
     layout: Layout,
+    /// The tail with tokens in lanes, for the shipped geometry.
+    lanes: Option<lanes::Layout>,
 }
 
 impl Kernel {
@@ -151,7 +158,8 @@ impl Kernel {
     pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         let cpu = Avx2::detect()?;
         let dim_pad = padded_dim(shape);
-        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad) })
+        let lanes = lanes::fits(shape).then(|| lanes::Layout::new(w, shape));
+        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad), lanes })
     }
 
     pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
@@ -222,7 +230,10 @@ unsafe fn forward(_cpu: Avx2, w: &Weights<'_>, kernel: &Kernel, shape: &Shape, i
     // with every loop bound known; other shapes the same code with the
     // patch side read at run time.
     match (p, dim_pad / 16) {
-        (7, 2) => run::<7, 2>(w, layout, shape, s),
+        (7, 2) => match &kernel.lanes {
+            Some(tail) => run_lanes(w, layout, tail, shape, s),
+            None => run::<7, 2>(w, layout, shape, s),
+        },
         (_, 2) => run::<0, 2>(w, layout, shape, s),
         (_, 4) => run::<0, 4>(w, layout, shape, s),
         (_, 6) => run::<0, 6>(w, layout, shape, s),
@@ -244,6 +255,29 @@ fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: 
     layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm, &mut b.ln_params);
     let logits = attend::<V>(w, layout, shape, &b.norm, &mut b.scores, &mut b.probs16, &mut s.probs);
     int8::finish_logits(w, &logits[..shape.classes as usize], s);
+}
+
+/// The pass for the shipped geometry (`lanes::fits`): the sparse patch
+/// embedding into token rows, then the rows transposed into the channel
+/// pairs of `lanes::tail` (four 8 × 8 dword transposes: dword k of a row is
+/// the token's channel pair k).
+#[target_feature(enable = "avx2")]
+fn run_lanes(w: &Weights<'_>, layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8::Scratch) {
+    let b = &mut s.avx2;
+    patch_embed_sparse::<7, 2>(w, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
+    assert!(b.tokens.len() >= lanes::PATCHES * lanes::DIM);
+    // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
+    let block = |k0: usize, half: usize| {
+        lanes::transpose8(std::array::from_fn(|i| {
+            let at = (8 * half + i) * lanes::DIM + 2 * k0;
+            // SAFETY: 16 values from `at`, inside the 16 token rows of 32
+            // values (asserted length); an unaligned load.
+            unsafe { _mm256_loadu_si256(b.tokens.as_ptr().add(at).cast()) }
+        }))
+    };
+    let blocks = [[block(0, 0), block(0, 1)], [block(8, 0), block(8, 1)]];
+    let z = std::array::from_fn(|k| [blocks[k / 8][0][k % 8], blocks[k / 8][1][k % 8]]);
+    lanes::tail(tail, w, shape, &z, s);
 }
 
 /// Stores `saturate_z(round_shift(acc · scale + bias, z_shift))` for 32

@@ -16,6 +16,8 @@ mod avx2;
 mod avx512vnni;
 #[cfg(target_arch = "x86_64")]
 mod avxvnni;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 

@@ -1,0 +1,387 @@
+//! The int8 pass after the patch embedding, with the 16 patch tokens of the
+//! shipped geometry (28 × 28 images of 7 × 7 patches) in the lanes of two
+//! ymm registers, tokens 0-7 and 8-15: shared by the AVX2 and the AVX-VNNI
+//! kernels, which differ only in how they embed the patches.
+//!
+//! - LayerNorm per lane from the channel pairs (z_2k, z_2k+1) as i16:
+//!   `vpmaddwd` gives the pair's sum (× (1, 1)), its squares (× itself) and
+//!   each channel times D (× (D, 0) or (0, D)); the 64-bit constants are
+//!   `avx2.rs`'s (`floor(log2 q)` from q as a double), four tokens a
+//!   register.
+//! - Scores per head: one broadcast weight pair × the 16 tokens' channel
+//!   pairs; softmax on the 16 lanes, its reciprocal in scalar.
+//! - The tokens transposed once (four 8 × 8 dword transposes) for the
+//!   attention means, which pair tokens (2j, 2j+1) per channel so that
+//!   `vpmaddwd` multiplies them by (p_2j, p_2j+1).
+//! - The logits' i64 sum over heads and their last step are the scalar's.
+//!
+//! Every `vpmaddwd` + add here is written as [`dot_add`], which LLVM turns
+//! into `vpdpwssd` where the caller enables AVX-VNNI. Every i32 lane sum is
+//! a partial sum of a scalar i32 sum whose bound docs/FIXED_POINT.md
+//! proves, and the bound holds for any subset of its terms.
+
+use std::arch::x86_64::*;
+
+use super::avx2::{exp8, rsqrt4};
+use super::{Weights, PROB_FRAC_BITS};
+use crate::int8;
+use crate::shape::Shape;
+
+pub(super) const SIDE: usize = 28;
+pub(super) const PATCH: usize = 7;
+pub(super) const PATCHES: usize = 16;
+pub(super) const DIM: usize = 32;
+const CLASSES: usize = 16;
+const HEADS: usize = 8;
+
+/// Sixteen lanes as two registers: tokens (or classes) 0-7 and 8-15.
+pub(super) type Lanes = [__m256i; 2];
+
+/// Whether a model has the geometry this tail (and the kernels built on
+/// it) takes.
+pub(super) fn fits(shape: &Shape) -> bool {
+    shape.image_side as usize == SIDE
+        && shape.patch_side as usize == PATCH
+        && shape.dim as usize <= DIM
+        && shape.classes as usize <= CLASSES
+        && shape.heads as usize <= HEADS
+}
+
+/// `acc + vpmaddwd(a, b)`: `vpdpwssd` under AVX-VNNI.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_add(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+}
+
+pub(super) fn pair(lo: i16, hi: i16) -> i32 {
+    (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
+}
+
+/// The weights after the embedding, laid out for the tail.
+#[derive(Clone, Debug)]
+pub(super) struct Layout {
+    /// `[head][pair]`: score weights of channels (2k, 2k+1) as an i16 pair.
+    score_weight: Vec<[i32; DIM / 2]>,
+    /// The CLS token's channels as (value, 0) pairs in the attention mean's
+    /// lane orders (see `attend`): `[register][lo/hi][lane]`.
+    cls_norm: [[[i32; 8]; 2]; 2],
+    /// `[head][pair][class]`: head weights of channels (2k, 2k+1) as an i16
+    /// pair, zero past the last class.
+    head_weight: Vec<[[i32; CLASSES]; DIM / 2]>,
+}
+
+impl Layout {
+    /// For a model that [`fits`].
+    pub(super) fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
+        let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
+        let channel = |values: &[i16], o: usize| if o < d { values[o] } else { 0 };
+        let score_weight = (0..heads)
+            .map(|h| {
+                let g = &w.score_weight[h * d..][..d];
+                std::array::from_fn(|k| pair(channel(g, 2 * k), channel(g, 2 * k + 1)))
+            })
+            .collect();
+        // Register r holds channels 16r..16r+15; in it, lane 4L+i of `lo` is
+        // channel 16r + 8L + i, of `hi` channel 16r + 8L + 4 + i.
+        let cls_norm = std::array::from_fn(|r| {
+            std::array::from_fn(|part| {
+                std::array::from_fn(|lane| pair(channel(w.cls_norm, 16 * r + 8 * (lane / 4) + 4 * part + lane % 4), 0))
+            })
+        });
+        let head_weight = (0..heads)
+            .map(|h| {
+                std::array::from_fn(|k| {
+                    std::array::from_fn(|c| {
+                        if c < classes {
+                            let row = &w.head_weight[(h * classes + c) * d..][..d];
+                            pair(channel(row, 2 * k), channel(row, 2 * k + 1))
+                        } else {
+                            0
+                        }
+                    })
+                })
+            })
+            .collect();
+        Layout { score_weight, cls_norm, head_weight }
+    }
+}
+
+/// The pass from the embedded tokens to the logits: `z[k]` holds the
+/// channel pair (z_2k, z_2k+1) of token t in lane t, each already
+/// saturated to `int8::saturate_z`'s range, zero for channels past D.
+/// Writes `s.probs`, `s.logits_fixed` and `s.logits` as `int8::forward`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn tail(layout: &Layout, w: &Weights<'_>, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut int8::Scratch) {
+    let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
+    let t_count = PATCHES + 1;
+    assert!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
+
+    let pairs = layer_norm(z, d as i32, w.params.ln_eps);
+    let tokens = transpose_pairs(&pairs);
+    let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
+    let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
+    let mut probs = [(0, [_mm256_setzero_si256(); 2]); HEADS];
+    for (head, probs) in probs.iter_mut().enumerate().take(heads) {
+        let g = &layout.score_weight[head];
+        let mut acc = [[_mm256_setzero_si256(); 2]; 2];
+        for (k, pair) in pairs.iter().enumerate() {
+            let weight = _mm256_set1_epi32(g[k]);
+            for (a, &p) in acc[k % 2].iter_mut().zip(pair) {
+                *a = dot_add(*a, p, weight);
+            }
+        }
+        let scores = std::array::from_fn(|i| {
+            _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(acc[0][i], acc[1][i]), score_round), score_shift)
+        });
+        *probs = softmax(w.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+    }
+    let logits = attend(layout, &tokens, &probs[..heads]);
+    int8::finish_logits(w, &logits[..classes], s);
+}
+
+/// `int8::layer_norm` of the 16 tokens, lane-wise, from and to channel
+/// pairs: lane t of `z[k]` is (z_2k, z_2k+1) of token t, of the result
+/// (n_2k, n_2k+1).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn layer_norm(z: &[Lanes; DIM / 2], d: i32, ln_eps: i64) -> [Lanes; DIM / 2] {
+    let (ones, low16) = (_mm256_set1_epi16(1), _mm256_set1_epi32(0xffff));
+    let mut sum = [_mm256_setzero_si256(); 2];
+    let mut sq_lo = [_mm256_setzero_si256(); 2];
+    let mut sq_hi = [_mm256_setzero_si256(); 2];
+    for pair in z {
+        for half in 0..2 {
+            let ab = pair[half];
+            sum[half] = dot_add(sum[half], ab, ones);
+            // a² + b² < 2^31, accumulated in 16-bit halves.
+            let sq = _mm256_madd_epi16(ab, ab);
+            sq_lo[half] = _mm256_add_epi32(sq_lo[half], _mm256_and_si256(sq, low16));
+            sq_hi[half] = _mm256_add_epi32(sq_hi[half], _mm256_srli_epi32::<16>(sq));
+        }
+    }
+    let c = |v: i64| _mm256_set1_epi64x(v);
+    // The constants of tokens 4q..4q+3 in u64 lanes, then their low dwords
+    // gathered into the two 8-lane registers.
+    let mut constants = [[_mm_setzero_si128(); 4]; 5];
+    for q4 in 0..4 {
+        let (half, part) = (q4 / 2, q4 % 2);
+        let pick = |v: __m256i| if part == 0 { _mm256_castsi256_si128(v) } else { _mm256_extracti128_si256::<1>(v) };
+        let sum64 = _mm256_cvtepi32_epi64(pick(sum[half]));
+        let sum_sq = _mm256_add_epi64(
+            _mm256_slli_epi64::<16>(_mm256_cvtepu32_epi64(pick(sq_hi[half]))),
+            _mm256_cvtepu32_epi64(pick(sq_lo[half])),
+        );
+        // D·Σz² from 32-bit halves (Σz² < 2^36), then Q < 2^52.
+        let d_sum_sq = _mm256_add_epi64(
+            _mm256_mul_epu32(sum_sq, c(d as i64)),
+            _mm256_slli_epi64::<32>(_mm256_mul_epu32(_mm256_srli_epi64::<32>(sum_sq), c(d as i64))),
+        );
+        let q = _mm256_add_epi64(_mm256_sub_epi64(d_sum_sq, _mm256_mul_epi32(sum64, sum64)), c(ln_eps));
+        let zero = _mm256_cmpeq_epi64(q, _mm256_setzero_si256());
+        let (recip, k) = rsqrt4(_mm256_or_si256(q, _mm256_and_si256(zero, c(1))));
+        let recip = _mm256_andnot_si256(zero, recip);
+        let pre = _mm256_sub_epi64(_mm256_max_epi32(k, c(11)), c(11));
+        let post = _mm256_sub_epi64(_mm256_add_epi64(k, c(3)), pre);
+        let pre_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), pre));
+        let post_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), post));
+        let offset = _mm256_sub_epi64(pre_round, sum64);
+        let low_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        for (slot, v) in constants.iter_mut().zip([recip, offset, post_round, pre, post]) {
+            // Each fits i32: its low dword, sign and all.
+            slot[q4] = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, low_dwords));
+        }
+    }
+    let [recip, offset, post_round, pre, post] =
+        constants.map(|q| [_mm256_set_m128i(q[1], q[0]), _mm256_set_m128i(q[3], q[2])]);
+    // z·D of the pair's first channel (× (D, 0)) or second (× (0, D)).
+    let (d_first, d_second) = (_mm256_set1_epi32(pair(d as i16, 0)), _mm256_set1_epi32(pair(0, d as i16)));
+    let normalise = |zd: __m256i, h: usize| {
+        let dev = _mm256_srav_epi32(_mm256_add_epi32(zd, offset[h]), pre[h]);
+        _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, recip[h]), post_round[h]), post[h])
+    };
+    // packs: four words of each source per 128-bit lane; the shuffle pairs
+    // them per token.
+    let interleave = _mm256_setr_epi8(
+        0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+    );
+    std::array::from_fn(|k| {
+        std::array::from_fn(|h| {
+            let ab = z[k][h];
+            let first = normalise(_mm256_madd_epi16(ab, d_first), h);
+            let second = normalise(_mm256_madd_epi16(ab, d_second), h);
+            _mm256_shuffle_epi8(_mm256_packs_epi32(first, second), interleave)
+        })
+    })
+}
+
+/// The 8 × 8 dword transpose of `rows` (lane j of result i is lane i of
+/// `rows[j]`).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn transpose8(rows: [__m256i; 8]) -> [__m256i; 8] {
+    let t0 = _mm256_unpacklo_epi32(rows[0], rows[1]);
+    let t1 = _mm256_unpackhi_epi32(rows[0], rows[1]);
+    let t2 = _mm256_unpacklo_epi32(rows[2], rows[3]);
+    let t3 = _mm256_unpackhi_epi32(rows[2], rows[3]);
+    let t4 = _mm256_unpacklo_epi32(rows[4], rows[5]);
+    let t5 = _mm256_unpackhi_epi32(rows[4], rows[5]);
+    let t6 = _mm256_unpacklo_epi32(rows[6], rows[7]);
+    let t7 = _mm256_unpackhi_epi32(rows[6], rows[7]);
+    let u0 = _mm256_unpacklo_epi64(t0, t2);
+    let u1 = _mm256_unpackhi_epi64(t0, t2);
+    let u2 = _mm256_unpacklo_epi64(t1, t3);
+    let u3 = _mm256_unpackhi_epi64(t1, t3);
+    let u4 = _mm256_unpacklo_epi64(t4, t6);
+    let u5 = _mm256_unpackhi_epi64(t4, t6);
+    let u6 = _mm256_unpacklo_epi64(t5, t7);
+    let u7 = _mm256_unpackhi_epi64(t5, t7);
+    [
+        _mm256_permute2x128_si256::<0x20>(u0, u4),
+        _mm256_permute2x128_si256::<0x20>(u1, u5),
+        _mm256_permute2x128_si256::<0x20>(u2, u6),
+        _mm256_permute2x128_si256::<0x20>(u3, u7),
+        _mm256_permute2x128_si256::<0x31>(u0, u4),
+        _mm256_permute2x128_si256::<0x31>(u1, u5),
+        _mm256_permute2x128_si256::<0x31>(u2, u6),
+        _mm256_permute2x128_si256::<0x31>(u3, u7),
+    ]
+}
+
+/// The channel pairs transposed: token t's 32 channels in order as i16, in
+/// two registers (channels 0-15, 16-31).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose_pairs(pairs: &[Lanes; DIM / 2]) -> [[__m256i; 2]; PATCHES] {
+    let mut tokens = [[_mm256_setzero_si256(); 2]; PATCHES];
+    for (register, k0) in [0, 8].into_iter().enumerate() {
+        for (half, t0) in [0, 8].into_iter().enumerate() {
+            let block = transpose8(std::array::from_fn(|i| pairs[k0 + i][half]));
+            for (i, row) in block.into_iter().enumerate() {
+                tokens[t0 + i][register] = row;
+            }
+        }
+    }
+    tokens
+}
+
+/// `int8::softmax` of the CLS score and the 16 patch scores (two
+/// registers): writes the head's Q.14 probabilities to `out` and returns
+/// the CLS's and the patches'.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) -> (i32, Lanes) {
+    assert!(out.len() == 1 + PATCHES);
+    let m = _mm256_max_epi32(scores[0], scores[1]);
+    let m = _mm256_max_epi32(m, _mm256_shuffle_epi32::<0b01_00_11_10>(m));
+    let m = _mm256_max_epi32(m, _mm256_shuffle_epi32::<0b10_11_00_01>(m));
+    let m = _mm256_max_epi32(m, _mm256_permute2x128_si256::<0x01>(m, m));
+    let max = _mm256_cvtsi256_si32(m).max(cls_score);
+    let e = scores.map(|v| exp8(_mm256_sub_epi32(v, _mm256_set1_epi32(max))));
+    let cls = int8::exp_q30(cls_score - max);
+    let low32 = _mm256_set1_epi64x(0xffff_ffff);
+    let wide = |v: __m256i| _mm256_add_epi64(_mm256_and_si256(v, low32), _mm256_srli_epi64::<32>(v));
+    let total = _mm256_add_epi64(wide(e[0]), wide(e[1]));
+    let total = _mm_add_epi64(_mm256_castsi256_si128(total), _mm256_extracti128_si256::<1>(total));
+    let sum = cls as u64 + (_mm_cvtsi128_si64(total) + _mm_extract_epi64::<1>(total)) as u64;
+    let recip = (1u64 << 62) / sum;
+    if recip > u32::MAX as u64 {
+        // Only when every other exponential is 0: too rare to vectorise.
+        let mut all = [0i32; 1 + PATCHES];
+        all[0] = cls_score;
+        // SAFETY: stores of two registers into 16 lanes of the array.
+        unsafe {
+            _mm256_storeu_si256(all[1..].as_mut_ptr().cast(), scores[0]);
+            _mm256_storeu_si256(all[9..].as_mut_ptr().cast(), scores[1]);
+        }
+        int8::softmax(&all, out);
+        // SAFETY: 16 lanes of `out` past its first.
+        let p = unsafe { [_mm256_loadu_si256(out[1..].as_ptr().cast()), _mm256_loadu_si256(out[9..].as_ptr().cast())] };
+        return (out[0], p);
+    }
+    let (r, half) = (_mm256_set1_epi64x(recip as i64), _mm256_set1_epi64x(1 << 47));
+    let p = e.map(|e| {
+        let even = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(e, r), half));
+        let odd = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64::<32>(e), r), half));
+        _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
+    });
+    let cls = ((cls as u64 * recip + (1 << 47)) >> 48) as i32;
+    out[0] = cls;
+    // SAFETY: 16 lanes of `out` past its first (asserted length).
+    unsafe {
+        _mm256_storeu_si256(out[1..].as_mut_ptr().cast(), p[0]);
+        _mm256_storeu_si256(out[9..].as_mut_ptr().cast(), p[1]);
+    }
+    (cls, p)
+}
+
+/// Attention means and head logits, summed over heads in i64.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn attend(layout: &Layout, tokens: &[[__m256i; 2]; PATCHES], probs: &[(i32, Lanes)]) -> [i64; CLASSES] {
+    // Token pairs interleaved channel by channel, per register r (channels
+    // 16r..): lane 4L+i of `lo` is channel 16r+8L+i of tokens (2j, 2j+1),
+    // of `hi` channel 16r+8L+4+i.
+    let pairs: [[[__m256i; 2]; 2]; 8] = std::array::from_fn(|j| {
+        std::array::from_fn(|r| {
+            let (a, b) = (tokens[2 * j][r], tokens[2 * j + 1][r]);
+            [_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b)]
+        })
+    });
+    let cls_norm: [[__m256i; 2]; 2] = std::array::from_fn(|r| {
+        // SAFETY: unaligned loads of 8-lane arrays.
+        std::array::from_fn(|part| unsafe { _mm256_loadu_si256(layout.cls_norm[r][part].as_ptr().cast()) })
+    });
+    let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
+    let mut logits = [0i64; CLASSES];
+    for (head, &(cls, patches)) in probs.iter().enumerate() {
+        // The probabilities (≤ 2^14) as i16 pairs: dword j is (p_2j, p_2j+1).
+        let p16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(patches[0], patches[1]));
+        let mut p = [0i32; 8];
+        // SAFETY: a store of one register into an 8-lane array.
+        unsafe { _mm256_storeu_si256(p.as_mut_ptr().cast(), p16) };
+        let cls = _mm256_set1_epi32(cls);
+        let mut m: [[__m256i; 2]; 2] =
+            std::array::from_fn(|r| std::array::from_fn(|part| _mm256_madd_epi16(cls_norm[r][part], cls)));
+        for (j, &pj) in p.iter().enumerate() {
+            let pj = _mm256_set1_epi32(pj);
+            for r in 0..2 {
+                for part in 0..2 {
+                    m[r][part] = dot_add(m[r][part], pairs[j][r][part], pj);
+                }
+            }
+        }
+        // packs puts each register's channels back in order, saturating.
+        let shift = |v: __m256i| _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(v, mean_round));
+        let mut mean = [0i32; 16];
+        for (r, m) in m.iter().enumerate() {
+            // SAFETY: a store of one register into 8 lanes of the array.
+            unsafe {
+                _mm256_storeu_si256(mean[8 * r..].as_mut_ptr().cast(), _mm256_packs_epi32(shift(m[0]), shift(m[1])))
+            };
+        }
+        let weights = &layout.head_weight[head];
+        let mut acc = [[_mm256_setzero_si256(); 2]; 2];
+        for (k, &mk) in mean.iter().enumerate() {
+            let mk = _mm256_set1_epi32(mk);
+            for (half, a) in acc[k % 2].iter_mut().enumerate() {
+                // SAFETY: 8 of the 16 lanes of the pair's class row.
+                let row = unsafe { _mm256_loadu_si256(weights[k][8 * half..].as_ptr().cast()) };
+                *a = dot_add(*a, row, mk);
+            }
+        }
+        let mut sums = [0i32; CLASSES];
+        for half in 0..2 {
+            // SAFETY: a store of one register into 8 lanes of the array.
+            unsafe {
+                _mm256_storeu_si256(sums[8 * half..].as_mut_ptr().cast(), _mm256_add_epi32(acc[0][half], acc[1][half]))
+            };
+        }
+        for (total, &sum) in logits.iter_mut().zip(&sums) {
+            *total += sum as i64;
+        }
+    }
+    logits
+}
