@@ -339,7 +339,7 @@ impl<'a> Model<'a> {
     }
 
     #[inline]
-    fn int8_weights(&self) -> int8::Weights<'_> {
+    pub(crate) fn int8_weights(&self) -> int8::Weights<'_> {
         int8::Weights {
             patch_weight: self.tensor(TensorId::Int8PatchWeight),
             patch_scale: self.tensor(TensorId::Int8PatchScale),

@@ -225,11 +225,7 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [__m512i; DIM] {
     // holds, for one y, 32 bytes of the row of each patch row r: r = 0, 1 in
     // the first table, 2, 3 in the second.
     let index = |h: usize| -> __m512i {
-        let bytes: [u8; 64] = std::array::from_fn(|b| {
-            let (patch, j) = (b / 4, b % 4);
-            let (r, c) = (patch / 4, patch % 4);
-            ((r / 2) * 64 + (r % 2) * 32 + 7 * c + 4 * h + j) as u8
-        });
+        let bytes = gather_index(h);
         // SAFETY: an unaligned load of a 64-byte array.
         unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
     };
@@ -273,6 +269,17 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [__m512i; DIM] {
         })
     });
     std::array::from_fn(|o| blocks[o / 8][o % 8])
+}
+
+/// The `vpermt2b` indices of pixel group (y, h): byte b (lane b/4 = patch
+/// (r, c), its pixel (y, 4h + b%4)) is byte 7c + 4h + b%4 of row r's 32,
+/// rows 0 and 1 in the first table (bit 6 clear), 2 and 3 in the second.
+fn gather_index(h: usize) -> [u8; 64] {
+    std::array::from_fn(|b| {
+        let (patch, j) = (b / 4, b % 4);
+        let (r, c) = (patch / 4, patch % 4);
+        ((r / 2) * 64 + (r % 2) * 32 + 7 * c + 4 * h + j) as u8
+    })
 }
 
 /// `int8::layer_norm` of the 16 tokens, lane-wise, from the channels `z`;
@@ -569,5 +576,54 @@ fn finish_logits(layout: &Layout, head_shift: u32, acc: &[__m512i; 2], classes: 
     unsafe {
         _mm512_mask_storeu_epi32(s.logits_fixed.as_mut_ptr(), mask, fixed);
         _mm512_mask_storeu_ps(s.logits.as_mut_ptr(), mask, float);
+    }
+}
+
+/// The embedding's layout modelled without AVX-512 (so it runs on every
+/// x86-64 CPU): the byte gather of `vpermt2b`, the weight dwords, the
+/// folded bias, against the scalar embedding.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layout_check::{dpbusd, finish, images, scalar_z, shipped_models};
+
+    #[test]
+    fn the_embedding_layout_matches_scalar_on_any_cpu() {
+        for model in shipped_models() {
+            let (w, shape) = (model.int8_weights(), model.shape());
+            let layout = Layout::new(&w, &shape);
+            let d = shape.dim as usize;
+            for image in images() {
+                // 32 bytes of image row r, zero past the image's end.
+                let row =
+                    |r: usize| -> [u8; 32] { std::array::from_fn(|x| image.get(r * SIDE + x).copied().unwrap_or(0)) };
+                let want = scalar_z(&model, &image);
+                for o in 0..d {
+                    let mut acc = [0i32; PATCHES];
+                    for g in 0..GROUPS {
+                        let (y, h) = (g / 2, g % 2);
+                        let first = [row(y), row(PATCH + y)].concat();
+                        let second = [row(2 * PATCH + y), row(3 * PATCH + y)].concat();
+                        let index = gather_index(h);
+                        let byte = |i: usize| {
+                            let at = index[i] as usize;
+                            if at < 64 {
+                                first[at]
+                            } else {
+                                second[at - 64]
+                            }
+                        };
+                        for (lane, a) in acc.iter_mut().enumerate() {
+                            let pixels = std::array::from_fn(|j| byte(4 * lane + j));
+                            *a = dpbusd(*a, pixels, layout.patch_weight[o][g]);
+                        }
+                    }
+                    for (patch, &a) in acc.iter().enumerate() {
+                        let z = finish(a, layout.scale[o], layout.bias[o][patch], w.params.z_shift);
+                        assert_eq!(z, want[patch * d + o], "patch {patch} channel {o}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -102,6 +102,23 @@ unsafe fn forward(_cpu: AvxVnni, w: &Weights<'_>, layout: &Layout, shape: &Shape
     lanes::tail(&layout.tail, w, shape, &z, s);
 }
 
+/// The `vpshufb` indices of the pixel dwords with first column 4h: per
+/// 128-bit lane (one patch row, four patches c = lane), byte j of lane c is
+/// column 7c + 4h + j of the row, from the load at column 0 (c = 0, 1) or
+/// at column 12 (c = 2, 3); 0x80 makes a zero (column 28, the 8th pixel of
+/// the last patch, whose weight is zero anyway).
+fn shuffle_bytes(h: usize, from: usize) -> [u8; 32] {
+    std::array::from_fn(|b| {
+        let (c, j) = ((b % 16) / 4, b % 4);
+        let col = 7 * c + 4 * h + j;
+        match (from, c) {
+            (0, 0 | 1) => col as u8,
+            (12, 2 | 3) if col < 28 => (col - 12) as u8,
+            _ => 0x80,
+        }
+    })
+}
+
 /// Patch embedding, channel by channel with the patches in lanes:
 /// `saturate_z(round_shift(acc · scale + bias, z_shift))`, as the channel
 /// pairs (z_2k, z_2k+1) of i16 that `lanes::tail` takes.
@@ -114,15 +131,7 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [Lanes; DIM / 2] {
     // (c = 0, 1) or at column 12 (c = 2, 3); 0x80 makes a zero (column 28,
     // the 8th pixel of the last patch, whose weight is zero anyway).
     let shuffle = |h: usize, from: usize| -> __m256i {
-        let bytes: [u8; 32] = std::array::from_fn(|b| {
-            let (c, j) = ((b % 16) / 4, b % 4);
-            let col = 7 * c + 4 * h + j;
-            match (from, c) {
-                (0, 0 | 1) => col as u8,
-                (12, 2 | 3) if col < 28 => (col - 12) as u8,
-                _ => 0x80,
-            }
-        });
+        let bytes = shuffle_bytes(h, from);
         // SAFETY: an unaligned load of a 32-byte array.
         unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
     };
@@ -172,4 +181,58 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [Lanes; DIM / 2] {
         }
     }
     z
+}
+
+/// The embedding's layout modelled without AVX-VNNI (so it runs on every
+/// x86-64 CPU): the loads, the byte shuffles, the broadcast weight dwords,
+/// the folded bias and the channel pairs, against the scalar embedding.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layout_check::{dpbusd, finish, images, scalar_z, shipped_models};
+
+    #[test]
+    fn the_embedding_layout_matches_scalar_on_any_cpu() {
+        for model in shipped_models() {
+            let (w, shape) = (model.int8_weights(), model.shape());
+            let layout = Layout::new(&w, &shape);
+            let d = shape.dim as usize;
+            for image in images() {
+                let want = scalar_z(&model, &image);
+                // `vpshufb` on the 16 bytes from column `col` of image row
+                // `r`: byte i of the result, per its 128-bit lane.
+                let shuffled = |r: usize, col: usize, index: &[u8], i: usize| -> u8 {
+                    let at = index[i];
+                    if at & 0x80 != 0 {
+                        0
+                    } else {
+                        image[r * SIDE + col + (at & 15) as usize]
+                    }
+                };
+                for o in 0..DIM {
+                    let mut acc = [0i32; PATCHES];
+                    for g in 0..GROUPS {
+                        let (y, h) = (g / 2, g % 2);
+                        let (from_0, from_12) = (shuffle_bytes(h, 0), shuffle_bytes(h, 12));
+                        for (token, a) in acc.iter_mut().enumerate() {
+                            // Lane `token % 8` of register `token / 8`: its
+                            // 128-bit half is patch row 2·(token / 8) + half.
+                            let (lane, r) = (token % 8, 2 * (token / 8) + (token % 8) / 4);
+                            let row = PATCH * r + y;
+                            let pixels = std::array::from_fn(|j| {
+                                let i = 16 * (lane / 4) + 4 * (lane % 4) + j;
+                                shuffled(row, 0, &from_0, i) | shuffled(row, 12, &from_12, i)
+                            });
+                            *a = dpbusd(*a, pixels, layout.patch_weight[o][g][lane]);
+                        }
+                    }
+                    for (patch, &a) in acc.iter().enumerate() {
+                        let z = finish(a, layout.scale[o], layout.bias[o][patch], w.params.z_shift);
+                        let expected = if o < d { want[patch * d + o] } else { 0 };
+                        assert_eq!(z, expected, "patch {patch} channel {o}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -512,3 +512,60 @@ pub(crate) fn finish_logits(w: &Weights<'_>, acc: &[i64], s: &mut Scratch) {
         *float = *fixed as f32 / (1u32 << LOGIT_FRAC_BITS) as f32;
     }
 }
+
+/// What the portable models of the SIMD kernels' layouts (in each kernel's
+/// tests, run on every x86-64 CPU whether or not it has the kernel's
+/// instructions) compare against: the shipped int8 models, images with
+/// blank, full and random pixels, and the scalar patch embedding.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) mod layout_check {
+    use crate::model::Model;
+
+    pub(crate) fn shipped_models() -> Vec<Model<'static>> {
+        ["microvit-seed.int8.mvit", "microvit-4k.int8.mvit"]
+            .iter()
+            .map(|name| {
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
+                Model::from_bytes(&std::fs::read(&path).unwrap()).unwrap()
+            })
+            .collect()
+    }
+
+    /// 28 × 28 images: blank, all 255, and random ones with about a fifth
+    /// of the pixels inked, as digits have.
+    pub(crate) fn images() -> Vec<Vec<u8>> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut images = vec![vec![0u8; 784], vec![255u8; 784]];
+        for _ in 0..20 {
+            images.push((0..784).map(|_| if next() % 5 == 0 { next() as u8 } else { 0 }).collect());
+        }
+        images
+    }
+
+    /// The scalar embedding, `[patch][channel]`.
+    pub(crate) fn scalar_z(model: &Model<'_>, image: &[u8]) -> Vec<i16> {
+        let shape = model.shape();
+        let mut z = vec![0i16; shape.patches() * shape.dim as usize];
+        super::patch_embed(&model.int8_weights(), &shape, image, &mut z);
+        z
+    }
+
+    /// `saturate_z(round_shift(acc · scale + bias, z_shift))` with the
+    /// rounding already in `bias`, as the kernels compute it in i32.
+    pub(crate) fn finish(acc: i32, scale: i32, bias: i32, z_shift: u32) -> i16 {
+        let v = acc.wrapping_mul(scale).wrapping_add(bias) >> z_shift;
+        v.clamp(-(i16::MAX as i32), i16::MAX as i32) as i16
+    }
+
+    /// `vpdpbusd`'s lane: four u8 × i8 products added to `acc`.
+    pub(crate) fn dpbusd(acc: i32, pixels: [u8; 4], weights: i32) -> i32 {
+        let w = weights.to_le_bytes();
+        (0..4).fold(acc, |a, j| a + pixels[j] as i32 * w[j] as i8 as i32)
+    }
+}
