@@ -204,9 +204,32 @@ impl<'a> Model<'a> {
             return Err(InferError::BatchSize { image_bytes: images.len(), logits: logits.len(), pixels, classes });
         }
         self.check_workspace(ws)?;
-        for (image, out) in images.chunks_exact(pixels).zip(logits.chunks_exact_mut(classes)) {
-            self.forward(image, ws)?;
-            out.copy_from_slice(ws.logits());
+        let pairs = images.chunks_exact(pixels).zip(logits.chunks_exact_mut(classes));
+        // The kernel and its weights looked up once for the whole batch, not
+        // per image as `forward` does.
+        match (&self.kernel, &mut ws.scratch) {
+            (Kernel::F32, Scratch::F32(s)) => {
+                let w = self.f32_weights();
+                for (image, out) in pairs {
+                    reference::forward(&w, self.config(), image, s);
+                    out.copy_from_slice(&s.logits);
+                }
+            }
+            (Kernel::F16(k), Scratch::F16(s)) => {
+                let w = self.f16_weights();
+                for (image, out) in pairs {
+                    k.forward(&w, &shape, image, s);
+                    out.copy_from_slice(&s.logits);
+                }
+            }
+            (Kernel::Int8(k), Scratch::Int8(s)) => {
+                let w = self.int8_weights();
+                for (image, out) in pairs {
+                    k.forward(&w, &shape, image, s);
+                    out.copy_from_slice(&s.logits);
+                }
+            }
+            _ => return Err(InferError::WorkspaceMismatch),
         }
         Ok(())
     }
