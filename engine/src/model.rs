@@ -225,7 +225,7 @@ impl<'a> Model<'a> {
             (Kernel::Int8(k), Scratch::Int8(s)) => {
                 let w = self.int8_weights();
                 for (image, out) in pairs {
-                    k.forward(&w, &shape, image, s);
+                    k.forward(|| w, &shape, image, s);
                     out.copy_from_slice(&s.logits);
                 }
             }
@@ -247,7 +247,7 @@ impl<'a> Model<'a> {
         match (&self.kernel, &mut ws.scratch) {
             (Kernel::F32, Scratch::F32(s)) => reference::forward(&self.f32_weights(), self.config(), image, s),
             (Kernel::F16(k), Scratch::F16(s)) => k.forward(&self.f16_weights(), &shape, image, s),
-            (Kernel::Int8(k), Scratch::Int8(s)) => k.forward(&self.int8_weights(), &shape, image, s),
+            (Kernel::Int8(k), Scratch::Int8(s)) => k.forward(|| self.int8_weights(), &shape, image, s),
             _ => return Err(InferError::WorkspaceMismatch),
         }
         Ok(())

@@ -162,9 +162,15 @@ impl Kernel {
         Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad), lanes })
     }
 
-    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+    pub(crate) fn forward<'m>(
+        &self,
+        weights: impl FnOnce() -> Weights<'m>,
+        shape: &Shape,
+        image: &[u8],
+        s: &mut int8::Scratch,
+    ) {
         // SAFETY: `self.cpu` exists only if AVX2 was detected.
-        unsafe { forward(self.cpu, w, self, shape, image, s) }
+        unsafe { forward(self.cpu, weights, self, shape, image, s) }
     }
 }
 
@@ -207,7 +213,14 @@ impl Scratch {
 /// # Safety
 /// The CPU must support AVX2 (`_cpu` proves it).
 #[target_feature(enable = "avx2")]
-unsafe fn forward(_cpu: Avx2, w: &Weights<'_>, kernel: &Kernel, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+unsafe fn forward<'m>(
+    _cpu: Avx2,
+    weights: impl FnOnce() -> Weights<'m>,
+    kernel: &Kernel,
+    shape: &Shape,
+    image: &[u8],
+    s: &mut int8::Scratch,
+) {
     let layout = &kernel.layout;
     let (p, dim_pad, heads, classes) =
         (shape.patch_side as usize, kernel.dim_pad, shape.heads as usize, shape.classes as usize);
@@ -229,11 +242,12 @@ unsafe fn forward(_cpu: Avx2, w: &Weights<'_>, kernel: &Kernel, shape: &Shape, i
     // The shipped models (7×7 patches, up to 32 channels) get an instance
     // with every loop bound known; other shapes the same code with the
     // patch side read at run time.
+    if let (7, 2, Some(tail)) = (p, dim_pad / 16, &kernel.lanes) {
+        return run_lanes(layout, tail, shape, s);
+    }
+    let w = &weights();
     match (p, dim_pad / 16) {
-        (7, 2) => match &kernel.lanes {
-            Some(tail) => run_lanes(w, layout, tail, shape, s),
-            None => run::<7, 2>(w, layout, shape, s),
-        },
+        (7, 2) => run::<7, 2>(w, layout, shape, s),
         (_, 2) => run::<0, 2>(w, layout, shape, s),
         (_, 4) => run::<0, 4>(w, layout, shape, s),
         (_, 6) => run::<0, 6>(w, layout, shape, s),
@@ -248,7 +262,7 @@ unsafe fn forward(_cpu: Avx2, w: &Weights<'_>, kernel: &Kernel, shape: &Shape, i
 fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: &Shape, s: &mut int8::Scratch) {
     let b = &mut s.avx2;
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
-        patch_embed_sparse::<P, V>(w, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
+        patch_embed_sparse::<P, V>(w.params.z_shift, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
     } else {
         patch_embed_dense::<V>(w, layout, shape, &s.simd_image, &mut b.tokens);
     }
@@ -262,9 +276,9 @@ fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: 
 /// pairs of `lanes::tail` (four 8 × 8 dword transposes: dword k of a row is
 /// the token's channel pair k).
 #[target_feature(enable = "avx2")]
-fn run_lanes(w: &Weights<'_>, layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8::Scratch) {
+fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8::Scratch) {
     let b = &mut s.avx2;
-    patch_embed_sparse::<7, 2>(w, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
+    patch_embed_sparse::<7, 2>(tail.params.z_shift, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
     assert!(b.tokens.len() >= lanes::PATCHES * lanes::DIM);
     // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
     let block = |k0: usize, half: usize| {
@@ -277,7 +291,7 @@ fn run_lanes(w: &Weights<'_>, layout: &Layout, tail: &lanes::Layout, shape: &Sha
     };
     let blocks = [[block(0, 0), block(0, 1)], [block(8, 0), block(8, 1)]];
     let z = std::array::from_fn(|k| [blocks[k / 8][0][k % 8], blocks[k / 8][1][k % 8]]);
-    lanes::tail(tail, w, shape, &z, s);
+    lanes::tail(tail, shape, &z, s);
 }
 
 /// Stores `saturate_z(round_shift(acc · scale + bias, z_shift))` for 32
@@ -364,7 +378,7 @@ unsafe fn madd_pairs(
 /// each patch, then one `vpmaddwd` per 8 channels for each set bit.
 #[target_feature(enable = "avx2")]
 fn patch_embed_sparse<const P: usize, const V: usize>(
-    w: &Weights<'_>,
+    z_shift: u32,
     layout: &Layout,
     shape: &Shape,
     pixels: &[i16],
@@ -378,7 +392,7 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
     assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     assert!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
-    let shift = _mm_cvtsi32_si128(w.params.z_shift as i32);
+    let shift = _mm_cvtsi32_si128(z_shift as i32);
     let lanes: [i16; 16] = std::array::from_fn(|x| if x % 8 < p { -1 } else { 0 });
     // SAFETY: an unaligned load of a 16-lane array.
     let in_patch = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };

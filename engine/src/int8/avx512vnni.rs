@@ -34,7 +34,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
+use super::{Params, Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::x86::Avx512Vnni;
@@ -75,6 +75,10 @@ struct Layout {
     /// pair, zero past the last class.
     head_weight: Vec<[[i32; CLASSES]; DIM / 2]>,
     head_bias: [i32; CLASSES],
+    /// The scalar parameters and the CLS token's scores, as in the blob:
+    /// with these an inference needs no tensor lookup.
+    params: Params,
+    cls_score: [i32; HEADS],
 }
 
 /// Two i16 values as the i32 lane `vpmaddwd`/`vpdpwssd` read as a pair.
@@ -135,7 +139,20 @@ impl Layout {
             .collect();
         let mut head_bias = [0; CLASSES];
         head_bias[..classes].copy_from_slice(w.head_bias);
-        Layout { patch_weight, scale, bias, score_weight, cls_norm_lo, cls_norm_hi, head_weight, head_bias }
+        let mut cls_score = [0; HEADS];
+        cls_score[..heads].copy_from_slice(w.cls_score);
+        Layout {
+            patch_weight,
+            scale,
+            bias,
+            score_weight,
+            cls_norm_lo,
+            cls_norm_hi,
+            head_weight,
+            head_bias,
+            params: w.params,
+            cls_score,
+        }
     }
 }
 
@@ -163,9 +180,9 @@ impl Kernel {
         Some(Kernel { cpu, layout: Layout::new(w, shape) })
     }
 
-    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+    pub(crate) fn forward(&self, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
         // SAFETY: `self.cpu` exists only if the features were detected.
-        unsafe { forward(self.cpu, w, &self.layout, shape, image, s) }
+        unsafe { forward(self.cpu, &self.layout, shape, image, s) }
     }
 }
 
@@ -174,14 +191,7 @@ impl Kernel {
 /// # Safety
 /// The CPU must have the features `_cpu` proves.
 #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx512vnni,avx512vbmi")]
-unsafe fn forward(
-    _cpu: Avx512Vnni,
-    w: &Weights<'_>,
-    layout: &Layout,
-    shape: &Shape,
-    image: &[u8],
-    s: &mut int8::Scratch,
-) {
+unsafe fn forward(_cpu: Avx512Vnni, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     // What the unchecked accesses rely on: the image and the outputs are
@@ -190,12 +200,13 @@ unsafe fn forward(
     assert!(layout.score_weight.len() == heads && layout.head_weight.len() == heads);
     assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
-    let z = embed(layout, image, w.params.z_shift);
-    let pairs = layer_norm(&z, d as i32, w.params.ln_eps);
+    let w = &layout.params;
+    let z = embed(layout, image, w.z_shift);
+    let pairs = layer_norm(&z, d as i32, w.ln_eps);
 
     let tokens = transpose_pairs(&pairs);
-    let score_round = _mm512_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
-    let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
+    let score_round = _mm512_set1_epi32(((1i64 << w.score_shift) >> 1) as i32);
+    let score_shift = _mm_cvtsi32_si128(w.score_shift as i32);
     // Every head's scores and softmax first: independent chains (a
     // reduction, gathers, a division) that overlap.
     let mut probs = [(0, _mm512_setzero_si512()); HEADS];
@@ -207,10 +218,10 @@ unsafe fn forward(
         }
         let acc = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
         let scores = _mm512_sra_epi32(_mm512_add_epi32(acc, score_round), score_shift);
-        *probs = softmax(w.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+        *probs = softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
     }
     let logits = attend(layout, &tokens, &probs[..heads]);
-    finish_logits(layout, w.params.head_shift, &logits, classes, s);
+    finish_logits(layout, w.head_shift, &logits, classes, s);
 }
 
 /// Patch embedding: `saturate_z(round_shift(acc · scale + bias, z_shift))`

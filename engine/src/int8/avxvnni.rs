@@ -87,19 +87,19 @@ impl Kernel {
         Some(Kernel { cpu, layout: Layout::new(w, shape) })
     }
 
-    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+    pub(crate) fn forward(&self, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
         // SAFETY: `self.cpu` exists only if AVX2 and AVX-VNNI were detected.
-        unsafe { forward(self.cpu, w, &self.layout, shape, image, s) }
+        unsafe { forward(self.cpu, &self.layout, shape, image, s) }
     }
 }
 
 /// # Safety
 /// The CPU must have the features `_cpu` proves.
 #[target_feature(enable = "avx2,fma,avxvnni")]
-unsafe fn forward(_cpu: AvxVnni, w: &Weights<'_>, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+unsafe fn forward(_cpu: AvxVnni, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     assert!(image.len() == SIDE * SIDE && layout.patch_weight.len() == DIM);
-    let z = embed(layout, image, w.params.z_shift);
-    lanes::tail(&layout.tail, w, shape, &z, s);
+    let z = embed(layout, image, layout.tail.params.z_shift);
+    lanes::tail(&layout.tail, shape, &z, s);
 }
 
 /// The `vpshufb` indices of the pixel dwords with first column 4h: per

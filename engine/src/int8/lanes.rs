@@ -23,7 +23,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{exp8, rsqrt4};
-use super::{Weights, PROB_FRAC_BITS};
+use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 
@@ -69,6 +69,11 @@ pub(super) struct Layout {
     /// `[head][pair][class]`: head weights of channels (2k, 2k+1) as an i16
     /// pair, zero past the last class.
     head_weight: Vec<[[i32; CLASSES]; DIM / 2]>,
+    /// The scalar parameters, the CLS token's scores and the head bias, as
+    /// in the blob: with these an inference needs no tensor lookup.
+    pub(super) params: Params,
+    cls_score: Vec<i32>,
+    head_bias: Vec<i32>,
 }
 
 impl Layout {
@@ -103,7 +108,14 @@ impl Layout {
                 })
             })
             .collect();
-        Layout { score_weight, cls_norm, head_weight }
+        Layout {
+            score_weight,
+            cls_norm,
+            head_weight,
+            params: w.params,
+            cls_score: w.cls_score.to_vec(),
+            head_bias: w.head_bias.to_vec(),
+        }
     }
 }
 
@@ -113,16 +125,18 @@ impl Layout {
 /// Writes `s.probs`, `s.logits_fixed` and `s.logits` as `int8::forward`.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn tail(layout: &Layout, w: &Weights<'_>, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut int8::Scratch) {
+pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut int8::Scratch) {
     let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     assert!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    assert!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
+    let params = &layout.params;
     assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
-    let pairs = layer_norm(z, d as i32, w.params.ln_eps);
+    let pairs = layer_norm(z, d as i32, params.ln_eps);
     let tokens = transpose_pairs(&pairs);
-    let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
-    let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
+    let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
+    let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
     let mut probs = [(0, [_mm256_setzero_si256(); 2]); HEADS];
     for (head, probs) in probs.iter_mut().enumerate().take(heads) {
         let g = &layout.score_weight[head];
@@ -136,10 +150,10 @@ pub(super) fn tail(layout: &Layout, w: &Weights<'_>, shape: &Shape, z: &[Lanes; 
         let scores = std::array::from_fn(|i| {
             _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(acc[0][i], acc[1][i]), score_round), score_shift)
         });
-        *probs = softmax(w.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+        *probs = softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
     }
     let logits = attend(layout, &tokens, &probs[..heads]);
-    int8::finish_logits(w, &logits[..classes], s);
+    int8::finish_logits_with(params.head_shift, &layout.head_bias, &logits[..classes], s);
 }
 
 /// `int8::layer_norm` of the 16 tokens, lane-wise, from and to channel

@@ -120,6 +120,7 @@ impl Params {
 }
 
 /// The tensors of an int8 blob.
+#[derive(Clone, Copy)]
 pub(crate) struct Weights<'m> {
     pub patch_weight: &'m [i8],
     pub patch_scale: &'m [i32],
@@ -236,17 +237,26 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut Scratch) {
+    /// One inference. `weights` looks the model's tensors up in its blob
+    /// (~340 instructions); the kernels of the shipped geometry hold what
+    /// they read and never call it.
+    pub(crate) fn forward<'m>(
+        &self,
+        weights: impl FnOnce() -> Weights<'m>,
+        shape: &Shape,
+        image: &[u8],
+        s: &mut Scratch,
+    ) {
         match self {
-            Kernel::Scalar => forward(w, shape, image, s),
+            Kernel::Scalar => forward(&weights(), shape, image, s),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(k) => k.forward(w, shape, image, s),
+            Kernel::Avx2(k) => k.forward(weights, shape, image, s),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni(k) => k.forward(w, shape, image, s),
+            Kernel::Avx512Vnni(k) => k.forward(shape, image, s),
             #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni(k) => k.forward(w, shape, image, s),
+            Kernel::AvxVnni(k) => k.forward(shape, image, s),
             #[cfg(target_arch = "aarch64")]
-            Kernel::Neon(k) => k.forward(w, shape, image, s),
+            Kernel::Neon(k) => k.forward(&weights(), shape, image, s),
         }
     }
 }
@@ -505,9 +515,14 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
 /// f32 form for the convenience API.
 #[inline(always)]
 pub(crate) fn finish_logits(w: &Weights<'_>, acc: &[i64], s: &mut Scratch) {
+    finish_logits_with(w.params.head_shift, w.head_bias, acc, s);
+}
+
+/// [`finish_logits`] from the head shift and bias alone.
+pub(crate) fn finish_logits_with(head_shift: u32, head_bias: &[i32], acc: &[i64], s: &mut Scratch) {
     let outputs = s.logits_fixed.iter_mut().zip(s.logits.iter_mut());
-    for ((fixed, float), (&acc, &bias)) in outputs.zip(acc.iter().zip(w.head_bias)) {
-        let logit = bias as i64 + round_shift(acc, w.params.head_shift);
+    for ((fixed, float), (&acc, &bias)) in outputs.zip(acc.iter().zip(head_bias)) {
+        let logit = bias as i64 + round_shift(acc, head_shift);
         *fixed = logit.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
         *float = *fixed as f32 / (1u32 << LOGIT_FRAC_BITS) as f32;
     }
