@@ -34,24 +34,13 @@
 
 use std::arch::x86_64::*;
 
+// The geometry is `lanes::fits`'s: its 16 patches and 16 classes fill the
+// lanes of a zmm.
+use super::lanes::{self, pair, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE};
 use super::{Params, Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::x86::Avx512Vnni;
-
-/// Image side and patch side of the geometry this kernel takes.
-const SIDE: usize = 28;
-const PATCH: usize = 7;
-/// Patches, one per lane.
-const PATCHES: usize = 16;
-/// Channels, zero padded.
-const DIM: usize = 32;
-/// Dwords of 4 pixels a patch: 7 rows of two.
-const GROUPS: usize = 14;
-/// Classes, one per lane.
-const CLASSES: usize = 16;
-/// Most heads: their probabilities stay in registers.
-const HEADS: usize = 8;
 
 /// The int8 weights laid out for this kernel.
 #[derive(Clone, Debug)]
@@ -81,74 +70,24 @@ struct Layout {
     cls_score: [i32; HEADS],
 }
 
-/// Two i16 values as the i32 lane `vpmaddwd`/`vpdpwssd` read as a pair.
-fn pair(lo: i16, hi: i16) -> i32 {
-    (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
-}
-
 impl Layout {
     fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
-        let (d, k, heads, classes) =
-            (shape.dim as usize, shape.patch_len(), shape.heads as usize, shape.classes as usize);
-        let mut patch_weight = [[0i32; GROUPS]; DIM];
-        for (o, row) in patch_weight.iter_mut().enumerate().take(d) {
-            for (g, dword) in row.iter_mut().enumerate() {
-                let (y, x0) = (g / 2, 4 * (g % 2));
-                let bytes: [u8; 4] = std::array::from_fn(|j| {
-                    let x = x0 + j;
-                    if x < PATCH {
-                        w.patch_weight[o * k + y * PATCH + x] as u8
-                    } else {
-                        0
-                    }
-                });
-                *dword = i32::from_le_bytes(bytes);
-            }
-        }
-        let mut scale = [0; DIM];
-        scale[..d].copy_from_slice(w.patch_scale);
-        let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
-        let mut bias = [[0; PATCHES]; DIM];
-        for (patch, row) in w.token_bias.chunks_exact(d).enumerate() {
-            for (o, &b) in row.iter().enumerate() {
-                bias[o][patch] = b + rounding;
-            }
-        }
+        let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
         let channel = |values: &[i16], o: usize| if o < d { values[o] } else { 0 };
-        let score_weight = (0..heads)
-            .map(|h| {
-                let g = &w.score_weight[h * d..][..d];
-                std::array::from_fn(|k| pair(channel(g, 2 * k), channel(g, 2 * k + 1)))
-            })
-            .collect();
         let cls_norm_lo = std::array::from_fn(|lane| pair(channel(w.cls_norm, 8 * (lane / 4) + lane % 4), 0));
         let cls_norm_hi = std::array::from_fn(|lane| pair(channel(w.cls_norm, 8 * (lane / 4) + 4 + lane % 4), 0));
-        let head_weight = (0..heads)
-            .map(|h| {
-                std::array::from_fn(|k| {
-                    std::array::from_fn(|c| {
-                        if c < classes {
-                            let row = &w.head_weight[(h * classes + c) * d..][..d];
-                            pair(channel(row, 2 * k), channel(row, 2 * k + 1))
-                        } else {
-                            0
-                        }
-                    })
-                })
-            })
-            .collect();
         let mut head_bias = [0; CLASSES];
         head_bias[..classes].copy_from_slice(w.head_bias);
         let mut cls_score = [0; HEADS];
         cls_score[..heads].copy_from_slice(w.cls_score);
         Layout {
-            patch_weight,
-            scale,
-            bias,
-            score_weight,
+            patch_weight: lanes::patch_dwords(w, shape),
+            scale: lanes::patch_scale(w, shape),
+            bias: lanes::token_bias_by_channel(w, shape),
+            score_weight: lanes::score_pairs(w, shape),
             cls_norm_lo,
             cls_norm_hi,
-            head_weight,
+            head_weight: lanes::head_pairs(w, shape),
             head_bias,
             params: w.params,
             cls_score,
@@ -168,12 +107,7 @@ impl Kernel {
     /// `None` when this CPU lacks AVX-512 VNNI (with F, BW, CD, DQ, VL and
     /// VBMI), or the model is not of the geometry this kernel takes.
     pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
-        let fits = shape.image_side as usize == SIDE
-            && shape.patch_side as usize == PATCH
-            && shape.dim as usize <= DIM
-            && shape.classes as usize <= CLASSES
-            && shape.heads as usize <= HEADS;
-        if !fits {
+        if !lanes::fits(shape) {
             return None;
         }
         let cpu = Avx512Vnni::detect()?;

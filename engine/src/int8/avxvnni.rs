@@ -14,15 +14,11 @@
 
 use std::arch::x86_64::*;
 
-use super::lanes::{self, Lanes, DIM, PATCH, PATCHES, SIDE};
+use super::lanes::{self, Lanes, DIM, GROUPS, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::x86::AvxVnni;
-
-/// Dwords of pixels per patch: two per row (the 8th byte of the second is
-/// the next patch's, with weight zero).
-const GROUPS: usize = 14;
 
 /// The int8 weights laid out for this kernel.
 #[derive(Clone, Debug)]
@@ -39,33 +35,12 @@ struct Layout {
 
 impl Layout {
     fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
-        let (d, k) = (shape.dim as usize, shape.patch_len());
-        let patch_weight = (0..DIM)
-            .map(|o| {
-                std::array::from_fn(|g| {
-                    let (y, x0) = (g / 2, 4 * (g % 2));
-                    let bytes: [u8; 4] = std::array::from_fn(|j| {
-                        let x = x0 + j;
-                        if o < d && x < PATCH {
-                            w.patch_weight[o * k + y * PATCH + x] as u8
-                        } else {
-                            0
-                        }
-                    });
-                    [i32::from_le_bytes(bytes); 8]
-                })
-            })
-            .collect();
-        let mut scale = [0; DIM];
-        scale[..d].copy_from_slice(w.patch_scale);
-        let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
-        let mut bias = [[0; PATCHES]; DIM];
-        for (patch, row) in w.token_bias.chunks_exact(d).enumerate() {
-            for (o, &b) in row.iter().enumerate() {
-                bias[o][patch] = b + rounding;
-            }
+        Layout {
+            patch_weight: lanes::patch_dwords(w, shape).iter().map(|row| row.map(|dword| [dword; 8])).collect(),
+            scale: lanes::patch_scale(w, shape),
+            bias: lanes::token_bias_by_channel(w, shape),
+            tail: lanes::Layout::new(w, shape),
         }
-        Layout { patch_weight, scale, bias, tail: lanes::Layout::new(w, shape) }
     }
 }
 

@@ -31,8 +31,11 @@ pub(super) const SIDE: usize = 28;
 pub(super) const PATCH: usize = 7;
 pub(super) const PATCHES: usize = 16;
 pub(super) const DIM: usize = 32;
-const CLASSES: usize = 16;
-const HEADS: usize = 8;
+pub(super) const CLASSES: usize = 16;
+pub(super) const HEADS: usize = 8;
+/// Dwords of 4 pixels a patch: 7 rows of two (the 8th byte of the second
+/// is the next patch's, with weight zero).
+pub(super) const GROUPS: usize = 14;
 
 /// Sixteen lanes as two registers: tokens (or classes) 0-7 and 8-15.
 pub(super) type Lanes = [__m256i; 2];
@@ -79,14 +82,8 @@ pub(super) struct Layout {
 impl Layout {
     /// For a model that [`fits`].
     pub(super) fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
-        let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
+        let d = shape.dim as usize;
         let channel = |values: &[i16], o: usize| if o < d { values[o] } else { 0 };
-        let score_weight = (0..heads)
-            .map(|h| {
-                let g = &w.score_weight[h * d..][..d];
-                std::array::from_fn(|k| pair(channel(g, 2 * k), channel(g, 2 * k + 1)))
-            })
-            .collect();
         // Register r holds channels 16r..16r+15; in it, lane 4L+i of `lo` is
         // channel 16r + 8L + i, of `hi` channel 16r + 8L + 4 + i.
         let cls_norm = std::array::from_fn(|r| {
@@ -94,29 +91,92 @@ impl Layout {
                 std::array::from_fn(|lane| pair(channel(w.cls_norm, 16 * r + 8 * (lane / 4) + 4 * part + lane % 4), 0))
             })
         });
-        let head_weight = (0..heads)
-            .map(|h| {
-                std::array::from_fn(|k| {
-                    std::array::from_fn(|c| {
-                        if c < classes {
-                            let row = &w.head_weight[(h * classes + c) * d..][..d];
-                            pair(channel(row, 2 * k), channel(row, 2 * k + 1))
-                        } else {
-                            0
-                        }
-                    })
-                })
-            })
-            .collect();
         Layout {
-            score_weight,
+            score_weight: score_pairs(w, shape),
             cls_norm,
-            head_weight,
+            head_weight: head_pairs(w, shape),
             params: w.params,
             cls_score: w.cls_score.to_vec(),
             head_bias: w.head_bias.to_vec(),
         }
     }
+}
+
+/// The layouts both VNNI kernels build from a model that [`fits`]:
+///
+/// The patch weights of channel o as `[group]` dwords: the 4 i8 weights
+/// of pixels (y, 4h..4h + 4) of group (y, h) = g / 2, g % 2, zero for the
+/// 8th pixel of a row and for channels past D.
+pub(super) fn patch_dwords(w: &Weights<'_>, shape: &Shape) -> [[i32; GROUPS]; DIM] {
+    let (d, k) = (shape.dim as usize, shape.patch_len());
+    std::array::from_fn(|o| {
+        std::array::from_fn(|g| {
+            let (y, x0) = (g / 2, 4 * (g % 2));
+            let bytes: [u8; 4] = std::array::from_fn(|j| {
+                let x = x0 + j;
+                if o < d && x < PATCH {
+                    w.patch_weight[o * k + y * PATCH + x] as u8
+                } else {
+                    0
+                }
+            });
+            i32::from_le_bytes(bytes)
+        })
+    })
+}
+
+/// The patch scale, zero past D.
+pub(super) fn patch_scale(w: &Weights<'_>, shape: &Shape) -> [i32; DIM] {
+    let mut scale = [0; DIM];
+    scale[..shape.dim as usize].copy_from_slice(w.patch_scale);
+    scale
+}
+
+/// The token bias transposed, `[channel][patch]`, with the rounding offset
+/// of `z_shift` folded in (the loader bounds the sum by i32::MAX); zero
+/// past D.
+pub(super) fn token_bias_by_channel(w: &Weights<'_>, shape: &Shape) -> [[i32; PATCHES]; DIM] {
+    let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
+    let mut bias = [[0; PATCHES]; DIM];
+    for (patch, row) in w.token_bias.chunks_exact(shape.dim as usize).enumerate() {
+        for (o, &b) in row.iter().enumerate() {
+            bias[o][patch] = b + rounding;
+        }
+    }
+    bias
+}
+
+/// `[head][pair]`: the score weights of channels (2k, 2k+1) as an i16 pair.
+pub(super) fn score_pairs(w: &Weights<'_>, shape: &Shape) -> Vec<[i32; DIM / 2]> {
+    let d = shape.dim as usize;
+    let channel = |values: &[i16], o: usize| if o < d { values[o] } else { 0 };
+    (0..shape.heads as usize)
+        .map(|h| {
+            let g = &w.score_weight[h * d..][..d];
+            std::array::from_fn(|k| pair(channel(g, 2 * k), channel(g, 2 * k + 1)))
+        })
+        .collect()
+}
+
+/// `[head][pair][class]`: the head weights of channels (2k, 2k+1) as an
+/// i16 pair, zero past the last class.
+pub(super) fn head_pairs(w: &Weights<'_>, shape: &Shape) -> Vec<[[i32; CLASSES]; DIM / 2]> {
+    let (d, classes) = (shape.dim as usize, shape.classes as usize);
+    let channel = |values: &[i16], o: usize| if o < d { values[o] } else { 0 };
+    (0..shape.heads as usize)
+        .map(|h| {
+            std::array::from_fn(|k| {
+                std::array::from_fn(|c| {
+                    if c < classes {
+                        let row = &w.head_weight[(h * classes + c) * d..][..d];
+                        pair(channel(row, 2 * k), channel(row, 2 * k + 1))
+                    } else {
+                        0
+                    }
+                })
+            })
+        })
+        .collect()
 }
 
 /// The pass from the embedded tokens to the logits: `z[k]` holds the
