@@ -148,11 +148,20 @@ fn classify_image_equals_the_engine_in_every_layout() {
     let (logits, input, found) = (expected.logits.to_vec(), expected.input.to_vec(), expected.digit);
     let mut probs = vec![0.0; 10];
     microvit_engine::softmax(&logits, &mut probs);
+    let layouts = [(0, false), (0, true), (3, true), (64, true)];
     for format in 1..=4 {
-        for (pad, explicit_stride) in [(0, false), (0, true), (3, true), (64, true)] {
+        for (k, &(pad, explicit_stride)) in layouts.iter().enumerate() {
+            // Under miri (a preprocess of this canvas takes minutes there):
+            // each format once and each layout once, the workspace and NULL
+            // in turn; natively every combination with both.
+            if cfg!(miri) && k + 1 != format as usize {
+                continue;
+            }
             let (bytes, stride) = layout(&gray, 200, format, pad);
             let img = image(&bytes, 200, 150, if explicit_stride { stride } else { 0 }, format);
-            for w in [ws.0, ptr::null_mut()] {
+            let both = [ws.0, ptr::null_mut()];
+            let workspaces = if cfg!(miri) { &both[k % 2..][..1] } else { &both[..] };
+            for &w in workspaces {
                 let got = classify_image(&model, w, &img, 0).unwrap();
                 assert_eq!(got.class, microvit_engine::argmax(&logits) as u32);
                 assert_eq!((got.logits.as_slice(), got.probs.as_slice()), (logits.as_slice(), probs.as_slice()));

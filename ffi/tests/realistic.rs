@@ -77,11 +77,17 @@ fn as_padded_bgra(pixels: &[u8], format: EngineFormat, w: usize, h: usize) -> (V
     (out, stride)
 }
 
-#[cfg_attr(miri, ignore)] // Decodes 300 files: minutes under miri, and no unsafe code of ours beyond tests/image.rs.
 #[test]
 fn the_c_abi_answers_the_realistic_sample_as_the_cli_does() {
     let dir = microvit_dataset_dir();
-    let rows = read_labels(&dir, 10).unwrap();
+    let mut rows = read_labels(&dir, 10).unwrap();
+    if cfg!(miri) {
+        // Decoding and preparing one photo takes minutes under miri: two
+        // small PNGs, a gray drawing of a digit and a transparent blank page.
+        let keep = ["0086-ink-on-white.png", "0083-blank.png"];
+        rows.retain(|r| r.file.file_name().is_some_and(|n| keep.iter().any(|k| n == *k)));
+        assert_eq!(rows.len(), 2);
+    }
     let engine = microvit_engine::Model::from_bytes(&std::fs::read(INT8_MODEL).unwrap()).unwrap();
     let cli = evaluate(&engine, &rows, EnginePolarity::Auto, None).unwrap();
 

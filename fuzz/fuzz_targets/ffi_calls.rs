@@ -309,6 +309,14 @@ fn free_model(p: &mut Program<'_>, s: &mut State) -> Option<()> {
         unsafe { microvit_model_free(ptr::null_mut()) };
         return Some(());
     }
+    if b % 5 == 1 && !s.workspaces.is_empty() {
+        // A workspace passed to microvit_model_free is left alone: it stays
+        // live and in use (AddressSanitizer would see it freed).
+        let (w, _) = s.workspaces[usize::from(b) % s.workspaces.len()];
+        // SAFETY: a live microvit object; the tag is checked before anything.
+        unsafe { microvit_model_free(w.cast()) };
+        return Some(());
+    }
     let m = s.models.swap_remove(usize::from(b) % s.models.len());
     // SAFETY: a live model, freed once.
     unsafe { microvit_model_free(m.ptr) };
@@ -341,6 +349,13 @@ fn free_workspace(p: &mut Program<'_>, s: &mut State) -> Option<()> {
     if s.workspaces.is_empty() || b == 0 {
         // SAFETY: NULL is allowed.
         unsafe { microvit_workspace_free(ptr::null_mut()) };
+        return Some(());
+    }
+    if b % 5 == 1 && !s.models.is_empty() {
+        // A model passed to microvit_workspace_free is left alone.
+        let m = s.models[usize::from(b) % s.models.len()].ptr;
+        // SAFETY: a live microvit object; the tag is checked before anything.
+        unsafe { microvit_workspace_free(m.cast()) };
         return Some(());
     }
     let (w, _) = s.workspaces.swap_remove(usize::from(b) % s.workspaces.len());
