@@ -21,7 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR=never
 
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-30}
-ALL_TARGETS=(load_blob convert classify ffi_calls decoders)
+ALL_TARGETS=(load_blob convert calibration classify ffi_calls decoders)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 start=$SECONDS
