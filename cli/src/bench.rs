@@ -754,6 +754,36 @@ mod tests {
         assert_eq!(none.digits, 0);
     }
 
+    /// A block that fails or panics, on any thread, before or after the
+    /// start: an error message, never a deadlock or a panic of the caller.
+    #[test]
+    fn failing_blocks_end_the_phase_with_an_error() {
+        use microvit_engine::synthetic::random_int8_blob;
+        let model = Model::from_bytes(&random_int8_blob(microvit_engine::Shape::SEED, 1)).unwrap();
+        let images = idx::Images { side: 28, pixels: vec![0; 4 * 784] };
+        let labels = [0u8; 4];
+        let setup = Setup { images: &images, labels: &labels, threads: 3, seconds: 0.01, batch: None };
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let fail_at = |at: usize, panics: bool| {
+            calls.store(0, std::sync::atomic::Ordering::SeqCst);
+            let block = |_: &mut Workspace, _: &mut [f32], _: usize, _: usize, _: &mut usize| {
+                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == at {
+                    if panics {
+                        panic!("a block's bug");
+                    }
+                    return Err("a block's error".to_string());
+                }
+                Ok(())
+            };
+            timed(&model, &setup, 1, 10, &block).map(|_| ())
+        };
+        // The first call is in some thread's warm-up, before the start line.
+        assert_eq!(fail_at(0, false), Err("a block's error".to_string()));
+        assert_eq!(fail_at(0, true), Err("a bench thread panicked".to_string()));
+        assert_eq!(fail_at(50, true), Err("a bench thread panicked".to_string()));
+        assert_eq!(fail_at(usize::MAX, false), Ok(()));
+    }
+
     #[test]
     fn a_thread_that_leaves_early_does_not_hold_up_the_start() {
         let line = StartLine::new(3);
