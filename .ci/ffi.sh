@@ -21,6 +21,10 @@
 #                      (tests/fixtures/microvit-seed.json), batch == per-image,
 #                      every documented error status asserted (error_paths),
 #                      a drawing pad's RGBA strokes classified (drawing_pad)
+#  6b. installed       ffi/install.sh into a staging prefix; the examples built
+#                      from it with pkg-config, CMake find_package and a plain
+#                      compiler line (static and shared); the archive's only
+#                      globals are the API; it links beside a second Rust library
 #  7. valgrind         error_paths, classify (threads, PGM), drawing_pad and the C++ example:
 #                      no errors, no definite/indirect leaks
 #  8. aarch64          cross-built .a/.so, C examples under qemu-aarch64
@@ -239,39 +243,87 @@ cmake -S examples -B "$OUT/cmake" -DMICROVIT_LIB_DIR="$LIB" -DCMAKE_BUILD_TYPE=R
 cmake --build "$OUT/cmake" -j 2 </dev/null >>"$OUT/logs/cmake.log"
 expect cmake "$ACCURACY_1000" "$BATCH_OK" -- "$OUT/cmake/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
 
-# pkg-config: a prefix with both libraries (links the shared one) and a
-# static-only prefix (pkg-config --static adds Libs.private).
+# ---------------------------------------------------------------------------
+step "6b. installed: ffi/install.sh, then pkg-config, CMake find_package, a plain compiler line"
+# Staged as a packager would (DESTDIR); the .pc and CMake files are
+# relocatable, so the staged tree is used where it lies.
+stage=$OUT/stage
+rm -rf "$stage"
+DESTDIR=$stage bash ffi/install.sh --prefix /opt/microvit </dev/null >"$OUT/logs/install.log" 2>&1 ||
+    { cat "$OUT/logs/install.log"; fail "ffi/install.sh failed"; }
+root=$stage/opt/microvit
 version=$(printf '%s' "$(sed -n 's/^#define MICROVIT_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' include/microvit.h)" | tr '\n' .)
-private_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl"
-# The shared prefix is made by docs/C_API.md's install recipe, run as written
-# (its PREFIX line aside): a recipe that fails or goes stale fails here.
-recipe=$(awk '/^### Installing \(pkg-config\)/ { on = 1 } on && /^```sh/ { code = 1; next } code && /^```/ { exit } code' docs/C_API.md)
-grep -q '^PREFIX=' <<<"$recipe" || fail "docs/C_API.md: no install recipe found"
-for kind in shared static; do
-    prefix=$OUT/prefix-$kind
-    rm -rf "$prefix"
-    mkdir -p "$OUT/pc-$kind"
-    if [ $kind = shared ]; then
-        bash -euo pipefail -c "$(sed "s|^PREFIX=.*|PREFIX='$prefix'|" <<<"$recipe")" </dev/null >"$OUT/logs/install-recipe.log" 2>&1 \
-            || { cat "$OUT/logs/install-recipe.log"; fail "docs/C_API.md's install recipe failed"; }
-    else
-        mkdir -p "$prefix/include" "$prefix/lib/pkgconfig"
-        cp include/microvit.h include/microvit.hpp "$prefix/include/"
-        cp "$LIB/libmicrovit.a" "$prefix/lib/"
-        sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@PRIVATE_LIBS@|$private_libs|" ffi/microvit.pc.in \
-            >"$prefix/lib/pkgconfig/microvit.pc"
-    fi
-    export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
-    [ "$(pkg-config --modversion microvit)" = "$version" ] || fail "pkg-config --modversion"
-    static_flag=
-    [ $kind = shared ] || static_flag=--static
-    # shellcheck disable=SC2046 # word splitting of pkg-config output is intended
-    gcc -std=c99 "${CFLAGS_STRICT[@]}" -O2 examples/c/classify.c -o "$OUT/pc-$kind/classify" \
-        $(pkg-config --cflags $static_flag --libs microvit) -lpthread -Wl,-rpath,"$prefix/lib"
-    unset PKG_CONFIG_PATH
-    expect "pkg-config-$kind" "$ACCURACY_1000" -- "$OUT/pc-$kind/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+for f in include/microvit.h include/microvit.hpp lib/libmicrovit.a "lib/libmicrovit.so.$version" lib/libmicrovit.so.0 \
+    lib/libmicrovit.so lib/pkgconfig/microvit.pc lib/cmake/microvit/microvit-config.cmake; do
+    [ -e "$root/$f" ] || fail "ffi/install.sh did not install $f"
 done
-readelf -d "$OUT/pc-shared/classify" | grep -q 'NEEDED.*libmicrovit.so' || fail "pkg-config did not link the .so"
+[ "$(readlink "$root/lib/libmicrovit.so.0")" = "libmicrovit.so.$version" ] || fail "libmicrovit.so.0 -> ?"
+readelf -d "$root/lib/libmicrovit.so.0" | grep -q 'Library soname: \[libmicrovit.so.0\]' || fail "installed .so: SONAME"
+# The installed archive: the header's functions, and no other global symbol.
+check_exports "$root/lib/libmicrovit.a"
+others=$("$NM" -g --defined-only --format=just-symbols "$root/lib/libmicrovit.a" 2>/dev/null | grep -v '^microvit_' || true)
+[ -z "$others" ] || fail "installed libmicrovit.a has global symbols outside the API: $(head -5 <<<"$others")"
+
+mkdir -p "$OUT/installed"
+# A static-only copy of the prefix: pkg-config --static and CMake's static target.
+static_root=$OUT/static-prefix
+rm -rf "$static_root" && cp -a "$root" "$static_root" && rm "$static_root"/lib/libmicrovit.so*
+for kind in shared static; do
+    r=$root static_flag=
+    [ $kind = shared ] || { r=$static_root; static_flag=--static; }
+    export PKG_CONFIG_PATH=$r/lib/pkgconfig
+    [ "$(pkg-config --modversion microvit)" = "$version" ] || fail "pkg-config --modversion"
+    # shellcheck disable=SC2046 # word splitting of pkg-config output is intended
+    gcc -std=c99 "${CFLAGS_STRICT[@]}" -O2 examples/c/classify.c -o "$OUT/installed/pc-$kind" \
+        $(pkg-config --cflags $static_flag --libs microvit) -lpthread -Wl,-rpath,"$r/lib"
+    unset PKG_CONFIG_PATH
+    expect "pkg-config-$kind" "$ACCURACY_1000" -- "$OUT/installed/pc-$kind" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+
+    shared_flag=OFF
+    [ $kind = static ] || shared_flag=ON
+    cmake -S examples -B "$OUT/cmake-pkg-$kind" -DMICROVIT_FROM_PACKAGE=ON -DMICROVIT_SHARED=$shared_flag \
+        -DCMAKE_PREFIX_PATH="$root" -DCMAKE_BUILD_TYPE=Release </dev/null >"$OUT/logs/cmake-pkg-$kind.log"
+    cmake --build "$OUT/cmake-pkg-$kind" -j 2 </dev/null >>"$OUT/logs/cmake-pkg-$kind.log"
+    expect "cmake-find-package-$kind" "$ACCURACY_1000" "$BATCH_OK" -- \
+        "$OUT/cmake-pkg-$kind/classify" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+    expect "cmake-find-package-cpp-$kind" "$BATCH_OK" -- \
+        "$OUT/cmake-pkg-$kind/classify_cpp" "$MODEL" "$IMAGES" "$LABELS" --limit 300
+done
+for program in "$OUT/installed/pc-shared" "$OUT/cmake-pkg-shared/classify"; do
+    readelf -d "$program" | grep -q 'NEEDED.*\[libmicrovit.so.0\]' || fail "$program does not record libmicrovit.so.0"
+done
+# The plain compiler lines of docs/C_API.md.
+gcc -std=c99 -O2 examples/c/classify.c -I"$root/include" "$root/lib/libmicrovit.a" -lpthread -ldl -lm \
+    -o "$OUT/installed/plain-static"
+expect plain-static "$ACCURACY_1000" -- "$OUT/installed/plain-static" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+gcc -std=c99 -O2 examples/c/classify.c -I"$root/include" -L"$root/lib" -lmicrovit -Wl,-rpath,"$root/lib" \
+    -o "$OUT/installed/plain-shared"
+expect plain-shared "$ACCURACY_1000" -- "$OUT/installed/plain-shared" "$MODEL" "$IMAGES" "$LABELS" --limit 1000
+
+# Two Rust static libraries in one C program: rustc's own archives both
+# define the standard library (rust_eh_personality, std internals), so the
+# link fails with "multiple definition" once the second one is built another
+# way (LTO here; another toolchain does it too). The installed archive keeps
+# all of that local.
+rustc -O -C lto --edition 2021 --crate-type staticlib ffi/link-test/second.rs \
+    -o "$OUT/installed/libsecond.a" </dev/null
+for lib in "$root/lib/libmicrovit.a" "$LIB/libmicrovit.a"; do
+    name=installed
+    [ "$lib" = "$root/lib/libmicrovit.a" ] || name=rustc-archive
+    if gcc -std=c99 "${CFLAGS_STRICT[@]}" ffi/link-test/two_rust_libraries.c -I"$root/include" "$lib" \
+        "$OUT/installed/libsecond.a" -lpthread -ldl -lm -o "$OUT/installed/two-$name" >"$OUT/logs/two-$name.log" 2>&1; then
+        linked=yes
+    else
+        linked=no
+    fi
+    if [ $name = installed ]; then
+        [ $linked = yes ] || { cat "$OUT/logs/two-$name.log"; fail "libmicrovit.a and a second Rust library do not link"; }
+        expect two-rust-libraries "two Rust libraries: ok" -- "$OUT/installed/two-$name" "$INT8_MODEL"
+    else
+        # The control: shows what the installed archive avoids (informative).
+        echo "      control: rustc's own libmicrovit.a with the same second library links: $linked"
+    fi
+done
 
 # ---------------------------------------------------------------------------
 step "7. valgrind"
@@ -320,10 +372,11 @@ done
 
 # ---------------------------------------------------------------------------
 step "10. sizes"
-# The stripped shared library, and what the static library adds to a linked
-# C program: (example linked statically - trivial C program), both stripped,
+# The installed libraries (what users get: LTO, the clean archive). The
+# stripped shared library, and what the static library adds to a linked C
+# program: (example linked statically - trivial C program), both stripped,
 # with and without --gc-sections (the Makefile and CMake use it).
-strip -o "$OUT/libmicrovit.so.stripped" "$LIB/libmicrovit.so"
+strip -o "$OUT/libmicrovit.so.stripped" "$root/lib/libmicrovit.so.$version"
 printf 'int main(void) { return 0; }\n' >"$OUT/trivial.c"
 size_of() { stat -c %s "$1"; }
 : >"$OUT/sizes.txt"
@@ -331,7 +384,7 @@ for gc in "" -Wl,--gc-sections; do
     for program in trivial classify minimal; do
         source=examples/c/$program.c
         [ $program != trivial ] || source=$OUT/trivial.c
-        gcc -std=c99 -O2 -Iinclude "$source" -o "$OUT/size-$program" "$LIB/libmicrovit.a" -lpthread -ldl -lm $gc
+        gcc -std=c99 -O2 -Iinclude "$source" -o "$OUT/size-$program" "$root/lib/libmicrovit.a" -lpthread -ldl -lm $gc
         strip "$OUT/size-$program"
     done
     trivial=$(size_of "$OUT/size-trivial")

@@ -1,13 +1,16 @@
 //! Link settings for the shared library only (the staticlib and rlib are
-//! unaffected): an ELF `DT_SONAME`, which Android's loader expects and which
-//! makes `-lmicrovit` record `libmicrovit.so` as the dependency, and an
-//! `@rpath` install name on Apple platforms.
+//! unaffected): an ELF `DT_SONAME`, and an `@rpath` install name on Apple
+//! platforms. The SONAME is `libmicrovit.so`, as Android's loader expects,
+//! unless `MICROVIT_SONAME` names another: `ffi/install.sh` sets the
+//! versioned `libmicrovit.so.0` that installed Unix libraries carry.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=MICROVIT_SONAME");
     match std::env::var("CARGO_CFG_TARGET_OS").as_deref() {
         Ok("linux" | "android" | "freebsd" | "netbsd" | "openbsd") => {
-            println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmicrovit.so");
+            let soname = std::env::var("MICROVIT_SONAME").unwrap_or_else(|_| "libmicrovit.so".into());
+            println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
         }
         Ok("macos" | "ios") => {
             println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/libmicrovit.dylib");
