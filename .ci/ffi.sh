@@ -28,8 +28,9 @@
 #  7. valgrind         error_paths, classify (threads, PGM), drawing_pad and the C++ example:
 #                      no errors, no definite/indirect leaks
 #  8. aarch64          cross-built .a/.so, C examples under qemu-aarch64
-#  9. mobile           staticlibs for aarch64-linux-android, armv7-linux-androideabi
-#                      and aarch64-apple-ios, every header function present (llvm-nm)
+#  9. mobile           ffi/mobile.sh: Android jniLibs/<abi>/ (arm64-v8a, armeabi-v7a,
+#                      x86_64) and the iOS device archive, every header function
+#                      present (llvm-nm)
 # 10. sizes            stripped .so; static contribution to a linked program
 set -euo pipefail
 export CI=true
@@ -46,7 +47,7 @@ OUT=$TARGET_DIR/ffi-ci
 LIB=$TARGET_DIR/release
 ARM_LIB=$TARGET_DIR/aarch64-unknown-linux-gnu/release
 # armv7-linux-androideabi: 32-bit, so the usize overflow checks compile there too.
-MOBILE_TARGETS=(aarch64-linux-android armv7-linux-androideabi aarch64-apple-ios)
+MOBILE_TARGETS=(aarch64-linux-android armv7-linux-androideabi x86_64-linux-android aarch64-apple-ios)
 CFLAGS_STRICT=(-Wall -Wextra -Werror -pedantic)
 VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect)
 QEMU=(qemu-aarch64-static -L /usr/aarch64-linux-gnu)
@@ -363,11 +364,17 @@ strip_probs() { sed 's/ ([0-9.]* %)//' "$1"; }
     fail "drawing_pad prints other inputs under qemu-aarch64 than on x86-64"
 
 # ---------------------------------------------------------------------------
-step "9. mobile staticlibs: ${MOBILE_TARGETS[*]}"
-for t in "${MOBILE_TARGETS[@]}"; do
-    # A staticlib needs no platform linker (the cdylib would).
-    cargo rustc -p microvit-ffi --release --quiet --target "$t" --crate-type staticlib </dev/null
-    check_exports "$TARGET_DIR/$t/release/libmicrovit.a"
+step "9. mobile: ffi/mobile.sh android and ios (static libraries; no NDK or Xcode here)"
+for platform in android ios; do
+    env -u ANDROID_NDK_HOME bash ffi/mobile.sh $platform </dev/null >"$OUT/logs/mobile-$platform.log" 2>&1 ||
+        { cat "$OUT/logs/mobile-$platform.log"; fail "ffi/mobile.sh $platform failed"; }
+done
+for lib in android/jniLibs/arm64-v8a android/jniLibs/armeabi-v7a android/jniLibs/x86_64 ios/device; do
+    check_exports "$TARGET_DIR/mobile/$lib/libmicrovit.a"
+    printf '      %-28s %9d bytes\n' "$lib/libmicrovit.a" "$(stat -c %s "$TARGET_DIR/mobile/$lib/libmicrovit.a")"
+done
+for f in android/include/microvit.h ios/include/microvit.h ios/include/module.modulemap; do
+    [ -f "$TARGET_DIR/mobile/$f" ] || fail "ffi/mobile.sh did not write $f"
 done
 
 # ---------------------------------------------------------------------------
