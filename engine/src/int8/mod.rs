@@ -10,20 +10,21 @@
 //! probabilities Q.14, logits i32 Q.16. One rounding rule everywhere:
 //! [`round_shift`] (round half up).
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avx2;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avx512vnni;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avxvnni;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod lanes;
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
 mod neon;
 
 use crate::backend::Backend;
 use crate::error::LoadError;
 use crate::ids::{TensorId, INT8_PARAM_COUNT};
+use crate::memory::{Buf, Source};
 use crate::shape::limits::{MAX_CLASSES, MAX_DIM};
 use crate::shape::Shape;
 
@@ -134,44 +135,47 @@ pub(crate) struct Weights<'m> {
 }
 
 /// The int8 pass's scratch memory, sized once per model shape.
-#[derive(Clone, Debug)]
-pub(crate) struct Scratch {
+#[derive(Debug)]
+#[cfg_attr(feature = "alloc", derive(Clone))]
+pub(crate) struct Scratch<'m> {
     /// Patch embeddings on the LayerNorm input grid, `(T-1) × D`.
-    pub(crate) tokens: Vec<i16>,
+    pub(crate) tokens: Buf<'m, i16>,
     /// Normalised patch tokens, Q4.11, `(T-1) × D`.
-    pub(crate) norm: Vec<i16>,
+    pub(crate) norm: Buf<'m, i16>,
     /// Scores of one head, Q.16, `T`.
-    pub(crate) scores: Vec<i32>,
+    pub(crate) scores: Buf<'m, i32>,
     /// CLS attention probabilities, Q.14, `H × T`.
-    pub(crate) probs: Vec<i32>,
+    pub(crate) probs: Buf<'m, i32>,
     /// Attention-weighted mean of the normalised tokens, Q4.11, `D`.
-    pub(crate) mean: Vec<i16>,
+    pub(crate) mean: Buf<'m, i16>,
     /// Logits, Q.16, `C`: the result, identical on every CPU.
-    pub(crate) logits_fixed: Vec<i32>,
+    pub(crate) logits_fixed: Buf<'m, i32>,
     /// The same logits as f32, `C`.
-    pub(crate) logits: Vec<f32>,
-    /// The image widened to i16 for the SIMD kernels, `S² + 16` (zero padded).
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    pub(crate) logits: Buf<'m, f32>,
+    /// The image widened to i16 for the SIMD kernels, `S² + 16` (zero
+    /// padded). The SIMD kernels' buffers come from the heap: they exist
+    /// only with `std`.
+    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
     pub(crate) simd_image: Vec<i16>,
     /// The AVX2 kernel's padded buffers.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     pub(crate) avx2: avx2::Scratch,
 }
 
-impl Scratch {
-    pub(crate) fn new(shape: &Shape) -> Scratch {
+impl<'m> Scratch<'m> {
+    pub(crate) fn new(shape: &Shape, src: &mut impl Source<'m>) -> Scratch<'m> {
         let (t, d, h, c) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize, shape.classes as usize);
         Scratch {
-            tokens: vec![0; (t - 1) * d],
-            norm: vec![0; (t - 1) * d],
-            scores: vec![0; t],
-            probs: vec![0; h * t],
-            mean: vec![0; d],
-            logits_fixed: vec![0; c],
-            logits: vec![0.0; c],
-            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            tokens: src.take((t - 1) * d),
+            norm: src.take((t - 1) * d),
+            scores: src.take(t),
+            probs: src.take(h * t),
+            mean: src.take(d),
+            logits_fixed: src.take(c),
+            logits: src.take(c),
+            #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
             simd_image: vec![0; shape.pixels() + 16],
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             avx2: avx2::Scratch::new(shape),
         }
     }
@@ -190,13 +194,13 @@ impl Scratch {
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     Scalar,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     Avx2(Box<avx2::Kernel>),
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     Avx512Vnni(Box<avx512vnni::Kernel>),
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     AvxVnni(Box<avxvnni::Kernel>),
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
     Neon(Box<neon::Kernel>),
 }
 
@@ -206,13 +210,13 @@ impl Kernel {
     pub(crate) fn of(backend: Backend, w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         match backend {
             Backend::Scalar => Some(Kernel::Scalar),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::Avx2 => avx2::Kernel::new(w, shape).map(|k| Kernel::Avx2(Box::new(k))),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::Avx512Vnni => avx512vnni::Kernel::new(w, shape).map(|k| Kernel::Avx512Vnni(Box::new(k))),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::AvxVnni => avxvnni::Kernel::new(w, shape).map(|k| Kernel::AvxVnni(Box::new(k))),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
             _ => {
@@ -226,13 +230,13 @@ impl Kernel {
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Kernel::Scalar => Backend::Scalar,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx2(_) => Backend::Avx2,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx512Vnni(_) => Backend::Avx512Vnni,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::AvxVnni(_) => Backend::AvxVnni,
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Kernel::Neon(_) => Backend::Neon,
         }
     }
@@ -249,13 +253,13 @@ impl Kernel {
     ) {
         match self {
             Kernel::Scalar => forward(&weights(), shape, image, s),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx2(k) => k.forward(weights, shape, image, s),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx512Vnni(k) => k.forward(shape, image, s),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::AvxVnni(k) => k.forward(shape, image, s),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Kernel::Neon(k) => k.forward(&weights(), shape, image, s),
         }
     }
@@ -360,7 +364,7 @@ pub const RSQRT_Q15: [u16; 192] = [
 ];
 
 /// [`RSQRT_Q15`] widened to u32 for the x86 gathers, which read four bytes.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 pub(crate) static RSQRT_Q15_U32: [u32; 192] = {
     let mut table = [0u32; 192];
     let mut i = 0;
@@ -532,7 +536,7 @@ pub(crate) fn finish_logits_with(head_shift: u32, head_bias: &[i32], acc: &[i64]
 /// tests, run on every x86-64 CPU whether or not it has the kernel's
 /// instructions) compare against: the shipped int8 models, images with
 /// blank, full and random pixels, and the scalar patch embedding.
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
 pub(crate) mod layout_check {
     use crate::model::Model;
 
