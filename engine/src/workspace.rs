@@ -79,7 +79,7 @@ impl Workspace {
 
 impl<'m> WorkspaceIn<'m> {
     /// The u32 words of memory [`WorkspaceIn::in_memory`] needs for a model
-    /// of this shape and encoding (599 words, 2,396 bytes, for the seed int8 model).
+    /// of this shape and encoding (649 words, 2,596 bytes, for the seed int8 model).
     pub fn words(shape: Shape, encoding: Encoding) -> usize {
         let mut count = Arena::new(&mut []);
         Scratch::new(&shape, encoding, &mut count);

@@ -4,6 +4,9 @@
 //! scalar forward pass (the definition), its scratch memory, and the choice
 //! of kernel ([`Kernel`]); the SIMD kernels live beside it (`avx2.rs`,
 //! `avx512vnni.rs`, `avxvnni.rs`, `neon.rs`) and must reproduce the scalar integers exactly.
+//! The scalar pass's inner loops are in `ink.rs` and `dot.rs`: portable, or
+//! with the DSP instructions of Cortex-M4/M7 on those builds, the same
+//! integers either way (what a microcontroller runs; see examples/cortex-m).
 //! docs/FIXED_POINT.md derives every step and every bound.
 //!
 //! Formats: normalised activations are i16 Q4.11, scores i32 Q.16,
@@ -16,6 +19,8 @@ mod avx2;
 mod avx512vnni;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avxvnni;
+mod dot;
+mod ink;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod lanes;
 #[cfg(all(feature = "std", target_arch = "aarch64"))]
@@ -150,6 +155,8 @@ pub(crate) struct Scratch<'m> {
     pub(crate) mean: Buf<'m, i16>,
     /// Logits, Q.16, `C`: the result, identical on every CPU.
     pub(crate) logits_fixed: Buf<'m, i32>,
+    /// One patch's inked pixels for the scalar embedding, `P² + 1`.
+    pub(crate) ink: Buf<'m, u32>,
     /// The same logits as f32, `C`.
     pub(crate) logits: Buf<'m, f32>,
     /// The image widened to i16 for the SIMD kernels, `S² + 16` (zero
@@ -172,6 +179,7 @@ impl<'m> Scratch<'m> {
             probs: src.take(h * t),
             mean: src.take(d),
             logits_fixed: src.take(c),
+            ink: src.take(shape.patch_len() + 1),
             logits: src.take(c),
             #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
             simd_image: vec![0; shape.pixels() + 16],
@@ -275,6 +283,14 @@ pub fn round_shift(x: i64, s: u32) -> i64 {
     }
 }
 
+/// [`round_shift`] in i32, for `s < 32` and where `x + 2^(s-1)` is known
+/// to fit: the same results, without 64-bit arithmetic (a library call on
+/// Cortex-M0) or a branch.
+#[inline]
+pub(crate) fn round_shift_i32(x: i32, s: u32) -> i32 {
+    (x + ((1 << s) >> 1)) >> s
+}
+
 #[inline]
 fn saturate_i16(x: i64) -> i16 {
     x.clamp(i16::MIN as i64, i16::MAX as i64) as i16
@@ -319,23 +335,32 @@ pub(crate) fn validate(w: &Weights<'_>, shape: &Shape) -> Result<(), LoadError> 
 }
 
 /// Patch embedding: u8 pixels → the i16 grid LayerNorm reads, `(T-1) × D`.
-/// About 90 % of the work; the SIMD backends replace this stage.
-pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], z: &mut [i16]) {
+/// About 90 % of the work; the SIMD backends replace this stage. Each
+/// patch's inked pixels are gathered into `ink` (`P² + 1` words) once, then
+/// the channels' dot products run over them two at a time ([`ink::Ink`]).
+pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], ink: &mut [u32], z: &mut [i16]) {
     let (side, p, d, k) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
     let grid = shape.grid();
-    for patch in 0..shape.patches() {
+    // round_shift_i32 with the rounding made once; validate() keeps
+    // acc · scale + bias + the rounding within i32.
+    let (shift, rounding) = (w.params.z_shift, (1 << w.params.z_shift) >> 1);
+    // saturate_z in i32: the i16 clamp (one SSAT on Arm) then the symmetric floor.
+    let finish = |acc: i32, scale: i32, bias: i32| {
+        (((acc * scale + bias + rounding) >> shift).clamp(i16::MIN as i32, i16::MAX as i32) as i16).max(-i16::MAX)
+    };
+    for (patch, z) in z.chunks_exact_mut(d).enumerate().take(shape.patches()) {
         let (r, c) = (patch / grid, patch % grid);
-        for o in 0..d {
-            let row = &w.patch_weight[o * k..][..k];
-            let mut acc: i32 = 0;
-            for y in 0..p {
-                let pixels = &image[(r * p + y) * side + c * p..][..p];
-                for (&q, &px) in row[y * p..][..p].iter().zip(pixels) {
-                    acc += q as i32 * px as i32;
-                }
-            }
-            let z32 = acc * w.patch_scale[o] + w.token_bias[patch * d + o];
-            z[patch * d + o] = saturate_z(round_shift(z32 as i64, w.params.z_shift));
+        let ink = ink::Ink::gather(image, r * p * side + c * p, side, p, ink);
+        let bias = &w.token_bias[patch * d..][..d];
+        let pairs = z.chunks_exact_mut(2).zip(w.patch_weight.chunks_exact(2 * k));
+        for ((z, rows), (scale, bias)) in pairs.zip(w.patch_scale.chunks_exact(2).zip(bias.chunks_exact(2))) {
+            let (a, b) = ink.dot2(&rows[..k], &rows[k..]);
+            z[0] = finish(a, scale[0], bias[0]);
+            z[1] = finish(b, scale[1], bias[1]);
+        }
+        if d % 2 == 1 {
+            let row = &w.patch_weight[(d - 1) * k..][..k];
+            z[d - 1] = finish(ink.dot2(row, row).0, w.patch_scale[d - 1], bias[d - 1]);
         }
     }
 }
@@ -400,8 +425,7 @@ pub fn saturate_z(x: i64) -> i16 {
 /// `Q = D·Σz² - (Σz)² + ln_eps` (= Σdev²/D + ln_eps exactly).
 pub(crate) fn layer_norm(z: &[i16], ln_eps: i64, out: &mut [i16]) {
     let d = z.len() as i64;
-    let sum: i64 = z.iter().map(|&v| v as i64).sum();
-    let sum_sq: i64 = z.iter().map(|&v| v as i64 * v as i64).sum();
+    let (sum, sum_sq) = dot::sums(z);
     let q = (d * sum_sq - sum * sum + ln_eps) as u64;
     if q == 0 {
         out.fill(0);
@@ -411,9 +435,12 @@ pub(crate) fn layer_norm(z: &[i16], ln_eps: i64, out: &mut [i16]) {
     // |dev| ≤ √(D·Q) < 2^(k+5): pre-shift it to 16 bits so dev · recip
     // fits i32 (≤ 2^30).
     let pre = (k + 5).saturating_sub(16);
+    // Per element in i32, which microcontrollers multiply natively:
+    // |D·z - Σz| ≤ 2 · 128 · 2^15 < 2^24, and the product is below 2^30.
+    let (d, sum) = (d as i32, sum as i32);
     for (n, &v) in out.iter_mut().zip(z) {
-        let dev = round_shift(d * v as i64 - sum, pre);
-        *n = saturate_i16(round_shift(dev * recip as i64, k + 3 - pre));
+        let dev = round_shift_i32(d * v as i32 - sum, pre);
+        *n = round_shift_i32(dev * recip, k + 3 - pre).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
     }
 }
 
@@ -454,7 +481,7 @@ pub(crate) fn softmax(scores: &[i32], probs: &mut [i32]) {
 /// converted, in `s.logits`; each head's CLS probabilities (Q.14) in
 /// `s.probs`.
 pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut Scratch) {
-    patch_embed(w, shape, image, &mut s.tokens);
+    patch_embed(w, shape, image, &mut s.ink, &mut s.tokens);
     attend_and_classify(w, shape, s);
 }
 
@@ -485,7 +512,7 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
         scores[0] = w.cls_score[head];
         let g = &w.score_weight[head * d..][..d];
         for t in 0..patches {
-            let acc: i32 = g.iter().zip(&norm[t * d..][..d]).map(|(&a, &b)| a as i32 * b as i32).sum();
+            let acc = dot::dot_i16(g, &norm[t * d..][..d]);
             scores[1 + t] = round_shift(acc as i64, w.params.score_shift) as i32;
         }
         let probs = &mut s.probs[head * t_count..][..t_count];
@@ -498,18 +525,14 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
         for (a, &n) in acc.iter_mut().zip(w.cls_norm) {
             *a = probs[0] * n as i32;
         }
-        for (&p, token) in probs[1..].iter().zip(norm.chunks_exact(d)) {
-            for (a, &n) in acc.iter_mut().zip(token) {
-                *a += p * n as i32;
-            }
-        }
+        dot::weighted_sum(&probs[1..], &norm[..patches * d], acc);
         let mean = &mut s.mean[..d];
         for (m, &a) in mean.iter_mut().zip(acc.iter()) {
             *m = saturate_i16(round_shift(a as i64, PROB_FRAC_BITS));
         }
         for (c, total) in logits_acc.iter_mut().take(classes).enumerate() {
             let row = &w.head_weight[(head * classes + c) * d..][..d];
-            *total += row.iter().zip(mean.iter()).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>() as i64;
+            *total += dot::dot_i16(row, mean) as i64;
         }
     }
     finish_logits(w, &logits_acc[..classes], s);
@@ -571,7 +594,8 @@ pub(crate) mod layout_check {
     pub(crate) fn scalar_z(model: &Model<'_>, image: &[u8]) -> Vec<i16> {
         let shape = model.shape();
         let mut z = vec![0i16; shape.patches() * shape.dim as usize];
-        super::patch_embed(&model.int8_weights(), &shape, image, &mut z);
+        let mut ink = vec![0; shape.patch_len() + 1];
+        super::patch_embed(&model.int8_weights(), &shape, image, &mut ink, &mut z);
         z
     }
 
