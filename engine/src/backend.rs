@@ -9,7 +9,10 @@
 //! module lists them); any other encoding runs its scalar pass. The f32
 //! encoding is the reference pass and always runs scalar.
 
-use std::fmt;
+#[cfg(feature = "alloc")]
+use alloc::{string::String, string::ToString, vec::Vec};
+use core::fmt;
+#[cfg(feature = "std")]
 use std::sync::OnceLock;
 
 /// A set of kernels.
@@ -31,6 +34,7 @@ pub enum Backend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendError {
     /// The name is not a backend.
+    #[cfg(feature = "alloc")]
     Unknown(String),
     /// This CPU (or this build's architecture) lacks the backend's features.
     Unavailable(Backend),
@@ -39,6 +43,7 @@ pub enum BackendError {
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "alloc")]
             BackendError::Unknown(name) => {
                 write!(f, "unknown backend {name:?}; expected one of scalar, avx2, avxvnni, avx512vnni, neon, auto")
             }
@@ -47,6 +52,7 @@ impl fmt::Display for BackendError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for BackendError {}
 
 impl Backend {
@@ -70,6 +76,7 @@ impl Backend {
 
     /// Parses a backend name; `auto` (or an empty string) means the best
     /// available, as [`Backend::detect`].
+    #[cfg(feature = "alloc")]
     pub fn parse(name: &str) -> Result<Backend, BackendError> {
         match name.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Ok(Backend::detect()),
@@ -100,14 +107,22 @@ impl Backend {
     }
 
     /// Every backend this CPU can run, scalar first.
+    #[cfg(feature = "alloc")]
     pub fn available() -> Vec<Backend> {
         Backend::ALL.into_iter().filter(|b| b.is_available()).collect()
     }
 
     /// The fastest backend this CPU has, detected once.
     pub fn detect() -> Backend {
-        static BEST: OnceLock<Backend> = OnceLock::new();
-        *BEST.get_or_init(|| Backend::FASTEST_FIRST.into_iter().find(|b| b.is_available()).unwrap_or(Backend::Scalar))
+        let best = || Backend::FASTEST_FIRST.into_iter().find(|b| b.is_available()).unwrap_or(Backend::Scalar);
+        #[cfg(feature = "std")]
+        return {
+            static BEST: OnceLock<Backend> = OnceLock::new();
+            *BEST.get_or_init(best)
+        };
+        // Without std there is no run-time detection to cache.
+        #[cfg(not(feature = "std"))]
+        best()
     }
 
     /// `self` if available, else [`BackendError::Unavailable`].

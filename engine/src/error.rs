@@ -1,6 +1,6 @@
 //! Errors of loading a blob and of running it.
 
-use std::fmt;
+use core::fmt;
 
 use crate::ids::{Dims, ElemType, Encoding, TensorId};
 use crate::preprocess::{NoDigit, SourceError};
@@ -137,6 +137,7 @@ impl fmt::Display for LoadError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for LoadError {}
 
 /// Why an inference could not run.
@@ -145,8 +146,13 @@ impl std::error::Error for LoadError {}
 pub enum InferError {
     /// The image does not have `side × side` pixels.
     ImageSize { expected: usize, found: usize },
-    /// The workspace was made for a model of another shape.
+    /// The workspace was made for a model of another shape or encoding, or
+    /// (for image inference) lives in caller memory, which has no image
+    /// buffers.
     WorkspaceMismatch,
+    /// [`WorkspaceIn::in_memory`](crate::WorkspaceIn::in_memory): the
+    /// caller's memory holds `found` u32 words, the workspace needs `needed`.
+    WorkspaceMemory { needed: usize, found: usize },
     /// The attention output buffer is not `heads × tokens` long.
     AttentionBufferSize { expected: usize, found: usize },
     /// A batch's image bytes are not whole images, or its logits buffer is
@@ -169,6 +175,9 @@ impl fmt::Display for InferError {
             InferError::WorkspaceMismatch => {
                 f.write_str("workspace was made for a model of another shape; make one with Model::workspace()")
             }
+            InferError::WorkspaceMemory { needed, found } => {
+                write!(f, "workspace memory of {found} u32 words is too small: the model needs {needed}")
+            }
             InferError::AttentionBufferSize { expected, found } => {
                 write!(f, "attention buffer holds {found} values, the model needs heads × tokens = {expected}")
             }
@@ -183,4 +192,5 @@ impl fmt::Display for InferError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for InferError {}

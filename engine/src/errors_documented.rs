@@ -62,7 +62,7 @@ mod load {
 
 mod infer {
     use super::*;
-    documented!(InferError: ImageSize, WorkspaceMismatch, AttentionBufferSize, BatchSize, Source, NoDigit);
+    documented!(InferError: ImageSize, WorkspaceMismatch, WorkspaceMemory, AttentionBufferSize, BatchSize, Source, NoDigit);
 
     #[test]
     fn the_match_names_the_variant() {

@@ -10,6 +10,9 @@
 //!
 //! The CRC-32C checksum covers every byte of the blob except its own four.
 
+#[cfg(feature = "alloc")]
+use alloc::{vec, vec::Vec};
+
 use crate::crc32c::Crc32c;
 use crate::error::LoadError;
 pub use crate::ids::{encoding_tensors, Dims, ElemType, Encoding, TensorId, INT8_PARAM_COUNT};
@@ -23,7 +26,7 @@ pub const TABLE_ENTRY_LEN: usize = 32;
 /// line up and a mmapped blob can be used in place.
 pub const TENSOR_ALIGN: usize = 64;
 /// Byte range of the checksum field, which the checksum skips.
-pub const CHECKSUM_RANGE: std::ops::Range<usize> = 12..16;
+pub const CHECKSUM_RANGE: core::ops::Range<usize> = 12..16;
 
 // Header field offsets.
 const OFF_VERSION: usize = 4;
@@ -36,7 +39,7 @@ const OFF_PIXEL_MEAN: usize = 32;
 const OFF_PIXEL_STD: usize = 36;
 const OFF_LN_EPS: usize = 40;
 /// Bytes that must be zero in a version-1 header (room for later fields).
-const RESERVED: [std::ops::Range<usize>; 3] = [17..18, 30..32, 44..64];
+const RESERVED: [core::ops::Range<usize>; 3] = [17..18, 30..32, 44..64];
 
 /// The largest magnitude of a value of an f32 blob (the PyTorch weights):
 /// 2^20. `patch_embed.weight` is bounded after the input normalisation
@@ -129,7 +132,69 @@ pub struct TensorEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
     pub header: Header,
-    pub tensors: Vec<TensorEntry>,
+    pub tensors: TensorTable,
+}
+
+/// The tensor entries of a layout: a `Vec`, or without `alloc` a
+/// fixed-capacity list of the same use (`push`, and a slice for the rest).
+#[cfg(feature = "alloc")]
+pub type TensorTable = Vec<TensorEntry>;
+#[cfg(not(feature = "alloc"))]
+pub type TensorTable = TensorList;
+
+/// Most tensors an encoding has (f32: 12); a test checks every encoding.
+pub const MAX_TENSORS: usize = 12;
+
+/// Up to [`MAX_TENSORS`] entries without a heap.
+#[derive(Clone, Debug)]
+pub struct TensorList {
+    entries: [TensorEntry; MAX_TENSORS],
+    len: usize,
+}
+
+impl Default for TensorList {
+    fn default() -> TensorList {
+        let unused = TensorEntry {
+            id: TensorId::PatchEmbedWeight,
+            elem: ElemType::F32,
+            dims: Dims::new(&[0]),
+            offset: 0,
+            len: 0,
+        };
+        TensorList { entries: [unused; MAX_TENSORS], len: 0 }
+    }
+}
+
+impl TensorList {
+    /// Appends an entry. The parser pushes each id of one encoding at most
+    /// once, so the capacity is never exceeded.
+    pub fn push(&mut self, entry: TensorEntry) {
+        self.entries[self.len] = entry;
+        self.len += 1;
+    }
+}
+
+impl core::ops::Deref for TensorList {
+    type Target = [TensorEntry];
+
+    fn deref(&self) -> &[TensorEntry] {
+        &self.entries[..self.len]
+    }
+}
+
+impl PartialEq for TensorList {
+    fn eq(&self, other: &TensorList) -> bool {
+        **self == **other
+    }
+}
+
+impl<'a> IntoIterator for &'a TensorList {
+    type Item = &'a TensorEntry;
+    type IntoIter = core::slice::Iter<'a, TensorEntry>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 impl Layout {
@@ -242,7 +307,7 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
         return Err(LoadError::TensorTableOutOfBounds { count, end: table_end, blob_len: actual });
     }
     let expected = encoding_tensors(encoding);
-    let mut found: Vec<TensorEntry> = Vec::with_capacity(count);
+    let mut found = TensorTable::default();
     for i in 0..count {
         let e = &blob[HEADER_LEN + i * TABLE_ENTRY_LEN..][..TABLE_ENTRY_LEN];
         let code = u16_at(e, 0);
@@ -289,7 +354,7 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
         }
         found.push(TensorEntry { id, elem, dims, offset, len });
     }
-    let mut tensors = Vec::with_capacity(expected.len());
+    let mut tensors = TensorTable::default();
     for (id, _) in expected {
         let entry = found.iter().find(|t| t.id == *id).ok_or(LoadError::MissingTensor { tensor: *id })?;
         tensors.push(*entry);
@@ -299,6 +364,7 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
 
 /// Writes a blob. The converter is its only production user; tests use it to
 /// build malformed blobs on purpose.
+#[cfg(feature = "alloc")]
 #[derive(Clone, Debug)]
 pub struct BlobWriter {
     encoding: Encoding,
@@ -306,6 +372,7 @@ pub struct BlobWriter {
     tensors: Vec<(u16, u8, Vec<u32>, Vec<u8>)>,
 }
 
+#[cfg(feature = "alloc")]
 impl BlobWriter {
     pub fn new(encoding: Encoding, config: ModelConfig) -> BlobWriter {
         BlobWriter { encoding, config, tensors: Vec::new() }
@@ -377,6 +444,18 @@ mod tests {
 
     /// `Layout::tensor` finds entries by position; that needs every
     /// encoding's ids to be consecutive.
+    #[test]
+    fn tensor_lists_hold_every_encodings_tensors() {
+        let mut list = TensorList::default();
+        let encoding = Encoding::ALL.into_iter().max_by_key(|e| encoding_tensors(*e).len()).unwrap();
+        for (i, &(id, elem)) in encoding_tensors(encoding).iter().enumerate() {
+            list.push(TensorEntry { id, elem, dims: Dims::new(&[1]), offset: i, len: 1 });
+        }
+        assert_eq!(list.len(), MAX_TENSORS);
+        assert_eq!(list.iter().map(|t| t.offset).collect::<Vec<_>>(), (0..MAX_TENSORS).collect::<Vec<_>>());
+        assert_eq!(list.clone(), list);
+    }
+
     #[test]
     fn each_encodings_tensor_ids_are_consecutive() {
         for encoding in [Encoding::F32, Encoding::F16, Encoding::Int8] {

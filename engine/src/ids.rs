@@ -2,7 +2,7 @@
 //! ids and dimensions. Plain values that import nothing of the engine, so
 //! that both the errors and the format parser can name them.
 
-use std::fmt;
+use core::fmt;
 
 use crate::shape::Shape;
 
@@ -94,11 +94,18 @@ impl ElemType {
         }
     }
 
-    pub(crate) fn describe_code(code: u8) -> String {
-        match ElemType::from_code(code) {
-            Some(t) => t.name().to_string(),
-            None => format!("code {code} (unknown)"),
+    /// An element type byte for messages: its name, or the unknown code.
+    pub(crate) fn describe_code(code: u8) -> impl fmt::Display {
+        struct Described(u8);
+        impl fmt::Display for Described {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match ElemType::from_code(self.0) {
+                    Some(t) => f.write_str(t.name()),
+                    None => write!(f, "code {} (unknown)", self.0),
+                }
+            }
         }
+        Described(code)
     }
 }
 

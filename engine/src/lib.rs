@@ -16,6 +16,18 @@
 //! - `f16`: the folded forward pass over half-precision weights.
 //! - [`preprocess`]: any photo or drawing of a digit into the model's input,
 //!   MNIST style (docs/PREPROCESSING.md).
+//!
+//! Features: `std` (default) adds run-time CPU detection, the SIMD
+//! backends and `std::error::Error`; `alloc` (implied by `std`) owned
+//! models and [`Workspace::new`]. With neither the crate is `no_std` and
+//! allocates nothing, for microcontrollers: a model borrowed from flash
+//! ([`Model::from_bytes_borrowed`]) runs in a [`WorkspaceIn`] made in caller
+//! memory ([`Model::workspace_in`]); see examples/cortex-m.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 #[cfg(target_endian = "big")]
 compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");
@@ -29,6 +41,8 @@ mod f16;
 pub mod format;
 mod ids;
 pub mod int8;
+mod math;
+mod memory;
 pub mod model;
 pub mod preprocess;
 mod reference;
@@ -44,4 +58,4 @@ pub use error::{InferError, LoadError};
 pub use format::{Encoding, ModelConfig};
 pub use model::{argmax, softmax, ImageInference, Model, BORROWED_ALIGN};
 pub use shape::Shape;
-pub use workspace::Workspace;
+pub use workspace::{Workspace, WorkspaceIn};

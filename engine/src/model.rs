@@ -1,15 +1,23 @@
 //! A loaded, validated model: the blob bytes (owned or borrowed) and their
 //! layout.
 
+#[cfg(feature = "alloc")]
+use alloc::{vec, vec::Vec};
+
 use half::f16;
 
 use crate::backend::{Backend, BackendError};
 use crate::error::{InferError, LoadError};
 use crate::format::{self, Layout, ModelConfig, TENSOR_ALIGN};
 use crate::ids::{ElemType, Encoding, TensorId};
-use crate::preprocess::{self, Digit, Polarity, PreprocessError, SourceImage};
+use crate::math::exp;
+#[cfg(feature = "alloc")]
+use crate::preprocess::{self, Polarity, SourceImage};
+use crate::preprocess::{Digit, PreprocessError};
 use crate::shape::Shape;
-use crate::workspace::{Scratch, Workspace};
+#[cfg(feature = "alloc")]
+use crate::workspace::Workspace;
+use crate::workspace::{Scratch, WorkspaceIn};
 use crate::{f16 as half_path, int8, reference};
 
 /// The alignment a caller-owned buffer needs for [`Model::from_bytes_borrowed`]:
@@ -23,7 +31,11 @@ pub const BORROWED_ALIGN: usize = 4;
 struct Line([u8; TENSOR_ALIGN]);
 
 enum Bytes<'a> {
-    Owned { lines: Vec<Line>, len: usize },
+    #[cfg(feature = "alloc")]
+    Owned {
+        lines: Vec<Line>,
+        len: usize,
+    },
     Borrowed(&'a [u8]),
 }
 
@@ -31,6 +43,7 @@ impl Bytes<'_> {
     #[inline]
     fn as_slice(&self) -> &[u8] {
         match self {
+            #[cfg(feature = "alloc")]
             Bytes::Owned { lines, len } => &bytemuck::cast_slice(lines)[..*len],
             Bytes::Borrowed(b) => b,
         }
@@ -57,6 +70,7 @@ enum Kernel {
     Int8(int8::Kernel),
 }
 
+#[cfg(feature = "alloc")]
 impl Model<'static> {
     /// Validates a blob and copies it into an aligned buffer of its own.
     pub fn from_bytes(blob: &[u8]) -> Result<Model<'static>, LoadError> {
@@ -177,13 +191,26 @@ impl<'a> Model<'a> {
 
     /// Scratch memory for this model's inferences; make one per thread and
     /// reuse it, so inference never touches the heap.
+    #[cfg(feature = "alloc")]
     pub fn workspace(&self) -> Workspace {
         Workspace::new(self.shape(), self.encoding())
     }
 
+    /// The u32 words of memory [`Model::workspace_in`] needs.
+    pub fn workspace_words(&self) -> usize {
+        WorkspaceIn::words(self.shape(), self.encoding())
+    }
+
+    /// A workspace for this model in caller memory, which must hold
+    /// [`Model::workspace_words`] words: no heap needed
+    /// ([`WorkspaceIn::in_memory`]).
+    pub fn workspace_in<'m>(&self, mem: &'m mut [u32]) -> Result<WorkspaceIn<'m>, InferError> {
+        WorkspaceIn::in_memory(self.shape(), self.encoding(), mem)
+    }
+
     /// Runs one image (`side × side` u8 pixels, row-major) and returns the
     /// logits, which live in the workspace until its next use.
-    pub fn infer<'w>(&self, image: &[u8], ws: &'w mut Workspace) -> Result<&'w [f32], InferError> {
+    pub fn infer<'w>(&self, image: &[u8], ws: &'w mut WorkspaceIn<'_>) -> Result<&'w [f32], InferError> {
         let shape = self.shape();
         if image.len() != shape.pixels() {
             return Err(InferError::ImageSize { expected: shape.pixels(), found: image.len() });
@@ -197,7 +224,7 @@ impl<'a> Model<'a> {
     /// bytes) and writes image i's logits to `logits[i·classes..][..classes]`
     /// (`count × classes` values): the results of [`Model::infer`] on each,
     /// with the sizes checked once for the whole batch.
-    pub fn infer_batch(&self, images: &[u8], ws: &mut Workspace, logits: &mut [f32]) -> Result<(), InferError> {
+    pub fn infer_batch(&self, images: &[u8], ws: &mut WorkspaceIn<'_>, logits: &mut [f32]) -> Result<(), InferError> {
         let shape = self.shape();
         let (pixels, classes) = (shape.pixels(), shape.classes as usize);
         if !images.len().is_multiple_of(pixels) || logits.len() != images.len() / pixels * classes {
@@ -234,7 +261,7 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    fn check_workspace(&self, ws: &Workspace) -> Result<(), InferError> {
+    fn check_workspace(&self, ws: &WorkspaceIn<'_>) -> Result<(), InferError> {
         if ws.shape() != self.shape() || ws.encoding() != self.encoding() {
             return Err(InferError::WorkspaceMismatch);
         }
@@ -242,7 +269,7 @@ impl<'a> Model<'a> {
     }
 
     /// One image of the right size into a workspace of this model's shape.
-    fn forward(&self, image: &[u8], ws: &mut Workspace) -> Result<(), InferError> {
+    fn forward(&self, image: &[u8], ws: &mut WorkspaceIn<'_>) -> Result<(), InferError> {
         let shape = self.shape();
         match (&self.kernel, &mut ws.scratch) {
             (Kernel::F32, Scratch::F32(s)) => reference::forward(&self.f32_weights(), self.config(), image, s),
@@ -260,7 +287,7 @@ impl<'a> Model<'a> {
     pub fn infer_with_attention<'w>(
         &self,
         image: &[u8],
-        ws: &'w mut Workspace,
+        ws: &'w mut WorkspaceIn<'_>,
         cls_attention: &mut [f32],
     ) -> Result<&'w [f32], InferError> {
         let shape = self.shape();
@@ -283,41 +310,47 @@ impl<'a> Model<'a> {
     /// Turns a photo or drawing of a digit into this model's input, MNIST
     /// style (docs/PREPROCESSING.md): returns where the digit was found and
     /// the `side × side` input, which lives in the workspace until its next
-    /// use. Allocation-free, integer-only: the same bytes on every CPU.
+    /// use. Allocation-free, integer-only: the same bytes on every CPU. Needs
+    /// a workspace on the heap (one in caller memory has no image buffers:
+    /// [`InferError::WorkspaceMismatch`]).
+    #[cfg(feature = "alloc")]
     pub fn preprocess<'w>(
         &self,
         image: &SourceImage<'_>,
         polarity: Polarity,
-        ws: &'w mut Workspace,
+        ws: &'w mut WorkspaceIn<'_>,
     ) -> Result<(Digit, &'w [u8]), InferError> {
         self.check_workspace(ws)?;
         let side = self.shape().image_side as usize;
-        let digit = preprocess::preprocess(image, polarity, &mut ws.preprocess, side, &mut ws.input)
+        let images = ws.images.as_mut().ok_or(InferError::WorkspaceMismatch)?;
+        let digit = preprocess::preprocess(image, polarity, &mut images.preprocess, side, &mut images.input)
             .map_err(InferError::from)?;
-        Ok((digit, &ws.input))
+        Ok((digit, &images.input))
     }
 
     /// [`Model::preprocess`] then [`Model::infer`]: classifies a photo or
     /// drawing of any size. A blank image, or one with no digit-like ink,
     /// is [`InferError::NoDigit`], never a class.
+    #[cfg(feature = "alloc")]
     pub fn infer_image<'w>(
         &self,
         image: &SourceImage<'_>,
         polarity: Polarity,
-        ws: &'w mut Workspace,
+        ws: &'w mut WorkspaceIn<'_>,
     ) -> Result<ImageInference<'w>, InferError> {
         let (digit, _) = self.preprocess(image, polarity, ws)?;
-        // The input moves out of the workspace for the forward pass (no copy,
-        // no allocation) and back in.
-        let input = std::mem::take(&mut ws.input);
-        let result = self.forward(&input, ws);
-        ws.input = input;
+        // The image buffers move out of the workspace for the forward pass
+        // (no copy, no allocation) and back in.
+        let images = ws.images.take().ok_or(InferError::WorkspaceMismatch)?;
+        let result = self.forward(&images.input, ws);
+        ws.images = Some(images);
         result?;
-        Ok(ImageInference { digit, input: &ws.input, logits: ws.logits() })
+        let input = ws.images.as_ref().map_or(&[][..], |i| &i.input[..]);
+        Ok(ImageInference { digit, input, logits: ws.logits() })
     }
 
     /// Runs one image and returns the index of the largest logit.
-    pub fn classify(&self, image: &[u8], ws: &mut Workspace) -> Result<usize, InferError> {
+    pub fn classify(&self, image: &[u8], ws: &mut WorkspaceIn<'_>) -> Result<usize, InferError> {
         self.infer(image, ws).map(argmax)
     }
 
@@ -378,6 +411,7 @@ impl<'a> Model<'a> {
 
     /// The f32 tensors of the blob (all of them, for an f32 blob), by
     /// PyTorch state_dict name.
+    #[cfg(feature = "alloc")]
     pub fn state_dict(&self) -> Vec<(&'static str, &[f32])> {
         let f32_tensors = self.layout.tensors.iter().filter(|t| t.elem == ElemType::F32);
         f32_tensors.map(|t| (t.id.name(), self.tensor(t.id))).collect()
@@ -423,7 +457,7 @@ pub fn softmax(logits: &[f32], probs: &mut [f32]) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for (p, &l) in probs.iter_mut().zip(logits) {
-        *p = (l - max).exp();
+        *p = exp(l - max);
         sum += *p;
     }
     for p in probs.iter_mut() {

@@ -1,7 +1,7 @@
 //! The Micro-ViT shape family: what a blob may describe, and what follows
 //! from it.
 
-use std::fmt;
+use core::fmt;
 
 /// Largest values of the supported shape family. Blobs outside it are
 /// rejected at load, so every buffer the engine sizes from a shape is
@@ -27,15 +27,32 @@ pub struct Shape {
 }
 
 /// Why a [`Shape`] is outside the supported family.
+#[cfg(feature = "alloc")]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShapeError(pub String);
+pub struct ShapeError(pub alloc::string::String);
 
-impl fmt::Display for ShapeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// Why a [`Shape`] is outside the supported family: without `alloc`, one
+/// fixed message (the limits are in the docs).
+#[cfg(not(feature = "alloc"))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeError(pub &'static str);
+
+impl ShapeError {
+    fn new(_why: fmt::Arguments<'_>) -> ShapeError {
+        #[cfg(feature = "alloc")]
+        return ShapeError(alloc::fmt::format(_why));
+        #[cfg(not(feature = "alloc"))]
+        ShapeError("the model shape is outside the supported family (docs/FORMAT.md)")
     }
 }
 
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[cfg(feature = "std")]
 impl std::error::Error for ShapeError {}
 
 impl Shape {
@@ -45,28 +62,28 @@ impl Shape {
     /// Checks the shape is in the supported family.
     pub fn validate(&self) -> Result<(), ShapeError> {
         use limits::*;
-        let fail = |msg: String| Err(ShapeError(msg));
+        let fail = |why: fmt::Arguments<'_>| Err(ShapeError::new(why));
         let Shape { image_side: s, patch_side: p, dim: d, heads: h, classes: c } = *self;
         if s == 0 || s > MAX_IMAGE_SIDE {
-            return fail(format!("image side {s} is outside 1..={MAX_IMAGE_SIDE}"));
+            return fail(format_args!("image side {s} is outside 1..={MAX_IMAGE_SIDE}"));
         }
         if p < MIN_PATCH_SIDE || p > s {
-            return fail(format!("patch side {p} is outside {MIN_PATCH_SIDE}..={s} (the image side)"));
+            return fail(format_args!("patch side {p} is outside {MIN_PATCH_SIDE}..={s} (the image side)"));
         }
         if s % p != 0 {
-            return fail(format!("patch side {p} does not divide image side {s}"));
+            return fail(format_args!("patch side {p} does not divide image side {s}"));
         }
         if self.tokens() > MAX_TOKENS {
-            return fail(format!("{} tokens exceed the limit of {MAX_TOKENS}", self.tokens()));
+            return fail(format_args!("{} tokens exceed the limit of {MAX_TOKENS}", self.tokens()));
         }
         if d == 0 || d > MAX_DIM {
-            return fail(format!("dim {d} is outside 1..={MAX_DIM}"));
+            return fail(format_args!("dim {d} is outside 1..={MAX_DIM}"));
         }
         if h == 0 || d % h != 0 {
-            return fail(format!("{h} heads do not divide dim {d}"));
+            return fail(format_args!("{h} heads do not divide dim {d}"));
         }
         if c == 0 || c > MAX_CLASSES {
-            return fail(format!("{c} classes is outside 1..={MAX_CLASSES}"));
+            return fail(format_args!("{c} classes is outside 1..={MAX_CLASSES}"));
         }
         Ok(())
     }

@@ -4,14 +4,16 @@
 //! the kernel choice ([`Kernel`]); SIMD kernels beside it (`avx2.rs`,
 //! `neon.rs`) may differ from the scalar pass by float rounding only.
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avx2;
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
 mod neon;
 
 use half::f16;
 
 use crate::backend::Backend;
+use crate::math::{exp, sqrt};
+use crate::memory::{Buf, Source};
 use crate::shape::Shape;
 
 /// The tensors of an f16 blob.
@@ -27,30 +29,32 @@ pub(crate) struct Weights<'m> {
 }
 
 /// The f16 pass's scratch memory, sized once per model shape.
-#[derive(Clone, Debug)]
-pub(crate) struct Scratch {
+#[derive(Debug)]
+#[cfg_attr(feature = "alloc", derive(Clone))]
+pub(crate) struct Scratch<'m> {
     /// Patch tokens, then normalised in place, `(T-1) × D`.
-    pub(crate) tokens: Vec<f32>,
+    pub(crate) tokens: Buf<'m, f32>,
     /// Attention-weighted mean of the normalised tokens, `D`.
-    pub(crate) mean: Vec<f32>,
+    pub(crate) mean: Buf<'m, f32>,
     /// Each head's CLS attention row, `H × T`.
-    pub(crate) attention: Vec<f32>,
+    pub(crate) attention: Buf<'m, f32>,
     /// Logits, `C`.
-    pub(crate) logits: Vec<f32>,
-    /// The AVX2 kernel's padded buffers.
-    #[cfg(target_arch = "x86_64")]
+    pub(crate) logits: Buf<'m, f32>,
+    /// The AVX2 kernel's padded buffers (on the heap: SIMD kernels come
+    /// with `std`).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     pub(crate) avx2: avx2::Scratch,
 }
 
-impl Scratch {
-    pub(crate) fn new(shape: &Shape) -> Scratch {
+impl<'m> Scratch<'m> {
+    pub(crate) fn new(shape: &Shape, src: &mut impl Source<'m>) -> Scratch<'m> {
         let (t, d, h, c) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize, shape.classes as usize);
         Scratch {
-            tokens: vec![0.0; (t - 1) * d],
-            mean: vec![0.0; d],
-            attention: vec![0.0; h * t],
-            logits: vec![0.0; c],
-            #[cfg(target_arch = "x86_64")]
+            tokens: src.take((t - 1) * d),
+            mean: src.take(d),
+            attention: src.take(h * t),
+            logits: src.take(c),
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             avx2: avx2::Scratch::new(shape),
         }
     }
@@ -61,9 +65,9 @@ impl Scratch {
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     Scalar,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     Avx2(Box<avx2::Kernel>),
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
     Neon(Box<neon::Kernel>),
 }
 
@@ -73,9 +77,9 @@ impl Kernel {
     pub(crate) fn of(backend: Backend, w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         match backend {
             Backend::Scalar => Some(Kernel::Scalar),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::Avx2 => avx2::Kernel::new(w, shape).map(|k| Kernel::Avx2(Box::new(k))),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
             _ => {
@@ -89,9 +93,9 @@ impl Kernel {
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Kernel::Scalar => Backend::Scalar,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx2(_) => Backend::Avx2,
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Kernel::Neon(_) => Backend::Neon,
         }
     }
@@ -99,9 +103,9 @@ impl Kernel {
     pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut Scratch) {
         match self {
             Kernel::Scalar => forward(w, shape, image, s),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx2(k) => k.forward(w, shape, image, s),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Kernel::Neon(k) => k.forward(w, shape, image, s),
         }
     }
@@ -133,7 +137,7 @@ fn layer_norm(x: &mut [f32], eps: f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv_std = 1.0 / (var + eps).sqrt();
+    let inv_std = 1.0 / sqrt(var + eps);
     for v in x.iter_mut() {
         *v = (*v - mean) * inv_std;
     }
@@ -203,7 +207,7 @@ pub(crate) fn attend_and_classify_with<W: Weight>(
         let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for p in probs.iter_mut() {
-            *p = (*p - max).exp();
+            *p = exp(*p - max);
             sum += *p;
         }
         for p in probs.iter_mut() {

@@ -4,26 +4,32 @@
 //! scalar forward pass (the definition), its scratch memory, and the choice
 //! of kernel ([`Kernel`]); the SIMD kernels live beside it (`avx2.rs`,
 //! `avx512vnni.rs`, `avxvnni.rs`, `neon.rs`) and must reproduce the scalar integers exactly.
+//! The scalar pass's inner loops are in `ink.rs` and `dot.rs`: portable, or
+//! with the DSP instructions of Cortex-M4/M7 on those builds, the same
+//! integers either way (what a microcontroller runs; see examples/cortex-m).
 //! docs/FIXED_POINT.md derives every step and every bound.
 //!
 //! Formats: normalised activations are i16 Q4.11, scores i32 Q.16,
 //! probabilities Q.14, logits i32 Q.16. One rounding rule everywhere:
 //! [`round_shift`] (round half up).
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avx2;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avx512vnni;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avxvnni;
-#[cfg(target_arch = "x86_64")]
+mod dot;
+mod ink;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod lanes;
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
 mod neon;
 
 use crate::backend::Backend;
 use crate::error::LoadError;
 use crate::ids::{TensorId, INT8_PARAM_COUNT};
+use crate::memory::{Buf, Source};
 use crate::shape::limits::{MAX_CLASSES, MAX_DIM};
 use crate::shape::Shape;
 
@@ -134,44 +140,50 @@ pub(crate) struct Weights<'m> {
 }
 
 /// The int8 pass's scratch memory, sized once per model shape.
-#[derive(Clone, Debug)]
-pub(crate) struct Scratch {
+#[derive(Debug)]
+#[cfg_attr(feature = "alloc", derive(Clone))]
+pub(crate) struct Scratch<'m> {
     /// Patch embeddings on the LayerNorm input grid, `(T-1) × D`.
-    pub(crate) tokens: Vec<i16>,
+    pub(crate) tokens: Buf<'m, i16>,
     /// Normalised patch tokens, Q4.11, `(T-1) × D`.
-    pub(crate) norm: Vec<i16>,
+    pub(crate) norm: Buf<'m, i16>,
     /// Scores of one head, Q.16, `T`.
-    pub(crate) scores: Vec<i32>,
+    pub(crate) scores: Buf<'m, i32>,
     /// CLS attention probabilities, Q.14, `H × T`.
-    pub(crate) probs: Vec<i32>,
+    pub(crate) probs: Buf<'m, i32>,
     /// Attention-weighted mean of the normalised tokens, Q4.11, `D`.
-    pub(crate) mean: Vec<i16>,
+    pub(crate) mean: Buf<'m, i16>,
     /// Logits, Q.16, `C`: the result, identical on every CPU.
-    pub(crate) logits_fixed: Vec<i32>,
+    pub(crate) logits_fixed: Buf<'m, i32>,
+    /// One patch's inked pixels for the scalar embedding, `P² + 1`.
+    pub(crate) ink: Buf<'m, u32>,
     /// The same logits as f32, `C`.
-    pub(crate) logits: Vec<f32>,
-    /// The image widened to i16 for the SIMD kernels, `S² + 16` (zero padded).
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    pub(crate) logits: Buf<'m, f32>,
+    /// The image widened to i16 for the SIMD kernels, `S² + 16` (zero
+    /// padded). The SIMD kernels' buffers come from the heap: they exist
+    /// only with `std`.
+    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
     pub(crate) simd_image: Vec<i16>,
     /// The AVX2 kernel's padded buffers.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     pub(crate) avx2: avx2::Scratch,
 }
 
-impl Scratch {
-    pub(crate) fn new(shape: &Shape) -> Scratch {
+impl<'m> Scratch<'m> {
+    pub(crate) fn new(shape: &Shape, src: &mut impl Source<'m>) -> Scratch<'m> {
         let (t, d, h, c) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize, shape.classes as usize);
         Scratch {
-            tokens: vec![0; (t - 1) * d],
-            norm: vec![0; (t - 1) * d],
-            scores: vec![0; t],
-            probs: vec![0; h * t],
-            mean: vec![0; d],
-            logits_fixed: vec![0; c],
-            logits: vec![0.0; c],
-            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            tokens: src.take((t - 1) * d),
+            norm: src.take((t - 1) * d),
+            scores: src.take(t),
+            probs: src.take(h * t),
+            mean: src.take(d),
+            logits_fixed: src.take(c),
+            ink: src.take(shape.patch_len() + 1),
+            logits: src.take(c),
+            #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
             simd_image: vec![0; shape.pixels() + 16],
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             avx2: avx2::Scratch::new(shape),
         }
     }
@@ -190,13 +202,13 @@ impl Scratch {
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     Scalar,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     Avx2(Box<avx2::Kernel>),
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     Avx512Vnni(Box<avx512vnni::Kernel>),
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     AvxVnni(Box<avxvnni::Kernel>),
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
     Neon(Box<neon::Kernel>),
 }
 
@@ -206,13 +218,13 @@ impl Kernel {
     pub(crate) fn of(backend: Backend, w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         match backend {
             Backend::Scalar => Some(Kernel::Scalar),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::Avx2 => avx2::Kernel::new(w, shape).map(|k| Kernel::Avx2(Box::new(k))),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::Avx512Vnni => avx512vnni::Kernel::new(w, shape).map(|k| Kernel::Avx512Vnni(Box::new(k))),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::AvxVnni => avxvnni::Kernel::new(w, shape).map(|k| Kernel::AvxVnni(Box::new(k))),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
             _ => {
@@ -226,13 +238,13 @@ impl Kernel {
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Kernel::Scalar => Backend::Scalar,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx2(_) => Backend::Avx2,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx512Vnni(_) => Backend::Avx512Vnni,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::AvxVnni(_) => Backend::AvxVnni,
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Kernel::Neon(_) => Backend::Neon,
         }
     }
@@ -249,13 +261,13 @@ impl Kernel {
     ) {
         match self {
             Kernel::Scalar => forward(&weights(), shape, image, s),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx2(k) => k.forward(weights, shape, image, s),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::Avx512Vnni(k) => k.forward(shape, image, s),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::AvxVnni(k) => k.forward(shape, image, s),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Kernel::Neon(k) => k.forward(&weights(), shape, image, s),
         }
     }
@@ -269,6 +281,14 @@ pub fn round_shift(x: i64, s: u32) -> i64 {
     } else {
         (x + (1 << (s - 1))) >> s
     }
+}
+
+/// [`round_shift`] in i32, for `s < 32` and where `x + 2^(s-1)` is known
+/// to fit: the same results, without 64-bit arithmetic (a library call on
+/// Cortex-M0) or a branch.
+#[inline]
+pub(crate) fn round_shift_i32(x: i32, s: u32) -> i32 {
+    (x + ((1 << s) >> 1)) >> s
 }
 
 #[inline]
@@ -315,23 +335,32 @@ pub(crate) fn validate(w: &Weights<'_>, shape: &Shape) -> Result<(), LoadError> 
 }
 
 /// Patch embedding: u8 pixels → the i16 grid LayerNorm reads, `(T-1) × D`.
-/// About 90 % of the work; the SIMD backends replace this stage.
-pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], z: &mut [i16]) {
+/// About 90 % of the work; the SIMD backends replace this stage. Each
+/// patch's inked pixels are gathered into `ink` (`P² + 1` words) once, then
+/// the channels' dot products run over them two at a time ([`ink::Ink`]).
+pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], ink: &mut [u32], z: &mut [i16]) {
     let (side, p, d, k) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.patch_len());
     let grid = shape.grid();
-    for patch in 0..shape.patches() {
+    // round_shift_i32 with the rounding made once; validate() keeps
+    // acc · scale + bias + the rounding within i32.
+    let (shift, rounding) = (w.params.z_shift, (1 << w.params.z_shift) >> 1);
+    // saturate_z in i32: the i16 clamp (one SSAT on Arm) then the symmetric floor.
+    let finish = |acc: i32, scale: i32, bias: i32| {
+        (((acc * scale + bias + rounding) >> shift).clamp(i16::MIN as i32, i16::MAX as i32) as i16).max(-i16::MAX)
+    };
+    for (patch, z) in z.chunks_exact_mut(d).enumerate().take(shape.patches()) {
         let (r, c) = (patch / grid, patch % grid);
-        for o in 0..d {
-            let row = &w.patch_weight[o * k..][..k];
-            let mut acc: i32 = 0;
-            for y in 0..p {
-                let pixels = &image[(r * p + y) * side + c * p..][..p];
-                for (&q, &px) in row[y * p..][..p].iter().zip(pixels) {
-                    acc += q as i32 * px as i32;
-                }
-            }
-            let z32 = acc * w.patch_scale[o] + w.token_bias[patch * d + o];
-            z[patch * d + o] = saturate_z(round_shift(z32 as i64, w.params.z_shift));
+        let ink = ink::Ink::gather(image, r * p * side + c * p, side, p, ink);
+        let bias = &w.token_bias[patch * d..][..d];
+        let pairs = z.chunks_exact_mut(2).zip(w.patch_weight.chunks_exact(2 * k));
+        for ((z, rows), (scale, bias)) in pairs.zip(w.patch_scale.chunks_exact(2).zip(bias.chunks_exact(2))) {
+            let (a, b) = ink.dot2(&rows[..k], &rows[k..]);
+            z[0] = finish(a, scale[0], bias[0]);
+            z[1] = finish(b, scale[1], bias[1]);
+        }
+        if d % 2 == 1 {
+            let row = &w.patch_weight[(d - 1) * k..][..k];
+            z[d - 1] = finish(ink.dot2(row, row).0, w.patch_scale[d - 1], bias[d - 1]);
         }
     }
 }
@@ -360,7 +389,7 @@ pub const RSQRT_Q15: [u16; 192] = [
 ];
 
 /// [`RSQRT_Q15`] widened to u32 for the x86 gathers, which read four bytes.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
 pub(crate) static RSQRT_Q15_U32: [u32; 192] = {
     let mut table = [0u32; 192];
     let mut i = 0;
@@ -396,8 +425,7 @@ pub fn saturate_z(x: i64) -> i16 {
 /// `Q = D·Σz² - (Σz)² + ln_eps` (= Σdev²/D + ln_eps exactly).
 pub(crate) fn layer_norm(z: &[i16], ln_eps: i64, out: &mut [i16]) {
     let d = z.len() as i64;
-    let sum: i64 = z.iter().map(|&v| v as i64).sum();
-    let sum_sq: i64 = z.iter().map(|&v| v as i64 * v as i64).sum();
+    let (sum, sum_sq) = dot::sums(z);
     let q = (d * sum_sq - sum * sum + ln_eps) as u64;
     if q == 0 {
         out.fill(0);
@@ -407,9 +435,12 @@ pub(crate) fn layer_norm(z: &[i16], ln_eps: i64, out: &mut [i16]) {
     // |dev| ≤ √(D·Q) < 2^(k+5): pre-shift it to 16 bits so dev · recip
     // fits i32 (≤ 2^30).
     let pre = (k + 5).saturating_sub(16);
+    // Per element in i32, which microcontrollers multiply natively:
+    // |D·z - Σz| ≤ 2 · 128 · 2^15 < 2^24, and the product is below 2^30.
+    let (d, sum) = (d as i32, sum as i32);
     for (n, &v) in out.iter_mut().zip(z) {
-        let dev = round_shift(d * v as i64 - sum, pre);
-        *n = saturate_i16(round_shift(dev * recip as i64, k + 3 - pre));
+        let dev = round_shift_i32(d * v as i32 - sum, pre);
+        *n = round_shift_i32(dev * recip, k + 3 - pre).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
     }
 }
 
@@ -450,7 +481,7 @@ pub(crate) fn softmax(scores: &[i32], probs: &mut [i32]) {
 /// converted, in `s.logits`; each head's CLS probabilities (Q.14) in
 /// `s.probs`.
 pub(crate) fn forward(w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut Scratch) {
-    patch_embed(w, shape, image, &mut s.tokens);
+    patch_embed(w, shape, image, &mut s.ink, &mut s.tokens);
     attend_and_classify(w, shape, s);
 }
 
@@ -481,7 +512,7 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
         scores[0] = w.cls_score[head];
         let g = &w.score_weight[head * d..][..d];
         for t in 0..patches {
-            let acc: i32 = g.iter().zip(&norm[t * d..][..d]).map(|(&a, &b)| a as i32 * b as i32).sum();
+            let acc = dot::dot_i16(g, &norm[t * d..][..d]);
             scores[1 + t] = round_shift(acc as i64, w.params.score_shift) as i32;
         }
         let probs = &mut s.probs[head * t_count..][..t_count];
@@ -494,18 +525,14 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
         for (a, &n) in acc.iter_mut().zip(w.cls_norm) {
             *a = probs[0] * n as i32;
         }
-        for (&p, token) in probs[1..].iter().zip(norm.chunks_exact(d)) {
-            for (a, &n) in acc.iter_mut().zip(token) {
-                *a += p * n as i32;
-            }
-        }
+        dot::weighted_sum(&probs[1..], &norm[..patches * d], acc);
         let mean = &mut s.mean[..d];
         for (m, &a) in mean.iter_mut().zip(acc.iter()) {
             *m = saturate_i16(round_shift(a as i64, PROB_FRAC_BITS));
         }
         for (c, total) in logits_acc.iter_mut().take(classes).enumerate() {
             let row = &w.head_weight[(head * classes + c) * d..][..d];
-            *total += row.iter().zip(mean.iter()).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>() as i64;
+            *total += dot::dot_i16(row, mean) as i64;
         }
     }
     finish_logits(w, &logits_acc[..classes], s);
@@ -532,7 +559,7 @@ pub(crate) fn finish_logits_with(head_shift: u32, head_bias: &[i32], acc: &[i64]
 /// tests, run on every x86-64 CPU whether or not it has the kernel's
 /// instructions) compare against: the shipped int8 models, images with
 /// blank, full and random pixels, and the scalar patch embedding.
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
 pub(crate) mod layout_check {
     use crate::model::Model;
 
@@ -567,7 +594,8 @@ pub(crate) mod layout_check {
     pub(crate) fn scalar_z(model: &Model<'_>, image: &[u8]) -> Vec<i16> {
         let shape = model.shape();
         let mut z = vec![0i16; shape.patches() * shape.dim as usize];
-        super::patch_embed(&model.int8_weights(), &shape, image, &mut z);
+        let mut ink = vec![0; shape.patch_len() + 1];
+        super::patch_embed(&model.int8_weights(), &shape, image, &mut ink, &mut z);
         z
     }
 

@@ -182,7 +182,9 @@ impl From<NoDigit> for PreprocessError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for SourceError {}
+#[cfg(feature = "std")]
 impl std::error::Error for PreprocessError {}
 
 /// All the memory preprocessing uses (about 100 KB), so that it never
@@ -220,7 +222,8 @@ impl Scratch {
 
     /// A scratch on the heap, zeroed in place (it is too large for some
     /// threads' stacks).
-    pub fn boxed() -> Box<Scratch> {
+    #[cfg(feature = "alloc")]
+    pub fn boxed() -> alloc::boxed::Box<Scratch> {
         bytemuck::zeroed_box()
     }
 }

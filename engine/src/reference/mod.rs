@@ -4,6 +4,8 @@
 //! one, so it stays obvious rather than fast, and has no SIMD kernels.
 
 use crate::format::ModelConfig;
+use crate::math::{exp, sqrt};
+use crate::memory::{Buf, Source};
 use crate::shape::Shape;
 
 /// The PyTorch tensors, row-major as PyTorch stores them (`nn.Linear`
@@ -24,35 +26,36 @@ pub(crate) struct Weights<'m> {
 }
 
 /// The reference pass's scratch memory, sized once per model shape.
-#[derive(Clone, Debug)]
-pub(crate) struct Scratch {
+#[derive(Debug)]
+#[cfg_attr(feature = "alloc", derive(Clone))]
+pub(crate) struct Scratch<'m> {
     /// One patch of normalised pixels, `P²`.
-    patch: Vec<f32>,
+    patch: Buf<'m, f32>,
     /// Token embeddings, then the residual stream, `T × D`.
-    x: Vec<f32>,
+    x: Buf<'m, f32>,
     /// LayerNorm output, `T × D`.
-    h: Vec<f32>,
+    h: Buf<'m, f32>,
     /// Q, K and V per token, `T × 3D`.
-    qkv: Vec<f32>,
+    qkv: Buf<'m, f32>,
     /// Attention probabilities, `H × T × T`.
-    pub(crate) attention: Vec<f32>,
+    pub(crate) attention: Buf<'m, f32>,
     /// Attention output before the output projection, `T × D`.
-    context: Vec<f32>,
+    context: Buf<'m, f32>,
     /// Logits, `C`.
-    pub(crate) logits: Vec<f32>,
+    pub(crate) logits: Buf<'m, f32>,
 }
 
-impl Scratch {
-    pub(crate) fn new(shape: &Shape) -> Scratch {
+impl<'m> Scratch<'m> {
+    pub(crate) fn new(shape: &Shape, src: &mut impl Source<'m>) -> Scratch<'m> {
         let (t, d, h, c) = (shape.tokens() as usize, shape.dim as usize, shape.heads as usize, shape.classes as usize);
         Scratch {
-            patch: vec![0.0; shape.patch_len()],
-            x: vec![0.0; t * d],
-            h: vec![0.0; t * d],
-            qkv: vec![0.0; t * 3 * d],
-            attention: vec![0.0; h * t * t],
-            context: vec![0.0; t * d],
-            logits: vec![0.0; c],
+            patch: src.take(shape.patch_len()),
+            x: src.take(t * d),
+            h: src.take(t * d),
+            qkv: src.take(t * 3 * d),
+            attention: src.take(h * t * t),
+            context: src.take(t * d),
+            logits: src.take(c),
         }
     }
 
@@ -76,7 +79,7 @@ fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv_std = 1.0 / (var + eps).sqrt();
+    let inv_std = 1.0 / sqrt(var + eps);
     for i in 0..x.len() {
         out[i] = (x[i] - mean) * inv_std * weight[i] + bias[i];
     }
@@ -87,7 +90,7 @@ fn softmax(values: &mut [f32]) {
     let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in values.iter_mut() {
-        *v = (*v - max).exp();
+        *v = exp(*v - max);
         sum += *v;
     }
     for v in values.iter_mut() {
@@ -126,7 +129,7 @@ pub(crate) fn forward(w: &Weights<'_>, config: &ModelConfig, image: &[u8], s: &m
     }
 
     // Per head: scores = q·kᵀ/√hd, softmax over keys, context = Σ p·v.
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = 1.0 / sqrt(hd as f32);
     for head in 0..heads {
         let (q_off, k_off, v_off) = (head * hd, d + head * hd, 2 * d + head * hd);
         for i in 0..t_count {

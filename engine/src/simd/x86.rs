@@ -2,11 +2,24 @@
 //! CPU people use also has; AVX-512 with VNNI) and the helpers the kernels
 //! share.
 
-use std::arch::x86_64::{_mm256_cvtepu8_epi16, _mm256_storeu_si256, _mm_loadu_si128};
+use core::arch::x86_64::{_mm256_cvtepu8_epi16, _mm256_storeu_si256, _mm_loadu_si128};
 
 use crate::shape::Shape;
 
 use super::round_up;
+
+/// Run-time detection of every listed feature; it needs std, and without
+/// it no extension is used.
+#[cfg(feature = "std")]
+macro_rules! detected {
+    ($($feature:tt),+) => { $(std::arch::is_x86_feature_detected!($feature))&&+ };
+}
+#[cfg(not(feature = "std"))]
+macro_rules! detected {
+    ($($feature:tt),+) => {
+        false
+    };
+}
 
 /// Proof that this CPU has AVX2, FMA and F16C: only [`Avx2::detect`] makes
 /// one.
@@ -15,8 +28,7 @@ pub(crate) struct Avx2(());
 
 impl Avx2 {
     pub(crate) fn detect() -> Option<Avx2> {
-        let yes =
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        let yes = detected!("avx2", "fma", "f16c");
         yes.then_some(Avx2(()))
     }
 }
@@ -29,13 +41,7 @@ pub(crate) struct Avx512Vnni(());
 
 impl Avx512Vnni {
     pub(crate) fn detect() -> Option<Avx512Vnni> {
-        let yes = is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512cd")
-            && is_x86_feature_detected!("avx512dq")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("avx512vnni")
-            && is_x86_feature_detected!("avx512vbmi");
+        let yes = detected!("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx512vnni", "avx512vbmi");
         yes.then_some(Avx512Vnni(()))
     }
 }
@@ -48,8 +54,7 @@ pub(crate) struct AvxVnni(());
 
 impl AvxVnni {
     pub(crate) fn detect() -> Option<AvxVnni> {
-        let yes =
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("avxvnni");
+        let yes = detected!("avx2", "fma", "avxvnni");
         yes.then_some(AvxVnni(()))
     }
 }
