@@ -27,28 +27,13 @@ use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 
-pub(super) const SIDE: usize = 28;
-pub(super) const PATCH: usize = 7;
-pub(super) const PATCHES: usize = 16;
-pub(super) const DIM: usize = 32;
-pub(super) const CLASSES: usize = 16;
-pub(super) const HEADS: usize = 8;
+pub(super) use super::shipped::{fits, CLASSES, DIM, HEADS, PATCH, PATCHES, SIDE};
 /// Dwords of 4 pixels a patch: 7 rows of two (the 8th byte of the second
 /// is the next patch's, with weight zero).
 pub(super) const GROUPS: usize = 14;
 
 /// Sixteen lanes as two registers: tokens (or classes) 0-7 and 8-15.
 pub(super) type Lanes = [__m256i; 2];
-
-/// Whether a model has the geometry this tail (and the kernels built on
-/// it) takes.
-pub(super) fn fits(shape: &Shape) -> bool {
-    shape.image_side as usize == SIDE
-        && shape.patch_side as usize == PATCH
-        && shape.dim as usize <= DIM
-        && shape.classes as usize <= CLASSES
-        && shape.heads as usize <= HEADS
-}
 
 /// `acc + vpmaddwd(a, b)`: `vpdpwssd` under AVX-VNNI.
 #[inline]

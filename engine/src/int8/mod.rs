@@ -20,6 +20,33 @@ mod avxvnni;
 mod lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_lanes;
+
+/// The geometry of the shipped models, which the lane-wise kernels of
+/// every architecture take (`lanes.rs` on x86-64, `neon_lanes.rs` on
+/// aarch64): 28 × 28 images of 7 × 7 patches, so 16 patch tokens fill the
+/// vector lanes, with at most 32 channels, 16 classes and 8 heads.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod shipped {
+    use crate::shape::Shape;
+
+    pub(crate) const SIDE: usize = 28;
+    pub(crate) const PATCH: usize = 7;
+    pub(crate) const PATCHES: usize = 16;
+    pub(crate) const DIM: usize = 32;
+    pub(crate) const CLASSES: usize = 16;
+    pub(crate) const HEADS: usize = 8;
+
+    /// Whether a model has this geometry.
+    pub(crate) fn fits(shape: &Shape) -> bool {
+        shape.image_side as usize == SIDE
+            && shape.patch_side as usize == PATCH
+            && shape.dim as usize <= DIM
+            && shape.classes as usize <= CLASSES
+            && shape.heads as usize <= HEADS
+    }
+}
 
 use crate::backend::Backend;
 use crate::error::LoadError;
@@ -256,7 +283,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni(k) => k.forward(shape, image, s),
             #[cfg(target_arch = "aarch64")]
-            Kernel::Neon(k) => k.forward(&weights(), shape, image, s),
+            Kernel::Neon(k) => k.forward(weights, shape, image, s),
         }
     }
 }

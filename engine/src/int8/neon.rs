@@ -14,9 +14,16 @@
 //! without intermediate overflow: exactly `round_shift`'s round half up), a
 //! clamp to the range of `int8::saturate_z` (its bounds read from it), and a
 //! narrowing move.
+//!
+//! For the shipped geometry (`int8::shipped`) the 16 token rows are then
+//! transposed (8 × 8 `trn` blocks) so that each channel's 16 tokens fill two
+//! registers, and the rest is `neon_lanes.rs`, the tail shared with dotprod;
+//! other shapes run the scalar tail.
 
 use std::arch::aarch64::*;
 
+use super::neon_lanes::{self, Tokens};
+use super::shipped::{self, DIM, PATCHES};
 use super::Weights;
 use crate::int8;
 use crate::shape::limits::MAX_DIM;
@@ -46,6 +53,9 @@ pub(crate) struct Kernel {
     scale: Vec<i32>,
     /// `[T-1][dim_pad]`.
     bias: Vec<i32>,
+    z_shift: u32,
+    /// The tail with tokens in lanes, for the shipped geometry.
+    lanes: Option<neon_lanes::Layout>,
 }
 
 impl Kernel {
@@ -69,12 +79,20 @@ impl Kernel {
             out
         };
         let (scale, bias) = (pad(w.patch_scale, 1), pad(w.token_bias, shape.patches()));
-        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias })
+        let lanes = shipped::fits(shape).then(|| neon_lanes::Layout::new(w, shape));
+        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias, z_shift: w.params.z_shift, lanes })
     }
 
-    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+    /// `weights` is called only for shapes without the lane-wise tail.
+    pub(crate) fn forward<'m>(
+        &self,
+        weights: impl FnOnce() -> Weights<'m>,
+        shape: &Shape,
+        image: &[u8],
+        s: &mut int8::Scratch,
+    ) {
         // SAFETY: `self.cpu` proves Advanced SIMD (baseline on aarch64).
-        unsafe { forward(self.cpu, w, self, shape, image, s) }
+        unsafe { forward(self.cpu, weights, self, shape, image, s) }
     }
 }
 
@@ -94,7 +112,14 @@ macro_rules! mac_lane {
 /// # Safety
 /// The CPU must support Advanced SIMD (`_cpu` proves it).
 #[target_feature(enable = "neon")]
-unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+unsafe fn forward<'m>(
+    _cpu: Neon,
+    weights: impl FnOnce() -> Weights<'m>,
+    prep: &Kernel,
+    shape: &Shape,
+    image: &[u8],
+    s: &mut int8::Scratch,
+) {
     let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
     let (dim_pad, cols) = (prep.dim_pad, prep.cols);
     // What the pointer arithmetic below relies on (checked once per digit).
@@ -126,12 +151,16 @@ unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, ima
     }
 
     let pixels = s.simd_image.as_ptr();
-    let weights = prep.weight.as_ptr();
+    let weight = prep.weight.as_ptr();
     // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
-    let shift = vdupq_n_s32(-(w.params.z_shift as i32));
+    let shift = vdupq_n_s32(-(prep.z_shift as i32));
     // The bounds of the scalar saturation, taken from the definition itself.
     let (z_min, z_max) = (int8::saturate_z(i64::MIN) as i32, int8::saturate_z(i64::MAX) as i32);
     let (z_min, z_max) = (vdupq_n_s32(z_min), vdupq_n_s32(z_max));
+    // The shipped geometry keeps its rows (dim_pad = 32, the padding
+    // channels zero) for the transpose into lanes.
+    let lanes = prep.lanes.as_ref().filter(|_| dim_pad == DIM);
+    let mut rows = [[0i16; DIM]; PATCHES];
     let mut row = [0i16; MAX_DIM as usize];
     for patch in 0..shape.patches() {
         let origin = (patch / grid) * p * side + (patch % grid) * p;
@@ -148,7 +177,7 @@ unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, ima
                     // length. Unaligned loads of i16.
                     unsafe {
                         let px = vld1_s16(pixels.add(origin + y * side + x));
-                        let base = weights.add((y * cols + x) * dim_pad + group);
+                        let base = weight.add((y * cols + x) * dim_pad + group);
                         mac_lane!(acc, vld1q_s16_x4(base), px, 0);
                         mac_lane!(acc, vld1q_s16_x4(base.add(dim_pad)), px, 1);
                         mac_lane!(acc, vld1q_s16_x4(base.add(2 * dim_pad)), px, 2);
@@ -173,7 +202,59 @@ unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, ima
                 unsafe { vst1q_s16(row.as_mut_ptr().add(group + i * 8), vcombine_s16(pair[0], pair[1])) };
             }
         }
-        s.tokens[patch * d..][..d].copy_from_slice(&row[..d]);
+        match (lanes, rows.get_mut(patch)) {
+            (Some(_), Some(r)) => r.copy_from_slice(&row[..DIM]),
+            _ => s.tokens[patch * d..][..d].copy_from_slice(&row[..d]),
+        }
     }
-    int8::attend_and_classify(w, shape, s);
+    match lanes {
+        Some(layout) => neon_lanes::tail(layout, shape, &to_lanes(&rows), s),
+        None => int8::attend_and_classify(&weights(), shape, s),
+    }
+}
+
+/// The 16 token rows of 32 channels transposed: channel c's 16 tokens.
+#[inline]
+#[target_feature(enable = "neon")]
+fn to_lanes(rows: &[[i16; DIM]; PATCHES]) -> [Tokens; DIM] {
+    let mut z = [[vdupq_n_s16(0); 2]; DIM];
+    for (half, rows) in rows.chunks_exact(8).enumerate() {
+        for c0 in (0..DIM).step_by(8) {
+            // SAFETY: 8 of the 32 values of each row.
+            let block = transpose8(std::array::from_fn(|i| unsafe { vld1q_s16(rows[i][c0..].as_ptr()) }));
+            for (i, v) in block.into_iter().enumerate() {
+                z[c0 + i][half] = v;
+            }
+        }
+    }
+    z
+}
+
+/// The 8 × 8 transpose of i16 lanes: lane j of result i is lane i of
+/// `r[j]`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn transpose8(r: [int16x8_t; 8]) -> [int16x8_t; 8] {
+    let a: [int16x8_t; 8] =
+        std::array::from_fn(
+            |i| if i.is_multiple_of(2) { vtrn1q_s16(r[i], r[i + 1]) } else { vtrn2q_s16(r[i - 1], r[i]) },
+        );
+    let a = a.map(|v| vreinterpretq_s32_s16(v));
+    // (0, 2), (1, 3), (4, 6), (5, 7): columns {0, 4}, {1, 5}, {2, 6}, {3, 7}
+    // of four rows each.
+    let b = [
+        vtrn1q_s32(a[0], a[2]),
+        vtrn1q_s32(a[1], a[3]),
+        vtrn2q_s32(a[0], a[2]),
+        vtrn2q_s32(a[1], a[3]),
+        vtrn1q_s32(a[4], a[6]),
+        vtrn1q_s32(a[5], a[7]),
+        vtrn2q_s32(a[4], a[6]),
+        vtrn2q_s32(a[5], a[7]),
+    ]
+    .map(|v| vreinterpretq_s64_s32(v));
+    std::array::from_fn(|i| {
+        let (lo, hi) = (b[i % 4], b[4 + i % 4]);
+        vreinterpretq_s16_s64(if i < 4 { vtrn1q_s64(lo, hi) } else { vtrn2q_s64(lo, hi) })
+    })
 }
