@@ -832,6 +832,7 @@ fn backends() {
         Engine::Avx512Vnni => Backend::Avx512Vnni,
         Engine::AvxVnni => Backend::AvxVnni,
         Engine::Neon => Backend::Neon,
+        Engine::Dotprod => Backend::Dotprod,
     };
     assert_eq!(microvit_get_backend(), best, "AUTO resolves to the best backend of this CPU");
     assert!(microvit_backend_available(Backend::Auto.into()));
@@ -840,7 +841,8 @@ fn backends() {
     assert_eq!(microvit_backend_available(Backend::Neon.into()), Engine::Neon.is_available());
     assert_eq!(microvit_backend_available(Backend::Avx512Vnni.into()), Engine::Avx512Vnni.is_available());
     assert_eq!(microvit_backend_available(Backend::AvxVnni.into()), Engine::AvxVnni.is_available());
-    for garbage in [-1, 6, i32::MAX, i32::MIN] {
+    assert_eq!(microvit_backend_available(Backend::Dotprod.into()), Engine::Dotprod.is_available());
+    for garbage in [-1, 7, i32::MAX, i32::MIN] {
         assert!(!microvit_backend_available(BackendArg(garbage)));
         expect(microvit_set_backend(BackendArg(garbage)), Status::InvalidArgument, "not a microvit_backend value");
         // SAFETY: a static string.
@@ -857,6 +859,7 @@ fn backends() {
         (Backend::Neon, "neon"),
         (Backend::Avx512Vnni, "avx512vnni"),
         (Backend::AvxVnni, "avxvnni"),
+        (Backend::Dotprod, "dotprod"),
     ] {
         // SAFETY: a static string.
         assert_eq!(unsafe { CStr::from_ptr(microvit_backend_name(b.into())) }.to_str().unwrap(), name);
@@ -910,7 +913,7 @@ fn backends() {
     // SAFETY: see above.
     expect(unsafe { microvit_model_backend(on_best.0, ptr::null_mut()) }, Status::NullArgument, "out_backend is NULL");
     assert!(HEADER.contains("  MICROVIT_BACKEND_AUTO = 0,\n  /**"));
-    assert!(HEADER.contains("  MICROVIT_BACKEND_AVX_VNNI = 5,\n};"));
+    assert!(HEADER.contains("  MICROVIT_BACKEND_DOTPROD = 6,\n};"));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! room: the weights it reads from a blob, the load-time range checks, the
 //! scalar forward pass (the definition), its scratch memory, and the choice
 //! of kernel ([`Kernel`]); the SIMD kernels live beside it (`avx2.rs`,
-//! `avx512vnni.rs`, `avxvnni.rs`, `neon.rs`) and must reproduce the scalar integers exactly.
+//! `avx512vnni.rs`, `avxvnni.rs`, `neon.rs`, `dotprod.rs`) and must reproduce the scalar integers exactly.
 //! docs/FIXED_POINT.md derives every step and every bound.
 //!
 //! Formats: normalised activations are i16 Q4.11, scores i32 Q.16,
@@ -16,6 +16,8 @@ mod avx2;
 mod avx512vnni;
 #[cfg(target_arch = "x86_64")]
 mod avxvnni;
+#[cfg(target_arch = "aarch64")]
+mod dotprod;
 #[cfg(target_arch = "x86_64")]
 mod lanes;
 #[cfg(target_arch = "aarch64")]
@@ -29,6 +31,7 @@ mod neon_lanes;
 /// vector lanes, with at most 32 channels, 16 classes and 8 heads.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod shipped {
+    use super::Weights;
     use crate::shape::Shape;
 
     pub(crate) const SIDE: usize = 28;
@@ -38,6 +41,10 @@ pub(crate) mod shipped {
     pub(crate) const CLASSES: usize = 16;
     pub(crate) const HEADS: usize = 8;
 
+    /// Dwords of 4 pixels a patch: 7 rows of two (the 8th byte of the
+    /// second is the next patch's, with weight zero).
+    pub(crate) const GROUPS: usize = 14;
+
     /// Whether a model has this geometry.
     pub(crate) fn fits(shape: &Shape) -> bool {
         shape.image_side as usize == SIDE
@@ -45,6 +52,51 @@ pub(crate) mod shipped {
             && shape.dim as usize <= DIM
             && shape.classes as usize <= CLASSES
             && shape.heads as usize <= HEADS
+    }
+
+    // The embedding layouts the dot-product kernels (both VNNI, dotprod)
+    // build from a model that fits:
+
+    /// The patch weights of channel o as `[group]` dwords: the 4 i8 weights
+    /// of pixels (y, 4h..4h + 4) of group (y, h) = g / 2, g % 2, zero for the
+    /// 8th pixel of a row and for channels past D.
+    pub(crate) fn patch_dwords(w: &Weights<'_>, shape: &Shape) -> [[i32; GROUPS]; DIM] {
+        let (d, k) = (shape.dim as usize, shape.patch_len());
+        std::array::from_fn(|o| {
+            std::array::from_fn(|g| {
+                let (y, x0) = (g / 2, 4 * (g % 2));
+                let bytes: [u8; 4] = std::array::from_fn(|j| {
+                    let x = x0 + j;
+                    if o < d && x < PATCH {
+                        w.patch_weight[o * k + y * PATCH + x] as u8
+                    } else {
+                        0
+                    }
+                });
+                i32::from_le_bytes(bytes)
+            })
+        })
+    }
+
+    /// The patch scale, zero past D.
+    pub(crate) fn patch_scale(w: &Weights<'_>, shape: &Shape) -> [i32; DIM] {
+        let mut scale = [0; DIM];
+        scale[..shape.dim as usize].copy_from_slice(w.patch_scale);
+        scale
+    }
+
+    /// The token bias transposed, `[channel][patch]`, with the rounding
+    /// offset of `z_shift` folded in (the loader bounds the sum by
+    /// i32::MAX); zero past D.
+    pub(crate) fn token_bias_by_channel(w: &Weights<'_>, shape: &Shape) -> [[i32; PATCHES]; DIM] {
+        let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
+        let mut bias = [[0; PATCHES]; DIM];
+        for (patch, row) in w.token_bias.chunks_exact(shape.dim as usize).enumerate() {
+            for (o, &b) in row.iter().enumerate() {
+                bias[o][patch] = b + rounding;
+            }
+        }
+        bias
     }
 }
 
@@ -224,6 +276,8 @@ pub(crate) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     AvxVnni(Box<avxvnni::Kernel>),
     #[cfg(target_arch = "aarch64")]
+    Dotprod(Box<dotprod::Kernel>),
+    #[cfg(target_arch = "aarch64")]
     Neon(Box<neon::Kernel>),
 }
 
@@ -239,6 +293,8 @@ impl Kernel {
             Backend::Avx512Vnni => avx512vnni::Kernel::new(w, shape).map(|k| Kernel::Avx512Vnni(Box::new(k))),
             #[cfg(target_arch = "x86_64")]
             Backend::AvxVnni => avxvnni::Kernel::new(w, shape).map(|k| Kernel::AvxVnni(Box::new(k))),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Dotprod => dotprod::Kernel::new(w, shape).map(|k| Kernel::Dotprod(Box::new(k))),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
@@ -259,6 +315,8 @@ impl Kernel {
             Kernel::Avx512Vnni(_) => Backend::Avx512Vnni,
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni(_) => Backend::AvxVnni,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Dotprod(_) => Backend::Dotprod,
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(_) => Backend::Neon,
         }
@@ -282,6 +340,8 @@ impl Kernel {
             Kernel::Avx512Vnni(k) => k.forward(shape, image, s),
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni(k) => k.forward(shape, image, s),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Dotprod(k) => k.forward(shape, image, s),
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon(k) => k.forward(weights, shape, image, s),
         }
