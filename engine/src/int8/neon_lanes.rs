@@ -90,10 +90,10 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
     let norm = layer_norm(z, d, params.ln_eps);
     let mut probs = [(0, [vdupq_n_s32(0); 4]); HEADS];
     for (head, probs) in probs.iter_mut().enumerate().take(heads) {
-        let scores = scores(&norm, &layout.score_weight[head], d, params.score_shift);
+        let scores = scores(&norm, &layout.score_weight[head], params.score_shift);
         *probs = softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
     }
-    let logits = attend(layout, &norm, d, classes, &probs[..heads]);
+    let logits = attend(layout, &norm, classes, &probs[..heads]);
     int8::finish_logits_with(params.head_shift, &layout.head_bias, &logits[..classes], s);
 }
 
@@ -142,19 +142,26 @@ fn rsqrt_table(index: uint8x16_t) -> [uint16x8_t; 2] {
 fn layer_norm(z: &[Tokens; DIM], d: usize, ln_eps: i64) -> [Tokens; DIM] {
     let dim = d as i32;
     let mut sum = [vdupq_n_s32(0); 4];
-    // Q = D·Σz² - (Σz)² + eps of tokens 2j, 2j+1.
-    let mut q = [vdupq_n_s64(ln_eps); 8];
-    // Channels in pairs: the padding channel of an odd D is zero.
-    for c in (0..d).step_by(2) {
-        let (a, b) = (&z[c], &z[c + 1]);
+    // Σz² of tokens 2j, 2j+1 (< 2^35).
+    let mut sum_sq = [vdupq_n_s64(0); 8];
+    // Channels in pairs (zero past D): a² + b² < 2^31 fits i32.
+    for pair in z.chunks_exact(2) {
         for i in 0..4 {
-            let (a, b) = (quarter(a, i), quarter(b, i));
+            let (a, b) = (quarter(&pair[0], i), quarter(&pair[1], i));
             sum[i] = vaddw_s16(vaddw_s16(sum[i], a), b);
-            let sq = vmlal_s16(vmull_s16(a, a), b, b); // a² + b² < 2^31
-            q[2 * i] = vmlal_n_s32(q[2 * i], vget_low_s32(sq), dim);
-            q[2 * i + 1] = vmlal_high_n_s32(q[2 * i + 1], sq, dim);
+            let sq = vmlal_s16(vmull_s16(a, a), b, b);
+            sum_sq[2 * i] = vaddw_s32(sum_sq[2 * i], vget_low_s32(sq));
+            sum_sq[2 * i + 1] = vaddw_high_s32(sum_sq[2 * i + 1], sq);
         }
     }
+    // Q = D·Σz² - (Σz)² + eps, D·Σz² from the 32-bit halves of Σz².
+    let dim2 = vdup_n_u32(dim as u32);
+    let mut q: [int64x2_t; 8] = std::array::from_fn(|j| {
+        let v = vreinterpretq_u64_s64(sum_sq[j]);
+        let (lo, hi) = (vmovn_u64(v), vshrn_n_u64::<32>(v));
+        let d_sum_sq = vaddq_u64(vmull_u32(lo, dim2), vshlq_n_u64::<32>(vmull_u32(hi, dim2)));
+        vaddq_s64(vreinterpretq_s64_u64(d_sum_sq), vdupq_n_s64(ln_eps))
+    });
     for i in 0..4 {
         q[2 * i] = vmlsl_s32(q[2 * i], vget_low_s32(sum[i]), vget_low_s32(sum[i]));
         q[2 * i + 1] = vmlsl_high_s32(q[2 * i + 1], sum[i], sum[i]);
@@ -213,9 +220,10 @@ fn layer_norm(z: &[Tokens; DIM], d: usize, ln_eps: i64) -> [Tokens; DIM] {
     let neg_post: [int32x4_t; 4] = std::array::from_fn(|i| vsubq_s32(pre[i], vaddq_s32(k[i], vdupq_n_s32(3))));
     let neg_pre = pre.map(|v| vnegq_s32(v));
     let neg_sum = sum.map(|v| vnegq_s32(v));
-    // n = sat16(round_shift(round_shift(D·z - Σz, pre) · y, post)).
+    // n = sat16(round_shift(round_shift(D·z - Σz, pre) · y, post)), for
+    // every channel: past D a value no weight reads (all are zero there).
     let mut norm = [[vdupq_n_s16(0); 2]; DIM];
-    for (n, z) in norm.iter_mut().zip(z).take(d) {
+    for (n, z) in norm.iter_mut().zip(z) {
         let v: [int32x4_t; 4] = std::array::from_fn(|i| {
             let dev = if i.is_multiple_of(2) {
                 vmlal_n_s16(neg_sum[i], vget_low_s16(z[i / 2]), dim as i16)
@@ -230,12 +238,12 @@ fn layer_norm(z: &[Tokens; DIM], d: usize, ln_eps: i64) -> [Tokens; DIM] {
 }
 
 /// One head's Q.16 scores of the 16 patch tokens:
-/// `round_shift(Σ_c g[c] · n[c], score_shift)`.
+/// `round_shift(Σ_c g[c] · n[c], score_shift)` (g is zero past D).
 #[inline]
 #[target_feature(enable = "neon")]
-fn scores(norm: &[Tokens; DIM], g: &[i16; DIM], d: usize, score_shift: u32) -> Wide {
+fn scores(norm: &[Tokens; DIM], g: &[i16; DIM], score_shift: u32) -> Wide {
     let mut acc = [vdupq_n_s32(0); 4];
-    for (n, &g) in norm.iter().zip(g).take(d) {
+    for (n, &g) in norm.iter().zip(g) {
         for (i, a) in acc.iter_mut().enumerate() {
             *a = vmlal_n_s16(*a, quarter(n, i), g);
         }
@@ -327,7 +335,7 @@ fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
 /// Attention means and head logits, summed over heads in i64.
 #[inline]
 #[target_feature(enable = "neon")]
-fn attend(layout: &Layout, norm: &[Tokens; DIM], d: usize, classes: usize, probs: &[(i32, Wide)]) -> [i64; CLASSES] {
+fn attend(layout: &Layout, norm: &[Tokens; DIM], classes: usize, probs: &[(i32, Wide)]) -> [i64; CLASSES] {
     let mut logits = [0i64; CLASSES];
     for (head, &(cls, p)) in probs.iter().enumerate() {
         // The probabilities (≤ 2^14) as i16, tokens 0-7 and 8-15.
@@ -337,9 +345,9 @@ fn attend(layout: &Layout, norm: &[Tokens; DIM], d: usize, classes: usize, probs
             let acc = vmlal_high_s16(vmull_s16(vget_low_s16(n[0]), vget_low_s16(p16[0])), n[0], p16[0]);
             vmlal_high_s16(vmlal_s16(acc, vget_low_s16(n[1]), vget_low_s16(p16[1])), n[1], p16[1])
         };
-        // Channels 4g..4g+3 (zero past D, whose norm is zero).
+        // Channels 4g..4g+3 (past D, values no head weight reads).
         let mut mean = [vdup_n_s16(0); DIM / 4];
-        for (g, m) in mean.iter_mut().enumerate().take(d.div_ceil(4)) {
+        for (g, m) in mean.iter_mut().enumerate() {
             let sums = reduce4(std::array::from_fn(|i| dot(&norm[4 * g + i])));
             // SAFETY: 4 of the 32 lanes of cls_norm.
             let cls_norm = unsafe { vld1_s16(layout.cls_norm[4 * g..].as_ptr()) };
