@@ -12,9 +12,10 @@
 #
 #  1. tools     apt packages and the rustup target (skipped when present)
 #  2. build     the engine's tests for aarch64 (an aarch64 ELF, checked)
-#  3. neon      cargo test -p microvit-engine --release under qemu, models on
-#               their default backend (neon): every engine test, including
-#               tests/backends.rs, where neon must reproduce the committed int8
+#  3. dotprod   cargo test -p microvit-engine --release under qemu -cpu max (which
+#               has the Armv8.2 dot product), models on their default backend
+#               (dotprod for int8, neon for f16): every engine test, including
+#               tests/backends.rs, where dotprod and neon must reproduce the committed int8
 #               checksums (tests/fixtures/*.int8.logits.crc32c) on all 10,000
 #               test digits bit for bit, match scalar int8 exactly and f16
 #               within 1e-4 on random shapes (proptest); and tests/preprocess.rs,
@@ -25,6 +26,10 @@
 #               Scalar runs there too: the harness runs every backend this
 #               CPU has, scalar included, on the same inputs (the engine reads
 #               no environment variable, so there is no separate scalar run).
+#               MICROVIT_EXPECT_BACKEND=dotprod: detection must pick it.
+#  4. neon      under qemu -cpu cortex-a57 (Armv8.0: no dot product): detection
+#               must fall back to neon; the int8 tests of backends.rs and
+#               no_alloc.rs again (f16 has no dotprod kernel, so step 3 covered it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR=never
@@ -102,15 +107,25 @@ harness=$(find "$TARGET_DIR/$TARGET/release/deps" -maxdepth 1 -name 'backends-*'
 [ -n "$harness" ] && [ "$(od -An -tx1 -j18 -N2 "$harness" | tr -d ' ')" = b700 ] ||
     fail "no aarch64 build of tests/backends.rs in $TARGET_DIR/$TARGET/release/deps"
 
-step "3. neon: every engine test under qemu (default backend: neon)"
-run_tests neon "${CARGO_TEST[@]}"
+step "3. dotprod: every engine test under qemu -cpu max (default backend: dotprod)"
+QEMU_CPU=max MICROVIT_EXPECT_BACKEND=dotprod run_tests dotprod "${CARGO_TEST[@]}"
+passed dotprod detection_picks_the_backend_ci_expects
+passed dotprod every_backend_reproduces_the_committed_int8_checksums
+passed dotprod int8_backends_are_bit_exact_on_random_models
+passed dotprod f16_backends_agree_on_random_models
+passed dotprod every_backend_matches_scalar_f16_on_the_test_set
+passed dotprod every_backend_matches_scalar_at_the_edges_of_the_family
+passed dotprod seed_shape_inference_does_not_allocate
+# Preprocessing of photos and drawings: the same input bytes as on x86-64.
+passed dotprod preprocessing_is_bit_identical_everywhere
+echo "  dotprod, neon and scalar reproduce the committed int8 checksums: $(cat tests/fixtures/*.int8.logits.crc32c | tr '\n' ' ')"
+
+step "4. neon: int8 tests under qemu -cpu cortex-a57 (no dot product: detection falls back to neon)"
+QEMU_CPU=cortex-a57 MICROVIT_EXPECT_BACKEND=neon run_tests neon "${CARGO_TEST[@]}" --test backends --test no_alloc -- \
+    detection_picks int8 batches edges does_not_allocate
+passed neon detection_picks_the_backend_ci_expects
 passed neon every_backend_reproduces_the_committed_int8_checksums
 passed neon int8_backends_are_bit_exact_on_random_models
-passed neon f16_backends_agree_on_random_models
-passed neon every_backend_matches_scalar_f16_on_the_test_set
-passed neon every_backend_matches_scalar_at_the_edges_of_the_family
-# Preprocessing of photos and drawings: the same input bytes as on x86-64.
-passed neon preprocessing_is_bit_identical_everywhere
-echo "  neon and scalar reproduce the committed int8 checksums: $(cat tests/fixtures/*.int8.logits.crc32c | tr '\n' ' ')"
+passed neon seed_shape_inference_does_not_allocate
 
-step "done: aarch64 engine tests pass under qemu (neon and scalar) in $((SECONDS - start))s"
+step "done: aarch64 engine tests pass under qemu (dotprod, neon and scalar) in $((SECONDS - start))s"

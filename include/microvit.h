@@ -243,6 +243,11 @@ enum microvit_backend
    * models only.
    */
   MICROVIT_BACKEND_AVX_VNNI = 5,
+  /**
+   * AArch64 Advanced SIMD with the Armv8.2 dot product (sdot), detected
+   * at run time: int8 models only (f16 runs on NEON under AUTO).
+   */
+  MICROVIT_BACKEND_DOTPROD = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

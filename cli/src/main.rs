@@ -146,7 +146,7 @@ enum Command {
         /// Encodings to run, repeatable or comma separated [default: f32,f16,int8].
         #[arg(long, value_parser = encoding_parser(), value_delimiter = ',')]
         dtype: Vec<Encoding>,
-        /// Backends: scalar, avx2, avxvnni, avx512vnni, neon, auto or all, repeatable or comma separated [default: all this CPU has].
+        /// Backends: scalar, avx2, avxvnni, avx512vnni, neon, dotprod, auto or all, repeatable or comma separated [default: all this CPU has].
         #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
         backend: Vec<String>,
         /// Also time blocks of N digits handed over back to back (throughput), 1 to 10000.

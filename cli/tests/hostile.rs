@@ -578,7 +578,7 @@ fn a_bad_microvit_backend_variable_is_reported_at_load() {
     let o = run("sse9").unwrap();
     assert_clean_failure(
         &o,
-        "MICROVIT_BACKEND: unknown backend \"sse9\"; expected one of scalar, avx2, avxvnni, avx512vnni, neon, auto",
+        "MICROVIT_BACKEND: unknown backend \"sse9\"; expected one of scalar, avx2, avxvnni, avx512vnni, neon, dotprod, auto",
     );
     let missing = if cfg!(target_arch = "aarch64") { "avx2" } else { "neon" };
     let o = run(missing).unwrap();

@@ -28,6 +28,9 @@ pub enum Backend {
     AvxVnni,
     /// aarch64 Advanced SIMD.
     Neon,
+    /// aarch64 Advanced SIMD with the Armv8.2 dot product (`sdot`): int8
+    /// only.
+    Dotprod,
 }
 
 /// Why a backend cannot be used.
@@ -45,7 +48,10 @@ impl fmt::Display for BackendError {
         match self {
             #[cfg(feature = "alloc")]
             BackendError::Unknown(name) => {
-                write!(f, "unknown backend {name:?}; expected one of scalar, avx2, avxvnni, avx512vnni, neon, auto")
+                write!(
+                    f,
+                    "unknown backend {name:?}; expected one of scalar, avx2, avxvnni, avx512vnni, neon, dotprod, auto"
+                )
             }
             BackendError::Unavailable(b) => write!(f, "backend {b} is not available on this CPU"),
         }
@@ -56,13 +62,13 @@ impl fmt::Display for BackendError {
 impl std::error::Error for BackendError {}
 
 impl Backend {
-    pub const ALL: [Backend; 5] =
-        [Backend::Scalar, Backend::Avx2, Backend::AvxVnni, Backend::Avx512Vnni, Backend::Neon];
+    pub const ALL: [Backend; 6] =
+        [Backend::Scalar, Backend::Avx2, Backend::AvxVnni, Backend::Avx512Vnni, Backend::Neon, Backend::Dotprod];
 
     /// Every backend, fastest first: the order in which a model looks for a
     /// kernel for its encoding.
-    pub const FASTEST_FIRST: [Backend; 5] =
-        [Backend::Avx512Vnni, Backend::AvxVnni, Backend::Avx2, Backend::Neon, Backend::Scalar];
+    pub const FASTEST_FIRST: [Backend; 6] =
+        [Backend::Avx512Vnni, Backend::AvxVnni, Backend::Avx2, Backend::Dotprod, Backend::Neon, Backend::Scalar];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -71,6 +77,7 @@ impl Backend {
             Backend::Avx512Vnni => "avx512vnni",
             Backend::AvxVnni => "avxvnni",
             Backend::Neon => "neon",
+            Backend::Dotprod => "dotprod",
         }
     }
 
@@ -85,6 +92,7 @@ impl Backend {
             "avx512vnni" => Ok(Backend::Avx512Vnni),
             "avxvnni" => Ok(Backend::AvxVnni),
             "neon" => Ok(Backend::Neon),
+            "dotprod" => Ok(Backend::Dotprod),
             _ => Err(BackendError::Unknown(name.to_string())),
         }
     }
@@ -101,6 +109,8 @@ impl Backend {
             Backend::AvxVnni => crate::simd::x86::AvxVnni::detect().is_some(),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon => crate::simd::aarch64::Neon::detect().is_some(),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Dotprod => crate::simd::aarch64::Dotprod::detect().is_some(),
             #[allow(unreachable_patterns)]
             _ => false,
         }

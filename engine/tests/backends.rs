@@ -2,7 +2,8 @@
 //! int8 integers bit for bit (on all 10,000 test digits, pinned by the
 //! committed checksum, and on random shapes, weights and images) and the
 //! scalar f16 logits within F16_TOLERANCE. On x86-64 this runs avx2 (and
-//! avx512vnni where the CPU has it); under qemu-aarch64 it runs neon. A
+//! the VNNI backends where the CPU has them); under qemu-aarch64 it runs
+//! neon, and dotprod on a CPU with the dot product (`-cpu max`). A
 //! backend without a kernel for an encoding or a shape runs the scalar pass
 //! there, which these tests then compare with itself; the checksum test
 //! checks that every backend really runs the shipped int8 models.
@@ -94,6 +95,17 @@ fn unavailable_backends_are_refused_with_a_clear_error() {
     }
     let fastest = Backend::FASTEST_FIRST.into_iter().find(|b| b.is_available());
     assert_eq!(Some(Backend::detect()), fastest);
+}
+
+/// CI names the backend run-time detection must pick on the CPU it runs
+/// (`MICROVIT_EXPECT_BACKEND`, e.g. dotprod under `qemu-aarch64 -cpu max`,
+/// neon under `-cpu cortex-a57`): so a kernel that is never detected, or
+/// detected where the CPU lacks it, fails here instead of going untested.
+#[test]
+fn detection_picks_the_backend_ci_expects() {
+    if let Ok(expected) = std::env::var("MICROVIT_EXPECT_BACKEND") {
+        assert_eq!(Backend::detect().name(), expected, "available here: {:?}", Backend::available());
+    }
 }
 
 /// `PROPTEST_CASES` if set, else `default`.

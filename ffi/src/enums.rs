@@ -72,6 +72,9 @@ pub enum Backend {
     /// x86-64 AVX-VNNI (256-bit, with AVX2), detected at run time: int8
     /// models only.
     AvxVnni = 5,
+    /// AArch64 Advanced SIMD with the Armv8.2 dot product (sdot), detected
+    /// at run time: int8 models only (f16 runs on NEON under AUTO).
+    Dotprod = 6,
 }
 
 /// A `microvit_backend` as received from C (any `int32_t`).
@@ -87,9 +90,17 @@ impl From<Backend> for BackendArg {
 
 impl Backend {
     pub(crate) fn from_code(code: i32) -> Option<Backend> {
-        [Backend::Auto, Backend::Scalar, Backend::Avx2, Backend::Neon, Backend::Avx512Vnni, Backend::AvxVnni]
-            .into_iter()
-            .find(|b| *b as i32 == code)
+        [
+            Backend::Auto,
+            Backend::Scalar,
+            Backend::Avx2,
+            Backend::Neon,
+            Backend::Avx512Vnni,
+            Backend::AvxVnni,
+            Backend::Dotprod,
+        ]
+        .into_iter()
+        .find(|b| *b as i32 == code)
     }
 
     pub(crate) fn name(self) -> &'static CStr {
@@ -100,6 +111,7 @@ impl Backend {
             Backend::Neon => c"neon",
             Backend::Avx512Vnni => c"avx512vnni",
             Backend::AvxVnni => c"avxvnni",
+            Backend::Dotprod => c"dotprod",
         }
     }
 
@@ -112,6 +124,7 @@ impl Backend {
             Backend::Neon => Some(engine::Backend::Neon),
             Backend::Avx512Vnni => Some(engine::Backend::Avx512Vnni),
             Backend::AvxVnni => Some(engine::Backend::AvxVnni),
+            Backend::Dotprod => Some(engine::Backend::Dotprod),
         }
     }
 
@@ -122,6 +135,7 @@ impl Backend {
             engine::Backend::Neon => Backend::Neon,
             engine::Backend::Avx512Vnni => Backend::Avx512Vnni,
             engine::Backend::AvxVnni => Backend::AvxVnni,
+            engine::Backend::Dotprod => Backend::Dotprod,
         }
     }
 

@@ -848,6 +848,7 @@ fn backends() {
         Engine::Avx512Vnni => Backend::Avx512Vnni,
         Engine::AvxVnni => Backend::AvxVnni,
         Engine::Neon => Backend::Neon,
+        Engine::Dotprod => Backend::Dotprod,
     };
     assert_eq!(microvit_get_backend(), best, "AUTO resolves to the best backend of this CPU");
     assert!(microvit_backend_available(Backend::Auto.into()));
@@ -856,7 +857,8 @@ fn backends() {
     assert_eq!(microvit_backend_available(Backend::Neon.into()), Engine::Neon.is_available());
     assert_eq!(microvit_backend_available(Backend::Avx512Vnni.into()), Engine::Avx512Vnni.is_available());
     assert_eq!(microvit_backend_available(Backend::AvxVnni.into()), Engine::AvxVnni.is_available());
-    for garbage in [-1, 6, i32::MAX, i32::MIN] {
+    assert_eq!(microvit_backend_available(Backend::Dotprod.into()), Engine::Dotprod.is_available());
+    for garbage in [-1, 7, i32::MAX, i32::MIN] {
         assert!(!microvit_backend_available(BackendArg(garbage)));
         expect(microvit_set_backend(BackendArg(garbage)), Status::InvalidArgument, "not a microvit_backend value");
         // SAFETY: a static string.
@@ -873,6 +875,7 @@ fn backends() {
         (Backend::Neon, "neon"),
         (Backend::Avx512Vnni, "avx512vnni"),
         (Backend::AvxVnni, "avxvnni"),
+        (Backend::Dotprod, "dotprod"),
     ] {
         // SAFETY: a static string.
         assert_eq!(unsafe { CStr::from_ptr(microvit_backend_name(b.into())) }.to_str().unwrap(), name);
@@ -927,7 +930,7 @@ fn backends() {
     // SAFETY: see above.
     expect(unsafe { microvit_model_backend(on_best.0, ptr::null_mut()) }, Status::NullArgument, "out_backend is NULL");
     assert!(HEADER.contains("  MICROVIT_BACKEND_AUTO = 0,\n  /**"));
-    assert!(HEADER.contains("  MICROVIT_BACKEND_AVX_VNNI = 5,\n};"));
+    assert!(HEADER.contains("  MICROVIT_BACKEND_DOTPROD = 6,\n};"));
 }
 
 #[test]
@@ -975,8 +978,7 @@ fn classify_attention_returns_what_the_attention_saw() {
     let mut head = [0u8; 16 + 784];
     std::io::Read::read_exact(&mut flate2::read::GzDecoder::new(gz), &mut head).expect("inflates the test set");
     let digit = &head[16..];
-    for (blob, tolerance) in
-        [(std::fs::read(SEED_MODEL).unwrap(), 1e-5f32), (std::fs::read(INT8_MODEL).unwrap(), 0.02)]
+    for (blob, tolerance) in [(std::fs::read(SEED_MODEL).unwrap(), 1e-5f32), (std::fs::read(INT8_MODEL).unwrap(), 0.02)]
     {
         let model = load(&blob);
         let (mut class, mut logits, mut attention) = (0u32, [0f32; 10], [0f32; 34]);

@@ -61,8 +61,8 @@ fuzz_target!(|data: &[u8]| {
     for backend in Backend::available() {
         model.set_backend(backend).expect("available backends can be set");
         // f32 runs scalar everywhere; AVX2 and NEON have f16 and int8
-        // kernels for every shape; the VNNI kernels take int8 models of the
-        // shipped geometry only, others run scalar.
+        // kernels for every shape; the VNNI and dotprod kernels take int8
+        // models of the shipped geometry only, others run scalar.
         let general = matches!(backend, Backend::Scalar | Backend::Avx2 | Backend::Neon);
         match (encoding, model.backend()) {
             (Encoding::F32, ran) => assert_eq!(ran, Backend::Scalar),

@@ -229,6 +229,7 @@ fn finish_load(
                 Backend::Neon => engine::Backend::Neon,
                 Backend::Avx512Vnni => engine::Backend::Avx512Vnni,
                 Backend::AvxVnni => engine::Backend::AvxVnni,
+                Backend::Dotprod => engine::Backend::Dotprod,
                 Backend::Auto => panic!("a loaded model runs on a resolved backend, not AUTO"),
             };
             oracle.set_backend(engine_backend).expect("the library runs on an available backend");
@@ -661,8 +662,8 @@ fn misc(p: &mut Program<'_>) -> Option<()> {
         unsafe { CStr::from_ptr(ptr) }.to_str().expect("UTF-8").to_owned()
     };
     // The backend codes: 0 auto, 1 scalar, then the ISAs (2 avx2, 3 neon,
-    // 4 avx512vnni, 5 avxvnni), available or not depending on the CPU.
-    const LAST_BACKEND: i32 = 5;
+    // 4 avx512vnni, 5 avxvnni, 6 dotprod), available or not depending on the CPU.
+    const LAST_BACKEND: i32 = 6;
     match p.byte()? % 8 {
         0 => {
             let available = microvit_backend_available(BackendArg(code));

@@ -27,28 +27,12 @@ use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 
-pub(super) const SIDE: usize = 28;
-pub(super) const PATCH: usize = 7;
-pub(super) const PATCHES: usize = 16;
-pub(super) const DIM: usize = 32;
-pub(super) const CLASSES: usize = 16;
-pub(super) const HEADS: usize = 8;
-/// Dwords of 4 pixels a patch: 7 rows of two (the 8th byte of the second
-/// is the next patch's, with weight zero).
-pub(super) const GROUPS: usize = 14;
+pub(super) use super::shipped::{
+    fits, patch_dwords, patch_scale, token_bias_by_channel, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE,
+};
 
 /// Sixteen lanes as two registers: tokens (or classes) 0-7 and 8-15.
 pub(super) type Lanes = [__m256i; 2];
-
-/// Whether a model has the geometry this tail (and the kernels built on
-/// it) takes.
-pub(super) fn fits(shape: &Shape) -> bool {
-    shape.image_side as usize == SIDE
-        && shape.patch_side as usize == PATCH
-        && shape.dim as usize <= DIM
-        && shape.classes as usize <= CLASSES
-        && shape.heads as usize <= HEADS
-}
 
 /// `acc + vpmaddwd(a, b)`: `vpdpwssd` under AVX-VNNI.
 #[inline]
@@ -100,50 +84,6 @@ impl Layout {
             head_bias: w.head_bias.to_vec(),
         }
     }
-}
-
-/// The layouts both VNNI kernels build from a model that [`fits`]:
-///
-/// The patch weights of channel o as `[group]` dwords: the 4 i8 weights
-/// of pixels (y, 4h..4h + 4) of group (y, h) = g / 2, g % 2, zero for the
-/// 8th pixel of a row and for channels past D.
-pub(super) fn patch_dwords(w: &Weights<'_>, shape: &Shape) -> [[i32; GROUPS]; DIM] {
-    let (d, k) = (shape.dim as usize, shape.patch_len());
-    std::array::from_fn(|o| {
-        std::array::from_fn(|g| {
-            let (y, x0) = (g / 2, 4 * (g % 2));
-            let bytes: [u8; 4] = std::array::from_fn(|j| {
-                let x = x0 + j;
-                if o < d && x < PATCH {
-                    w.patch_weight[o * k + y * PATCH + x] as u8
-                } else {
-                    0
-                }
-            });
-            i32::from_le_bytes(bytes)
-        })
-    })
-}
-
-/// The patch scale, zero past D.
-pub(super) fn patch_scale(w: &Weights<'_>, shape: &Shape) -> [i32; DIM] {
-    let mut scale = [0; DIM];
-    scale[..shape.dim as usize].copy_from_slice(w.patch_scale);
-    scale
-}
-
-/// The token bias transposed, `[channel][patch]`, with the rounding offset
-/// of `z_shift` folded in (the loader bounds the sum by i32::MAX); zero
-/// past D.
-pub(super) fn token_bias_by_channel(w: &Weights<'_>, shape: &Shape) -> [[i32; PATCHES]; DIM] {
-    let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
-    let mut bias = [[0; PATCHES]; DIM];
-    for (patch, row) in w.token_bias.chunks_exact(shape.dim as usize).enumerate() {
-        for (o, &b) in row.iter().enumerate() {
-            bias[o][patch] = b + rounding;
-        }
-    }
-    bias
 }
 
 /// `[head][pair]`: the score weights of channels (2k, 2k+1) as an i16 pair.

@@ -3,7 +3,7 @@
 //! room: the weights it reads from a blob, the load-time range checks, the
 //! scalar forward pass (the definition), its scratch memory, and the choice
 //! of kernel ([`Kernel`]); the SIMD kernels live beside it (`avx2.rs`,
-//! `avx512vnni.rs`, `avxvnni.rs`, `neon.rs`) and must reproduce the scalar integers exactly.
+//! `avx512vnni.rs`, `avxvnni.rs`, `neon.rs`, `dotprod.rs`) and must reproduce the scalar integers exactly.
 //! The scalar pass's inner loops are in `ink.rs` and `dot.rs`: portable, or
 //! with the DSP instructions of Cortex-M4/M7 on those builds, the same
 //! integers either way (what a microcontroller runs; see examples/cortex-m).
@@ -20,11 +20,90 @@ mod avx512vnni;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avxvnni;
 mod dot;
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+mod dotprod;
 mod ink;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod lanes;
 #[cfg(all(feature = "std", target_arch = "aarch64"))]
 mod neon;
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+mod neon_lanes;
+
+/// The geometry of the shipped models, which the lane-wise kernels of
+/// every architecture take (`lanes.rs` on x86-64, `neon_lanes.rs` on
+/// aarch64): 28 × 28 images of 7 × 7 patches, so 16 patch tokens fill the
+/// vector lanes, with at most 32 channels, 16 classes and 8 heads.
+#[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) mod shipped {
+    use super::Weights;
+    use crate::shape::Shape;
+
+    pub(crate) const SIDE: usize = 28;
+    pub(crate) const PATCH: usize = 7;
+    pub(crate) const PATCHES: usize = 16;
+    pub(crate) const DIM: usize = 32;
+    pub(crate) const CLASSES: usize = 16;
+    pub(crate) const HEADS: usize = 8;
+
+    /// Dwords of 4 pixels a patch: 7 rows of two (the 8th byte of the
+    /// second is the next patch's, with weight zero).
+    pub(crate) const GROUPS: usize = 14;
+
+    /// Whether a model has this geometry.
+    pub(crate) fn fits(shape: &Shape) -> bool {
+        shape.image_side as usize == SIDE
+            && shape.patch_side as usize == PATCH
+            && shape.dim as usize <= DIM
+            && shape.classes as usize <= CLASSES
+            && shape.heads as usize <= HEADS
+    }
+
+    // The embedding layouts the dot-product kernels (both VNNI, dotprod)
+    // build from a model that fits:
+
+    /// The patch weights of channel o as `[group]` dwords: the 4 i8 weights
+    /// of pixels (y, 4h..4h + 4) of group (y, h) = g / 2, g % 2, zero for the
+    /// 8th pixel of a row and for channels past D.
+    pub(crate) fn patch_dwords(w: &Weights<'_>, shape: &Shape) -> [[i32; GROUPS]; DIM] {
+        let (d, k) = (shape.dim as usize, shape.patch_len());
+        std::array::from_fn(|o| {
+            std::array::from_fn(|g| {
+                let (y, x0) = (g / 2, 4 * (g % 2));
+                let bytes: [u8; 4] = std::array::from_fn(|j| {
+                    let x = x0 + j;
+                    if o < d && x < PATCH {
+                        w.patch_weight[o * k + y * PATCH + x] as u8
+                    } else {
+                        0
+                    }
+                });
+                i32::from_le_bytes(bytes)
+            })
+        })
+    }
+
+    /// The patch scale, zero past D.
+    pub(crate) fn patch_scale(w: &Weights<'_>, shape: &Shape) -> [i32; DIM] {
+        let mut scale = [0; DIM];
+        scale[..shape.dim as usize].copy_from_slice(w.patch_scale);
+        scale
+    }
+
+    /// The token bias transposed, `[channel][patch]`, with the rounding
+    /// offset of `z_shift` folded in (the loader bounds the sum by
+    /// i32::MAX); zero past D.
+    pub(crate) fn token_bias_by_channel(w: &Weights<'_>, shape: &Shape) -> [[i32; PATCHES]; DIM] {
+        let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
+        let mut bias = [[0; PATCHES]; DIM];
+        for (patch, row) in w.token_bias.chunks_exact(shape.dim as usize).enumerate() {
+            for (o, &b) in row.iter().enumerate() {
+                bias[o][patch] = b + rounding;
+            }
+        }
+        bias
+    }
+}
 
 use crate::backend::Backend;
 use crate::error::LoadError;
@@ -209,6 +288,8 @@ pub(crate) enum Kernel {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     AvxVnni(Box<avxvnni::Kernel>),
     #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    Dotprod(Box<dotprod::Kernel>),
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
     Neon(Box<neon::Kernel>),
 }
 
@@ -224,6 +305,8 @@ impl Kernel {
             Backend::Avx512Vnni => avx512vnni::Kernel::new(w, shape).map(|k| Kernel::Avx512Vnni(Box::new(k))),
             #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Backend::AvxVnni => avxvnni::Kernel::new(w, shape).map(|k| Kernel::AvxVnni(Box::new(k))),
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            Backend::Dotprod => dotprod::Kernel::new(w, shape).map(|k| Kernel::Dotprod(Box::new(k))),
             #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
@@ -244,6 +327,8 @@ impl Kernel {
             Kernel::Avx512Vnni(_) => Backend::Avx512Vnni,
             #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::AvxVnni(_) => Backend::AvxVnni,
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            Kernel::Dotprod(_) => Backend::Dotprod,
             #[cfg(all(feature = "std", target_arch = "aarch64"))]
             Kernel::Neon(_) => Backend::Neon,
         }
@@ -268,7 +353,9 @@ impl Kernel {
             #[cfg(all(feature = "std", target_arch = "x86_64"))]
             Kernel::AvxVnni(k) => k.forward(shape, image, s),
             #[cfg(all(feature = "std", target_arch = "aarch64"))]
-            Kernel::Neon(k) => k.forward(&weights(), shape, image, s),
+            Kernel::Dotprod(k) => k.forward(shape, image, s),
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            Kernel::Neon(k) => k.forward(weights, shape, image, s),
         }
     }
 }

@@ -14,9 +14,18 @@
 //! without intermediate overflow: exactly `round_shift`'s round half up), a
 //! clamp to the range of `int8::saturate_z` (its bounds read from it), and a
 //! narrowing move.
+//!
+//! For the shipped geometry (`int8::shipped`) the embedding visits only the
+//! pixels with ink (a zero pixel adds zero: same sums), the 16 token rows
+//! are then transposed (8 × 8 `trn` blocks) so that each channel's 16
+//! tokens fill two registers, and the rest is `neon_lanes.rs`, the tail
+//! shared with dotprod; other shapes run the dense embedding and the scalar
+//! tail.
 
 use std::arch::aarch64::*;
 
+use super::neon_lanes::{self, Tokens};
+use super::shipped::{self, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
 use crate::shape::limits::MAX_DIM;
@@ -24,6 +33,8 @@ use crate::shape::Shape;
 use crate::simd::aarch64::Neon;
 use crate::simd::round_up;
 
+/// Patch rows and columns of the shipped geometry.
+const GRID: usize = SIDE / PATCH;
 /// Output channels per register (i32 accumulators).
 const LANES: usize = 4;
 /// Channels per pass over the pixels: eight accumulators.
@@ -46,6 +57,9 @@ pub(crate) struct Kernel {
     scale: Vec<i32>,
     /// `[T-1][dim_pad]`.
     bias: Vec<i32>,
+    z_shift: u32,
+    /// The tail with tokens in lanes, for the shipped geometry.
+    lanes: Option<neon_lanes::Layout>,
 }
 
 impl Kernel {
@@ -69,12 +83,21 @@ impl Kernel {
             out
         };
         let (scale, bias) = (pad(w.patch_scale, 1), pad(w.token_bias, shape.patches()));
-        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias })
+        // The shipped geometry: dim_pad = 32 and cols = 8 (`embed_sparse`).
+        let lanes = shipped::fits(shape).then(|| neon_lanes::Layout::new(w, shape));
+        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias, z_shift: w.params.z_shift, lanes })
     }
 
-    pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+    /// `weights` is called only for shapes without the lane-wise tail.
+    pub(crate) fn forward<'m>(
+        &self,
+        weights: impl FnOnce() -> Weights<'m>,
+        shape: &Shape,
+        image: &[u8],
+        s: &mut int8::Scratch,
+    ) {
         // SAFETY: `self.cpu` proves Advanced SIMD (baseline on aarch64).
-        unsafe { forward(self.cpu, w, self, shape, image, s) }
+        unsafe { forward(self.cpu, weights, self, shape, image, s) }
     }
 }
 
@@ -94,7 +117,14 @@ macro_rules! mac_lane {
 /// # Safety
 /// The CPU must support Advanced SIMD (`_cpu` proves it).
 #[target_feature(enable = "neon")]
-unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+unsafe fn forward<'m>(
+    _cpu: Neon,
+    weights: impl FnOnce() -> Weights<'m>,
+    prep: &Kernel,
+    shape: &Shape,
+    image: &[u8],
+    s: &mut int8::Scratch,
+) {
     let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
     let (dim_pad, cols) = (prep.dim_pad, prep.cols);
     // What the pointer arithmetic below relies on (checked once per digit).
@@ -108,6 +138,9 @@ unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, ima
     );
     assert!(prep.weight.len() == p * cols * dim_pad && prep.scale.len() == dim_pad);
     assert!(prep.bias.len() == shape.patches() * dim_pad && s.tokens.len() == shape.patches() * d);
+    if let Some(layout) = &prep.lanes {
+        return neon_lanes::tail(layout, shape, &to_lanes(&embed_sparse(prep, image)), s);
+    }
 
     // The image zero-extended to i16, 16 pixels at a time.
     let chunks = image.len() / 16;
@@ -126,12 +159,7 @@ unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, ima
     }
 
     let pixels = s.simd_image.as_ptr();
-    let weights = prep.weight.as_ptr();
-    // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
-    let shift = vdupq_n_s32(-(w.params.z_shift as i32));
-    // The bounds of the scalar saturation, taken from the definition itself.
-    let (z_min, z_max) = (int8::saturate_z(i64::MIN) as i32, int8::saturate_z(i64::MAX) as i32);
-    let (z_min, z_max) = (vdupq_n_s32(z_min), vdupq_n_s32(z_max));
+    let weight = prep.weight.as_ptr();
     let mut row = [0i16; MAX_DIM as usize];
     for patch in 0..shape.patches() {
         let origin = (patch / grid) * p * side + (patch % grid) * p;
@@ -148,7 +176,7 @@ unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, ima
                     // length. Unaligned loads of i16.
                     unsafe {
                         let px = vld1_s16(pixels.add(origin + y * side + x));
-                        let base = weights.add((y * cols + x) * dim_pad + group);
+                        let base = weight.add((y * cols + x) * dim_pad + group);
                         mac_lane!(acc, vld1q_s16_x4(base), px, 0);
                         mac_lane!(acc, vld1q_s16_x4(base.add(dim_pad)), px, 1);
                         mac_lane!(acc, vld1q_s16_x4(base.add(2 * dim_pad)), px, 2);
@@ -156,24 +184,122 @@ unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, ima
                     }
                 }
             }
-            // z = sat16(round_shift(acc · scale + bias, z_shift)), as scalar.
-            let mut z = [vdup_n_s16(0); 8];
-            for (i, (zv, a)) in z.iter_mut().zip(acc).enumerate() {
-                let at = group + i * LANES;
-                // SAFETY: at + 4 ≤ dim_pad, the length of the scale row and of
-                // each of the patches' bias rows (asserted).
-                let (scale, bias) = unsafe {
-                    (vld1q_s32(prep.scale.as_ptr().add(at)), vld1q_s32(prep.bias.as_ptr().add(patch * dim_pad + at)))
-                };
-                let z32 = vrshlq_s32(vmlaq_s32(bias, a, scale), shift);
-                *zv = vmovn_s32(vminq_s32(vmaxq_s32(z32, z_min), z_max));
-            }
-            for (i, pair) in z.chunks_exact(2).enumerate() {
-                // SAFETY: group + 32 ≤ dim_pad ≤ MAX_DIM = row.len().
-                unsafe { vst1q_s16(row.as_mut_ptr().add(group + i * 8), vcombine_s16(pair[0], pair[1])) };
-            }
+            finish(prep, acc, patch * dim_pad + group, &mut row[group..][..GROUP]);
         }
         s.tokens[patch * d..][..d].copy_from_slice(&row[..d]);
     }
-    int8::attend_and_classify(w, shape, s);
+    int8::attend_and_classify(&weights(), shape, s);
+}
+
+/// `row = sat16(round_shift(acc · scale + bias, z_shift))` for the 32
+/// channels from `at` of a patch's bias row (`at % dim_pad` of the scale),
+/// as scalar.
+#[inline]
+#[target_feature(enable = "neon")]
+fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
+    let (scale, bias) = (&prep.scale[at % prep.dim_pad..][..GROUP], &prep.bias[at..][..GROUP]);
+    assert!(row.len() == GROUP);
+    // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
+    let shift = vdupq_n_s32(-(prep.z_shift as i32));
+    // The bounds of the scalar saturation, taken from the definition itself.
+    let (z_min, z_max) = (int8::saturate_z(i64::MIN) as i32, int8::saturate_z(i64::MAX) as i32);
+    let (z_min, z_max) = (vdupq_n_s32(z_min), vdupq_n_s32(z_max));
+    let z: [int16x4_t; 8] = std::array::from_fn(|i| {
+        // SAFETY: 4 of the 32 values of each (checked lengths).
+        let (scale, bias) = unsafe { (vld1q_s32(scale[4 * i..].as_ptr()), vld1q_s32(bias[4 * i..].as_ptr())) };
+        let z32 = vrshlq_s32(vmlaq_s32(bias, acc[i], scale), shift);
+        vmovn_s32(vminq_s32(vmaxq_s32(z32, z_min), z_max))
+    });
+    for (i, pair) in z.chunks_exact(2).enumerate() {
+        // SAFETY: 8 of the 32 values of the row (asserted length).
+        unsafe { vst1q_s16(row[8 * i..].as_mut_ptr(), vcombine_s16(pair[0], pair[1])) };
+    }
+}
+
+/// The embedding of the shipped geometry (dim_pad = 32, `cols` = 8), one
+/// token row per patch, skipping blank pixels: a digit is mostly blank, and
+/// a zero pixel adds zero, so the sums are the dense ones. A patch row's 7
+/// pixels are read as one u64; each nonzero byte multiplies its 32 weights
+/// (`smlal` by element, exact in i32).
+#[inline]
+#[target_feature(enable = "neon")]
+fn embed_sparse(prep: &Kernel, image: &[u8]) -> [[i16; DIM]; PATCHES] {
+    assert!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.cols == 8);
+    assert!(prep.weight.len() == PATCH * 8 * DIM && prep.bias.len() == PATCHES * DIM);
+    let mut rows = [[0i16; DIM]; PATCHES];
+    for (patch, row) in rows.iter_mut().enumerate() {
+        let (r, c) = (patch / GRID, patch % GRID);
+        let mut acc = [vdupq_n_s32(0); 8];
+        for y in 0..PATCH {
+            let at = (PATCH * r + y) * SIDE + PATCH * c;
+            // The patch row's 7 bytes: from its first pixel and masked, or
+            // from the one before it and shifted (the last patch of the
+            // image ends at its last byte).
+            let mut ink = if c == 0 {
+                u64::from_le_bytes(image[at..at + 8].try_into().unwrap()) & 0x00ff_ffff_ffff_ffff
+            } else {
+                u64::from_le_bytes(image[at - 1..at + 7].try_into().unwrap()) >> 8
+            };
+            while ink != 0 {
+                let x = ink.trailing_zeros() / 8;
+                let px = (ink >> (8 * x)) as u8 as i16;
+                ink &= !(0xff << (8 * x));
+                // SAFETY: slot (y, x) with x < 7: its 32 weights end at
+                // (y·8 + x + 1)·32 ≤ 7·8·32, the asserted length.
+                let w = unsafe { vld1q_s16_x4(prep.weight.as_ptr().add((y * 8 + x as usize) * DIM)) };
+                for (i, w) in [w.0, w.1, w.2, w.3].into_iter().enumerate() {
+                    acc[2 * i] = vmlal_n_s16(acc[2 * i], vget_low_s16(w), px);
+                    acc[2 * i + 1] = vmlal_high_n_s16(acc[2 * i + 1], w, px);
+                }
+            }
+        }
+        finish(prep, acc, patch * DIM, row);
+    }
+    rows
+}
+
+/// The 16 token rows of 32 channels transposed: channel c's 16 tokens.
+#[inline]
+#[target_feature(enable = "neon")]
+fn to_lanes(rows: &[[i16; DIM]; PATCHES]) -> [Tokens; DIM] {
+    let mut z = [[vdupq_n_s16(0); 2]; DIM];
+    for (half, rows) in rows.chunks_exact(8).enumerate() {
+        for c0 in (0..DIM).step_by(8) {
+            // SAFETY: 8 of the 32 values of each row.
+            let block = transpose8(std::array::from_fn(|i| unsafe { vld1q_s16(rows[i][c0..].as_ptr()) }));
+            for (i, v) in block.into_iter().enumerate() {
+                z[c0 + i][half] = v;
+            }
+        }
+    }
+    z
+}
+
+/// The 8 × 8 transpose of i16 lanes: lane j of result i is lane i of
+/// `r[j]`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn transpose8(r: [int16x8_t; 8]) -> [int16x8_t; 8] {
+    let a: [int16x8_t; 8] =
+        std::array::from_fn(
+            |i| if i.is_multiple_of(2) { vtrn1q_s16(r[i], r[i + 1]) } else { vtrn2q_s16(r[i - 1], r[i]) },
+        );
+    let a = a.map(|v| vreinterpretq_s32_s16(v));
+    // (0, 2), (1, 3), (4, 6), (5, 7): columns {0, 4}, {1, 5}, {2, 6}, {3, 7}
+    // of four rows each.
+    let b = [
+        vtrn1q_s32(a[0], a[2]),
+        vtrn1q_s32(a[1], a[3]),
+        vtrn2q_s32(a[0], a[2]),
+        vtrn2q_s32(a[1], a[3]),
+        vtrn1q_s32(a[4], a[6]),
+        vtrn1q_s32(a[5], a[7]),
+        vtrn2q_s32(a[4], a[6]),
+        vtrn2q_s32(a[5], a[7]),
+    ]
+    .map(|v| vreinterpretq_s64_s32(v));
+    std::array::from_fn(|i| {
+        let (lo, hi) = (b[i % 4], b[4 + i % 4]);
+        vreinterpretq_s16_s64(if i < 4 { vtrn1q_s64(lo, hi) } else { vtrn2q_s64(lo, hi) })
+    })
 }
