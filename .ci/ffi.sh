@@ -262,7 +262,9 @@ done
 readelf -d "$root/lib/libmicrovit.so.0" | grep -q 'Library soname: \[libmicrovit.so.0\]' || fail "installed .so: SONAME"
 # The installed archive: the header's functions, and no other global symbol.
 check_exports "$root/lib/libmicrovit.a"
-others=$("$NM" -g --defined-only --format=just-symbols "$root/lib/libmicrovit.a" 2>/dev/null | grep -v '^microvit_' || true)
+# (llvm-nm heads each archive member with a blank line and "member.o:".)
+others=$("$NM" -g --defined-only --format=just-symbols "$root/lib/libmicrovit.a" 2>/dev/null |
+    grep -v -e '^microvit_' -e '^$' -e ':$' || true)
 [ -z "$others" ] || fail "installed libmicrovit.a has global symbols outside the API: $(head -5 <<<"$others")"
 
 mkdir -p "$OUT/installed"
