@@ -40,12 +40,16 @@ step "the committed digits are the first 16 of the MNIST test set"
 cmp examples/cortex-m/digits.bin <(zcat data/t10k-images-idx3-ubyte.gz | tail -c +17 | head -c $((16 * 784)))
 cmp examples/cortex-m/labels.bin <(zcat data/t10k-labels-idx1-ubyte.gz | tail -c +9 | head -c 16)
 
-step "the engine builds no_std, with and without alloc, lint-clean"
+step "the engine builds no_std, with and without alloc and float, lint-clean"
 for board in "${boards[@]}"; do
   set -- $board
-  cargo clippy -q -p microvit-engine --no-default-features --target "$1" -- -D warnings
-  cargo clippy -q -p microvit-engine --no-default-features --features alloc --target "$1" -- -D warnings
+  for features in "" alloc float alloc,float; do
+    cargo clippy -q -p microvit-engine --no-default-features ${features:+--features "$features"} --target "$1" -- -D warnings
+  done
 done
+
+step "an int8-only engine (no float feature) on the host: its unit tests, float blobs refused by name"
+cargo test -q -p microvit-engine --no-default-features --features std --lib
 (cd examples/cortex-m && cargo fmt --check)
 
 step "host: the scalar int8 logits of the digits"
@@ -72,6 +76,16 @@ for board in "${boards[@]}"; do
   diff <(grep '^digit' "$out/host.txt") <(grep '^digit' "$out/$target.txt")
   echo "logits of all 16 digits equal the host's"
   arm-none-eabi-size "$elf"
+  # The budgets of issue #14: code (instruction bytes, the whole firmware)
+  # at most 32 KiB; RAM besides the model (workspace and statics in .bss,
+  # plus the most stack the firmware saw) at most 8 KiB.
+  code=$(arm-none-eabi-objdump -d --section=.text "$elf" | awk -F'\t' '/^ +[0-9a-f]+:\t/ {
+    n = split($2, h, " "); for (i = 1; i <= n; i++) if (h[i] ~ /^[0-9a-f]+$/) b += length(h[i]) / 2 } END { print b }')
+  bss=$(arm-none-eabi-size -A "$elf" | awk '$1 == ".bss" { print $2 }')
+  stack=$(sed -n 's/^stack \([0-9]*\) bytes at most$/\1/p' "$out/$target.txt")
+  echo "code $code bytes (budget 32768); RAM: .bss $bss + stack $stack = $((bss + stack)) bytes (budget 8192)"
+  [ "$code" -le 32768 ] || { echo "error: $target: code $code bytes is over 32 KiB"; exit 1; }
+  [ $((bss + stack)) -le 8192 ] || { echo "error: $target: RAM $((bss + stack)) bytes is over 8 KiB"; exit 1; }
 
   if $count; then
     step "$target: instructions per digit"

@@ -103,8 +103,13 @@ fn f32_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()
 }
 
+/// Through f32, always: `half`'s `f16::from_f64` rounds once in software but
+/// twice (f64 → f32 → f16) on the F16C instruction, which it uses only with
+/// its `std` feature on a CPU that has it, so the same model converted
+/// elsewhere could differ in a weight's last bit. f32 → f16 is rounded
+/// exactly on both paths; the shipped f16 blobs were written this way.
 fn f16_bytes(values: &[f64]) -> Vec<u8> {
-    values.iter().flat_map(|&v| f16::from_f64(v).to_le_bytes()).collect()
+    values.iter().flat_map(|&v| f16::from_f32(v as f32).to_le_bytes()).collect()
 }
 
 /// Largest fraction bits `f` in `min..=max` with `max|values| · 2^f ≤ limit`.

@@ -27,6 +27,9 @@ pub enum LoadError {
     ChecksumMismatch { stored: u32, computed: u32 },
     /// The weight encoding byte names no encoding this engine knows.
     UnknownEncoding { found: u8 },
+    /// A known encoding this build leaves out: f32 and f16 need the engine's
+    /// `float` feature (a firmware may build int8 only).
+    EncodingNotBuilt { encoding: Encoding },
     /// A reserved byte (header or tensor table) is not zero.
     ReservedNotZero { offset: usize },
     /// The model shape is outside the supported family.
@@ -91,6 +94,10 @@ impl fmt::Display for LoadError {
                 "checksum mismatch: header says {stored:#010x}, bytes give {computed:#010x}; the blob is corrupted"
             ),
             UnknownEncoding { found } => write!(f, "unknown weight encoding {found}"),
+            EncodingNotBuilt { encoding } => write!(
+                f,
+                "this build of microvit-engine runs int8 models only, not {encoding} (its `float` feature is off)"
+            ),
             ReservedNotZero { offset } => write!(f, "reserved byte at offset {offset} is not zero"),
             InvalidShape(e) => write!(f, "model shape is not supported: {e}"),
             InvalidParameter { name, value } => write!(f, "header parameter {name} = {value} is not usable"),

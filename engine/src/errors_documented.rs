@@ -35,6 +35,7 @@ mod load {
         BadHeaderLength,
         ChecksumMismatch,
         UnknownEncoding,
+        EncodingNotBuilt,
         ReservedNotZero,
         InvalidShape,
         InvalidParameter,

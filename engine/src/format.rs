@@ -285,6 +285,9 @@ pub fn parse(blob: &[u8]) -> Result<Layout, LoadError> {
     }
     let code = blob[OFF_ENCODING];
     let encoding = Encoding::from_code(code).ok_or(LoadError::UnknownEncoding { found: code })?;
+    if !encoding.is_built() {
+        return Err(LoadError::EncodingNotBuilt { encoding });
+    }
     let shape = Shape {
         image_side: u16_at(blob, OFF_SHAPE) as u32,
         patch_side: u16_at(blob, OFF_SHAPE + 2) as u32,
@@ -441,6 +444,21 @@ pub fn restamp_checksum(blob: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without the `float` feature only int8 blobs load: the others are
+    /// refused by name before anything reads their tensors. (Runs in a
+    /// `--no-default-features --features std` test build: .ci/cortex-m.sh.)
+    #[cfg(all(feature = "std", not(feature = "float")))]
+    #[test]
+    fn an_int8_only_build_refuses_float_blobs_by_name() {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/");
+        for (file, encoding) in [("microvit-seed.mvit", Encoding::F32), ("microvit-seed.f16.mvit", Encoding::F16)] {
+            let blob = std::fs::read(std::format!("{models}{file}")).unwrap();
+            assert_eq!(parse(&blob).err(), Some(LoadError::EncodingNotBuilt { encoding }), "{file}");
+        }
+        let int8 = std::fs::read(std::format!("{models}microvit-seed.int8.mvit")).unwrap();
+        assert_eq!(parse(&int8).map(|l| l.header.encoding), Ok(Encoding::Int8));
+    }
 
     /// `Layout::tensor` finds entries by position; that needs every
     /// encoding's ids to be consecutive.

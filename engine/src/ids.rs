@@ -29,6 +29,12 @@ impl Encoding {
         Encoding::ALL.into_iter().find(|e| e.name().eq_ignore_ascii_case(name.trim()))
     }
 
+    /// Whether this build runs the encoding: int8 always, f32 and f16 with
+    /// the `float` feature (on by default).
+    pub fn is_built(self) -> bool {
+        cfg!(feature = "float") || self == Encoding::Int8
+    }
+
     pub fn from_code(code: u8) -> Option<Encoding> {
         match code {
             1 => Some(Encoding::F32),

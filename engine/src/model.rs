@@ -10,6 +10,7 @@ use crate::backend::{Backend, BackendError};
 use crate::error::{InferError, LoadError};
 use crate::format::{self, Layout, ModelConfig, TENSOR_ALIGN};
 use crate::ids::{ElemType, Encoding, TensorId};
+use crate::int8;
 use crate::math::exp;
 #[cfg(feature = "alloc")]
 use crate::preprocess::{self, Polarity, SourceImage};
@@ -18,7 +19,8 @@ use crate::shape::Shape;
 #[cfg(feature = "alloc")]
 use crate::workspace::Workspace;
 use crate::workspace::{Scratch, WorkspaceIn};
-use crate::{f16 as half_path, int8, reference};
+#[cfg(feature = "float")]
+use crate::{f16 as half_path, reference};
 
 /// The alignment a caller-owned buffer needs for [`Model::from_bytes_borrowed`]:
 /// that of the widest stored element. Every `malloc` and `mmap` gives it.
@@ -66,6 +68,7 @@ pub struct Model<'a> {
 enum Kernel {
     /// The f32 reference has one pass, scalar.
     F32,
+    #[cfg(feature = "float")]
     F16(half_path::Kernel),
     Int8(int8::Kernel),
 }
@@ -134,6 +137,7 @@ impl<'a> Model<'a> {
     pub fn backend(&self) -> Backend {
         match &self.kernel {
             Kernel::F32 => Backend::Scalar,
+            #[cfg(feature = "float")]
             Kernel::F16(k) => k.backend(),
             Kernel::Int8(k) => k.backend(),
         }
@@ -162,8 +166,13 @@ impl<'a> Model<'a> {
     fn kernel_of(&self, backend: Backend) -> Option<Kernel> {
         let shape = self.shape();
         match self.encoding() {
+            #[cfg(feature = "float")]
             Encoding::F32 => (backend == Backend::Scalar).then_some(Kernel::F32),
+            #[cfg(feature = "float")]
             Encoding::F16 => half_path::Kernel::of(backend, &self.f16_weights(), &shape).map(Kernel::F16),
+            // Not loaded in this build (format::parse refuses them).
+            #[cfg(not(feature = "float"))]
+            Encoding::F32 | Encoding::F16 => None,
             Encoding::Int8 => int8::Kernel::of(backend, &self.int8_weights(), &shape).map(Kernel::Int8),
         }
     }
@@ -235,6 +244,7 @@ impl<'a> Model<'a> {
         // The kernel and its weights looked up once for the whole batch, not
         // per image as `forward` does.
         match (&self.kernel, &mut ws.scratch) {
+            #[cfg(feature = "float")]
             (Kernel::F32, Scratch::F32(s)) => {
                 let w = self.f32_weights();
                 for (image, out) in pairs {
@@ -242,6 +252,7 @@ impl<'a> Model<'a> {
                     out.copy_from_slice(&s.logits);
                 }
             }
+            #[cfg(feature = "float")]
             (Kernel::F16(k), Scratch::F16(s)) => {
                 let w = self.f16_weights();
                 for (image, out) in pairs {
@@ -272,7 +283,9 @@ impl<'a> Model<'a> {
     fn forward(&self, image: &[u8], ws: &mut WorkspaceIn<'_>) -> Result<(), InferError> {
         let shape = self.shape();
         match (&self.kernel, &mut ws.scratch) {
+            #[cfg(feature = "float")]
             (Kernel::F32, Scratch::F32(s)) => reference::forward(&self.f32_weights(), self.config(), image, s),
+            #[cfg(feature = "float")]
             (Kernel::F16(k), Scratch::F16(s)) => k.forward(&self.f16_weights(), &shape, image, s),
             (Kernel::Int8(k), Scratch::Int8(s)) => k.forward(|| self.int8_weights(), &shape, image, s),
             _ => return Err(InferError::WorkspaceMismatch),
@@ -364,6 +377,7 @@ impl<'a> Model<'a> {
         bytemuck::cast_slice(&self.bytes.as_slice()[t.offset..t.offset + t.len])
     }
 
+    #[cfg(feature = "float")]
     fn f32_weights(&self) -> reference::Weights<'_> {
         reference::Weights {
             patch_embed_weight: self.tensor(TensorId::PatchEmbedWeight),
@@ -381,6 +395,7 @@ impl<'a> Model<'a> {
         }
     }
 
+    #[cfg(feature = "float")]
     fn f16_weights(&self) -> half_path::Weights<'_> {
         half_path::Weights {
             patch_weight: self.tensor(TensorId::F16PatchWeight),

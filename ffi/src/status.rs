@@ -114,7 +114,9 @@ pub(crate) fn load_status(e: &LoadError) -> Status {
     match e {
         // A blob from a newer converter. (Only variants every engine version
         // has are named here; the rest are invalid blobs.)
-        LoadError::UnsupportedVersion { .. } | LoadError::UnknownEncoding { .. } => Status::UnsupportedModel,
+        LoadError::UnsupportedVersion { .. }
+        | LoadError::UnknownEncoding { .. }
+        | LoadError::EncodingNotBuilt { .. } => Status::UnsupportedModel,
         LoadError::MisalignedBuffer { .. } => Status::MisalignedBuffer,
         _ => Status::InvalidModel,
     }
