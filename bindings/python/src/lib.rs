@@ -74,9 +74,10 @@ impl<'py> Pixels<'py> {
 
     /// The pixels, row-major: borrowed from numpy when it is C-contiguous.
     fn data(&self) -> Cow<'_, [u8]> {
+        // as_slice also accepts Fortran order, whose bytes are column-major.
         match self.array.as_slice() {
-            Ok(slice) => Cow::Borrowed(slice),
-            Err(_) => Cow::Owned(self.array.as_array().iter().copied().collect()),
+            Ok(slice) if self.array.is_c_contiguous() => Cow::Borrowed(slice),
+            _ => Cow::Owned(self.array.as_array().iter().copied().collect()),
         }
     }
 }
