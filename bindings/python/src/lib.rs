@@ -10,8 +10,9 @@
 
 use std::borrow::Cow;
 use std::fmt::Display;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::Instant;
 
 use microvit_converter::{ConvertOptions, Encoding};
@@ -102,8 +103,8 @@ fn bytes_or_file<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<(Cow<'a,
 #[pyclass(module = "microvit", name = "Model", frozen)]
 struct Model {
     engine: RwLock<Engine<'static>>,
-    /// The workspace of single-image calls (they hold the GIL, so it is
-    /// never contended); batch calls make their own.
+    /// The workspace calls use; one that finds it busy (another thread's
+    /// batch, GIL released) makes its own rather than wait.
     ws: Mutex<Workspace>,
     side: usize,
     pixels: usize,
@@ -119,6 +120,16 @@ fn lock<T>(r: Result<T, PoisonError<T>>) -> T {
 impl Model {
     fn engine(&self) -> std::sync::RwLockReadGuard<'_, Engine<'static>> {
         lock(self.engine.read())
+    }
+
+    /// The model's own workspace, or a new one while another thread (in a
+    /// batch, GIL released) uses it: never waits while holding the GIL.
+    fn workspace(&self, engine: &Engine<'static>) -> Scratch<'_> {
+        match self.ws.try_lock() {
+            Ok(ws) => Scratch::Shared(ws),
+            Err(TryLockError::Poisoned(e)) => Scratch::Shared(e.into_inner()),
+            Err(TryLockError::WouldBlock) => Scratch::Own(Box::new(engine.workspace())),
+        }
     }
 
     /// Checks a batch's shape: `[N, side, side]` or `[N, side²]`.
@@ -143,7 +154,7 @@ impl Model {
 
     fn single<'py>(&self, py: Python<'py>, image: &[u8]) -> PyResult<(usize, Bound<'py, PyArray1<f32>>)> {
         let engine = self.engine();
-        let mut ws = lock(self.ws.lock());
+        let mut ws = self.workspace(&engine);
         let logits = engine.infer(image, &mut ws).map_err(infer_error)?;
         Ok((argmax(logits), PyArray1::from_slice(py, logits)))
     }
@@ -153,8 +164,7 @@ impl Model {
         let classes = self.classes;
         let logits = py.detach(|| -> Result<Vec<f32>, InferError> {
             let engine = self.engine();
-            let mut mem = vec![0u32; engine.workspace_words()];
-            let mut ws = engine.workspace_in(&mut mem)?;
+            let mut ws = self.workspace(&engine);
             let mut logits = vec![0f32; n * classes];
             engine.infer_batch(images, &mut ws, &mut logits)?;
             Ok(logits)
@@ -163,6 +173,31 @@ impl Model {
         let argmaxes: Vec<i64> = logits.chunks_exact(classes.max(1)).map(|l| argmax(l) as i64).collect();
         let logits = Array2::from_shape_vec((n, classes), logits).map_err(error)?;
         Ok((argmaxes.into_pyarray(py), logits.into_pyarray(py)))
+    }
+}
+
+/// A workspace for one call: the model's, or one of the call's own.
+enum Scratch<'a> {
+    Shared(MutexGuard<'a, Workspace>),
+    Own(Box<Workspace>),
+}
+
+impl Deref for Scratch<'_> {
+    type Target = Workspace;
+    fn deref(&self) -> &Workspace {
+        match self {
+            Scratch::Shared(ws) => ws,
+            Scratch::Own(ws) => ws,
+        }
+    }
+}
+
+impl DerefMut for Scratch<'_> {
+    fn deref_mut(&mut self) -> &mut Workspace {
+        match self {
+            Scratch::Shared(ws) => ws,
+            Scratch::Own(ws) => ws,
+        }
     }
 }
 
@@ -315,7 +350,7 @@ impl Model {
         let shape = engine.shape();
         let (heads, tokens) = (shape.heads as usize, shape.tokens() as usize);
         let mut attention = vec![0f32; heads * tokens];
-        let mut ws = lock(self.ws.lock());
+        let mut ws = self.workspace(&engine);
         let logits = engine.infer_with_attention(&pixels.data(), &mut ws, &mut attention).map_err(infer_error)?;
         let attention = Array2::from_shape_vec((heads, tokens), attention).map_err(error)?;
         Ok((argmax(logits), PyArray1::from_slice(py, logits), attention.into_pyarray(py)))
@@ -352,7 +387,7 @@ impl Model {
         let data = pixels.data();
         let source = SourceImage::packed(&data, format, width, height).map_err(error)?;
         let engine = self.engine();
-        let mut ws = lock(self.ws.lock());
+        let mut ws = self.workspace(&engine);
         let result = engine.infer_image(&source, polarity, &mut ws).map_err(infer_error)?;
         let out = PyDict::new(py);
         out.set_item("class", argmax(result.logits))?;
@@ -388,7 +423,7 @@ impl Model {
         let (classes, pixels_per) = (self.classes, self.pixels);
         let per_digit = py.detach(|| -> Result<Vec<f64>, InferError> {
             let engine = self.engine();
-            let mut ws = engine.workspace();
+            let mut ws = self.workspace(&engine);
             let mut logits = vec![0f32; n * classes];
             let mut times = Vec::with_capacity(rounds);
             for _ in 0..rounds {
