@@ -327,6 +327,16 @@ impl Model {
         self.single(py, &pixels.data())?.into_pyobject(py).map(Bound::into_any)
     }
 
+    /// One image (`uint8 [28, 28]` or `[784]`) → its class alone: the
+    /// cheapest call, no logits array made.
+    fn predict(&self, image: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let pixels = Pixels::of(image, "image")?;
+        self.check_single(&pixels.shape)?;
+        let engine = self.engine();
+        let mut ws = self.workspace(&engine);
+        engine.infer(&pixels.data(), &mut ws).map(argmax).map_err(infer_error)
+    }
+
     /// A batch (`uint8 [N, 28, 28]` or `[N, 784]`, N ≥ 0) → `(classes,
     /// logits)`, with the GIL released.
     fn classify_batch<'py>(&self, py: Python<'py>, images: &Bound<'py, PyAny>) -> PyResult<BatchOut<'py>> {

@@ -62,6 +62,7 @@ def test_batch_equals_single_bit_for_bit(encoding, images):
         cls, logits = m.classify(images[i])
         assert cls == int(batch_logits[i].argmax())
         assert np.array_equal(logits, batch_logits[i]), i
+        assert m.predict(images[i]) == cls
     # [N, 784] and classify_batch are the same call.
     _, flat = m.classify_batch(images[:2000].reshape(-1, 784))
     assert np.array_equal(flat, batch_logits)
@@ -170,16 +171,13 @@ def test_classify_image_no_digit():
     assert issubclass(microvit.NoDigitError, microvit.Error)
 
 
-def test_convert_reproduces_the_shipped_blobs(calibration, images, labels):
+def test_convert_reproduces_the_shipped_blobs(calibration):
     st = MODELS / "microvit-seed.safetensors"
     assert microvit.convert(st, encoding="f32") == (MODELS / "microvit-seed.mvit").read_bytes()
-    # The shipped f16 blob differs from today's converter in one weight byte
-    # (and the checksum); test_cli.py checks byte equality with the CLI's
-    # convert. Here: the same answers as the shipped one.
-    f16 = microvit.Model.load(microvit.convert(st.read_bytes(), encoding="f16"))
-    classes, logits = f16.classify(images)
-    assert int((classes == labels).sum()) == 9540
-    assert np.abs(logits - load("f16").classify(images)[1]).max() < 1e-2
+    # Byte for byte only with half's `std` on, as in the workspace build
+    # (Cargo.toml says why).
+    f16 = microvit.convert(st.read_bytes(), encoding="f16")
+    assert f16 == (MODELS / "microvit-seed.f16.mvit").read_bytes()
     int8 = microvit.convert(str(st), encoding="int8", calibration=calibration)
     assert int8 == (MODELS / "microvit-seed.int8.mvit").read_bytes()
     assert microvit.convert(st, calibration=calibration.tobytes()) == int8
