@@ -59,10 +59,12 @@ echo "$wheel ($(stat -c %s "$wheel") bytes)"
 
 step "4. CLI: cargo build --release -p microvit-cli"
 cargo build --release -q -p microvit-cli
+cli="$(realpath "${CARGO_TARGET_DIR:-target}")/release/microvit"
+ls -l "$cli"
 
 step "5. pytest bindings/python/tests"
 # From the tests folder, so `import microvit` is the installed wheel.
-(cd bindings/python/tests && MICROVIT_REQUIRE_CLI=1 MICROVIT_CLI="$OLDPWD/target/release/microvit" "$PY" -m pytest -q -p no:cacheprovider .)
+(cd bindings/python/tests && MICROVIT_REQUIRE_CLI=1 MICROVIT_CLI="$cli" "$PY" -m pytest -q -p no:cacheprovider .)
 
 step "6. overhead: Python calls against the engine's own time"
 "$PY" bindings/python/overhead.py
