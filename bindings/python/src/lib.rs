@@ -338,11 +338,38 @@ impl Model {
     }
 
     /// A batch (`uint8 [N, 28, 28]` or `[N, 784]`, N ≥ 0) → `(classes,
-    /// logits)`, with the GIL released.
-    fn classify_batch<'py>(&self, py: Python<'py>, images: &Bound<'py, PyAny>) -> PyResult<BatchOut<'py>> {
+    /// logits)`, with the GIL released. `out`, a C-contiguous float32
+    /// `[N, classes]` array, receives the logits (and is returned): no
+    /// allocation for them, for callers that run batch after batch.
+    #[pyo3(signature = (images, out = None))]
+    fn classify_batch<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+        out: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<BatchOut<'py>> {
         let pixels = Pixels::of(images, "images")?;
         let n = self.batch_count(&pixels.shape)?;
-        self.batch(py, &pixels.data(), n)
+        let Some(out) = out else { return self.batch(py, &pixels.data(), n) };
+        let classes = self.classes;
+        let wrong = || error(format!("out must be a C-contiguous float32 array of shape [{n}, {classes}]"));
+        let array = out.cast::<PyArray2<f32>>().map_err(|_| wrong())?.clone();
+        let argmaxes: Vec<i64> = {
+            let mut logits = array.try_readwrite().map_err(|e| error(format!("out: {e}")))?;
+            if logits.shape() != [n, classes] || !logits.is_c_contiguous() {
+                return Err(wrong());
+            }
+            let logits = logits.as_slice_mut().map_err(|_| wrong())?;
+            let data = pixels.data();
+            py.detach(|| {
+                let engine = self.engine();
+                let mut ws = self.workspace(&engine);
+                engine.infer_batch(&data, &mut ws, logits)
+            })
+            .map_err(infer_error)?;
+            logits.chunks_exact(classes.max(1)).map(|l| argmax(l) as i64).collect()
+        };
+        Ok((argmaxes.into_pyarray(py), array))
     }
 
     /// One image → `(class, logits, attention)`: the CLS token's attention,

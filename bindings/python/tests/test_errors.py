@@ -115,3 +115,12 @@ def test_convert_errors():
 def test_bench_errors():
     with pytest.raises(microvit.Error, match="at least one digit"):
         load("int8").bench(np.zeros((0, 28, 28), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "out",
+    [np.zeros((3, 10), np.float64), np.zeros((2, 10), np.float32), np.zeros((10, 3), np.float32).T, [0.0] * 30],
+)
+def test_bad_out(out):
+    with pytest.raises(microvit.Error, match=r"out must be a C-contiguous float32 array of shape \[3, 10\]"):
+        load("int8").classify_batch(np.zeros((3, 28, 28), np.uint8), out=out)

@@ -66,6 +66,10 @@ def test_batch_equals_single_bit_for_bit(encoding, images):
     # [N, 784] and classify_batch are the same call.
     _, flat = m.classify_batch(images[:2000].reshape(-1, 784))
     assert np.array_equal(flat, batch_logits)
+    out = np.full((2000, 10), np.nan, np.float32)
+    classes, same = m.classify_batch(images[:2000], out=out)
+    assert same is out and np.array_equal(out, batch_logits)
+    assert np.array_equal(classes, batch_logits.argmax(1))
     cls, logits = m.classify(images[5].reshape(784))
     assert np.array_equal(logits, batch_logits[5])
 
