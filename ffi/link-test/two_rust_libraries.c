@@ -29,6 +29,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "microvit status %d (%s), second library: %s\n", status, microvit_status_str(status), text);
         return 1;
     }
-    printf("two Rust libraries: ok (digit %u, squares %s)\n", digit, text);
+    printf("two Rust libraries: ok\ndigit %u, squares %s\n", digit, text);
     return 0;
 }
