@@ -116,18 +116,31 @@ impl<T: Element> Critical<'_, T> {
 
 impl<T> Drop for Critical<'_, T> {
     fn drop(&mut self) {
+        if self.array.is_null() {
+            return; // an empty array, not pinned
+        }
         let mode = match self.access {
             Access::Read => JNI_ABORT,
             Access::Write => 0,
         };
-        // SAFETY: `ptr` came from GetPrimitiveArrayCritical on `array` in
-        // this native call (`Env::critical`), is released once, here, and the
+        // SAFETY: `ptr` came from GetPrimitiveArrayCritical on `array` (not
+        // null: pinned) in this native call (`Env::critical`), is released
+        // once, here, and the
         // `env` borrow kept every other JNI call out of the critical region.
         unsafe { (self.env.table().ReleasePrimitiveArrayCritical)(self.env.raw, self.array, self.ptr.cast(), mode) };
     }
 }
 
 impl Env {
+    /// An `Env` for unit tests of code that makes no JNI call.
+    ///
+    /// # Safety
+    /// Nothing may call a JNI function through it (its pointer is NULL).
+    #[cfg(test)]
+    pub unsafe fn detached() -> Env {
+        Env { raw: ptr::null_mut() }
+    }
+
     fn table(&self) -> &jni_sys::JNINativeInterface__1_6 {
         // SAFETY: `raw` is the VM's JNIEnv* for this thread and call (see
         // `Env`), which points to its function table; `JNI_OnLoad` asked for
@@ -153,6 +166,12 @@ impl Env {
     /// otherwise). Only other critical pointers may be taken while the
     /// guard lives.
     pub fn critical<'e, T: Element>(&'e self, array: &Array<T>, access: Access) -> Res<Critical<'e, T>> {
+        if array.len == 0 {
+            // Nothing to pin (and a VM may answer NULL for it): a dangling,
+            // aligned pointer to no elements, never released.
+            let ptr = ptr::NonNull::<T>::dangling().as_ptr();
+            return Ok(Critical { env: self, array: ptr::null_mut(), ptr, len: 0, access });
+        }
         // SAFETY: a valid env; `array` is a non-null reference to a Java
         // array of T (`Env::array`); the returned guard releases the pointer.
         let ptr: *mut c_void =

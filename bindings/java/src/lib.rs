@@ -682,3 +682,52 @@ pub extern "system" fn Java_dev_microvit_Model_nReleaseThreadCache(env: Env, _: 
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> (i32, Option<String>) {
+        (LAST_STATUS.with(Cell::get), LAST_MESSAGE.with(|m| m.borrow_mut().take()))
+    }
+
+    fn env() -> Env {
+        // SAFETY: the bodies below make no JNI call.
+        unsafe { Env::detached() }
+    }
+
+    #[test]
+    fn a_panic_becomes_the_panic_status_with_its_message() {
+        let got = entry(env(), -1, |_| -> Res<jint> { panic!("boom {}", 42) });
+        assert_eq!(got, -1);
+        let (status, message) = last();
+        assert_eq!(status, Status::Panic as i32);
+        assert!(message.unwrap().contains("boom 42"));
+        // A &str payload too.
+        assert!(!entry(env(), false, |_| -> Res<jboolean> { std::panic::panic_any("static") }));
+        assert!(last().1.unwrap().contains("static"));
+    }
+
+    #[test]
+    fn glue_failures_keep_their_message_and_c_failures_defer_to_the_c_abi() {
+        assert_eq!(entry(env(), 0, |_| -> Res<jlong> { Err(Failure::invalid("bad offset".into())) }), 0);
+        assert_eq!(last(), (Status::InvalidArgument as i32, Some("bad offset".into())));
+        // A C ABI failure leaves the message to microvit_last_error_message.
+        let failed = entry(env(), -1, |_| {
+            // SAFETY: NULL data with length 0 and a writable out-pointer.
+            check(unsafe { microvit::microvit_model_load(ptr::null(), 0, &mut ptr::null_mut()) })?;
+            Ok(0)
+        });
+        assert_eq!(failed, -1);
+        assert_eq!(last(), (Status::NullArgument as i32, None));
+        assert_eq!(entry(env(), 7, |_| Ok(3)), 3);
+    }
+
+    #[test]
+    fn negative_counts_are_refused() {
+        assert_eq!(count(5, "n").ok(), Some(5));
+        let e = part(-1, "pixels", "offset").err().unwrap();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert_eq!(e.message.as_deref(), Some("pixels: the offset is negative (-1)"));
+    }
+}
