@@ -17,6 +17,7 @@
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr;
 
 use jni_sys::{jarray, jint, jobject, jsize, JNIEnv, JNINativeInterface_, JNI_ABORT};
@@ -186,8 +187,9 @@ impl Env {
         Ok(Critical { env: self, array: array.raw, ptr: ptr.cast(), len: array.len, access })
     }
 
-    /// Copies `out.len()` bytes from `offset` of `array` into `out`.
-    pub fn read_bytes(&mut self, array: &Array<u8>, offset: usize, out: &mut [u8]) -> Res<()> {
+    /// Copies `out.len()` bytes from `offset` of `array` into `out`, which
+    /// they initialize.
+    pub fn read_bytes(&mut self, array: &Array<u8>, offset: usize, out: &mut [MaybeUninit<u8>]) -> Res<()> {
         let end = offset.checked_add(out.len());
         let (Ok(start), Ok(len), Some(true)) =
             (jsize::try_from(offset), jsize::try_from(out.len()), end.map(|e| e <= array.len))
@@ -200,7 +202,8 @@ impl Env {
         };
         // SAFETY: a valid env; `array` is a non-null reference to a byte[]
         // (`Env::array`), the region is inside it (checked, so no exception),
-        // and `out` has `len` writable bytes (jbyte is i8, the size of u8).
+        // and `out` has `len` writable bytes (jbyte is i8, the size of u8),
+        // which the VM writes.
         unsafe { (self.table().GetByteArrayRegion)(self.raw, array.raw, start, len, out.as_mut_ptr().cast()) };
         Ok(())
     }

@@ -165,7 +165,9 @@ impl Input {
     /// it costs the same whatever the array, whereas a VM that copies for
     /// critical access (as `-Xcheck:jni` does) would copy all of a large
     /// array for one image in it (`ByteBuffer.wrap(all, i * 784, 784)`).
-    fn copy_small(&self, env: &mut Env, buf: &mut [u8; SMALL]) -> Res<bool> {
+    /// `buf` is left uninitialized by the caller (zeroing 4 KiB on every call
+    /// would cost more than the copy); only the bytes copied are read.
+    fn copy_small(&self, env: &mut Env, buf: &mut [MaybeUninit<u8>; SMALL]) -> Res<bool> {
         match &self.source {
             Source::Array(array) if self.len <= SMALL => {
                 env.read_bytes(array, self.offset, &mut buf[..self.len])?;
@@ -178,9 +180,14 @@ impl Input {
     /// The first byte to read (`buf` if `copy_small` filled it), and the
     /// guard that keeps it valid for a pinned array (a direct buffer's memory
     /// lives as long as the buffer object, which the call's arguments hold).
-    fn pin<'e>(&self, env: &'e Env, copied: Option<&[u8; SMALL]>) -> Res<(*const u8, Option<Critical<'e, u8>>)> {
+    fn pin<'e>(
+        &self,
+        env: &'e Env,
+        copied: Option<&[MaybeUninit<u8>; SMALL]>,
+    ) -> Res<(*const u8, Option<Critical<'e, u8>>)> {
         if let Some(buf) = copied {
-            return Ok((buf.as_ptr(), None));
+            // Its first `self.len` bytes were written by `copy_small`.
+            return Ok((buf.as_ptr().cast(), None));
         }
         match &self.source {
             Source::Array(array) => {
@@ -334,7 +341,7 @@ pub extern "system" fn Java_dev_microvit_Model_nClassify(
     entry(env, -1, |env| {
         let input = Input::new(env, pixels, direct, offset, length, "pixels")?;
         let (logits, probs) = (output::<f32>(env, logits), output::<f32>(env, probs));
-        let mut small = [0u8; SMALL];
+        let mut small = [MaybeUninit::<u8>::uninit(); SMALL];
         let copied = input.copy_small(env, &mut small)?;
         let env: &Env = env;
         let (data, _pinned) = input.pin(env, copied.then_some(&small))?;
@@ -371,7 +378,7 @@ pub extern "system" fn Java_dev_microvit_Model_nAttention(
     entry(env, -1, |env| {
         let input = Input::new(env, pixels, direct, offset, length, "pixels")?;
         let (logits, attention) = (output::<f32>(env, logits), output::<f32>(env, attention));
-        let mut small = [0u8; SMALL];
+        let mut small = [MaybeUninit::<u8>::uninit(); SMALL];
         let copied = input.copy_small(env, &mut small)?;
         let env: &Env = env;
         let (data, _pinned) = input.pin(env, copied.then_some(&small))?;
@@ -420,7 +427,7 @@ pub extern "system" fn Java_dev_microvit_Model_nClassifyBatch(
         let input = Input::new(env, pixels, direct, offset, length, "pixels")?;
         let classes = output::<u32>(env, classes);
         let (logits, probs) = (output::<f32>(env, logits), output::<f32>(env, probs));
-        let mut small = [0u8; SMALL];
+        let mut small = [MaybeUninit::<u8>::uninit(); SMALL];
         let copied = input.copy_small(env, &mut small)?;
         let env: &Env = env;
         let (data, _pinned) = input.pin(env, copied.then_some(&small))?;
@@ -482,7 +489,7 @@ pub extern "system" fn Java_dev_microvit_Model_nClassifyImage(
         if digit_out.as_ref().is_some_and(|d| d.len() < 6) {
             return Err(Failure::glue(Status::BufferTooSmall, "the digit array needs 6 ints".into()));
         }
-        let mut small = [0u8; SMALL];
+        let mut small = [MaybeUninit::<u8>::uninit(); SMALL];
         let copied = input.copy_small(env, &mut small)?;
         let env: &Env = env;
         let (data, _pinned) = input.pin(env, copied.then_some(&small))?;
