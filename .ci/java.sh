@@ -15,7 +15,9 @@
 #  2. native     cargo build --release -p microvit-jni (libmicrovit_jni.so)
 #                and the release CLI for the cross-checks; the SONAME, and a
 #                Java_dev_microvit_Model_* symbol for every native method
-#  3. classes    javac -Werror -Xlint:all, then target/java/microvit.jar
+#  3. classes    javac -Werror -Xlint:all, then target/java/microvit.jar; the
+#                Rust signatures (bindings/java/src/lib.rs) against the JNI
+#                header javac -h writes for Model.java: same types, in order
 #  4. tests      ModelTest under -Xcheck:jni (the VM checks every JNI call):
 #                95.40 % on the 10,000 test digits (int8, f16, f32), logits
 #                and attention bit-identical to the CLI's, single == batch,
@@ -55,7 +57,28 @@ echo "$(echo "$natives" | wc -l) native methods, each exported"
 step "3. classes: javac --release 8 -Werror -Xlint:all, target/java/microvit.jar"
 rm -rf target/java
 mkdir -p target/java/classes target/java/test-classes
-javac --release 8 -Werror -Xlint:all,-options -d target/java/classes bindings/java/java/dev/microvit/*.java
+javac --release 8 -Werror -Xlint:all,-options -d target/java/classes -h target/java/jni \
+  bindings/java/java/dev/microvit/*.java
+# The Rust signatures against the C header javac generates for the native
+# methods: name, return type and parameter types, one line each.
+header_sigs() {
+  awk '/JNIEXPORT/ { ret = $2; name = $NF; getline; gsub(/[();]/, ""); gsub(/^ +/, ""); gsub(/JNIEnv \*/, "JNIEnv")
+    gsub(/, /, ","); print name "(" ret ";" $0 ")" }' "$1" | sort
+}
+rust_sigs() {
+  tr '\n' ' ' <"$1" | grep -o 'pub extern "system" fn Java_[A-Za-z_]*([^{]*' |
+    sed -E 's/pub extern "system" fn //; s/ +/ /g; s/\( /(/; s/,? ?\) ?(-> ?([A-Za-z]+))? ?$/) \2/' |
+    awk '{ name = substr($0, 1, index($0, "(") - 1); rest = substr($0, index($0, "(") + 1)
+      ret = rest; sub(/.*\) ?/, "", ret); if (ret == "") ret = "void"; sub(/\).*/, "", rest)
+      n = split(rest, p, ","); out = ""
+      for (i = 1; i <= n; i++) { t = p[i]; sub(/.*: */, "", t); gsub(/ /, "", t); if (t == "Env") t = "JNIEnv"; out = out (i > 1 ? "," : "") t }
+      print name "(" ret ";" out ")" }' | sort
+}
+if ! diff <(header_sigs target/java/jni/dev_microvit_Model.h) <(rust_sigs bindings/java/src/lib.rs); then
+  echo "the Rust JNI functions (>) differ from the native methods of Model.java (<)" >&2
+  exit 1
+fi
+echo "$(header_sigs target/java/jni/dev_microvit_Model.h | wc -l) JNI signatures match Model.java's native methods"
 javac --release 8 -Werror -Xlint:all,-options -cp target/java/classes -d target/java/test-classes \
   bindings/java/javatest/dev/microvit/*.java
 jar cf target/java/microvit.jar -C target/java/classes .
