@@ -21,7 +21,8 @@
 #  4. tests      ModelTest under -Xcheck:jni (the VM checks every JNI call):
 #                95.40 % on the 10,000 test digits (int8, f16, f32), logits
 #                and attention bit-identical to the CLI's, single == batch,
-#                photos, every error status, use after close, threads, and
+#                photos (data/realistic's PNG/PGM/PPM: the CLI's classes and
+#                inputs), every error status, use after close, threads, and
 #                100,000 load/classify/close cycles with RSS flat
 #  5. overhead   Java classify per call and per batch against the C ABI's own
 #                time (timed inside Rust), printed

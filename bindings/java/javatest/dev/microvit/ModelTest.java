@@ -1,5 +1,7 @@
 package dev.microvit;
 
+import java.awt.image.BufferedImage;
+import java.awt.image.DataBufferByte;
 import java.io.ByteArrayOutputStream;
 import java.io.File;
 import java.io.FileInputStream;
@@ -17,6 +19,7 @@ import java.util.concurrent.atomic.AtomicReference;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.zip.GZIPInputStream;
+import javax.imageio.ImageIO;
 
 /**
  * The Java binding's tests, a plain runner (no JUnit): prints one line per
@@ -58,6 +61,7 @@ public final class ModelTest {
             {"single calls (byte[], heap and direct ByteBuffer) == batch", (Test) ModelTest::singleEqualsBatch},
             {"attention identical to the CLI's explain --attention-out", (Test) ModelTest::attention},
             {"photos and drawings: classifyImage", (Test) ModelTest::classifyImage},
+            {"realistic PNG/PGM/PPM images: class and input identical to the CLI's", (Test) ModelTest::realistic},
             {"errors: status and message", (Test) ModelTest::errors},
             {"closed model", (Test) ModelTest::closed},
             {"threads share a model; close waits for them", (Test) ModelTest::threads},
@@ -274,6 +278,93 @@ public final class ModelTest {
             check(!none.found() && none.digit() == -1 && none.logits() == null, "blank page: " + none);
             check(none.noDigitReason() != null && none.noDigitReason().contains("blank"), "why: " + none.noDigitReason());
             System.out.println("      blank page: " + none);
+        }
+    }
+
+    /** An image file's pixels as the engine takes them: {pixels, width, height, format}. */
+    static Object[] decode(File f) throws IOException {
+        String name = f.getName();
+        if (name.endsWith(".pgm") || name.endsWith(".ppm")) {
+            byte[] all = Files.readAllBytes(f.toPath());
+            int[] header = new int[4]; // magic digit, width, height, maxval
+            int pos = 0;
+            for (int field = 0; field < 4; field++) {
+                while (Character.isWhitespace(all[pos]) || all[pos] == '#') {
+                    if (all[pos] == '#') while (all[pos] != '\n') pos++;
+                    pos++;
+                }
+                int start = pos;
+                while (!Character.isWhitespace(all[pos])) pos++;
+                String token = new String(all, start, pos - start, StandardCharsets.US_ASCII);
+                header[field] = field == 0 ? token.charAt(1) - '0' : Integer.parseInt(token);
+            }
+            pos++; // the one whitespace byte before the samples
+            check((header[0] == 5 || header[0] == 6) && header[3] == 255, name + ": 8-bit binary PNM expected");
+            PixelFormat format = header[0] == 5 ? PixelFormat.GRAY8 : PixelFormat.RGB8;
+            int len = header[1] * header[2] * format.bytesPerPixel();
+            return new Object[] {Arrays.copyOfRange(all, pos, pos + len), header[1], header[2], format};
+        }
+        BufferedImage img = ImageIO.read(f);
+        int w = img.getWidth(), h = img.getHeight();
+        if (img.getType() == BufferedImage.TYPE_BYTE_GRAY) {
+            byte[] gray = new byte[w * h];
+            img.getRaster().getDataElements(0, 0, w, h, gray);
+            return new Object[] {gray, w, h, PixelFormat.GRAY8};
+        }
+        int[] argb = img.getRGB(0, 0, w, h, null, 0, w); // 8-bit RGB, RGBA or palette: exact
+        byte[] rgba = new byte[w * h * 4];
+        for (int i = 0; i < argb.length; i++) {
+            rgba[i * 4] = (byte) (argb[i] >> 16);
+            rgba[i * 4 + 1] = (byte) (argb[i] >> 8);
+            rgba[i * 4 + 2] = (byte) argb[i];
+            rgba[i * 4 + 3] = (byte) (argb[i] >>> 24);
+        }
+        return new Object[] {rgba, w, h, PixelFormat.RGBA8};
+    }
+
+    static void realistic() throws Exception {
+        File dir = new File(REPO, "data/realistic");
+        List<File> files = new ArrayList<>();
+        for (File f : dir.listFiles()) {
+            if (f.getName().matches(".*\\.(png|pgm|ppm)")) files.add(f);
+        }
+        files.sort(null);
+        File seen = Files.createTempDirectory("microvit-java-seen").toFile();
+        try (Model m = Model.loadFile(new File(MODELS, "microvit-seed.int8.mvit"))) {
+            List<String> command = new ArrayList<>(Arrays.asList(cli().getPath(), "classify",
+                    new File(MODELS, "microvit-seed.int8.mvit").getPath(), "--save-input", seen.getPath()));
+            for (File f : files) command.add(f.getPath());
+            String[] lines = run(m.backend(), command.toArray(new String[0])).split("\n");
+            int same = 0, noDigit = 0;
+            for (File f : files) {
+                String line = null;
+                for (String l : lines) if (l.startsWith(f.getPath() + ": ")) line = l.substring(f.getPath().length() + 2);
+                check(line != null, "the CLI said nothing of " + f);
+                Object[] img = decode(f);
+                ImageResult r = m.classifyImage((byte[]) img[0], (Integer) img[1], (Integer) img[2], 0,
+                        (PixelFormat) img[3], Polarity.AUTO);
+                boolean ok;
+                if (line.startsWith("no digit")) {
+                    ok = !r.found();
+                    noDigit++;
+                } else {
+                    ok = r.found() && line.startsWith(r.digit() + " (");
+                    if (ok) {
+                        String stem = f.getName().substring(0, f.getName().lastIndexOf('.'));
+                        BufferedImage input = ImageIO.read(new File(seen, stem + ".input.png"));
+                        byte[] want = ((DataBufferByte) input.getRaster().getDataBuffer()).getData();
+                        ok = Arrays.equals(want, r.input());
+                    }
+                }
+                if (ok) same++;
+                else System.out.println("      differs: " + f.getName() + ": CLI " + line + ", Java " + r);
+            }
+            System.out.printf("      %d / %d images (%d with no digit): the CLI's answer, and the same 28x28 input bytes%n",
+                    same, files.size(), noDigit);
+            check(same == files.size(), (files.size() - same) + " images differ");
+        } finally {
+            for (File f : seen.listFiles()) f.delete();
+            seen.delete();
         }
     }
 
