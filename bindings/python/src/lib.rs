@@ -133,6 +133,8 @@ impl Drop for Detached {
 ///
 /// Why it is sound to read an array's buffer (or write an `out=` array's)
 /// directly, given a `Python<'py>` token:
+/// - There is a GIL: the module is built for the stable ABI (abi3), which
+///   free-threaded CPython does not load, and pyo3 refuses subinterpreters.
 /// - The GIL is held from the checks to the last access and never released
 ///   in between, and no Python code runs meanwhile (the engine is plain
 ///   Rust: no callbacks, no reference dropped, no allocation through
