@@ -13,7 +13,7 @@ digits of each of:
         pass, so no ctypes cost is in the figure);
   Rust  the engine's own infer / infer_batch, timed inside Rust (Model.bench);
   Py    classify(image), classify(image, out) (out positional: a keyword
-        costs ~0.15 µs more on an abi3-py39 build, where pyo3 turns its
+        costs ~0.13 µs more on an abi3-py39 build, where pyo3 turns its
         name into a bytes object to compare it), predict(image),
         classify(images), classify_batch(images, out=);
   old   with --before, another build of the extension (say main's), loaded
