@@ -1,5 +1,5 @@
 /*
- * bench_c_abi.c: the C side of bench_overhead.py. Timing loops over the C ABI
+ * bench_c_abi.c: the C side of bench_overhead.py. The loops over the C ABI
  * (include/microvit.h), compiled by that script into a small shared library
  * linked against target/release/libmicrovit.so and called once per pass
  * through ctypes, so the loop and the calls are all in C: what a C program
@@ -21,8 +21,8 @@
  * Returns MICROVIT_STATUS_OK, or the first failure's status.
  */
 int mvbench_classify(const struct microvit_model *model, struct microvit_workspace *workspace,
-                        const uint8_t *images, size_t count, size_t pixels, uint32_t *out_classes,
-                        float *out_logits, size_t classes) {
+                     const uint8_t *images, size_t count, size_t pixels, uint32_t *out_classes,
+                     float *out_logits, size_t classes) {
     for (size_t i = 0; i < count; i++) {
         float *logits = out_logits ? out_logits + i * classes : NULL;
         microvit_status status = microvit_classify(model, workspace, images + i * pixels, pixels,
@@ -34,8 +34,8 @@ int mvbench_classify(const struct microvit_model *model, struct microvit_workspa
 
 /* One microvit_classify_batch() call over the count images: its status. */
 int mvbench_classify_batch(const struct microvit_model *model, struct microvit_workspace *workspace,
-                              const uint8_t *images, size_t count, size_t pixels, uint32_t *out_classes,
-                              float *out_logits, size_t classes) {
+                           const uint8_t *images, size_t count, size_t pixels, uint32_t *out_classes,
+                           float *out_logits, size_t classes) {
     return (int)microvit_classify_batch(model, workspace, count, images, count * pixels, out_classes, count,
                                         out_logits, count * classes, NULL, 0);
 }
