@@ -58,6 +58,7 @@ pub(crate) mod cpu {
     }
 
     /// A feature by std's name (as `#[target_feature]` spells it).
+    #[cfg_attr(feature = "std", allow(unused_macros))]
     macro_rules! by_name {
         ("avx2") => {
             $crate::simd::x86::cpu::Feature::Avx2
