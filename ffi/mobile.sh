@@ -14,7 +14,8 @@
 # iOS: the device archive (aarch64-apple-ios) builds anywhere; the
 # simulator archives and the XCFramework need a Mac with Xcode.
 #
-# Every archive is built with LTO (cargo rustc --crate-type, as
+# Every archive is built with LTO and without std (cargo rustc --profile c-lib
+# --no-default-features --crate-type, as
 # ffi/install.sh explains). docs/C_API.md, "Mobile", says how apps use them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,11 +27,11 @@ fail() {
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 out=$target_dir/mobile
 
-# staticlib TRIPLE: builds target/TRIPLE/release/libmicrovit.a (no platform
+# staticlib TRIPLE: builds target/TRIPLE/c-lib/libmicrovit.a (no platform
 # linker needed).
 staticlib() {
     rustup target list --installed | grep -qx "$1" || rustup target add "$1" </dev/null
-    cargo rustc -q -p microvit-ffi --release --target "$1" --crate-type staticlib </dev/null
+    cargo rustc -q -p microvit-ffi --profile c-lib --no-default-features --target "$1" --crate-type staticlib </dev/null
 }
 
 headers() {
@@ -51,15 +52,16 @@ android() {
         esac
         mkdir -p "$out/android/jniLibs/$abi"
         staticlib "$triple"
-        cp "$target_dir/$triple/release/libmicrovit.a" "$out/android/jniLibs/$abi/"
+        cp "$target_dir/$triple/c-lib/libmicrovit.a" "$out/android/jniLibs/$abi/"
         if [ -n "${ANDROID_NDK_HOME:-}" ]; then
             local linker=$ANDROID_NDK_HOME/toolchains/llvm/prebuilt/$host_tag/bin/$clang$api-clang
             [ -x "$linker" ] || fail "no NDK clang at $linker (ANDROID_NDK_HOME, ANDROID_API)"
             local var
             var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER
-            env "$var=$linker" cargo rustc -q -p microvit-ffi --release --target "$triple" --crate-type cdylib \
+            env "$var=$linker" cargo rustc -q -p microvit-ffi --profile c-lib --no-default-features --target "$triple" \
+                --crate-type cdylib \
                 -- -C link-arg=-Wl,-z,max-page-size=16384 </dev/null
-            cp "$target_dir/$triple/release/libmicrovit.so" "$out/android/jniLibs/$abi/"
+            cp "$target_dir/$triple/c-lib/libmicrovit.so" "$out/android/jniLibs/$abi/"
         fi
     done
     [ -n "${ANDROID_NDK_HOME:-}" ] || echo "ANDROID_NDK_HOME is not set: static libraries only"
@@ -73,11 +75,11 @@ ios() {
     printf 'module Microvit {\n    header "microvit.h"\n    export *\n}\n' >"$out/ios/include/module.modulemap"
     staticlib aarch64-apple-ios
     mkdir -p "$out/ios/device"
-    cp "$target_dir/aarch64-apple-ios/release/libmicrovit.a" "$out/ios/device/"
+    cp "$target_dir/aarch64-apple-ios/c-lib/libmicrovit.a" "$out/ios/device/"
     if command -v xcodebuild >/dev/null && command -v lipo >/dev/null; then
         for t in aarch64-apple-ios-sim x86_64-apple-ios; do staticlib "$t"; done
         mkdir -p "$out/ios/simulator"
-        lipo -create "$target_dir"/{aarch64-apple-ios-sim,x86_64-apple-ios}/release/libmicrovit.a \
+        lipo -create "$target_dir"/{aarch64-apple-ios-sim,x86_64-apple-ios}/c-lib/libmicrovit.a \
             -output "$out/ios/simulator/libmicrovit.a"
         xcodebuild -create-xcframework \
             -library "$out/ios/device/libmicrovit.a" -headers "$out/ios/include" \

@@ -22,6 +22,7 @@
 //! shared with dotprod; other shapes run the dense embedding and the scalar
 //! tail.
 
+use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::neon_lanes::{self, Tokens};

@@ -21,6 +21,7 @@
 //! docs/FIXED_POINT.md proves, and the bound holds for any subset of its
 //! terms.
 
+use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::shipped::{fits, CLASSES, DIM, HEADS, PATCHES};

@@ -11,9 +11,9 @@
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64;
-// Without std the kernels are not built, only the tokens (never made).
+// Without `hosted` the kernels are not built, only the tokens (never made).
 #[cfg(target_arch = "x86_64")]
-#[cfg_attr(not(feature = "std"), allow(dead_code))]
+#[cfg_attr(not(feature = "hosted"), allow(dead_code))]
 pub(crate) mod x86;
 
 /// `n` rounded up to a multiple of `m`.
