@@ -13,14 +13,17 @@
 #                (its own Cargo project, outside the workspace)
 #  3. wheel      maturin build --release: one abi3 wheel (CPython >= 3.9),
 #                installed into the venv
-#  4. CLI        the release CLI, for the cross-checks
+#  4. CLI, C ABI the release CLI, for the cross-checks, and libmicrovit.so,
+#                for step 6
 #  5. pytest     bindings/python/tests: 95.40 % on the 10,000 test digits
 #                (int8, f16, f32), logits and attention bit-identical to the
 #                CLI's eval --logits-out and explain --attention-out, convert
 #                byte-identical to the CLI's, the committed int8 checksum on
 #                every backend, batch == single, errors with their messages
-#  6. overhead   classify per call and per batch against the engine's own
-#                time (Model.bench), printed
+#  6. overhead   bench_overhead.py: classify / predict per call and per batch
+#                against the C ABI's microvit_classify (looped in C, same
+#                process, interleaved) and the engine's own time, printed;
+#                a measurement, it fails only if the answers differ
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR=never
@@ -57,16 +60,16 @@ wheel=$(ls target/py-wheels/microvit-*-abi3-*.whl)
 echo "$wheel ($(stat -c %s "$wheel") bytes)"
 "$PY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 
-step "4. CLI: cargo build --release -p microvit-cli"
-cargo build --release -q -p microvit-cli
+step "4. CLI and C ABI: cargo build --release -p microvit-cli -p microvit-ffi"
+cargo build --release -q -p microvit-cli -p microvit-ffi
 cli="$(realpath "${CARGO_TARGET_DIR:-target}")/release/microvit"
-ls -l "$cli"
+ls -l "$cli" "$(dirname "$cli")/libmicrovit.so"
 
 step "5. pytest bindings/python/tests"
 # From the tests folder, so `import microvit` is the installed wheel.
 (cd bindings/python/tests && MICROVIT_REQUIRE_CLI=1 MICROVIT_CLI="$cli" "$PY" -m pytest -q -p no:cacheprovider .)
 
-step "6. overhead: Python calls against the engine's own time"
-"$PY" bindings/python/overhead.py
+step "6. overhead: Python calls against the C ABI's, same run"
+"$PY" bindings/python/bench_overhead.py
 
 step "done"

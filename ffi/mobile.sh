@@ -17,7 +17,8 @@
 # iOS: the device archive (aarch64-apple-ios) builds anywhere; the
 # simulator archives and the XCFramework need a Mac with Xcode.
 #
-# Every archive is built with LTO (cargo rustc --crate-type, as
+# Every archive is built with LTO and without std (cargo rustc --profile c-lib
+# --no-default-features --crate-type, as
 # ffi/install.sh explains). docs/C_API.md, "Mobile", says how apps use them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,11 +30,11 @@ fail() {
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 out=$target_dir/mobile
 
-# staticlib TRIPLE: builds target/TRIPLE/release/libmicrovit.a (no platform
+# staticlib TRIPLE: builds target/TRIPLE/c-lib/libmicrovit.a (no platform
 # linker needed).
 staticlib() {
     rustup target list --installed | grep -qx "$1" || rustup target add "$1" </dev/null
-    cargo rustc -q -p microvit-ffi --release --target "$1" --crate-type staticlib </dev/null
+    cargo rustc -q -p microvit-ffi --profile c-lib --no-default-features --target "$1" --crate-type staticlib </dev/null
 }
 
 headers() {
@@ -54,16 +55,19 @@ android() {
         esac
         mkdir -p "$out/android/jniLibs/$abi"
         staticlib "$triple"
-        cp "$target_dir/$triple/release/libmicrovit.a" "$out/android/jniLibs/$abi/"
+        cp "$target_dir/$triple/c-lib/libmicrovit.a" "$out/android/jniLibs/$abi/"
         if [ -n "${ANDROID_NDK_HOME:-}" ]; then
             local linker=$ANDROID_NDK_HOME/toolchains/llvm/prebuilt/$host_tag/bin/$clang$api-clang
             [ -x "$linker" ] || fail "no NDK clang at $linker (ANDROID_NDK_HOME, ANDROID_API)"
             local var
             var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER
-            env "$var=$linker" cargo rustc -q -p microvit-ffi --release --target "$triple" --crate-type cdylib \
+            env "$var=$linker" cargo rustc -q -p microvit-ffi --profile c-lib --no-default-features --target "$triple" \
+                --crate-type cdylib \
                 -- -C link-arg=-Wl,-z,max-page-size=16384 </dev/null
-            cp "$target_dir/$triple/release/libmicrovit.so" "$out/android/jniLibs/$abi/"
-            # The JNI library (its build.rs sets the SONAME and 16 KB pages).
+            cp "$target_dir/$triple/c-lib/libmicrovit.so" "$out/android/jniLibs/$abi/"
+            # The JNI library: release profile, with std, so that a panic is
+            # caught and thrown as MicrovitException rather than abort the
+            # app (its build.rs sets the SONAME and 16 KB pages).
             env "$var=$linker" cargo build -q -p microvit-jni --release --target "$triple" </dev/null
             cp "$target_dir/$triple/release/libmicrovit_jni.so" "$out/android/jniLibs/$abi/"
         fi
@@ -81,11 +85,11 @@ ios() {
     printf 'module Microvit {\n    header "microvit.h"\n    export *\n}\n' >"$out/ios/include/module.modulemap"
     staticlib aarch64-apple-ios
     mkdir -p "$out/ios/device"
-    cp "$target_dir/aarch64-apple-ios/release/libmicrovit.a" "$out/ios/device/"
+    cp "$target_dir/aarch64-apple-ios/c-lib/libmicrovit.a" "$out/ios/device/"
     if command -v xcodebuild >/dev/null && command -v lipo >/dev/null; then
         for t in aarch64-apple-ios-sim x86_64-apple-ios; do staticlib "$t"; done
         mkdir -p "$out/ios/simulator"
-        lipo -create "$target_dir"/{aarch64-apple-ios-sim,x86_64-apple-ios}/release/libmicrovit.a \
+        lipo -create "$target_dir"/{aarch64-apple-ios-sim,x86_64-apple-ios}/c-lib/libmicrovit.a \
             -output "$out/ios/simulator/libmicrovit.a"
         xcodebuild -create-xcframework \
             -library "$out/ios/device/libmicrovit.a" -headers "$out/ios/include" \

@@ -187,6 +187,9 @@ enum microvit_status
    * An internal error (a Rust panic) was caught at the boundary. Please
    * report it with the last error message. Output buffers may have been
    * partly written; the model and workspace are still usable.
+   * Only a library built with Rust's std returns it (`cargo build`, and
+   * Rust programs); the installed C library (ffi/install.sh,
+   * ffi/mobile.sh) prints the internal error to stderr and aborts.
    */
   MICROVIT_STATUS_PANIC = 10,
   /**

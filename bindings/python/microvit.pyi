@@ -58,8 +58,13 @@ class Model:
     def backend(self) -> str: ...
     def set_backend(self, name: str) -> None: ...
     def classify(
-        self, images: U8
-    ) -> Union[Tuple[int, npt.NDArray[np.float32]], Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]: ...
+        self, images: U8, out: Optional[npt.NDArray[np.float32]] = None
+    ) -> Union[Tuple[int, npt.NDArray[np.float32]], Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """One image (uint8 [28, 28] or [784]) -> (class, logits float32 [10]); a batch
+        (uint8 [N, 28, 28] or [N, 784]) -> (classes int64 [N], logits float32 [N, 10]),
+        GIL released. out: a C-contiguous float32 array of the logits' shape to write them
+        into (and return); pass it positionally, m.classify(image, out), for the cheapest
+        call (a keyword costs ~0.13 us more on this abi3-py39 build)."""
     def predict(self, image: U8) -> int: ...
     def classify_batch(
         self, images: U8, out: Optional[npt.NDArray[np.float32]] = None

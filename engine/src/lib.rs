@@ -17,8 +17,10 @@
 //! - [`preprocess`]: any photo or drawing of a digit into the model's input,
 //!   MNIST style (docs/PREPROCESSING.md).
 //!
-//! Features: `std` (default) adds run-time CPU detection, the SIMD
-//! backends and `std::error::Error`; `alloc` (implied by `std`) owned
+//! Features: `std` (default) adds `std::error::Error` and everything
+//! `hosted` has; `hosted` (implied by `std`; the C library takes it without
+//! std) run-time CPU detection and the SIMD backends; `alloc` (implied by
+//! both) owned
 //! models and [`Workspace::new`]; `float` (default) the f32 and f16
 //! encodings, which an int8-only firmware leaves out (~13 KB of code on a
 //! Cortex-M4). With none of them the crate is `no_std` and
@@ -28,8 +30,17 @@
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
+// `macro_use`: `vec!` in every module, as std has it (the SIMD kernels use
+// it; targets without them do not).
 #[cfg(feature = "alloc")]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_imports))]
+#[macro_use]
 extern crate alloc;
+// The SIMD kernels (`hosted`) name `std::arch`, `std::array`, `std::mem`…,
+// all of which are core's: without std, `std::` is core, so they build
+// unchanged for the C library. New code writes `core::`.
+#[cfg(not(feature = "std"))]
+extern crate core as std;
 
 #[cfg(target_endian = "big")]
 compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");

@@ -38,9 +38,17 @@ pub struct ShapeError(pub alloc::string::String);
 pub struct ShapeError(pub &'static str);
 
 impl ShapeError {
+    #[cold]
     fn new(_why: fmt::Arguments<'_>) -> ShapeError {
+        // Written into a String here rather than by `alloc::fmt::format`:
+        // that one is precompiled with unwinding, and the C library (built
+        // with panic = "abort" and no unwinder) must not link it.
         #[cfg(feature = "alloc")]
-        return ShapeError(alloc::fmt::format(_why));
+        return ShapeError({
+            let mut message = alloc::string::String::new();
+            let _ = fmt::Write::write_fmt(&mut message, _why);
+            message
+        });
         #[cfg(not(feature = "alloc"))]
         ShapeError("the model shape is outside the supported family (docs/FORMAT.md)")
     }

@@ -1,7 +1,7 @@
 //! Turning C pointers and lengths into Rust references, with every check
 //! that can be made before trusting them.
 
-use std::mem::{align_of, size_of};
+use core::mem::{align_of, size_of};
 
 use crate::status::{bail, Status};
 
@@ -57,7 +57,7 @@ pub(crate) fn disjoint(spans: &[Option<Span>]) -> Result<(), Status> {
 pub(crate) unsafe fn input<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     // SAFETY: non-NULL, aligned and in-bounds by `span`; valid and not
     // mutated for `'a` by the caller's contract.
-    unsafe { std::slice::from_raw_parts(ptr, len) }
+    unsafe { core::slice::from_raw_parts(ptr, len) }
 }
 
 /// A mutable slice over a checked span, zero-filled first: the caller's
@@ -73,7 +73,7 @@ pub(crate) unsafe fn output<'a, T: Zeroable>(ptr: *mut T, len: usize) -> &'a mut
     // exclusive by `disjoint` and the caller's contract.
     unsafe { ptr.write_bytes(0, len) };
     // SAFETY: as above, and now initialised with a valid value of `T`.
-    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    unsafe { core::slice::from_raw_parts_mut(ptr, len) }
 }
 
 /// Types whose all-zero bit pattern is a valid value.

@@ -2,9 +2,8 @@
 //! `MICROVIT_BACKEND` environment variable, and putting a freshly loaded
 //! model on the chosen backend.
 
-use std::os::raw::c_char;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::OnceLock;
+use core::ffi::c_char;
+use core::sync::atomic::{AtomicI32, Ordering};
 
 use microvit_engine as engine;
 
@@ -16,16 +15,35 @@ use crate::status::{bail, fail, guard, guard_value, Status};
 /// unset (or `auto`), an error when it names an unknown backend or one this
 /// CPU lacks.
 pub(crate) fn env_backend() -> Result<Option<engine::Backend>, engine::BackendError> {
-    static CHOSEN: OnceLock<Result<Option<engine::Backend>, engine::BackendError>> = OnceLock::new();
-    CHOSEN
-        .get_or_init(|| match std::env::var("MICROVIT_BACKEND") {
-            Ok(name) if !matches!(name.trim().to_ascii_lowercase().as_str(), "" | "auto") => {
-                engine::Backend::parse(&name).and_then(engine::Backend::checked).map(Some)
-            }
-            _ => Ok(None),
-        })
-        .clone()
+    static CHOSEN: RaceOnce<Result<Option<engine::Backend>, engine::BackendError>> = RaceOnce::new();
+    CHOSEN.get_or_init(read_env).clone()
 }
+
+/// What a `MICROVIT_BACKEND` value asks for.
+fn parse_env(value: Option<&str>) -> Result<Option<engine::Backend>, engine::BackendError> {
+    match value {
+        Some(name) if !(name.trim().is_empty() || name.trim().eq_ignore_ascii_case("auto")) => {
+            engine::Backend::parse(name).and_then(engine::Backend::checked).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `MICROVIT_BACKEND` (unset or not UTF-8: no choice).
+#[cfg(feature = "std")]
+fn read_env() -> Result<Option<engine::Backend>, engine::BackendError> {
+    parse_env(std::env::var("MICROVIT_BACKEND").ok().as_deref())
+}
+
+#[cfg(not(feature = "std"))]
+fn read_env() -> Result<Option<engine::Backend>, engine::BackendError> {
+    parse_env(crate::os::env_var(c"MICROVIT_BACKEND"))
+}
+
+#[cfg(feature = "std")]
+type RaceOnce<T> = std::sync::OnceLock<T>;
+#[cfg(not(feature = "std"))]
+use crate::os::RaceOnce;
 
 /// Puts a freshly loaded model on the requested backend (microvit_set_backend(),
 /// else `MICROVIT_BACKEND`, else the fastest for its encoding) and hands it to C.

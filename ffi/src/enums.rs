@@ -2,8 +2,8 @@
 //! `microvit_backend`, each with its `*Arg` twin that receives any `int32_t`
 //! from C (an out-of-range value is an error, never undefined behaviour).
 
-use std::ffi::CStr;
-use std::sync::atomic::Ordering;
+use core::ffi::CStr;
+use core::sync::atomic::Ordering;
 
 use microvit_engine as engine;
 

@@ -1,7 +1,8 @@
 //! The opaque objects C holds pointers to, and the thread-local workspace
 //! cache.
 
-use std::cell::RefCell;
+use alloc::boxed::Box;
+use core::cell::RefCell;
 
 use microvit_engine as engine;
 
@@ -67,8 +68,8 @@ impl Kind {
     }
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Kind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{}, {}", self.shape, self.encoding)
     }
 }
@@ -79,8 +80,8 @@ const _: () = {
     const fn sendable<T: Send>() {}
     sendable::<WorkspaceBox>();
     // `tag_at` reads a u64 at offset 0 of whatever object it is given.
-    assert!(std::mem::offset_of!(ModelBox, tag) == 0 && std::mem::offset_of!(WorkspaceBox, tag) == 0);
-    assert!(std::mem::align_of::<ModelBox>() >= 8 && std::mem::align_of::<WorkspaceBox>() >= 8);
+    assert!(core::mem::offset_of!(ModelBox, tag) == 0 && core::mem::offset_of!(WorkspaceBox, tag) == 0);
+    assert!(core::mem::align_of::<ModelBox>() >= 8 && core::mem::align_of::<WorkspaceBox>() >= 8);
 };
 
 /// The C pointer `ptr`, checked to be a live object of the type whose tag
@@ -101,7 +102,7 @@ unsafe fn tag_at<T>(ptr: *const T, tag: u64) -> Result<*const T, NotThat> {
     if ptr.is_null() {
         return Err(NotThat::Null);
     }
-    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+    if !(ptr as usize).is_multiple_of(core::mem::align_of::<T>()) {
         return Err(NotThat::Misaligned);
     }
     // SAFETY: non-NULL and aligned for T, so for u64 (align ≥ 8, asserted);
@@ -189,7 +190,7 @@ pub(crate) unsafe fn free_model(ptr: *mut Model) {
     // A volatile store survives the deallocation that follows, so a
     // use-after-free is more likely to be reported than to run.
     // SAFETY: `model.tag` is a valid, aligned, owned place.
-    unsafe { std::ptr::write_volatile(&mut model.tag, FREED_TAG) };
+    unsafe { core::ptr::write_volatile(&mut model.tag, FREED_TAG) };
     drop(model);
 }
 
@@ -206,16 +207,23 @@ pub(crate) unsafe fn free_workspace(ptr: *mut Workspace) {
     // SAFETY: a live workspace from `new_raw_workspace` (checked by its tag).
     let mut ws = unsafe { Box::from_raw(ptr.cast::<WorkspaceBox>()) };
     // SAFETY: as in `free_model`.
-    unsafe { std::ptr::write_volatile(&mut ws.tag, FREED_TAG) };
+    unsafe { core::ptr::write_volatile(&mut ws.tag, FREED_TAG) };
     drop(ws);
 }
 
+type Cache = RefCell<Option<(Kind, engine::Workspace)>>;
+
+#[cfg(feature = "std")]
 thread_local! {
     /// The workspace used when a classify call passes NULL: made on first
     /// use in the thread, replaced only when a model of another shape (or
     /// encoding) comes.
-    static CACHED: RefCell<Option<(Kind, engine::Workspace)>> = const { RefCell::new(None) };
+    static CACHED: Cache = const { RefCell::new(None) };
 }
+
+/// The same, without std: a pthread key's value.
+#[cfg(not(feature = "std"))]
+static CACHED: crate::os::PerThread<Cache> = crate::os::PerThread::new(|| RefCell::new(None));
 
 /// The caller's workspace, checked to fit `model`.
 ///
@@ -276,11 +284,15 @@ pub(crate) unsafe fn with_workspace<R>(
 
 /// Drops this thread's cached workspace, if any.
 pub(crate) fn release_cache() {
-    let _ = CACHED.try_with(|cell| {
+    let release = |cell: &Cache| {
         if let Ok(mut slot) = cell.try_borrow_mut() {
             *slot = None;
         }
-    });
+    };
+    #[cfg(feature = "std")]
+    let _ = CACHED.try_with(release);
+    #[cfg(not(feature = "std"))]
+    let _ = CACHED.with_existing(release);
 }
 
 /// Whether this thread holds a cached workspace, and for which shape (tests).

@@ -14,8 +14,19 @@
 //! per-thread message. The doc comments on the exported items are the C
 //! documentation: cbindgen copies them into the header.
 
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+// The C library without std (ffi/install.sh, ffi/mobile.sh) is for Unix:
+// Linux, Android and Apple platforms.
+#[cfg(all(not(feature = "std"), not(unix)))]
+compile_error!("microvit-ffi without its `std` feature needs a Unix C library; build it with `std` elsewhere");
+
 mod args;
 mod handles;
+#[cfg(unix)]
+mod os;
 pub mod status;
 
 pub mod backend;
@@ -26,7 +37,7 @@ pub mod model;
 pub mod version;
 pub mod workspace;
 
-use std::ptr;
+use core::ptr;
 
 use crate::args::span;
 

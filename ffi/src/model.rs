@@ -1,8 +1,10 @@
 //! The `microvit_model` object: loading (copying, borrowed, from a file),
 //! freeing, and what a model is (`microvit_shape`, its backend).
 
-use std::ffi::CStr;
-use std::os::raw::c_char;
+use alloc::vec::Vec;
+use core::ffi::{c_char, CStr};
+use core::fmt::Display;
+#[cfg(feature = "std")]
 use std::path::Path;
 
 use microvit_engine as engine;
@@ -121,10 +123,9 @@ pub unsafe extern "C" fn microvit_model_load_file(path: *const c_char, out_model
         }
         // SAFETY: non-NULL; NUL-terminated by the caller's contract.
         let path = unsafe { CStr::from_ptr(path) };
-        let path = c_path(path)?;
-        let blob = read_file(path)?;
-        let model = engine::Model::from_bytes(&blob)
-            .map_err(|e| fail(load_status(&e), format_args!("{}: {e}", path.display())))?;
+        let (blob, shown) = read_model_file(path)?;
+        let model =
+            engine::Model::from_bytes(&blob).map_err(|e| fail(load_status(&e), format_args!("{shown}: {e}")))?;
         let model = publish(model)?;
         // SAFETY: checked by `reset_out`.
         unsafe { set_out(out_model, model) };
@@ -132,13 +133,40 @@ pub unsafe extern "C" fn microvit_model_load_file(path: *const c_char, out_model
     })
 }
 
-#[cfg(unix)]
+/// A model file's bytes, and its name as messages show it.
+#[cfg(feature = "std")]
+fn read_model_file(path: &CStr) -> Result<(Vec<u8>, impl Display + '_), Status> {
+    let path = c_path(path)?;
+    Ok((read_file(path)?, path.display()))
+}
+
+/// The same without std (the C library): `crate::os::read_file`, with the
+/// messages of the std version below.
+#[cfg(not(feature = "std"))]
+fn read_model_file(path: &CStr) -> Result<(Vec<u8>, impl Display + '_), Status> {
+    use crate::os::{read_file, Lossy, ReadError};
+    let shown = Lossy(path.to_bytes());
+    match read_file(path, MICROVIT_MAX_FILE_SIZE) {
+        Ok(blob) => Ok((blob, shown)),
+        Err(ReadError::Os(e)) => bail!(Status::IoError, "cannot read {shown}: {e}"),
+        Err(ReadError::NotAFile(what)) => bail!(Status::IoError, "cannot read {shown}: {what}"),
+        Err(ReadError::TooLarge(size)) => bail!(
+            Status::InvalidModel,
+            "{shown}: {size} bytes, larger than {MICROVIT_MAX_FILE_SIZE} bytes: not a microvit model"
+        ),
+        Err(ReadError::Grew) => {
+            bail!(Status::InvalidModel, "{shown}: grew past {MICROVIT_MAX_FILE_SIZE} bytes while read")
+        }
+    }
+}
+
+#[cfg(all(feature = "std", unix))]
 fn c_path(path: &CStr) -> Result<&Path, Status> {
     use std::os::unix::ffi::OsStrExt;
     Ok(Path::new(std::ffi::OsStr::from_bytes(path.to_bytes())))
 }
 
-#[cfg(not(unix))]
+#[cfg(all(feature = "std", not(unix)))]
 fn c_path(path: &CStr) -> Result<&Path, Status> {
     match path.to_str() {
         Ok(s) => Ok(Path::new(s)),
@@ -149,6 +177,7 @@ fn c_path(path: &CStr) -> Result<&Path, Status> {
 /// Reads a model file: its size and kind checked first (a FIFO with no
 /// writer would block the open; a 10 GiB file is refused unread), then read
 /// once into a buffer of exactly that size.
+#[cfg(feature = "std")]
 fn read_file(path: &Path) -> Result<Vec<u8>, Status> {
     use std::io::Read;
     let io = |e: std::io::Error| fail(Status::IoError, format_args!("cannot read {}: {e}", path.display()));

@@ -1,9 +1,11 @@
 //! Status codes, the per-thread last error message, and the guard every
 //! exported function runs its body in.
 
-use std::cell::RefCell;
-use std::fmt::{self, Write as _};
-use std::os::raw::{c_char, c_int};
+use alloc::string::String;
+use core::cell::RefCell;
+use core::ffi::{c_char, c_int, CStr};
+use core::fmt::{self, Write as _};
+#[cfg(feature = "std")]
 use std::panic::{self, AssertUnwindSafe};
 
 use microvit_engine::{InferError, LoadError};
@@ -45,6 +47,9 @@ pub enum Status {
     /// An internal error (a Rust panic) was caught at the boundary. Please
     /// report it with the last error message. Output buffers may have been
     /// partly written; the model and workspace are still usable.
+    /// Only a library built with Rust's std returns it (`cargo build`, and
+    /// Rust programs); the installed C library (ffi/install.sh,
+    /// ffi/mobile.sh) prints the internal error to stderr and aborts.
     Panic = 10,
     /// The image holds no digit to classify: it is blank, only noise, ink
     /// everywhere, or a speck (the last error message says which). A
@@ -74,7 +79,7 @@ impl Status {
     }
 
     /// A short constant description (a C string literal).
-    pub fn description(self) -> &'static std::ffi::CStr {
+    pub fn description(self) -> &'static CStr {
         match self {
             Status::Ok => c"ok",
             Status::NullArgument => c"a required pointer argument is NULL",
@@ -148,7 +153,7 @@ struct Message {
 impl Message {
     fn as_str(&self) -> &str {
         // Only `write_str` fills the buffer, and it copies whole characters.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }
 }
 
@@ -165,9 +170,17 @@ impl fmt::Write for Message {
     }
 }
 
+const EMPTY: Message = Message { len: 0, bytes: [0; MESSAGE_CAPACITY] };
+
+#[cfg(feature = "std")]
 thread_local! {
-    static LAST_ERROR: RefCell<Message> = const { RefCell::new(Message { len: 0, bytes: [0; MESSAGE_CAPACITY] }) };
+    static LAST_ERROR: RefCell<Message> = const { RefCell::new(EMPTY) };
 }
+
+/// Without std, a pthread key's value: made (1 KiB) on the thread's first
+/// failure, freed when the thread exits.
+#[cfg(not(feature = "std"))]
+static LAST_ERROR: crate::os::PerThread<RefCell<Message>> = crate::os::PerThread::new(|| RefCell::new(EMPTY));
 
 /// Replaces this thread's last error message.
 pub(crate) fn set_message(args: fmt::Arguments<'_>) {
@@ -180,11 +193,17 @@ pub(crate) fn set_message(args: fmt::Arguments<'_>) {
 }
 
 fn clear_message() {
-    let _ = LAST_ERROR.try_with(|m| {
+    let clear = |m: &RefCell<Message>| {
         if let Ok(mut m) = m.try_borrow_mut() {
             m.len = 0;
         }
-    });
+    };
+    #[cfg(feature = "std")]
+    let _ = LAST_ERROR.try_with(clear);
+    // A thread that never failed has nothing to clear (and allocates
+    // nothing here).
+    #[cfg(not(feature = "std"))]
+    let _ = LAST_ERROR.with_existing(clear);
 }
 
 /// Records `args` as this thread's last error and returns `status`, for
@@ -204,29 +223,37 @@ pub(crate) use bail;
 
 /// Copies this thread's last error message into `buf` (see the header).
 pub(crate) fn copy_message(buf: *mut c_char, len: usize) -> usize {
-    LAST_ERROR
-        .try_with(|m| {
-            let Ok(m) = m.try_borrow() else { return 0 };
-            let text = m.as_str();
-            if !buf.is_null() && len > 0 {
-                let mut n = text.len().min(len - 1);
-                while !text.is_char_boundary(n) {
-                    n -= 1;
-                }
-                // SAFETY: the caller promises `buf` has room for `len` bytes;
-                // we write `n + 1 <= len` of them, from our own buffer, which
-                // cannot overlap a caller's buffer.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
-                    *buf.add(n) = 0;
-                }
-            }
-            text.len()
-        })
-        .unwrap_or(0)
+    let copy = |m: &RefCell<Message>| {
+        let Ok(m) = m.try_borrow() else { return 0 };
+        copy_text(m.as_str(), buf, len)
+    };
+    #[cfg(feature = "std")]
+    let copied = LAST_ERROR.try_with(copy).ok();
+    #[cfg(not(feature = "std"))]
+    let copied = LAST_ERROR.with_existing(copy);
+    // No message (a thread that never failed): the empty string.
+    copied.unwrap_or_else(|| copy_text("", buf, len))
+}
+
+fn copy_text(text: &str, buf: *mut c_char, len: usize) -> usize {
+    if !buf.is_null() && len > 0 {
+        let mut n = text.len().min(len - 1);
+        while !text.is_char_boundary(n) {
+            n -= 1;
+        }
+        // SAFETY: the caller promises `buf` has room for `len` bytes; we
+        // write `n + 1 <= len` of them, from our own buffer, which cannot
+        // overlap a caller's buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    text.len()
 }
 
 /// Describes a panic payload (a `&str` or a `String` for `panic!`).
+#[cfg(feature = "std")]
 fn describe_panic(payload: &(dyn std::any::Any + Send)) -> &str {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         s
@@ -237,6 +264,7 @@ fn describe_panic(payload: &(dyn std::any::Any + Send)) -> &str {
     }
 }
 
+#[cfg(feature = "std")]
 fn record_panic(payload: Box<dyn std::any::Any + Send>) {
     set_message(format_args!(
         "internal error: Rust panic caught at the C boundary: {}; please report this",
@@ -256,6 +284,7 @@ fn record_panic(payload: Box<dyn std::any::Any + Send>) {
 /// `AssertUnwindSafe` holds: a panic can only leave scratch memory (a
 /// workspace, output buffers) half-written, and both are documented as
 /// overwritten by the next call; models are immutable.
+#[cfg(feature = "std")]
 pub fn guard(body: impl FnOnce() -> Result<(), Status>) -> Status {
     match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => {
@@ -272,6 +301,7 @@ pub fn guard(body: impl FnOnce() -> Result<(), Status>) -> Status {
 
 /// [`guard`] for exported functions that return a value rather than a
 /// status: a panic yields `fallback` (and sets the last error message).
+#[cfg(feature = "std")]
 pub fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(v) => v,
@@ -282,9 +312,31 @@ pub fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Without std there is no unwinding to catch: a panic aborts in the panic
+/// handler (`os.rs`), so the body's result is the call's. `Ok` clears the
+/// thread's last error message, an error leaves the message its `fail`
+/// recorded.
+#[cfg(not(feature = "std"))]
+pub fn guard(body: impl FnOnce() -> Result<(), Status>) -> Status {
+    match body() {
+        Ok(()) => {
+            clear_message();
+            Status::Ok
+        }
+        Err(status) => status,
+    }
+}
+
+/// [`guard`] for exported functions that return a value; without std, the
+/// body's value.
+#[cfg(not(feature = "std"))]
+pub fn guard_value<T>(_fallback: T, body: impl FnOnce() -> T) -> T {
+    body()
+}
+
 /// Reads the calling thread's last error message (for the Rust tests).
 pub fn last_error_message() -> String {
-    LAST_ERROR.with(|m| m.borrow().as_str().to_owned())
+    LAST_ERROR.with(|m| String::from(m.borrow().as_str()))
 }
 
 pub(crate) fn status_str(code: c_int) -> *const c_char {

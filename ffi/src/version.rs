@@ -1,7 +1,7 @@
 //! Version and errors: microvit_version(), microvit_status_str(),
 //! microvit_last_error_message().
 
-use std::os::raw::c_char;
+use core::ffi::c_char;
 
 use crate::status::{self, guard_value, StatusArg};
 use crate::MICROVIT_VERSION_NUMBER;

@@ -2,16 +2,20 @@
 //! converter.
 //!
 //! Images come in as numpy `uint8` arrays and are read in place when they
-//! are C-contiguous (a `PyReadonlyArray` borrow, no copy); logits go out as
-//! `float32` arrays. Batch calls, `bench` and `convert` run with the GIL
-//! released. Every failure is a `microvit.Error` (a `ValueError`) carrying
-//! the engine's own message; an image with no digit in it is
-//! `microvit.NoDigitError`, a subclass.
+//! are C-contiguous (else copied); logits go out as `float32` arrays, new
+//! ones or the caller's (`out=`). Batch calls, `bench` and `convert` run with
+//! the GIL released, under rust-numpy's checked borrows; one-image calls
+//! hold the GIL throughout and read (and write `out=`) without them, for
+//! speed: [`Unchecked`] says why that is sound. Every failure is a
+//! `microvit.Error` (a `ValueError`) carrying the engine's own message; an
+//! image with no digit in it is `microvit.NoDigitError`, a subclass.
 
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::ops::{Deref, DerefMut};
+use std::os::raw::c_int;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::Instant;
 
@@ -19,7 +23,11 @@ use microvit_converter::{ConvertOptions, Encoding};
 use microvit_engine::preprocess::{PixelFormat, Polarity, SourceImage};
 use microvit_engine::{argmax, Backend, InferError, Model as Engine, Workspace};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::npyffi::{self, NPY_TYPES};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -49,8 +57,24 @@ fn infer_error(e: InferError) -> PyErr {
     }
 }
 
-/// A `uint8` numpy array's pixels, in place when C-contiguous, else copied;
-/// with its shape.
+/// A numpy array of `uint8`, checked the cheap way: a type check and the
+/// dtype's number, no dtype object made and no borrow registered.
+fn u8_array<'a, 'py>(obj: &'a Bound<'py, PyAny>, what: &str) -> PyResult<&'a Bound<'py, PyUntypedArray>> {
+    let Ok(array) = obj.cast::<PyUntypedArray>() else {
+        return Err(error(format!("{what} must be a numpy uint8 array, not {}", obj.get_type().name()?)));
+    };
+    let dtype = array.dtype();
+    if dtype.num() != NPY_TYPES::NPY_UBYTE as c_int {
+        return Err(error(format!(
+            "{what} must be a numpy uint8 array, this one has dtype {dtype} (convert with .astype(np.uint8))"
+        )));
+    }
+    Ok(array)
+}
+
+/// A `uint8` numpy array's pixels under a rust-numpy borrow (checked: it
+/// may be held with the GIL released), in place when C-contiguous, else
+/// copied; with its shape.
 struct Pixels<'py> {
     // Keeps the numpy borrow (and the array) alive while `data` is in use.
     array: numpy::PyReadonlyArrayDyn<'py, u8>,
@@ -59,18 +83,11 @@ struct Pixels<'py> {
 
 impl<'py> Pixels<'py> {
     fn of(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Pixels<'py>> {
-        if let Ok(array) = obj.cast::<PyArrayDyn<u8>>() {
-            let array = array.try_readonly().map_err(|e| error(format!("{what}: {e}")))?;
-            let shape = array.shape().to_vec();
-            return Ok(Pixels { array, shape });
-        }
-        if let Ok(array) = obj.cast::<PyUntypedArray>() {
-            return Err(error(format!(
-                "{what} must be a numpy uint8 array, this one has dtype {} (convert with .astype(np.uint8))",
-                array.dtype()
-            )));
-        }
-        Err(error(format!("{what} must be a numpy uint8 array, not {}", obj.get_type().name()?)))
+        u8_array(obj, what)?;
+        let array = obj.cast::<PyArrayDyn<u8>>().map_err(|e| error(format!("{what}: {e}")))?;
+        let array = array.try_readonly().map_err(|e| error(format!("{what}: {e}")))?;
+        let shape = array.shape().to_vec();
+        Ok(Pixels { array, shape })
     }
 
     /// The pixels, row-major: borrowed from numpy when it is C-contiguous.
@@ -81,6 +98,176 @@ impl<'py> Pixels<'py> {
             _ => Cow::Owned(self.array.as_array().iter().copied().collect()),
         }
     }
+}
+
+/// How many calls of this module hold a rust-numpy borrow with the GIL
+/// released (batches, `bench`): while one does, one-image calls take the
+/// checked borrows too, so they still see the conflict (an `out=` array of a
+/// running batch handed to `classify` as an image, say) and raise it.
+static DETACHED_BORROWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a call in [`DETACHED_BORROWS`] from before it releases the GIL
+/// until after it has taken it back and dropped its borrows.
+struct Detached;
+
+impl Detached {
+    /// Made while holding the GIL, before `py.detach`.
+    fn start(_py: Python<'_>) -> Detached {
+        DETACHED_BORROWS.fetch_add(1, Ordering::AcqRel);
+        Detached
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        DETACHED_BORROWS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Access to numpy memory without rust-numpy's borrow tracking, which costs
+/// a lookup in a process-wide table keyed by the array's base to take a
+/// borrow and another to release it: with the dtype equivalence test and the
+/// shape copied to a `Vec`, about 0.15 µs of a one-image call, half of what
+/// the binding added to the engine (bench_overhead.py, `predict` before and
+/// after).
+///
+/// Why it is sound to read an array's buffer (or write an `out=` array's)
+/// directly, given a `Python<'py>` token:
+/// - There is a GIL: the module is built for the stable ABI (abi3), which
+///   free-threaded CPython does not load, and pyo3 refuses subinterpreters.
+/// - The GIL is held from the checks to the last access and never released
+///   in between, and no Python code runs meanwhile (the engine is plain
+///   Rust: no callbacks, no reference dropped, no allocation through
+///   Python). So nothing that needs the GIL can touch the buffer while we
+///   do: no Python code (no `a[...] = x`, no `a.resize()` moving the
+///   buffer), no numpy function in its GIL-holding part, no other extension
+///   holding the GIL. This is how numpy's own C functions access arrays.
+/// - The array object is kept alive by the caller's reference for the whole
+///   call, and it keeps its buffer (or the base that owns it) alive.
+/// - What could run at the same time is only code that touches the buffer
+///   with the GIL released. Of this module's own calls, those hold checked
+///   rust-numpy borrows and are counted in [`DETACHED_BORROWS`]; while the
+///   count is non-zero this type is not handed out and the checked borrow
+///   runs instead (and raises on a conflict). Any other such code (numpy's
+///   inner loops with the GIL released, another extension) must own the
+///   array for that time already: Python code and numpy itself could read
+///   or write it just as we do, without any check. This is rust-numpy's own
+///   rule: unchecked code is the responsibility of its author, and its
+///   checks guard safe Rust against other checked Rust only.
+/// - The pointer is valid for the length: the array is checked to be
+///   C-contiguous with the expected shape and dtype (so the bytes are
+///   exactly `len` elements, row-major; `u8` needs no alignment and `f32`
+///   arrays numpy allocates or views are checked aligned), and non-empty, so
+///   the data pointer is not dangling.
+/// - No two slices made here overlap in time: an input slice ends before
+///   an `out=` slice is made, so even an `out=` that is a view of the input
+///   is never both read and written through live references.
+#[derive(Clone, Copy)]
+struct Unchecked<'py>(Python<'py>);
+
+#[allow(unsafe_code)]
+impl<'py> Unchecked<'py> {
+    /// None while a call of this module holds a borrow with the GIL released.
+    fn get(py: Python<'py>) -> Option<Unchecked<'py>> {
+        (DETACHED_BORROWS.load(Ordering::Acquire) == 0).then_some(Unchecked(py))
+    }
+
+    /// Runs `run` on a C-contiguous `uint8` array's `len` pixels in place.
+    /// `run` must not release the GIL or run Python code (it gets no token).
+    fn read<R>(self, array: &Bound<'py, PyUntypedArray>, len: usize, run: impl FnOnce(&[u8]) -> R) -> R {
+        debug_assert!(array.is_c_contiguous() && array.len() == len && len > 0);
+        // SAFETY: a uint8 ndarray (the caller checked the type and the
+        // dtype's number, as rust-numpy's own cast does with an equivalence
+        // test that for uint8 means the same), so the typed view is the
+        // same object.
+        let typed = unsafe { array.cast_unchecked::<PyArrayDyn<u8>>() };
+        // SAFETY: C-contiguous with `len` u8 elements (checked by the
+        // caller), so `data` points to `len` readable bytes; no write can
+        // happen while the slice lives, as this type's documentation argues
+        // (GIL held, no Python code run, no detached borrow of this module).
+        let pixels = unsafe { std::slice::from_raw_parts(typed.data().cast_const(), len) };
+        run(pixels)
+    }
+
+    /// Copies `values` into a C-contiguous, aligned, writeable `float32`
+    /// array of exactly `values.len()` elements (the caller checked).
+    fn write(self, array: &Bound<'py, PyUntypedArray>, values: &[f32]) {
+        debug_assert!(array.is_c_contiguous() && array.len() == values.len() && !values.is_empty());
+        // SAFETY: a float32 ndarray (type and dtype number checked by the
+        // caller), so the typed view is the same object.
+        let typed = unsafe { array.cast_unchecked::<PyArrayDyn<f32>>() };
+        // SAFETY: C-contiguous, aligned and writeable with values.len()
+        // f32 elements (checked by the caller): `data` points to that many
+        // writable floats; nothing else reads or writes them while the
+        // slice lives (this type's documentation), and no input slice is
+        // alive any more.
+        let out = unsafe { std::slice::from_raw_parts_mut(typed.data(), values.len()) };
+        out.copy_from_slice(values);
+    }
+
+    /// A new float32 `[values.len()]` array holding `values`, or one of
+    /// `spares` refilled when nothing but `spares` refers to it any more: no
+    /// array made and freed per call (numpy's allocation and freeing of the
+    /// object, its dimensions and its data were ~0.15 µs, most of what a
+    /// logits array added to a call). Nobody can tell: the array is
+    /// unreachable until we return it, and it is reused only with the shape,
+    /// dtype and flags of a new one.
+    fn logits_array(self, spares: &mut Spares, values: &[f32]) -> Bound<'py, PyAny> {
+        let py = self.0;
+        for spare in spares.iter().flatten() {
+            let array = spare.bind(py);
+            if self.unshared_float32(array, values.len()) {
+                self.write(array, values);
+                return array.clone().into_any();
+            }
+        }
+        let array = PyArray1::from_slice(py, values).into_any();
+        spares.rotate_right(1);
+        spares[0] = Some(array.cast::<PyUntypedArray>().expect("a new ndarray").clone().unbind());
+        array
+    }
+
+    /// Whether `array`, one of the spares, is referred to by nothing else
+    /// (no reference, no weak reference, no view, no buffer export: those
+    /// hold a reference) and is still a plain, writeable, aligned,
+    /// C-contiguous float32 array of `len` elements in native byte order,
+    /// owning its data (the caller may have changed its shape, dtype or
+    /// flags in place before letting go of it).
+    fn unshared_float32(self, array: &Bound<'py, PyUntypedArray>, len: usize) -> bool {
+        let ptr = array.as_array_ptr();
+        // SAFETY: `array` is a live object (the spare holds a reference)
+        // and the GIL is held, so its reference count and its ndarray
+        // fields can be read and nothing changes them meanwhile.
+        let (refs, exact, fields) = unsafe {
+            (
+                pyo3::ffi::Py_REFCNT(array.as_ptr()),
+                npyffi::PyArray_CheckExact(self.0, array.as_ptr()) != 0,
+                &*npyffi::_PyArray_GET_ITEM_DATA(ptr),
+            )
+        };
+        let need = npyffi::NPY_ARRAY_C_CONTIGUOUS
+            | npyffi::NPY_ARRAY_ALIGNED
+            | npyffi::NPY_ARRAY_WRITEABLE
+            | npyffi::NPY_ARRAY_OWNDATA;
+        let dtype = array.dtype();
+        refs == 1
+            && exact
+            && fields.weakreflist.is_null()
+            && fields.base.is_null()
+            && fields.flags & need == need
+            && array.shape() == [len]
+            && array.strides() == [std::mem::size_of::<f32>() as isize]
+            && dtype.num() == NPY_TYPES::NPY_FLOAT as c_int
+            && dtype.is_native_byteorder() != Some(false)
+    }
+}
+
+/// The numpy array flags of `array`.
+#[allow(unsafe_code)]
+fn flags(array: &Bound<'_, PyUntypedArray>) -> c_int {
+    // SAFETY: `array` is a live ndarray (type-checked when it was cast) and
+    // the GIL is held: its struct's fields can be read.
+    unsafe { (*npyffi::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags }
 }
 
 /// Bytes given as `bytes`, `bytearray` or a path (`str` or `os.PathLike`).
@@ -103,9 +290,10 @@ fn bytes_or_file<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<(Cow<'a,
 #[pyclass(module = "microvit", name = "Model", frozen)]
 struct Model {
     engine: RwLock<Engine<'static>>,
-    /// The workspace calls use; one that finds it busy (another thread's
-    /// batch, GIL released) makes its own rather than wait.
-    ws: Mutex<Workspace>,
+    /// The workspace calls use, and the logits arrays one-image `classify`
+    /// may return again; a call that finds it busy (another thread's batch,
+    /// GIL released) makes its own workspace rather than wait.
+    ws: Mutex<Reused>,
     side: usize,
     pixels: usize,
     classes: usize,
@@ -126,7 +314,7 @@ impl Model {
     /// batch, GIL released) uses it: never waits while holding the GIL.
     fn workspace(&self, engine: &Engine<'static>) -> Scratch<'_> {
         match self.ws.try_lock() {
-            Ok(ws) => Scratch::Shared(ws),
+            Ok(reused) => Scratch::Shared(reused),
             Err(TryLockError::Poisoned(e)) => Scratch::Shared(e.into_inner()),
             Err(TryLockError::WouldBlock) => Scratch::Own(Box::new(engine.workspace())),
         }
@@ -152,16 +340,58 @@ impl Model {
         }
     }
 
-    fn single<'py>(&self, py: Python<'py>, image: &[u8]) -> PyResult<(usize, Bound<'py, PyArray1<f32>>)> {
-        let engine = self.engine();
-        let mut ws = self.workspace(&engine);
-        let logits = engine.infer(image, &mut ws).map_err(infer_error)?;
-        Ok((argmax(logits), PyArray1::from_slice(py, logits)))
+    /// Checks one image (`uint8 [side, side]` or `[side²]`, any layout) and
+    /// runs `run` on its pixels, row-major: read in place under the GIL when
+    /// C-contiguous (see [`Unchecked`]), else through a checked borrow and a
+    /// copy. `run` must not release the GIL or run Python code.
+    fn with_image<'py, R>(
+        &self,
+        py: Python<'py>,
+        image: &Bound<'py, PyAny>,
+        what: &str,
+        run: impl FnOnce(&[u8]) -> R,
+    ) -> PyResult<R> {
+        let array = u8_array(image, what)?;
+        self.check_single(array.shape())?;
+        match Unchecked::get(py) {
+            Some(unchecked) if array.is_c_contiguous() => Ok(unchecked.read(array, self.pixels, run)),
+            _ => Ok(run(&Pixels::of(image, what)?.data())),
+        }
+    }
+
+    /// Writes one image's logits into `out`, a C-contiguous, writeable
+    /// float32 array of shape `[classes]`.
+    fn write_out(&self, py: Python<'_>, out: &Bound<'_, PyAny>, logits: &[f32]) -> PyResult<()> {
+        let wrong =
+            || error(format!("out must be a C-contiguous, writeable float32 array of shape [{}]", self.classes));
+        let array = out.cast::<PyUntypedArray>().map_err(|_| wrong())?;
+        let dtype = array.dtype();
+        let need = npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED | npyffi::NPY_ARRAY_WRITEABLE;
+        if dtype.num() != NPY_TYPES::NPY_FLOAT as c_int
+            || dtype.is_native_byteorder() == Some(false)
+            || array.shape() != [logits.len()]
+            || flags(array) & need != need
+        {
+            return Err(wrong());
+        }
+        if logits.is_empty() {
+            return Ok(());
+        }
+        match Unchecked::get(py) {
+            Some(unchecked) => unchecked.write(array, logits),
+            None => {
+                let typed = out.cast::<PyArray1<f32>>().map_err(|_| wrong())?;
+                let mut borrowed = typed.try_readwrite().map_err(|e| error(format!("out: {e}")))?;
+                borrowed.as_slice_mut().map_err(|_| wrong())?.copy_from_slice(logits);
+            }
+        }
+        Ok(())
     }
 
     /// Runs a batch with the GIL released: the classes and `[N, classes]` logits.
     fn batch<'py>(&self, py: Python<'py>, images: &[u8], n: usize) -> PyResult<BatchOut<'py>> {
         let classes = self.classes;
+        let _detached = Detached::start(py);
         let logits = py.detach(|| -> Result<Vec<f32>, InferError> {
             let engine = self.engine();
             let mut ws = self.workspace(&engine);
@@ -176,17 +406,43 @@ impl Model {
     }
 }
 
+/// What calls reuse from one to the next: the model's workspace, and the
+/// logits arrays one-image `classify` returned, for when the caller has let
+/// go of them ([`Unchecked::logits_array`]).
+struct Reused {
+    ws: Workspace,
+    spares: Spares,
+}
+
+/// The last two logits arrays `classify(image)` made or reused, newest
+/// first: two, so that `cls, logits = m.classify(image)` in a loop, which
+/// still holds the previous result during the call, reuses every other one.
+type Spares = [Option<Py<PyUntypedArray>>; 2];
+
 /// A workspace for one call: the model's, or one of the call's own.
 enum Scratch<'a> {
-    Shared(MutexGuard<'a, Workspace>),
+    Shared(MutexGuard<'a, Reused>),
     Own(Box<Workspace>),
+}
+
+impl Scratch<'_> {
+    /// The workspace and, when it is the model's, the spare logits arrays.
+    fn parts(&mut self) -> (&mut Workspace, Option<&mut Spares>) {
+        match self {
+            Scratch::Shared(reused) => {
+                let Reused { ws, spares } = &mut **reused;
+                (ws, Some(spares))
+            }
+            Scratch::Own(ws) => (ws, None),
+        }
+    }
 }
 
 impl Deref for Scratch<'_> {
     type Target = Workspace;
     fn deref(&self) -> &Workspace {
         match self {
-            Scratch::Shared(ws) => ws,
+            Scratch::Shared(reused) => &reused.ws,
             Scratch::Own(ws) => ws,
         }
     }
@@ -195,7 +451,7 @@ impl Deref for Scratch<'_> {
 impl DerefMut for Scratch<'_> {
     fn deref_mut(&mut self) -> &mut Workspace {
         match self {
-            Scratch::Shared(ws) => ws,
+            Scratch::Shared(reused) => &mut reused.ws,
             Scratch::Own(ws) => ws,
         }
     }
@@ -229,7 +485,7 @@ impl Model {
         })?;
         let shape = engine.shape();
         Ok(Model {
-            ws: Mutex::new(engine.workspace()),
+            ws: Mutex::new(Reused { ws: engine.workspace(), spares: [None, None] }),
             side: shape.image_side as usize,
             pixels: shape.pixels(),
             classes: shape.classes as usize,
@@ -316,25 +572,48 @@ impl Model {
 
     /// One image (`uint8 [28, 28]` or `[784]`) → `(class, logits)`; a batch
     /// (`uint8 [N, 28, 28]` or `[N, 784]`) → `(classes int64 [N], logits
-    /// float32 [N, classes])`, run with the GIL released.
-    fn classify<'py>(&self, py: Python<'py>, images: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let pixels = Pixels::of(images, "images")?;
-        if pixels.shape.len() == 3 || (pixels.shape.len() == 2 && pixels.shape != [self.side, self.side]) {
-            let n = self.batch_count(&pixels.shape)?;
-            return self.batch(py, &pixels.data(), n)?.into_pyobject(py).map(Bound::into_any);
+    /// float32 [N, classes])`, run with the GIL released. `out`, a
+    /// C-contiguous float32 array of the logits' shape, receives them (and
+    /// is returned): no array made per call.
+    #[pyo3(signature = (images, out = None))]
+    fn classify<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+        out: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let shape = u8_array(images, "images")?.shape();
+        if shape.len() == 3 || (shape.len() == 2 && shape != [self.side, self.side]) {
+            return self.classify_batch(py, images, out)?.into_pyobject(py).map(Bound::into_any);
         }
-        self.check_single(&pixels.shape)?;
-        self.single(py, &pixels.data())?.into_pyobject(py).map(Bound::into_any)
+        let engine = self.engine();
+        let mut scratch = self.workspace(&engine);
+        let ((ws, spares), engine) = (scratch.parts(), &*engine);
+        let logits = self.with_image(py, images, "images", move |pixels| engine.infer(pixels, ws))?;
+        let logits = logits.map_err(infer_error)?;
+        let class = argmax(logits);
+        match out {
+            None => {
+                let array = match (Unchecked::get(py), spares) {
+                    (Some(unchecked), Some(spares)) => unchecked.logits_array(spares, logits),
+                    _ => PyArray1::from_slice(py, logits).into_any(),
+                };
+                (class, array).into_pyobject(py).map(Bound::into_any)
+            }
+            Some(out) => {
+                self.write_out(py, out, logits)?;
+                (class, out).into_pyobject(py).map(Bound::into_any)
+            }
+        }
     }
 
     /// One image (`uint8 [28, 28]` or `[784]`) → its class alone: the
     /// cheapest call, no logits array made.
-    fn predict(&self, image: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let pixels = Pixels::of(image, "image")?;
-        self.check_single(&pixels.shape)?;
+    fn predict(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<usize> {
         let engine = self.engine();
         let mut ws = self.workspace(&engine);
-        engine.infer(&pixels.data(), &mut ws).map(argmax).map_err(infer_error)
+        let (engine, ws) = (&*engine, &mut *ws);
+        self.with_image(py, image, "image", move |pixels| engine.infer(pixels, ws).map(argmax))?.map_err(infer_error)
     }
 
     /// A batch (`uint8 [N, 28, 28]` or `[N, 784]`, N ≥ 0) → `(classes,
@@ -351,6 +630,7 @@ impl Model {
         let pixels = Pixels::of(images, "images")?;
         let n = self.batch_count(&pixels.shape)?;
         let Some(out) = out else { return self.batch(py, &pixels.data(), n) };
+        let _detached = Detached::start(py);
         let classes = self.classes;
         let wrong = || error(format!("out must be a C-contiguous float32 array of shape [{n}, {classes}]"));
         let array = out.cast::<PyArray2<f32>>().map_err(|_| wrong())?.clone();
@@ -381,14 +661,15 @@ impl Model {
         py: Python<'py>,
         image: &Bound<'py, PyAny>,
     ) -> PyResult<(usize, Bound<'py, PyArray1<f32>>, Bound<'py, PyArray2<f32>>)> {
-        let pixels = Pixels::of(image, "image")?;
-        self.check_single(&pixels.shape)?;
         let engine = self.engine();
         let shape = engine.shape();
         let (heads, tokens) = (shape.heads as usize, shape.tokens() as usize);
         let mut attention = vec![0f32; heads * tokens];
         let mut ws = self.workspace(&engine);
-        let logits = engine.infer_with_attention(&pixels.data(), &mut ws, &mut attention).map_err(infer_error)?;
+        let (engine, ws, rows) = (&*engine, &mut *ws, &mut attention);
+        let logits =
+            self.with_image(py, image, "image", move |pixels| engine.infer_with_attention(pixels, ws, rows))?;
+        let logits = logits.map_err(infer_error)?;
         let attention = Array2::from_shape_vec((heads, tokens), attention).map_err(error)?;
         Ok((argmax(logits), PyArray1::from_slice(py, logits), attention.into_pyarray(py)))
     }
@@ -458,6 +739,7 @@ impl Model {
         }
         let data = pixels.data();
         let (classes, pixels_per) = (self.classes, self.pixels);
+        let _detached = Detached::start(py);
         let per_digit = py.detach(|| -> Result<Vec<f64>, InferError> {
             let engine = self.engine();
             let mut ws = self.workspace(&engine);

@@ -124,3 +124,21 @@ def test_bench_errors():
 def test_bad_out(out):
     with pytest.raises(microvit.Error, match=r"out must be a C-contiguous float32 array of shape \[3, 10\]"):
         load("int8").classify_batch(np.zeros((3, 28, 28), np.uint8), out=out)
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        np.zeros(10, np.float64),
+        np.zeros(9, np.float32),
+        np.zeros((1, 10), np.float32),
+        np.zeros(20, np.float32)[::2],
+        np.zeros(10, ">f4"),
+        np.frombuffer(bytes(40), np.float32),  # read-only
+        np.zeros(41, np.uint8)[1:].view(np.float32),  # misaligned
+        [0.0] * 10,
+    ],
+)
+def test_bad_out_one_image(out):
+    with pytest.raises(microvit.Error, match=r"out must be a C-contiguous, writeable float32 array of shape \[10\]"):
+        load("int8").classify(np.zeros((28, 28), np.uint8), out)

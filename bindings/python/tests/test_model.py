@@ -235,3 +235,74 @@ def test_threads_share_a_model(images):
         t.join()
     for r in results:
         assert np.array_equal(r, expected)
+
+
+def test_classify_one_into_out(encoding, images):
+    m = load(encoding)
+    _, expected = m.classify(images[:50])
+    out = np.full(10, np.nan, np.float32)
+    for i in range(50):
+        cls, same = m.classify(images[i], out)
+        assert same is out and np.array_equal(out, expected[i]) and cls == int(expected[i].argmax())
+        assert m.classify(images[i], out=out)[1] is out
+    # A batch's out goes to classify_batch.
+    batch_out = np.empty((50, 10), np.float32)
+    assert m.classify(images[:50], batch_out)[1] is batch_out and np.array_equal(batch_out, expected)
+
+
+def test_returned_logits_are_never_overwritten(images):
+    """classify(image) refills a logits array it returned before only once
+    nothing else refers to it: results kept, viewed, weakly referenced or
+    changed in place keep their values."""
+    import weakref
+
+    m = load("int8")
+    _, expected = m.classify(images[:300])
+    kept = [m.classify(images[i])[1] for i in range(100)]
+    for i, logits in enumerate(kept):
+        assert np.array_equal(logits, expected[i]), i
+    views, refs = [], []
+    for i in range(100, 300):
+        cls, logits = m.classify(images[i])
+        assert logits.shape == (10,) and logits.dtype == np.float32 and logits.flags.writeable
+        assert logits.flags.owndata and logits.base is None
+        assert np.array_equal(logits, expected[i]) and cls == int(expected[i].argmax())
+        if i % 3 == 0:
+            views.append((i, logits[2:]))
+        elif i % 3 == 1:
+            refs.append((i, weakref.ref(logits)))
+        elif i % 5 == 0:
+            logits.shape = (2, 5)  # changed in place, then dropped
+        elif i % 7 == 0:
+            logits.flags.writeable = False
+        del logits
+    for i, view in views:
+        assert np.array_equal(view, expected[i][2:]), i
+    for i, ref in refs:
+        logits = ref()
+        assert logits is None or np.array_equal(logits, expected[i]), i
+
+
+def test_single_calls_beside_a_detached_batch(images):
+    """While another thread's call holds a numpy borrow with the GIL
+    released, one-image calls take the checked borrows: they still work,
+    and writing into memory that call is reading is refused, not raced."""
+    m = load("f32")  # a long bench
+    digits = np.array(images[:2000])
+    alias = digits.reshape(-1).view(np.float32)[:10]  # float32 [10] inside `digits`
+    _, expected = m.classify(images[:20])
+    thread = threading.Thread(target=lambda: m.bench(digits, rounds=5))
+    refused, calls = 0, 0
+    thread.start()
+    while thread.is_alive():
+        calls += 1
+        i = calls % 20
+        cls, logits = m.classify(images[i])
+        assert np.array_equal(logits, expected[i]) and m.predict(images[i]) == cls
+        try:
+            m.classify(images[i], alias)
+        except microvit.Error as e:
+            assert "out:" in str(e)
+            refused += 1
+    thread.join()
+    assert refused > 0, calls

@@ -10,9 +10,11 @@
 //! - Dot products reduced eight at a time by a `vhaddps` tree; the
 //!   attention mean and the logits stay in registers.
 
+use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
 use crate::f16;
+use crate::math::{exp, sqrt};
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
 use crate::simd::round_up;
@@ -352,7 +354,7 @@ fn layer_norm<const V: usize>(eps: f32, layout: &Layout, shape: &Shape, tokens: 
         let mean = _mm256_set1_ps(hsum(x.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v))) / d);
         let dev: [__m256; V] = std::array::from_fn(|k| _mm256_and_ps(_mm256_sub_ps(x[k], mean), mask[k]));
         let var = hsum(dot(&dev, &dev)) / d;
-        let inv_std = _mm256_set1_ps(1.0 / (var + eps).sqrt());
+        let inv_std = _mm256_set1_ps(1.0 / sqrt(var + eps));
         for (k, v) in dev.iter().enumerate() {
             // SAFETY: k·8 + 8 ≤ dim_pad values of the token; unaligned.
             unsafe { _mm256_storeu_ps(token.as_mut_ptr().add(8 * k), _mm256_mul_ps(*v, inv_std)) };
@@ -400,7 +402,7 @@ fn softmax(scores: &[f32], probs: &mut [f32]) {
     let max = _mm256_max_ps(max, _mm256_permute2f128_ps::<0x01>(max, max));
     let max = _mm256_max_ps(max, _mm256_shuffle_ps::<0b01_00_11_10>(max, max));
     let max = _mm256_max_ps(max, _mm256_shuffle_ps::<0b10_11_00_01>(max, max));
-    let cls = (scores[0] - _mm256_cvtss_f32(max)).exp();
+    let cls = exp(scores[0] - _mm256_cvtss_f32(max));
     let mut sum = _mm256_setzero_ps();
     for c in (0..patches).step_by(8) {
         let e = exp8(_mm256_sub_ps(load(c), max));
@@ -456,7 +458,7 @@ fn attend<const V: usize>(
             let max = scores[..t_count].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
             for (p, &s) in probs.iter_mut().zip(&scores[..t_count]) {
-                *p = (s - max).exp();
+                *p = exp(s - max);
                 sum += *p;
             }
             for p in probs.iter_mut() {

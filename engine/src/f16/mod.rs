@@ -4,9 +4,9 @@
 //! the kernel choice ([`Kernel`]); SIMD kernels beside it (`avx2.rs`,
 //! `neon.rs`) may differ from the scalar pass by float rounding only.
 
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
 mod avx2;
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[cfg(all(feature = "hosted", target_arch = "aarch64"))]
 mod neon;
 
 use half::f16;
@@ -15,6 +15,8 @@ use crate::backend::Backend;
 use crate::math::{exp, sqrt};
 use crate::memory::{Buf, Source};
 use crate::shape::Shape;
+#[cfg(all(feature = "hosted", any(target_arch = "x86_64", target_arch = "aarch64")))]
+use alloc::boxed::Box;
 
 /// The tensors of an f16 blob.
 pub(crate) struct Weights<'m> {
@@ -42,7 +44,7 @@ pub(crate) struct Scratch<'m> {
     pub(crate) logits: Buf<'m, f32>,
     /// The AVX2 kernel's padded buffers (on the heap: SIMD kernels come
     /// with `std`).
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
     pub(crate) avx2: avx2::Scratch,
 }
 
@@ -54,7 +56,7 @@ impl<'m> Scratch<'m> {
             mean: src.take(d),
             attention: src.take(h * t),
             logits: src.take(c),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             avx2: avx2::Scratch::new(shape),
         }
     }
@@ -65,9 +67,9 @@ impl<'m> Scratch<'m> {
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     Scalar,
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
     Avx2(Box<avx2::Kernel>),
-    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
     Neon(Box<neon::Kernel>),
 }
 
@@ -77,9 +79,9 @@ impl Kernel {
     pub(crate) fn of(backend: Backend, w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         match backend {
             Backend::Scalar => Some(Kernel::Scalar),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Backend::Avx2 => avx2::Kernel::new(w, shape).map(|k| Kernel::Avx2(Box::new(k))),
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
             _ => {
@@ -93,9 +95,9 @@ impl Kernel {
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Kernel::Scalar => Backend::Scalar,
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::Avx2(_) => Backend::Avx2,
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Kernel::Neon(_) => Backend::Neon,
         }
     }
@@ -103,9 +105,9 @@ impl Kernel {
     pub(crate) fn forward(&self, w: &Weights<'_>, shape: &Shape, image: &[u8], s: &mut Scratch) {
         match self {
             Kernel::Scalar => forward(w, shape, image, s),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::Avx2(k) => k.forward(w, shape, image, s),
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Kernel::Neon(k) => k.forward(w, shape, image, s),
         }
     }

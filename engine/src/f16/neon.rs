@@ -2,6 +2,7 @@
 //! f32 lanes with the weights widened from f16 once per model; the rest is
 //! the scalar `f16::attend_and_classify`, compiled for NEON.
 
+use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::Weights;

@@ -32,6 +32,7 @@
 //! docs/FIXED_POINT.md proves by Cauchy–Schwarz or by Σp ≤ 2^14 + T, and the
 //! same bound holds for any subset of the terms, so no lane overflows.
 
+use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
 use super::{lanes, Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};

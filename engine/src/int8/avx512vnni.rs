@@ -32,6 +32,7 @@
 //! model looks for its kernel in the next backend). Every i32 sum is the
 //! scalar's, or a partial sum of it, and docs/FIXED_POINT.md bounds those.
 
+use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
 // The geometry is `lanes::fits`'s: its 16 patches and 16 classes fill the

@@ -12,6 +12,7 @@
 //! Geometry: 28 × 28 images of 7 × 7 patches, at most 32 channels, 16
 //! classes and 8 heads (`lanes::fits`).
 
+use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
 use super::lanes::{self, Lanes, DIM, GROUPS, PATCH, PATCHES, SIDE};

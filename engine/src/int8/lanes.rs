@@ -20,6 +20,7 @@
 //! a partial sum of a scalar i32 sum whose bound docs/FIXED_POINT.md
 //! proves, and the bound holds for any subset of its terms.
 
+use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
 use super::avx2::{exp8, rsqrt4};

@@ -13,28 +13,28 @@
 //! probabilities Q.14, logits i32 Q.16. One rounding rule everywhere:
 //! [`round_shift`] (round half up).
 
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
 mod avx2;
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
 mod avx512vnni;
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
 mod avxvnni;
 mod dot;
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[cfg(all(feature = "hosted", target_arch = "aarch64"))]
 mod dotprod;
 mod ink;
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
 mod lanes;
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[cfg(all(feature = "hosted", target_arch = "aarch64"))]
 mod neon;
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[cfg(all(feature = "hosted", target_arch = "aarch64"))]
 mod neon_lanes;
 
 /// The geometry of the shipped models, which the lane-wise kernels of
 /// every architecture take (`lanes.rs` on x86-64, `neon_lanes.rs` on
 /// aarch64): 28 × 28 images of 7 × 7 patches, so 16 patch tokens fill the
 /// vector lanes, with at most 32 channels, 16 classes and 8 heads.
-#[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(feature = "hosted", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod shipped {
     use super::Weights;
     use crate::shape::Shape;
@@ -111,6 +111,8 @@ use crate::ids::{TensorId, INT8_PARAM_COUNT};
 use crate::memory::{Buf, Source};
 use crate::shape::limits::{MAX_CLASSES, MAX_DIM};
 use crate::shape::Shape;
+#[cfg(all(feature = "hosted", any(target_arch = "x86_64", target_arch = "aarch64")))]
+use alloc::{boxed::Box, vec::Vec};
 
 pub const NORM_FRAC_BITS: u32 = 11;
 pub const SCORE_FRAC_BITS: u32 = 16;
@@ -241,10 +243,10 @@ pub(crate) struct Scratch<'m> {
     /// The image widened to i16 for the SIMD kernels, `S² + 16` (zero
     /// padded). The SIMD kernels' buffers come from the heap: they exist
     /// only with `std`.
-    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(feature = "hosted", any(target_arch = "x86_64", target_arch = "aarch64")))]
     pub(crate) simd_image: Vec<i16>,
     /// The AVX2 kernel's padded buffers.
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
     pub(crate) avx2: avx2::Scratch,
 }
 
@@ -260,9 +262,9 @@ impl<'m> Scratch<'m> {
             logits_fixed: src.take(c),
             ink: src.take(shape.patch_len() + 1),
             logits: src.take(c),
-            #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
+            #[cfg(all(feature = "hosted", any(target_arch = "x86_64", target_arch = "aarch64")))]
             simd_image: vec![0; shape.pixels() + 16],
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             avx2: avx2::Scratch::new(shape),
         }
     }
@@ -281,15 +283,15 @@ impl<'m> Scratch<'m> {
 #[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     Scalar,
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
     Avx2(Box<avx2::Kernel>),
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
     Avx512Vnni(Box<avx512vnni::Kernel>),
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
     AvxVnni(Box<avxvnni::Kernel>),
-    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
     Dotprod(Box<dotprod::Kernel>),
-    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
     Neon(Box<neon::Kernel>),
 }
 
@@ -299,15 +301,15 @@ impl Kernel {
     pub(crate) fn of(backend: Backend, w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         match backend {
             Backend::Scalar => Some(Kernel::Scalar),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Backend::Avx2 => avx2::Kernel::new(w, shape).map(|k| Kernel::Avx2(Box::new(k))),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Backend::Avx512Vnni => avx512vnni::Kernel::new(w, shape).map(|k| Kernel::Avx512Vnni(Box::new(k))),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Backend::AvxVnni => avxvnni::Kernel::new(w, shape).map(|k| Kernel::AvxVnni(Box::new(k))),
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Backend::Dotprod => dotprod::Kernel::new(w, shape).map(|k| Kernel::Dotprod(Box::new(k))),
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Backend::Neon => neon::Kernel::new(w, shape).map(|k| Kernel::Neon(Box::new(k))),
             #[allow(unreachable_patterns)]
             _ => {
@@ -321,15 +323,15 @@ impl Kernel {
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Kernel::Scalar => Backend::Scalar,
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::Avx2(_) => Backend::Avx2,
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::Avx512Vnni(_) => Backend::Avx512Vnni,
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::AvxVnni(_) => Backend::AvxVnni,
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Kernel::Dotprod(_) => Backend::Dotprod,
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Kernel::Neon(_) => Backend::Neon,
         }
     }
@@ -346,15 +348,15 @@ impl Kernel {
     ) {
         match self {
             Kernel::Scalar => forward(&weights(), shape, image, s),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::Avx2(k) => k.forward(weights, shape, image, s),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::Avx512Vnni(k) => k.forward(shape, image, s),
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
             Kernel::AvxVnni(k) => k.forward(shape, image, s),
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Kernel::Dotprod(k) => k.forward(shape, image, s),
-            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
             Kernel::Neon(k) => k.forward(weights, shape, image, s),
         }
     }
@@ -476,7 +478,7 @@ pub const RSQRT_Q15: [u16; 192] = [
 ];
 
 /// [`RSQRT_Q15`] widened to u32 for the x86 gathers, which read four bytes.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
 pub(crate) static RSQRT_Q15_U32: [u32; 192] = {
     let mut table = [0u32; 192];
     let mut i = 0;

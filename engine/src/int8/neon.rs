@@ -22,6 +22,7 @@
 //! shared with dotprod; other shapes run the dense embedding and the scalar
 //! tail.
 
+use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::neon_lanes::{self, Tokens};
@@ -31,7 +32,8 @@ use crate::int8;
 use crate::shape::limits::MAX_DIM;
 use crate::shape::Shape;
 use crate::simd::aarch64::Neon;
-use crate::simd::round_up;
+use crate::simd::{fill, round_up};
+use std::mem::MaybeUninit;
 
 /// Patch rows and columns of the shipped geometry.
 const GRID: usize = SIDE / PATCH;
@@ -139,7 +141,8 @@ unsafe fn forward<'m>(
     assert!(prep.weight.len() == p * cols * dim_pad && prep.scale.len() == dim_pad);
     assert!(prep.bias.len() == shape.patches() * dim_pad && s.tokens.len() == shape.patches() * d);
     if let Some(layout) = &prep.lanes {
-        return neon_lanes::tail(layout, shape, &to_lanes(&embed_sparse(prep, image)), s);
+        let (mut rows, mut z) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+        return neon_lanes::tail(layout, shape, to_lanes(embed_sparse(prep, image, &mut rows), &mut z), s);
     }
 
     // The image zero-extended to i16, 16 pixels at a time.
@@ -223,56 +226,73 @@ fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
 /// (`smlal` by element, exact in i32).
 #[inline]
 #[target_feature(enable = "neon")]
-fn embed_sparse(prep: &Kernel, image: &[u8]) -> [[i16; DIM]; PATCHES] {
+fn embed_sparse<'r>(
+    prep: &Kernel,
+    image: &[u8],
+    rows: &'r mut MaybeUninit<[[i16; DIM]; PATCHES]>,
+) -> &'r [[i16; DIM]; PATCHES] {
     assert!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.cols == 8);
     assert!(prep.weight.len() == PATCH * 8 * DIM && prep.bias.len() == PATCHES * DIM);
-    let mut rows = [[0i16; DIM]; PATCHES];
-    for (patch, row) in rows.iter_mut().enumerate() {
+    // Built row by row where it lives (`fill`), neither zeroed nor copied.
+    fill(rows, |patch| {
         let (r, c) = (patch / GRID, patch % GRID);
-        let mut acc = [vdupq_n_s32(0); 8];
+        // Eight named accumulators rather than an array: with an array, LLVM
+        // copied all of them between registers around every ink loop (14
+        // `mov`s per pixel).
+        let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [vdupq_n_s32(0); 8];
+        // The patch's 7 rows of 7 bytes, each read as a u64: from its first
+        // pixel, or from the one before it and shifted (the last patch of
+        // the image ends at its last byte). One bounds check per patch; the
+        // rows' are constant and vanish.
+        let shift = if c == 0 { 0 } else { 8 };
+        let start = PATCH * r * SIDE + PATCH * c - shift / 8;
+        let block = &image[start..start + (PATCH - 1) * SIDE + 8];
         for y in 0..PATCH {
-            let at = (PATCH * r + y) * SIDE + PATCH * c;
-            // The patch row's 7 bytes: from its first pixel and masked, or
-            // from the one before it and shifted (the last patch of the
-            // image ends at its last byte).
-            let mut ink = if c == 0 {
-                u64::from_le_bytes(image[at..at + 8].try_into().unwrap()) & 0x00ff_ffff_ffff_ffff
-            } else {
-                u64::from_le_bytes(image[at - 1..at + 7].try_into().unwrap()) >> 8
-            };
+            let bytes = u64::from_le_bytes(block[y * SIDE..][..8].try_into().unwrap());
+            let mut ink = (bytes >> shift) & 0x00ff_ffff_ffff_ffff;
             while ink != 0 {
                 let x = ink.trailing_zeros() / 8;
-                let px = (ink >> (8 * x)) as u8 as i16;
+                let px = vdupq_n_s16((ink >> (8 * x)) as u8 as i16);
                 ink &= !(0xff << (8 * x));
                 // SAFETY: slot (y, x) with x < 7: its 32 weights end at
                 // (y·8 + x + 1)·32 ≤ 7·8·32, the asserted length.
                 let w = unsafe { vld1q_s16_x4(prep.weight.as_ptr().add((y * 8 + x as usize) * DIM)) };
-                for (i, w) in [w.0, w.1, w.2, w.3].into_iter().enumerate() {
-                    acc[2 * i] = vmlal_n_s16(acc[2 * i], vget_low_s16(w), px);
-                    acc[2 * i + 1] = vmlal_high_n_s16(acc[2 * i + 1], w, px);
-                }
+                a0 = vmlal_s16(a0, vget_low_s16(w.0), vget_low_s16(px));
+                a1 = vmlal_high_s16(a1, w.0, px);
+                a2 = vmlal_s16(a2, vget_low_s16(w.1), vget_low_s16(px));
+                a3 = vmlal_high_s16(a3, w.1, px);
+                a4 = vmlal_s16(a4, vget_low_s16(w.2), vget_low_s16(px));
+                a5 = vmlal_high_s16(a5, w.2, px);
+                a6 = vmlal_s16(a6, vget_low_s16(w.3), vget_low_s16(px));
+                a7 = vmlal_high_s16(a7, w.3, px);
             }
         }
-        finish(prep, acc, patch * DIM, row);
-    }
-    rows
+        let mut row = [0i16; DIM];
+        finish(prep, [a0, a1, a2, a3, a4, a5, a6, a7], patch * DIM, &mut row);
+        row
+    })
 }
 
 /// The 16 token rows of 32 channels transposed: channel c's 16 tokens.
 #[inline]
 #[target_feature(enable = "neon")]
-fn to_lanes(rows: &[[i16; DIM]; PATCHES]) -> [Tokens; DIM] {
-    let mut z = [[vdupq_n_s16(0); 2]; DIM];
+fn to_lanes<'z>(rows: &[[i16; DIM]; PATCHES], z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
+    // Written in place, neither zeroed nor copied: every lane below, each
+    // of the DIM channels' two halves once.
+    let out = z.as_mut_ptr().cast::<int16x8_t>();
     for (half, rows) in rows.chunks_exact(8).enumerate() {
         for c0 in (0..DIM).step_by(8) {
             // SAFETY: 8 of the 32 values of each row.
             let block = transpose8(std::array::from_fn(|i| unsafe { vld1q_s16(rows[i][c0..].as_ptr()) }));
             for (i, v) in block.into_iter().enumerate() {
-                z[c0 + i][half] = v;
+                // SAFETY: element (c0 + i, half) of the DIM × 2 array.
+                unsafe { out.add(2 * (c0 + i) + half).write(v) };
             }
         }
     }
-    z
+    // SAFETY: the loops wrote all DIM × 2 registers (half 0..2, c0 + i
+    // covering 0..DIM).
+    unsafe { z.assume_init_ref() }
 }
 
 /// The 8 × 8 transpose of i16 lanes: lane j of result i is lane i of

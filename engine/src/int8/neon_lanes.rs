@@ -21,12 +21,15 @@
 //! docs/FIXED_POINT.md proves, and the bound holds for any subset of its
 //! terms.
 
+use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::shipped::{fits, CLASSES, DIM, HEADS, PATCHES};
 use super::{Params, Weights, EXP2_Q30, LOG2E_Q30, PROB_FRAC_BITS, RSQRT_Q15};
 use crate::int8;
 use crate::shape::Shape;
+use crate::simd::fill;
+use std::mem::MaybeUninit;
 
 /// One value per token: tokens 0-7 and 8-15.
 pub(super) type Tokens = [int16x8_t; 2];
@@ -87,13 +90,14 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
     assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
 
-    let norm = layer_norm(z, d, params.ln_eps);
+    let mut slot = MaybeUninit::uninit();
+    let norm = layer_norm(z, d, params.ln_eps, &mut slot);
     let mut probs = [(0, [vdupq_n_s32(0); 4]); HEADS];
     for (head, probs) in probs.iter_mut().enumerate().take(heads) {
-        let scores = scores(&norm, &layout.score_weight[head], params.score_shift);
+        let scores = scores(norm, &layout.score_weight[head], params.score_shift);
         *probs = softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
     }
-    let logits = attend(layout, &norm, classes, &probs[..heads]);
+    let logits = attend(layout, norm, classes, &probs[..heads]);
     int8::finish_logits_with(params.head_shift, &layout.head_bias, &logits[..classes], s);
 }
 
@@ -139,7 +143,12 @@ fn rsqrt_table(index: uint8x16_t) -> [uint16x8_t; 2] {
 /// `int8::layer_norm` of the 16 tokens, lane-wise, channel by channel.
 #[inline]
 #[target_feature(enable = "neon")]
-fn layer_norm(z: &[Tokens; DIM], d: usize, ln_eps: i64) -> [Tokens; DIM] {
+fn layer_norm<'n>(
+    z: &[Tokens; DIM],
+    d: usize,
+    ln_eps: i64,
+    norm: &'n mut MaybeUninit<[Tokens; DIM]>,
+) -> &'n [Tokens; DIM] {
     let dim = d as i32;
     let mut sum = [vdupq_n_s32(0); 4];
     // Σz² of tokens 2j, 2j+1 (< 2^35).
@@ -222,8 +231,10 @@ fn layer_norm(z: &[Tokens; DIM], d: usize, ln_eps: i64) -> [Tokens; DIM] {
     let neg_sum = sum.map(|v| vnegq_s32(v));
     // n = sat16(round_shift(round_shift(D·z - Σz, pre) · y, post)), for
     // every channel: past D a value no weight reads (all are zero there).
-    let mut norm = [[vdupq_n_s16(0); 2]; DIM];
-    for (n, z) in norm.iter_mut().zip(z) {
+    // Built channel by channel where it lives (`fill`), neither zeroed nor
+    // copied.
+    fill(norm, |c| {
+        let z = &z[c];
         let v: [int32x4_t; 4] = std::array::from_fn(|i| {
             let dev = if i.is_multiple_of(2) {
                 vmlal_n_s16(neg_sum[i], vget_low_s16(z[i / 2]), dim as i16)
@@ -232,9 +243,8 @@ fn layer_norm(z: &[Tokens; DIM], d: usize, ln_eps: i64) -> [Tokens; DIM] {
             };
             vrshlq_s32(vmulq_s32(vrshlq_s32(dev, neg_pre[i]), recip[i]), neg_post[i])
         });
-        *n = [vqmovn_high_s32(vqmovn_s32(v[0]), v[1]), vqmovn_high_s32(vqmovn_s32(v[2]), v[3])];
-    }
-    norm
+        [vqmovn_high_s32(vqmovn_s32(v[0]), v[1]), vqmovn_high_s32(vqmovn_s32(v[2]), v[3])]
+    })
 }
 
 /// One head's Q.16 scores of the 16 patch tokens:
