@@ -10,7 +10,13 @@ fn main() {
     match std::env::var("CARGO_CFG_TARGET_OS").as_deref() {
         Ok("linux" | "android" | "freebsd" | "netbsd" | "openbsd") => {
             let soname = std::env::var("MICROVIT_SONAME").unwrap_or_else(|_| "libmicrovit.so".into());
-            println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+            // rustc-link-arg, not rustc-cdylib-link-arg: cargo passes the
+            // latter on to the cdylibs of dependent packages too (cargo
+            // #9562), where this SONAME would override their own
+            // (bindings/java's libmicrovit_jni.so). This one applies to this
+            // package's targets only; on its test executables the SONAME
+            // is inert.
+            println!("cargo:rustc-link-arg=-Wl,-soname,{soname}");
         }
         Ok("macos" | "ios") => {
             println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/libmicrovit.dylib");

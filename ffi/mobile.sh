@@ -2,14 +2,17 @@
 # ffi/mobile.sh: libmicrovit for Android and iOS apps, laid out as their
 # builds expect it.
 #
-#   ffi/mobile.sh android     # target/mobile/android/jniLibs/<abi>/libmicrovit.{a,so} + include/
+#   ffi/mobile.sh android     # target/mobile/android/jniLibs/<abi>/libmicrovit.{a,so}
+#                             # (+ libmicrovit_jni.so), include/, java/ (dev.microvit)
 #   ffi/mobile.sh ios         # target/mobile/ios/: device and simulator archives, headers with a
 #                             # module map, and Microvit.xcframework where xcodebuild exists
 #
 # Android: static libraries for arm64-v8a, armeabi-v7a and x86_64 need only
 # rustup. The shared libraries need the NDK's clang: set ANDROID_NDK_HOME
 # (and ANDROID_API, default 24); they are linked for 16 KB pages
-# (-z max-page-size=16384), which Android 15+ devices may use.
+# (-z max-page-size=16384), which Android 15+ devices may use. They include
+# libmicrovit_jni.so, the native half of the Java binding (bindings/java),
+# whose Java sources are copied to java/ (bindings/java/README.md).
 #
 # iOS: the device archive (aarch64-apple-ios) builds anywhere; the
 # simulator archives and the XCFramework need a Mac with Xcode.
@@ -62,8 +65,15 @@ android() {
                 --crate-type cdylib \
                 -- -C link-arg=-Wl,-z,max-page-size=16384 </dev/null
             cp "$target_dir/$triple/c-lib/libmicrovit.so" "$out/android/jniLibs/$abi/"
+            # The JNI library: release profile, with std, so that a panic is
+            # caught and thrown as MicrovitException rather than abort the
+            # app (its build.rs sets the SONAME and 16 KB pages).
+            env "$var=$linker" cargo build -q -p microvit-jni --release --target "$triple" </dev/null
+            cp "$target_dir/$triple/release/libmicrovit_jni.so" "$out/android/jniLibs/$abi/"
         fi
     done
+    mkdir -p "$out/android/java"
+    cp -r bindings/java/java/dev "$out/android/java/"
     [ -n "${ANDROID_NDK_HOME:-}" ] || echo "ANDROID_NDK_HOME is not set: static libraries only"
     find "$out/android" -type f | sort | sed "s|^$target_dir/|  target/|"
 }
