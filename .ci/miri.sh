@@ -54,6 +54,15 @@ fi
 cargo +nightly miri setup </dev/null >/dev/null
 echo "  $(cargo +nightly miri --version)"
 
+# The engine's tests inflate the MNIST test set with `zcat`, a process miri
+# cannot start: they read uncompressed copies instead (engine/tests/common).
+mkdir -p target/miri-data
+for f in t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+    [ -s "target/miri-data/$f" ] || gunzip -c "data/$f.gz" >"target/miri-data/$f"
+done
+export MICROVIT_TEST_IMAGES=$PWD/target/miri-data/t10k-images-idx3-ubyte
+export MICROVIT_TEST_LABELS=$PWD/target/miri-data/t10k-labels-idx1-ubyte
+
 export MICROVIT_BACKEND=scalar
 export MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-deterministic-floats ${MIRIFLAGS:-}"
 log_dir=target/miri-logs
