@@ -339,23 +339,22 @@ pub extern "system" fn Java_dev_microvit_Model_nClassify(
     probs: jfloatArray,
 ) -> jint {
     entry(env, -1, |env| {
-        let input = Input::new(env, pixels, direct, offset, length, "pixels")?;
-        let (logits, probs) = (output::<f32>(env, logits), output::<f32>(env, probs));
-        let mut small = [MaybeUninit::<u8>::uninit(); SMALL];
-        let copied = input.copy_small(env, &mut small)?;
-        let env: &Env = env;
-        let (data, _pinned) = input.pin(env, copied.then_some(&small))?;
-        let (logits, probs) = (pin_out(env, &logits)?, pin_out(env, &probs)?);
-        let ((l, l_cap), (p, p_cap)) = (out_ptr(&logits), out_ptr(&probs));
-        let mut class = 0u32;
         // SAFETY: `handle` is a live model (the Java object's read lock);
-        // `data` has `input.len` readable bytes, each output its capacity
-        // in writable floats (pinned arrays) or is NULL; NULL workspace:
-        // this thread's cached one.
-        check(unsafe {
-            microvit::microvit_classify(model(handle), ptr::null_mut(), data, input.len, &mut class, l, l_cap, p, p_cap)
-        })?;
-        Ok(class as jint)
+        // `data` has `len` readable bytes, each output its capacity in
+        // writable floats (pinned arrays) or is NULL; NULL workspace: this
+        // thread's cached one.
+        one_image(
+            env,
+            pixels,
+            direct,
+            offset,
+            length,
+            logits,
+            probs,
+            |data, len, class, (l, l_cap), (p, p_cap)| unsafe {
+                microvit::microvit_classify(model(handle), ptr::null_mut(), data, len, class, l, l_cap, p, p_cap)
+            },
+        )
     })
 }
 
@@ -376,32 +375,58 @@ pub extern "system" fn Java_dev_microvit_Model_nAttention(
     attention: jfloatArray,
 ) -> jint {
     entry(env, -1, |env| {
-        let input = Input::new(env, pixels, direct, offset, length, "pixels")?;
-        let (logits, attention) = (output::<f32>(env, logits), output::<f32>(env, attention));
-        let mut small = [MaybeUninit::<u8>::uninit(); SMALL];
-        let copied = input.copy_small(env, &mut small)?;
-        let env: &Env = env;
-        let (data, _pinned) = input.pin(env, copied.then_some(&small))?;
-        let (logits, attention) = (pin_out(env, &logits)?, pin_out(env, &attention)?);
-        let ((l, l_cap), (a, a_cap)) = (out_ptr(&logits), out_ptr(&attention));
-        let mut class = 0u32;
-        // SAFETY: as in nClassify; `a` is NULL (NULL_ARGUMENT) or has
-        // `a_cap` writable floats.
-        check(unsafe {
-            microvit::microvit_classify_attention(
-                model(handle),
-                ptr::null_mut(),
-                data,
-                input.len,
-                &mut class,
-                l,
-                l_cap,
-                a,
-                a_cap,
-            )
-        })?;
-        Ok(class as jint)
+        // SAFETY: as in nClassify; the attention output is NULL
+        // (NULL_ARGUMENT) or has its capacity in writable floats.
+        one_image(
+            env,
+            pixels,
+            direct,
+            offset,
+            length,
+            logits,
+            attention,
+            |data, len, class, (l, l_cap), (a, a_cap)| unsafe {
+                microvit::microvit_classify_attention(
+                    model(handle),
+                    ptr::null_mut(),
+                    data,
+                    len,
+                    class,
+                    l,
+                    l_cap,
+                    a,
+                    a_cap,
+                )
+            },
+        )
     })
+}
+
+/// What nClassify and nAttention share: the image (an array or a direct
+/// buffer; small ones copied, others pinned) and two optional float arrays
+/// pinned for writing, handed to `call` as pointers and capacities while
+/// pinned; the class it writes, or the failure its status names.
+#[allow(clippy::too_many_arguments)] // The Java signatures'.
+fn one_image(
+    env: &mut Env,
+    pixels: jbyteArray,
+    direct: jobject,
+    offset: jint,
+    length: jint,
+    first: jfloatArray,
+    second: jfloatArray,
+    call: impl FnOnce(*const u8, usize, &mut u32, (*mut f32, usize), (*mut f32, usize)) -> microvit::Status,
+) -> Res<jint> {
+    let input = Input::new(env, pixels, direct, offset, length, "pixels")?;
+    let (first, second) = (output::<f32>(env, first), output::<f32>(env, second));
+    let mut small = [MaybeUninit::<u8>::uninit(); SMALL];
+    let copied = input.copy_small(env, &mut small)?;
+    let env: &Env = env;
+    let (data, _pinned) = input.pin(env, copied.then_some(&small))?;
+    let (first, second) = (pin_out(env, &first)?, pin_out(env, &second)?);
+    let mut class = 0u32;
+    check(call(data, input.len, &mut class, out_ptr(&first), out_ptr(&second)))?;
+    Ok(class as jint)
 }
 
 /// `static native boolean nClassifyBatch(long handle, int count, byte[]
