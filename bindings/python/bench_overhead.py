@@ -150,21 +150,12 @@ def main():
         run()
         return (time.thread_time_ns() - start) / 1000 / n
 
-    def python_singles(model):
-        classify = model.classify
+    def python_calls(method):
+        """One call of `method` (a bound method, looked up once) per image."""
 
         def run():
             for image in rows:
-                classify(image)
-
-        return lambda: per_digit(run)
-
-    def python_predicts(model):
-        predict = model.predict
-
-        def run():
-            for image in rows:
-                predict(image)
+                method(image)
 
         return lambda: per_digit(run)
 
@@ -186,7 +177,7 @@ def main():
         variants["C   microvit_classify, class + logits"] = lambda: c_abi.single(images)
         variants["C   microvit_classify, class only"] = lambda: c_abi.single_class_only(images)
     variants["Rust engine infer (Model.bench)"] = lambda: per_digit(lambda: m.bench(images, rounds=1))
-    variants["Py  classify(image)"] = python_singles(m)
+    variants["Py  classify(image)"] = python_calls(m.classify)
     try:
         m.classify(rows[0], one_out)
         has_out = True
@@ -194,7 +185,7 @@ def main():
         has_out = False
     if has_out:
         variants["Py  classify(image, out)"] = lambda: per_digit(singles_out)
-    variants["Py  predict(image)"] = python_predicts(m)
+    variants["Py  predict(image)"] = python_calls(m.predict)
     if c_abi is not None:
         variants["C   microvit_classify_batch"] = lambda: c_abi.batch(images)
     variants["Rust engine infer_batch (Model.bench)"] = lambda: per_digit(lambda: m.bench(images, rounds=1, batch=True))
@@ -203,8 +194,8 @@ def main():
     old = None
     if args.before is not None:
         old = load_extension(args.before).Model.load(args.model)
-        variants["old classify(image)"] = python_singles(old)
-        variants["old predict(image)"] = python_predicts(old)
+        variants["old classify(image)"] = python_calls(old.classify)
+        variants["old predict(image)"] = python_calls(old.predict)
         variants["old classify(images)"] = lambda: per_digit(lambda: old.classify(images))
 
     # Same answers everywhere, before any timing.
