@@ -185,6 +185,18 @@ const FIXED_SHAPES: [Shape; 8] = [
     Shape { image_side: 30, patch_side: 5, dim: 20, heads: 5, classes: 3 },
 ];
 
+/// `FIXED_SHAPES` with their indices (which seed the models). Under miri the
+/// two 64×64 shapes are left out: one inference of 257 tokens of width 128
+/// takes hours there, and they run no code the smaller shapes do not (the
+/// native run covers them).
+fn fixed_shapes() -> impl Iterator<Item = (usize, Shape)> {
+    FIXED_SHAPES.into_iter().enumerate().filter(|(_, shape)| !(cfg!(miri) && shape.image_side == 64))
+}
+
+/// Random images per model and shape: one under miri, where an inference
+/// takes tens of seconds.
+const RANDOM_IMAGES: u64 = if cfg!(miri) { 1 } else { 3 };
+
 // ---------------------------------------------------------------- (a) errors
 
 #[test]
@@ -236,10 +248,10 @@ fn workspace_of_another_shape_is_an_error() {
 
 #[test]
 fn cls_attention_is_a_distribution_for_every_head() {
-    for (i, shape) in FIXED_SHAPES.into_iter().enumerate() {
+    for (i, shape) in fixed_shapes() {
         let model = Model::from_bytes(&random_f32_blob(shape, i as u64)).unwrap();
         let mut ws = model.workspace();
-        for seed in 0..3 {
+        for seed in 0..RANDOM_IMAGES {
             model.infer(&random_image(&shape, seed), &mut ws).unwrap();
             check_attention_is_distribution(shape, &ws).unwrap();
         }
@@ -255,7 +267,7 @@ fn cls_attention_is_a_distribution_for_every_head() {
 
 #[test]
 fn inference_is_deterministic_and_independent_of_workspace_history() {
-    for (i, shape) in FIXED_SHAPES.into_iter().enumerate() {
+    for (i, shape) in fixed_shapes() {
         let model = Model::from_bytes(&random_f32_blob(shape, 10 + i as u64)).unwrap();
         let (a, b) = (random_image(&shape, 1), random_image(&shape, 2));
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
@@ -286,7 +298,7 @@ fn f32s(bits: &[u32]) -> Vec<f32> {
 fn threads_sharing_a_model_agree() {
     let shape = Shape { image_side: 32, patch_side: 4, dim: 24, heads: 3, classes: 7 };
     let model = Model::from_bytes(&random_f32_blob(shape, 5)).unwrap();
-    let images: Vec<Vec<u8>> = (0..16).map(|s| random_image(&shape, s)).collect();
+    let images: Vec<Vec<u8>> = (0..if cfg!(miri) { 4 } else { 16 }).map(|s| random_image(&shape, s)).collect();
     let mut ws = model.workspace();
     let serial: Vec<Vec<f32>> = images.iter().map(|im| model.infer(im, &mut ws).unwrap().to_vec()).collect();
     std::thread::scope(|scope| {
@@ -353,10 +365,10 @@ fn hand_computed_model() {
 
 #[test]
 fn f32_engine_matches_f64_model_on_fixed_shapes() {
-    for (i, shape) in FIXED_SHAPES.into_iter().enumerate() {
+    for (i, shape) in fixed_shapes() {
         let model = Model::from_bytes(&random_f32_blob(shape, 1000 + i as u64)).unwrap();
         let mut ws = model.workspace();
-        for seed in 0..3 {
+        for seed in 0..RANDOM_IMAGES {
             compare(&model, &mut ws, &random_image(&shape, seed)).unwrap();
         }
         compare(&model, &mut ws, &vec![255; shape.pixels()]).unwrap();
