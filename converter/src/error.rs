@@ -58,8 +58,10 @@ impl fmt::Display for ConvertError {
             NonFinite { tensor, index, value } => write!(f, "tensor {tensor} holds {value} at index {index}"),
             TooLarge { tensor, index, value, limit } => write!(
                 f,
-                "tensor {tensor} holds {value:e} at index {index}, beyond the ±{limit:.4e} that keeps every logit \
-                 finite (docs/FORMAT.md, magnitude bounds)"
+                "tensor {tensor} holds {} at index {index}, beyond the ±{} that keeps every logit \
+                 finite (docs/FORMAT.md, magnitude bounds)",
+                ryu::Buffer::new().format(*value),
+                ryu::Buffer::new().format(*limit as f32)
             ),
             HeadsUnknown => f.write_str(
                 "the number of attention heads is not in the weights or the metadata; pass --heads N \

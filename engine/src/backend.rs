@@ -50,7 +50,7 @@ impl fmt::Display for BackendError {
             BackendError::Unknown(name) => {
                 write!(
                     f,
-                    "unknown backend {name:?}; expected one of scalar, avx2, avxvnni, avx512vnni, neon, dotprod, auto"
+                    "unknown backend \"{name}\"; expected one of scalar, avx2, avxvnni, avx512vnni, neon, dotprod, auto"
                 )
             }
             BackendError::Unavailable(b) => write!(f, "backend {b} is not available on this CPU"),

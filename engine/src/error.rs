@@ -100,7 +100,7 @@ impl fmt::Display for LoadError {
             ),
             ReservedNotZero { offset } => write!(f, "reserved byte at offset {offset} is not zero"),
             InvalidShape(e) => write!(f, "model shape is not supported: {e}"),
-            InvalidParameter { name, value } => write!(f, "header parameter {name} = {value} is not usable"),
+            InvalidParameter { name, value } => write!(f, "header parameter {name} = {} is not usable", Float(*value)),
             TensorTableOutOfBounds { count, end, blob_len } => write!(
                 f,
                 "tensor table of {count} entries ends at byte {end}, past the end of the {blob_len}-byte blob"
@@ -131,8 +131,10 @@ impl fmt::Display for LoadError {
             NonFinite { tensor, index } => write!(f, "tensor {tensor} has a NaN or infinite value at index {index}"),
             TooLarge { tensor, index, value, limit } => write!(
                 f,
-                "tensor {tensor} holds {value:e} at index {index}, beyond the ±{limit:.4e} that keeps every logit \
-                 finite (docs/FORMAT.md, magnitude bounds)"
+                "tensor {tensor} holds {} at index {index}, beyond the ±{} that keeps every logit \
+                 finite (docs/FORMAT.md, magnitude bounds)",
+                Float(*value),
+                Float(*limit as f32)
             ),
             OutOfRange { tensor, index, reason } => {
                 write!(f, "tensor {tensor} is out of range at index {index}: {reason}")
@@ -146,6 +148,16 @@ impl fmt::Display for LoadError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for LoadError {}
+
+/// An f32 in an error message, as its shortest round-trip text (`3e38`,
+/// `0.5`, `NaN`): `ryu` is a fraction of the size of core's formatting.
+struct Float(f32);
+
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(ryu::Buffer::new().format(self.0))
+    }
+}
 
 /// Why an inference could not run.
 #[derive(Clone, Debug, PartialEq, Eq)]

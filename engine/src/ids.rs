@@ -148,7 +148,15 @@ impl Dims {
 
 impl fmt::Display for Dims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_slice())
+        // `[a, b]` by hand: a slice's Debug formatting costs kilobytes.
+        f.write_str("[")?;
+        for (i, d) in self.as_slice().iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        f.write_str("]")
     }
 }
 
