@@ -246,29 +246,23 @@ unsafe fn forward<'m>(
     if let (7, 2, Some(tail)) = (p, dim_pad / 16, &kernel.lanes) {
         return run_lanes(layout, tail, shape, s);
     }
-    let w = &weights();
-    match (p, dim_pad / 16) {
-        (7, 2) => run::<7, 2>(w, layout, shape, s),
-        (_, 2) => run::<0, 2>(w, layout, shape, s),
-        (_, 4) => run::<0, 4>(w, layout, shape, s),
-        (_, 6) => run::<0, 6>(w, layout, shape, s),
-        _ => run::<0, 8>(w, layout, shape, s),
-    }
+    run(&weights(), layout, shape, dim_pad, s);
 }
 
-/// The pass for patch side `P` (0: read from the shape) and `V` registers
-/// of 16 channels per token (`dim_pad = 16·V`), on buffers `int8_forward`
-/// checked.
+/// The pass for every other shape, on buffers `forward` checked. One
+/// instance for every channel width (`dim_pad` read at run time): an
+/// instance per width cost the installed library ~25 KB each
+/// (docs/C_API.md, "Sizes").
 #[target_feature(enable = "avx2")]
-fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: &Shape, s: &mut int8::Scratch) {
+fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut int8::Scratch) {
     let b = &mut s.avx2;
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
-        patch_embed_sparse::<P, V>(w.params.z_shift, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
+        patch_embed_sparse::<0>(w.params.z_shift, layout, shape, dim_pad, &s.simd_image, &mut b.inks, &mut b.tokens);
     } else {
-        patch_embed_dense::<V>(w, layout, shape, &s.simd_image, &mut b.tokens);
+        patch_embed_dense(w, layout, shape, dim_pad, &s.simd_image, &mut b.tokens);
     }
-    layer_norm::<V>(w.params.ln_eps, shape, &b.tokens, &mut b.norm, &mut b.ln_params);
-    let logits = attend::<V>(w, layout, shape, &b.norm, &mut b.scores, &mut b.probs16, &mut s.probs);
+    layer_norm(w.params.ln_eps, shape, dim_pad, &b.tokens, &mut b.norm, &mut b.ln_params);
+    let logits = attend(w, layout, shape, dim_pad, &b.norm, &mut b.scores, &mut b.probs16, &mut s.probs);
     int8::finish_logits(w, &logits[..shape.classes as usize], s);
 }
 
@@ -279,7 +273,7 @@ fn run<const P: usize, const V: usize>(w: &Weights<'_>, layout: &Layout, shape: 
 #[target_feature(enable = "avx2")]
 fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8::Scratch) {
     let b = &mut s.avx2;
-    patch_embed_sparse::<7, 2>(tail.params.z_shift, layout, shape, &s.simd_image, &mut b.inks, &mut b.tokens);
+    patch_embed_sparse::<7>(tail.params.z_shift, layout, shape, lanes::DIM, &s.simd_image, &mut b.inks, &mut b.tokens);
     assert!(b.tokens.len() >= lanes::PATCHES * lanes::DIM);
     // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
     let block = |k0: usize, half: usize| {
@@ -378,17 +372,19 @@ unsafe fn madd_pairs(
 /// Patch embedding for patches of up to 8 pixels a side: the ink mask of
 /// each patch, then one `vpmaddwd` per 8 channels for each set bit.
 #[target_feature(enable = "avx2")]
-fn patch_embed_sparse<const P: usize, const V: usize>(
+fn patch_embed_sparse<const P: usize>(
     z_shift: u32,
     layout: &Layout,
     shape: &Shape,
+    dim_pad: usize,
     pixels: &[i16],
     inks: &mut [u32],
     tokens: &mut [i16],
 ) {
-    let (side, grid, dim_pad) = (shape.image_side as usize, shape.grid(), 16 * V);
+    let (side, grid) = (shape.image_side as usize, shape.grid());
     let p = if P > 0 { P } else { shape.patch_side as usize };
     assert!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
+    assert!(dim_pad.is_multiple_of(GROUP));
     assert!(inks.len() == shape.patches() && layout.patch_origin.len() == shape.patches());
     assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     assert!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
@@ -417,7 +413,7 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
         for c in 0..grid {
             let origin = r * p * side + c * p;
             let ink = inks[patch];
-            for group in (0..dim_pad).step_by(GROUP) {
+            for group in (0..dim_pad / GROUP).map(|g| g * GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
                 // SAFETY: a set bit is a slot < 32 = layout.slots whose pair lies
                 // inside the patch; group + 32 ≤ dim_pad.
@@ -437,16 +433,17 @@ fn patch_embed_sparse<const P: usize, const V: usize>(
 
 /// Patch embedding for wider patches: every pixel pair.
 #[target_feature(enable = "avx2")]
-fn patch_embed_dense<const V: usize>(
+fn patch_embed_dense(
     w: &Weights<'_>,
     layout: &Layout,
     shape: &Shape,
+    dim_pad: usize,
     pixels: &[i16],
     tokens: &mut [i16],
 ) {
-    let (side, p, grid, dim_pad) = (shape.image_side as usize, shape.patch_side as usize, shape.grid(), 16 * V);
+    let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
     let slots = layout.slots;
-    assert!(slots == p * p.div_ceil(2) && layout.pair_offset.len() == slots);
+    assert!(slots == p * p.div_ceil(2) && layout.pair_offset.len() == slots && dim_pad.is_multiple_of(GROUP));
     assert!(layout.pair_weight.len() == slots * dim_pad * 2);
     assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
@@ -455,7 +452,7 @@ fn patch_embed_dense<const V: usize>(
     for r in 0..grid {
         for c in 0..grid {
             let origin = r * p * side + c * p;
-            for group in (0..dim_pad).step_by(GROUP) {
+            for group in (0..dim_pad / GROUP).map(|g| g * GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
                 // SAFETY: every slot < layout.slots is a pair starting inside
                 // the patch; group + 32 ≤ dim_pad.
@@ -481,24 +478,37 @@ fn hsum8(v: &[__m256i; 8]) -> __m256i {
     _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
 }
 
-/// The `V` registers of 16 i16 values from `ptr`.
+/// Registers of 16 channels in the widest token row (`dim_pad` ≤ 128).
+const MAX_REGS: usize = 8;
+
+/// Register `k` of the row of 16-channel registers at `row`.
 ///
 /// # Safety
-/// `ptr` must be valid for reading `16·V` i16 values.
+/// `row` must be valid for reading `16·(k + 1)` i16 values.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn load_row<const V: usize>(ptr: *const i16) -> [__m256i; V] {
-    // SAFETY: k·16 + 16 ≤ 16·V, the caller's promise; unaligned loads.
-    std::array::from_fn(|k| unsafe { _mm256_loadu_si256(ptr.add(16 * k).cast()) })
+unsafe fn reg(row: *const i16, k: usize) -> __m256i {
+    // SAFETY: the caller's promise; an unaligned load.
+    unsafe { _mm256_loadu_si256(row.add(16 * k).cast()) }
 }
 
-/// `Σ_k vpmaddwd(a[k], b[k])`: eight i32 partial sums of a dot product.
+/// `Σ_k vpmaddwd(rows[i][k], b[k])` over `regs` registers, for eight rows
+/// against one: eight dot products as i32 partial sums, each register of `b`
+/// loaded once.
+///
+/// # Safety
+/// Each row and `b` must be valid for reading `16·regs` i16 values.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dot<const V: usize>(a: &[__m256i; V], b: &[__m256i; V]) -> __m256i {
-    let mut acc = _mm256_madd_epi16(a[0], b[0]);
-    for k in 1..V {
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a[k], b[k]));
+unsafe fn dot8(rows: [*const i16; 8], b: *const i16, regs: usize) -> [__m256i; 8] {
+    let mut acc = [_mm256_setzero_si256(); 8];
+    for k in 0..regs {
+        // SAFETY: k < regs, the caller's promise.
+        let bk = unsafe { reg(b, k) };
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            // SAFETY: as above.
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(unsafe { reg(row, k) }, bk));
+        }
     }
     acc
 }
@@ -537,23 +547,23 @@ pub(super) fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
 /// vectors, then each token's normalisation with its constants broadcast
 /// from their lanes, sixteen channels per register.
 #[target_feature(enable = "avx2")]
-fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i16], params: &mut [i64]) {
-    let (d, patches, patches_pad, dim_pad) = (shape.dim as i64, shape.patches(), patches_pad(shape), 16 * V);
-    assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && V.is_multiple_of(2));
+fn layer_norm(ln_eps: i64, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i16], params: &mut [i64]) {
+    let (d, patches, patches_pad) = (shape.dim as i64, shape.patches(), patches_pad(shape));
+    assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && dim_pad.is_multiple_of(32));
     assert!(params.len() == patches_pad / 4 * 20);
     let c = |v: i64| _mm256_set1_epi64x(v);
     let ones = _mm256_set1_epi16(1);
     let low32 = c(0xffff_ffff);
     let dv = _mm256_set1_epi32(d as i32);
     for t0 in (0..patches_pad).step_by(4) {
-        // SAFETY: t0 + 4 ≤ patches_pad: four token rows of z (asserted).
-        let rows: [[__m256i; V]; 4] =
-            std::array::from_fn(|i| unsafe { load_row::<V>(z.as_ptr().add((t0 + i) * dim_pad)) });
         let mut s = [_mm256_setzero_si256(); 4];
         let mut q = [_mm256_setzero_si256(); 4];
-        for (row, (s, q)) in rows.iter().zip(s.iter_mut().zip(&mut q)) {
-            for k in (0..V).step_by(2) {
-                let (a, b) = (row[k], row[k + 1]);
+        // t0 + 4 ≤ patches_pad: four token rows of z (asserted length).
+        let rows: [*const i16; 4] = std::array::from_fn(|i| z[(t0 + i) * dim_pad..][..dim_pad].as_ptr());
+        for k in (0..dim_pad / 32).map(|k| 2 * k) {
+            for (row, (s, q)) in rows.iter().zip(s.iter_mut().zip(&mut q)) {
+                // SAFETY: 16·(k + 2) ≤ dim_pad, a multiple of 32: inside the row.
+                let (a, b) = unsafe { (reg(*row, k), reg(*row, k + 1)) };
                 *s = _mm256_add_epi32(*s, _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b, ones)));
                 // |z| ≤ 32767: a pair of squares is below 2^31 and two pairs
                 // below 2^32, so their u32 sum is exact; widen it to u64.
@@ -613,7 +623,7 @@ fn layer_norm<const V: usize>(ln_eps: i64, shape: &Shape, z: &[i16], n: &mut [i1
                 _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, rv), post_round), post)
             };
             let out = n[t * dim_pad..][..dim_pad].as_mut_ptr();
-            for c in (0..dim_pad).step_by(16) {
+            for c in (0..dim_pad / 16).map(|c| 16 * c) {
                 let packed =
                     _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(normalise(c), normalise(c + 8)));
                 // SAFETY: c + 16 ≤ dim_pad values of the token's row of n.
@@ -704,17 +714,20 @@ fn softmax(scores: &[i32], probs: &mut [i32]) {
 /// Scores, softmax, attention means and the heads' logit sums (Q.16 before
 /// the shift): `int8::attend`'s integers.
 #[target_feature(enable = "avx2")]
-fn attend<const V: usize>(
+#[allow(clippy::too_many_arguments)]
+fn attend(
     w: &Weights<'_>,
     layout: &Layout,
     shape: &Shape,
+    dim_pad: usize,
     norm: &[i16],
     scores: &mut [i32],
     probs16: &mut [i16],
     q_probs: &mut [i32],
 ) -> [i64; MAX_CLASSES as usize] {
-    let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 16 * V);
+    let (heads, classes, patches, regs) = (shape.heads as usize, shape.classes as usize, shape.patches(), dim_pad / 16);
     let (t_count, patches_pad, classes_pad) = (patches + 1, patches_pad(shape), round_up(classes, 8));
+    assert!(dim_pad.is_multiple_of(16) && (1..=MAX_REGS).contains(&regs));
     assert!(
         norm.len() == patches_pad * dim_pad
             && scores.len() == heads * (1 + patches_pad)
@@ -725,8 +738,9 @@ fn attend<const V: usize>(
     let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
     let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
-    // SAFETY: callers pass t < patches_pad: a row of norm (asserted length).
-    let token = |t: usize| unsafe { load_row::<V>(norm.as_ptr().add(t * dim_pad)) };
+    // Token t's row of norm: callers pass t < patches_pad, inside norm
+    // (asserted length), which the reads through it rely on.
+    let token = |t: usize| norm.as_ptr().wrapping_add(t * dim_pad);
     // Scores, then softmax, of every head before any mean: the heads'
     // softmax chains (reductions, exp gathers, a division) are independent,
     // and adjacent in the program they overlap.
@@ -734,9 +748,10 @@ fn attend<const V: usize>(
     for head in 0..heads {
         let scores = &mut scores[head * stride..][..stride];
         // SAFETY: head < heads: a row of score_weight (asserted length).
-        let g = unsafe { load_row::<V>(layout.score_weight.as_ptr().add(head * dim_pad)) };
+        let g = unsafe { layout.score_weight.as_ptr().add(head * dim_pad) };
         for t0 in (0..patches_pad).step_by(8) {
-            let dots: [__m256i; 8] = std::array::from_fn(|i| dot(&token(t0 + i), &g));
+            // SAFETY: t0 + i < patches_pad; every row holds dim_pad values.
+            let dots = unsafe { dot8(std::array::from_fn(|i| token(t0 + i)), g, regs) };
             let s = _mm256_sra_epi32(_mm256_add_epi32(hsum8(&dots), score_round), score_shift);
             // SAFETY: 1 + t0 + 8 ≤ 1 + patches_pad = scores.len(); unaligned.
             unsafe { _mm256_storeu_si256(scores.as_mut_ptr().add(1 + t0).cast(), s) };
@@ -756,63 +771,69 @@ fn attend<const V: usize>(
         // mean = Σ p_t n_t: token pairs interleaved channel by channel and
         // multiplied by their two probabilities (at most 2^14, so i16) with
         // one vpmaddwd; the CLS token is paired with itself and a zero.
-        let mut lo = [_mm256_setzero_si256(); V];
-        let mut hi = [_mm256_setzero_si256(); V];
-        let mut accumulate = |a: &[__m256i; V], b: &[__m256i; V], pair: __m256i| {
-            for k in 0..V {
-                lo[k] = _mm256_add_epi32(lo[k], _mm256_madd_epi16(_mm256_unpacklo_epi16(a[k], b[k]), pair));
-                hi[k] = _mm256_add_epi32(hi[k], _mm256_madd_epi16(_mm256_unpackhi_epi16(a[k], b[k]), pair));
-            }
-        };
-        // SAFETY: cls_norm holds dim_pad values (asserted).
-        let cls = unsafe { load_row::<V>(layout.cls_norm.as_ptr()) };
-        accumulate(&cls, &cls, _mm256_set1_epi32(probs[0] & 0xffff));
-        if patches.is_multiple_of(16) {
-            // Sixteen probabilities packed to i16 in one register: lane j
-            // of it, broadcast, is the pair (p_2j, p_2j+1).
-            for t0 in (0..patches).step_by(16) {
-                // SAFETY: 1 + t0 + 16 ≤ 1 + patches = probs.len(); unaligned.
-                let (a, b) = unsafe {
-                    let at = probs.as_ptr().add(1 + t0);
-                    (_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(8).cast()))
-                };
-                let p16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
-                for j in 0..8 {
-                    let pair = _mm256_permutevar8x32_epi32(p16, _mm256_set1_epi32(j as i32));
-                    accumulate(&token(t0 + 2 * j), &token(t0 + 2 * j + 1), pair);
-                }
-            }
-        } else {
+        if !patches.is_multiple_of(16) {
             // Patches laid out as i16 with a zero past the last, so each pair
             // of probabilities is one i32.
             for (p16, &p) in probs16.iter_mut().zip(&probs[1..]) {
                 *p16 = p as i16;
             }
-            for t in (0..patches).step_by(2) {
-                // SAFETY: t + 2 ≤ patches_pad = probs16.len(); unaligned.
-                let pair = unsafe { probs16.as_ptr().add(t).cast::<i32>().read_unaligned() };
-                // t + 1 < patches_pad: a padding row (zero) when patches is odd.
-                accumulate(&token(t), &token(t + 1), _mm256_set1_epi32(pair));
-            }
         }
-        // The unpacks split each 128-bit half into channels 0-3 | 4-7;
-        // packs puts them back in order and saturates like saturate_i16.
-        let mean: [__m256i; V] = std::array::from_fn(|k| {
-            let lo = _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(lo[k], mean_round));
-            let hi = _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(hi[k], mean_round));
-            _mm256_packs_epi32(lo, hi)
-        });
+        // One register of 16 channels at a time over every token, so its
+        // two accumulators stay in registers whatever the width.
+        let cls = layout.cls_norm.as_ptr();
+        let mut mean = [_mm256_setzero_si256(); MAX_REGS];
+        for (k, mean) in mean.iter_mut().enumerate().take(regs) {
+            let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            // Rows `a` and `b` hold dim_pad values each (the token rows and
+            // cls_norm, asserted lengths).
+            let mut accumulate = |a: *const i16, b: *const i16, pair: __m256i| {
+                // SAFETY: 16·(k + 1) ≤ dim_pad values of each row.
+                let (a, b) = unsafe { (reg(a, k), reg(b, k)) };
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), pair));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), pair));
+            };
+            accumulate(cls, cls, _mm256_set1_epi32(probs[0] & 0xffff));
+            if patches.is_multiple_of(16) {
+                // Sixteen probabilities packed to i16 in one register: lane j
+                // of it, broadcast, is the pair (p_2j, p_2j+1).
+                for t0 in (0..patches).step_by(16) {
+                    // SAFETY: 1 + t0 + 16 ≤ 1 + patches = probs.len(); unaligned.
+                    let (a, b) = unsafe {
+                        let at = probs.as_ptr().add(1 + t0);
+                        (_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(8).cast()))
+                    };
+                    let p16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+                    for j in 0..8 {
+                        let pair = _mm256_permutevar8x32_epi32(p16, _mm256_set1_epi32(j as i32));
+                        accumulate(token(t0 + 2 * j), token(t0 + 2 * j + 1), pair);
+                    }
+                }
+            } else {
+                for t in (0..patches).step_by(2) {
+                    // SAFETY: t + 2 ≤ patches_pad = probs16.len(); unaligned.
+                    let pair = unsafe { probs16.as_ptr().add(t).cast::<i32>().read_unaligned() };
+                    // t + 1 < patches_pad: a padding row (zero) when patches is odd.
+                    accumulate(token(t), token(t + 1), _mm256_set1_epi32(pair));
+                }
+            }
+            // The unpacks split each 128-bit half into channels 0-3 | 4-7;
+            // packs puts them back in order and saturates like saturate_i16.
+            let lo = _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(lo, mean_round));
+            let hi = _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(hi, mean_round));
+            *mean = _mm256_packs_epi32(lo, hi);
+        }
 
         // One i32 dot product per class (exact, below 2^30), summed over
         // heads in i64 as the scalar does.
         for c0 in (0..classes_pad).step_by(8) {
-            let dots: [__m256i; 8] = std::array::from_fn(|i| {
-                // SAFETY: head·classes_pad + c0 + i < heads·classes_pad rows of
-                // head_weight (asserted length).
-                let row =
-                    unsafe { load_row::<V>(layout.head_weight.as_ptr().add((head * classes_pad + c0 + i) * dim_pad)) };
-                dot(&row, &mean)
+            // Rows head·classes_pad + c0 + i < heads·classes_pad of head_weight
+            // (asserted length).
+            let rows = std::array::from_fn(|i| {
+                layout.head_weight.as_ptr().wrapping_add((head * classes_pad + c0 + i) * dim_pad)
             });
+            // SAFETY: each row holds dim_pad values, `mean` MAX_REGS ≥ regs
+            // registers.
+            let dots = unsafe { dot8(rows, mean.as_ptr().cast(), regs) };
             let mut totals = [0i32; 8];
             // SAFETY: a store of one register into an array of its size.
             unsafe { _mm256_storeu_si256(totals.as_mut_ptr().cast(), hsum8(&dots)) };
