@@ -153,26 +153,34 @@ unsafe fn forward(
     assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
     assert!(s.avx2.tokens.len() == patches_pad * dim_pad && s.avx2.scores.len() == 1 + patches_pad);
     assert!(s.attention.len() == heads * (patches + 1) && s.logits.len() == classes);
+    // The shipped models' 32 channels get an instance with the width
+    // known; wider models share one that reads it at run time (an instance
+    // per width cost the installed library ~9 KB each).
     match dim_pad / 8 {
-        4 => run::<4>(w, layout, shape, image, s),
-        8 => run::<8>(w, layout, shape, image, s),
-        12 => run::<12>(w, layout, shape, image, s),
-        _ => run::<16>(w, layout, shape, image, s),
+        4 => run::<4>(w, layout, shape, image, s, 4),
+        regs => run::<0>(w, layout, shape, image, s, regs),
     }
 }
 
-/// The pass with `V` registers of 8 channels per token (`dim_pad = 8·V`),
-/// on buffers `f16_forward` checked.
+/// The pass with `R` registers of 8 channels per token (0: `regs`, read
+/// at run time; `dim_pad = 8·regs`), on buffers `forward` checked.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn run<const V: usize>(w: &f16::Weights<'_>, layout: &Layout, shape: &Shape, image: &[u8], s: &mut f16::Scratch) {
+fn run<const R: usize>(
+    w: &f16::Weights<'_>,
+    layout: &Layout,
+    shape: &Shape,
+    image: &[u8],
+    s: &mut f16::Scratch,
+    regs: usize,
+) {
     let b = &mut s.avx2;
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
-        patch_embed_sparse::<V>(layout, shape, image, &mut b.tokens);
+        patch_embed_sparse::<R>(layout, shape, regs, image, &mut b.tokens);
     } else {
-        patch_embed_dense::<V>(layout, shape, image, &mut b.tokens);
+        patch_embed_dense::<R>(layout, shape, regs, image, &mut b.tokens);
     }
-    layer_norm::<V>(w.layer_norm_eps, layout, shape, &mut b.tokens);
-    attend::<V>(w, layout, shape, &b.tokens, &mut b.scores, &mut s.attention, &mut s.logits);
+    layer_norm::<R>(w.layer_norm_eps, layout, shape, regs, &mut b.tokens);
+    attend::<R>(w, layout, shape, regs, &b.tokens, &mut b.scores, &mut s.attention, &mut s.logits);
 }
 
 /// The eight bytes of a patch row from `at` (zero past the image's end).
@@ -239,9 +247,15 @@ unsafe fn fma_pixels(
 /// Patch embedding for patches of up to 8 pixels a side: a 64-bit mask of
 /// the pixels with ink (bit 8y + x), then one FMA per 8 channels for each.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn patch_embed_sparse<const V: usize>(layout: &Layout, shape: &Shape, image: &[u8], tokens: &mut [f32]) {
-    let (side, p, grid, dim_pad) = (shape.image_side as usize, shape.patch_side as usize, shape.grid(), 8 * V);
-    assert!(p <= SPARSE_MAX_SIDE && image.len() == side * side && tokens.len() >= shape.patches() * dim_pad);
+fn patch_embed_sparse<const R: usize>(layout: &Layout, shape: &Shape, regs: usize, image: &[u8], tokens: &mut [f32]) {
+    let dim_pad = 8 * if R > 0 { R } else { regs };
+    let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
+    assert!(
+        dim_pad.is_multiple_of(GROUP)
+            && p <= SPARSE_MAX_SIDE
+            && image.len() == side * side
+            && tokens.len() >= shape.patches() * dim_pad
+    );
     assert!(layout.pixel_offset.len() == 64 && layout.pixel_weight.len() == 64 * dim_pad);
     assert!(layout.bias.len() == shape.patches() * dim_pad);
     let in_patch = _mm256_set1_epi64x(if p == 8 { -1 } else { (1i64 << (8 * p)) - 1 });
@@ -275,10 +289,16 @@ fn patch_embed_sparse<const V: usize>(layout: &Layout, shape: &Shape, image: &[u
 
 /// Patch embedding for wider patches: every pixel.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn patch_embed_dense<const V: usize>(layout: &Layout, shape: &Shape, image: &[u8], tokens: &mut [f32]) {
-    let (side, p, grid, dim_pad) = (shape.image_side as usize, shape.patch_side as usize, shape.grid(), 8 * V);
+fn patch_embed_dense<const R: usize>(layout: &Layout, shape: &Shape, regs: usize, image: &[u8], tokens: &mut [f32]) {
+    let dim_pad = 8 * if R > 0 { R } else { regs };
+    let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
     let slots = layout.pixel_offset.len();
-    assert!(slots == p * p && layout.pixel_weight.len() == slots * dim_pad && image.len() == side * side);
+    assert!(
+        dim_pad.is_multiple_of(GROUP)
+            && slots == p * p
+            && layout.pixel_weight.len() == slots * dim_pad
+            && image.len() == side * side
+    );
     assert!(tokens.len() >= shape.patches() * dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let mut patch = 0;
     for r in 0..grid {
@@ -300,15 +320,18 @@ fn patch_embed_dense<const V: usize>(layout: &Layout, shape: &Shape, image: &[u8
     }
 }
 
-/// The `V` registers of 8 f32 values from `ptr`.
+/// Registers of 8 channels in the widest token row (`dim_pad` ≤ 128).
+const MAX_REGS: usize = 16;
+
+/// Register `k` of the row of 8-channel registers at `row`.
 ///
 /// # Safety
-/// `ptr` must be valid for reading `8·V` values.
+/// `row` must be valid for reading `8·(k + 1)` values.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load_row<const V: usize>(ptr: *const f32) -> [__m256; V] {
-    // SAFETY: k·8 + 8 ≤ 8·V, the caller's promise; unaligned loads.
-    std::array::from_fn(|k| unsafe { _mm256_loadu_ps(ptr.add(8 * k)) })
+unsafe fn reg(row: *const f32, k: usize) -> __m256 {
+    // SAFETY: the caller's promise; an unaligned load.
+    unsafe { _mm256_loadu_ps(row.add(8 * k)) }
 }
 
 /// The sum of eight lanes.
@@ -329,13 +352,25 @@ fn hsum8(v: &[__m256; 8]) -> __m256 {
     _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b))
 }
 
-/// Σ_k a[k]·b[k], eight partial sums.
+/// Σ_k rows[i][k]·b[k] over `regs ≥ 1` registers, for eight rows against
+/// one: eight partial sums each, every register of `b` loaded once.
+///
+/// # Safety
+/// Each row and `b` must be valid for reading `8·regs` values.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot<const V: usize>(a: &[__m256; V], b: &[__m256; V]) -> __m256 {
-    let mut acc = _mm256_mul_ps(a[0], b[0]);
-    for k in 1..V {
-        acc = _mm256_fmadd_ps(a[k], b[k], acc);
+unsafe fn dot8(rows: [*const f32; 8], b: *const f32, regs: usize) -> [__m256; 8] {
+    // SAFETY: register 0 < regs of each row, the caller's promise.
+    let b0 = unsafe { reg(b, 0) };
+    // SAFETY: as above.
+    let mut acc = rows.map(|row| _mm256_mul_ps(unsafe { reg(row, 0) }, b0));
+    for k in 1..regs {
+        // SAFETY: k < regs, the caller's promise.
+        let bk = unsafe { reg(b, k) };
+        for (acc, row) in acc.iter_mut().zip(rows) {
+            // SAFETY: as above.
+            *acc = _mm256_fmadd_ps(unsafe { reg(row, k) }, bk, *acc);
+        }
     }
     acc
 }
@@ -343,21 +378,30 @@ fn dot<const V: usize>(a: &[__m256; V], b: &[__m256; V]) -> __m256 {
 /// LayerNorm (without its affine, folded downstream) of every patch token,
 /// in place: the formula of `crate::f16`, padding lanes kept at zero.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn layer_norm<const V: usize>(eps: f32, layout: &Layout, shape: &Shape, tokens: &mut [f32]) {
-    let (d, dim_pad) = (shape.dim as f32, 8 * V);
-    assert!(tokens.len() >= shape.patches() * dim_pad && layout.lane_mask.len() == dim_pad);
-    // SAFETY: lane_mask holds dim_pad values (asserted).
-    let mask = unsafe { load_row::<V>(layout.lane_mask.as_ptr()) };
+fn layer_norm<const R: usize>(eps: f32, layout: &Layout, shape: &Shape, regs: usize, tokens: &mut [f32]) {
+    let regs = if R > 0 { R } else { regs };
+    let (d, dim_pad) = (shape.dim as f32, 8 * regs);
+    assert!(tokens.len() >= shape.patches() * dim_pad && layout.lane_mask.len() == dim_pad && regs >= 1);
+    let mask = layout.lane_mask.as_ptr();
     for token in tokens.chunks_exact_mut(dim_pad).take(shape.patches()) {
-        // SAFETY: the token's dim_pad values.
-        let x = unsafe { load_row::<V>(token.as_ptr()) };
-        let mean = _mm256_set1_ps(hsum(x.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v))) / d);
-        let dev: [__m256; V] = std::array::from_fn(|k| _mm256_and_ps(_mm256_sub_ps(x[k], mean), mask[k]));
-        let var = hsum(dot(&dev, &dev)) / d;
+        let x = token.as_mut_ptr();
+        // SAFETY: callers pass k < regs: inside the token's dim_pad values.
+        let load = |k: usize| unsafe { reg(x, k) };
+        let dev_of = |k: usize, mean: __m256| {
+            // SAFETY: k < regs: inside lane_mask's dim_pad values (asserted).
+            _mm256_and_ps(_mm256_sub_ps(load(k), mean), unsafe { reg(mask, k) })
+        };
+        let mean = _mm256_set1_ps(hsum((0..regs).fold(_mm256_setzero_ps(), |s, k| _mm256_add_ps(s, load(k)))) / d);
+        let dev0 = dev_of(0, mean);
+        let var = hsum((1..regs).fold(_mm256_mul_ps(dev0, dev0), |acc, k| {
+            let dev = dev_of(k, mean);
+            _mm256_fmadd_ps(dev, dev, acc)
+        })) / d;
         let inv_std = _mm256_set1_ps(1.0 / sqrt(var + eps));
-        for (k, v) in dev.iter().enumerate() {
+        for k in 0..regs {
+            let v = _mm256_mul_ps(dev_of(k, mean), inv_std);
             // SAFETY: k·8 + 8 ≤ dim_pad values of the token; unaligned.
-            unsafe { _mm256_storeu_ps(token.as_mut_ptr().add(8 * k), _mm256_mul_ps(*v, inv_std)) };
+            unsafe { _mm256_storeu_ps(x.add(8 * k), v) };
         }
     }
 }
@@ -425,28 +469,34 @@ fn softmax(scores: &[f32], probs: &mut [f32]) {
 /// Scores, softmax (each head's CLS probabilities into `attention`), the
 /// attention-weighted means and the logits.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn attend<const V: usize>(
+#[allow(clippy::too_many_arguments)]
+fn attend<const R: usize>(
     w: &f16::Weights<'_>,
     layout: &Layout,
     shape: &Shape,
+    regs: usize,
     norm: &[f32],
     scores: &mut [f32],
     attention: &mut [f32],
     logits: &mut [f32],
 ) {
-    let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 8 * V);
+    let regs = if R > 0 { R } else { regs };
+    let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 8 * regs);
     let (t_count, patches_pad, classes_pad) = (patches + 1, patches_pad(shape), round_up(classes, 8));
     assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad);
     assert!(attention.len() == heads * t_count && logits.len() == classes && layout.cls_norm.len() == dim_pad);
     assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
-    // SAFETY: callers pass t < patches_pad: a row of norm (asserted length).
-    let token = |t: usize| unsafe { load_row::<V>(norm.as_ptr().add(t * dim_pad)) };
+    assert!((1..=MAX_REGS).contains(&regs) && regs.is_multiple_of(4));
+    // Token t's row of norm: callers pass t < patches_pad, inside norm
+    // (asserted length), which the reads through it rely on.
+    let token = |t: usize| norm.as_ptr().wrapping_add(t * dim_pad);
     let mut totals = [0f32; MAX_CLASSES as usize];
     for head in 0..heads {
         // SAFETY: head < heads: a row of score_weight (asserted length).
-        let g = unsafe { load_row::<V>(layout.score_weight.as_ptr().add(head * dim_pad)) };
+        let g = unsafe { layout.score_weight.as_ptr().add(head * dim_pad) };
         for t0 in (0..patches_pad).step_by(8) {
-            let dots: [__m256; 8] = std::array::from_fn(|i| dot(&token(t0 + i), &g));
+            // SAFETY: t0 + i < patches_pad; every row holds dim_pad values.
+            let dots = unsafe { dot8(std::array::from_fn(|i| token(t0 + i)), g, regs) };
             // SAFETY: 1 + t0 + 8 ≤ 1 + patches_pad = scores.len(); unaligned.
             unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(1 + t0), hsum8(&dots)) };
         }
@@ -466,24 +516,35 @@ fn attend<const V: usize>(
             }
         }
 
-        // SAFETY: cls_norm holds dim_pad values (asserted).
-        let cls = unsafe { load_row::<V>(layout.cls_norm.as_ptr()) };
+        // mean = Σ p_t n_t, four registers of 8 channels at a time over
+        // every token, so their accumulators stay in registers whatever the
+        // width (a multiple of 32 channels).
         let p0 = _mm256_set1_ps(probs[0]);
-        let mut mean: [__m256; V] = std::array::from_fn(|k| _mm256_mul_ps(p0, cls[k]));
-        for (t, &p) in probs[1..].iter().enumerate() {
-            let (n, p) = (token(t), _mm256_set1_ps(p));
-            for k in 0..V {
-                mean[k] = _mm256_fmadd_ps(p, n[k], mean[k]);
+        // SAFETY: callers pass k < regs, inside cls_norm's dim_pad values
+        // (asserted).
+        let cls = |k: usize| unsafe { reg(layout.cls_norm.as_ptr(), k) };
+        // SAFETY: callers pass t < patches, a token row, and k < regs.
+        let n = |t: usize, k: usize| unsafe { reg(token(t), k) };
+        let mut mean = [_mm256_setzero_ps(); MAX_REGS];
+        for (k0, mean) in mean[..regs].chunks_exact_mut(4).enumerate().map(|(i, m)| (4 * i, m)) {
+            let mut acc: [__m256; 4] = std::array::from_fn(|j| _mm256_mul_ps(p0, cls(k0 + j)));
+            for (t, &p) in probs[1..].iter().enumerate() {
+                let p = _mm256_set1_ps(p);
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(p, n(t, k0 + j), *acc);
+                }
             }
+            mean.copy_from_slice(&acc);
         }
         for c0 in (0..classes_pad).step_by(8) {
-            let dots: [__m256; 8] = std::array::from_fn(|i| {
-                // SAFETY: head·classes_pad + c0 + i < heads·classes_pad rows of
-                // head_weight (asserted length).
-                let row =
-                    unsafe { load_row::<V>(layout.head_weight.as_ptr().add((head * classes_pad + c0 + i) * dim_pad)) };
-                dot(&row, &mean)
+            // Rows head·classes_pad + c0 + i < heads·classes_pad of head_weight
+            // (asserted length).
+            let rows = std::array::from_fn(|i| {
+                layout.head_weight.as_ptr().wrapping_add((head * classes_pad + c0 + i) * dim_pad)
             });
+            // SAFETY: each row holds dim_pad values, `mean` MAX_REGS ≥ regs
+            // registers.
+            let dots = unsafe { dot8(rows, mean.as_ptr().cast(), regs) };
             // SAFETY: c0 + 8 ≤ classes_pad ≤ MAX_CLASSES = totals.len(); unaligned.
             unsafe {
                 let at = totals.as_mut_ptr().add(c0);
