@@ -21,12 +21,14 @@
 //! proves, and the bound holds for any subset of its terms.
 
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 use std::arch::x86_64::*;
 
 use super::avx2::{exp8, rsqrt4};
 use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
+use crate::simd;
 
 pub(super) use super::shipped::{
     fits, patch_dwords, patch_scale, token_bias_by_channel, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE,
@@ -134,8 +136,9 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut
     let params = &layout.params;
     assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
-    let pairs = layer_norm(z, d as i32, params.ln_eps);
-    let tokens = transpose_pairs(&pairs);
+    let mut pairs = MaybeUninit::uninit();
+    let pairs = layer_norm(z, d as i32, params.ln_eps, &mut pairs);
+    let tokens = transpose_pairs(pairs);
     let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
     let mut probs = [(0, [_mm256_setzero_si256(); 2]); HEADS];
@@ -162,7 +165,12 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut
 /// (n_2k, n_2k+1).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn layer_norm(z: &[Lanes; DIM / 2], d: i32, ln_eps: i64) -> [Lanes; DIM / 2] {
+fn layer_norm<'a>(
+    z: &[Lanes; DIM / 2],
+    d: i32,
+    ln_eps: i64,
+    out: &'a mut MaybeUninit<[Lanes; DIM / 2]>,
+) -> &'a [Lanes; DIM / 2] {
     let (ones, low16) = (_mm256_set1_epi16(1), _mm256_set1_epi32(0xffff));
     let mut sum = [_mm256_setzero_si256(); 2];
     let mut sq_lo = [_mm256_setzero_si256(); 2];
@@ -222,7 +230,9 @@ fn layer_norm(z: &[Lanes; DIM / 2], d: i32, ln_eps: i64) -> [Lanes; DIM / 2] {
     let interleave = _mm256_setr_epi8(
         0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
     );
-    std::array::from_fn(|k| {
+    // Built where the caller keeps it: returned by value, the 1 KB array
+    // was copied with memcpy in some builds (fat LTO).
+    simd::fill(out, |k| {
         std::array::from_fn(|h| {
             let ab = z[k][h];
             let first = normalise(_mm256_madd_epi16(ab, d_first), h);

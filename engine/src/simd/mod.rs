@@ -27,7 +27,7 @@ pub(crate) fn round_up(n: usize, m: usize) -> usize {
 /// filled in a loop) built 1 KB arrays of registers on the stack and then
 /// copied them with `memcpy` (or cleared them with `memset`): ~150
 /// instructions a call on aarch64 glibc, several per digit.
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn fill<T: Copy, const N: usize>(
     slot: &mut core::mem::MaybeUninit<[T; N]>,
