@@ -45,6 +45,9 @@ extern crate core as std;
 #[cfg(target_endian = "big")]
 compile_error!("microvit blobs are little-endian and are used in place; big-endian hosts are not supported");
 
+// First: its `require!` macro is used by the kernels in the modules below.
+#[macro_use]
+mod simd;
 pub mod backend;
 mod crc32c;
 pub mod error;
@@ -65,7 +68,6 @@ pub mod preprocess;
 #[cfg_attr(not(feature = "float"), allow(dead_code))]
 mod reference;
 pub mod shape;
-mod simd;
 #[cfg(feature = "test-fixtures")]
 pub mod synthetic;
 mod workspace;

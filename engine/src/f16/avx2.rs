@@ -146,13 +146,13 @@ unsafe fn forward(
     let (patches, patches_pad) = (shape.patches(), patches_pad(shape));
     let slots = if p <= SPARSE_MAX_SIDE { 64 } else { shape.patch_len() };
     // Everything the unchecked accesses below rely on.
-    assert!(dim_pad == padded_dim(shape) && dim_pad <= 128 && image.len() == shape.pixels());
-    assert!(layout.pixel_weight.len() == slots * dim_pad && layout.pixel_offset.len() == slots);
-    assert!(layout.bias.len() == patches * dim_pad && layout.lane_mask.len() == dim_pad);
-    assert!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
-    assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
-    assert!(s.avx2.tokens.len() == patches_pad * dim_pad && s.avx2.scores.len() == 1 + patches_pad);
-    assert!(s.attention.len() == heads * (patches + 1) && s.logits.len() == classes);
+    require!(dim_pad == padded_dim(shape) && dim_pad <= 128 && image.len() == shape.pixels());
+    require!(layout.pixel_weight.len() == slots * dim_pad && layout.pixel_offset.len() == slots);
+    require!(layout.bias.len() == patches * dim_pad && layout.lane_mask.len() == dim_pad);
+    require!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
+    require!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
+    require!(s.avx2.tokens.len() == patches_pad * dim_pad && s.avx2.scores.len() == 1 + patches_pad);
+    require!(s.attention.len() == heads * (patches + 1) && s.logits.len() == classes);
     // The shipped models' 32 channels get an instance with the width
     // known; wider models share one that reads it at run time (an instance
     // per width cost the installed library ~9 KB each).
@@ -250,14 +250,14 @@ unsafe fn fma_pixels(
 fn patch_embed_sparse<const R: usize>(layout: &Layout, shape: &Shape, regs: usize, image: &[u8], tokens: &mut [f32]) {
     let dim_pad = 8 * if R > 0 { R } else { regs };
     let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
-    assert!(
+    require!(
         dim_pad.is_multiple_of(GROUP)
             && p <= SPARSE_MAX_SIDE
             && image.len() == side * side
             && tokens.len() >= shape.patches() * dim_pad
     );
-    assert!(layout.pixel_offset.len() == 64 && layout.pixel_weight.len() == 64 * dim_pad);
-    assert!(layout.bias.len() == shape.patches() * dim_pad);
+    require!(layout.pixel_offset.len() == 64 && layout.pixel_weight.len() == 64 * dim_pad);
+    require!(layout.bias.len() == shape.patches() * dim_pad);
     let in_patch = _mm256_set1_epi64x(if p == 8 { -1 } else { (1i64 << (8 * p)) - 1 });
     let zero = _mm256_setzero_si256();
     let mut patch = 0;
@@ -293,13 +293,13 @@ fn patch_embed_dense<const R: usize>(layout: &Layout, shape: &Shape, regs: usize
     let dim_pad = 8 * if R > 0 { R } else { regs };
     let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
     let slots = layout.pixel_offset.len();
-    assert!(
+    require!(
         dim_pad.is_multiple_of(GROUP)
             && slots == p * p
             && layout.pixel_weight.len() == slots * dim_pad
             && image.len() == side * side
     );
-    assert!(tokens.len() >= shape.patches() * dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    require!(tokens.len() >= shape.patches() * dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let mut patch = 0;
     for r in 0..grid {
         for c in 0..grid {
@@ -381,7 +381,7 @@ unsafe fn dot8(rows: [*const f32; 8], b: *const f32, regs: usize) -> [__m256; 8]
 fn layer_norm<const R: usize>(eps: f32, layout: &Layout, shape: &Shape, regs: usize, tokens: &mut [f32]) {
     let regs = if R > 0 { R } else { regs };
     let (d, dim_pad) = (shape.dim as f32, 8 * regs);
-    assert!(tokens.len() >= shape.patches() * dim_pad && layout.lane_mask.len() == dim_pad && regs >= 1);
+    require!(tokens.len() >= shape.patches() * dim_pad && layout.lane_mask.len() == dim_pad && regs >= 1);
     let mask = layout.lane_mask.as_ptr();
     for token in tokens.chunks_exact_mut(dim_pad).take(shape.patches()) {
         let x = token.as_mut_ptr();
@@ -436,7 +436,7 @@ fn exp8(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn softmax(scores: &[f32], probs: &mut [f32]) {
     let patches = scores.len() - 1;
-    assert!(patches.is_multiple_of(8) && probs.len() == scores.len());
+    require!(patches.is_multiple_of(8) && probs.len() == scores.len());
     // SAFETY: 1 + c + 8 ≤ 1 + patches = scores.len(); an unaligned load.
     let load = |c: usize| unsafe { _mm256_loadu_ps(scores.as_ptr().add(1 + c)) };
     let mut max = _mm256_set1_ps(scores[0]);
@@ -483,10 +483,10 @@ fn attend<const R: usize>(
     let regs = if R > 0 { R } else { regs };
     let (heads, classes, patches, dim_pad) = (shape.heads as usize, shape.classes as usize, shape.patches(), 8 * regs);
     let (t_count, patches_pad, classes_pad) = (patches + 1, patches_pad(shape), round_up(classes, 8));
-    assert!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad);
-    assert!(attention.len() == heads * t_count && logits.len() == classes && layout.cls_norm.len() == dim_pad);
-    assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
-    assert!((1..=MAX_REGS).contains(&regs) && regs.is_multiple_of(4));
+    require!(norm.len() == patches_pad * dim_pad && scores.len() == 1 + patches_pad);
+    require!(attention.len() == heads * t_count && logits.len() == classes && layout.cls_norm.len() == dim_pad);
+    require!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
+    require!((1..=MAX_REGS).contains(&regs) && regs.is_multiple_of(4));
     // Token t's row of norm: callers pass t < patches_pad, inside norm
     // (asserted length), which the reads through it rely on.
     let token = |t: usize| norm.as_ptr().wrapping_add(t * dim_pad);

@@ -53,8 +53,8 @@ impl Kernel {
 unsafe fn forward(_cpu: Neon, w: &Weights<'_>, prep: &Kernel, shape: &Shape, image: &[u8], s: &mut f16::Scratch) {
     let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
     let dim_pad = prep.dim_pad;
-    assert!(dim_pad.is_multiple_of(GROUP) && dim_pad <= MAX_DIM as usize && d <= dim_pad);
-    assert!(prep.weight.len() == shape.patch_len() * dim_pad && s.tokens.len() == shape.patches() * d);
+    require!(dim_pad.is_multiple_of(GROUP) && dim_pad <= MAX_DIM as usize && d <= dim_pad);
+    require!(prep.weight.len() == shape.patch_len() * dim_pad && s.tokens.len() == shape.patches() * d);
     let weights = prep.weight.as_ptr();
     let mut row = [0f32; MAX_DIM as usize];
     for patch in 0..shape.patches() {

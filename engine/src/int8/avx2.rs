@@ -228,16 +228,16 @@ unsafe fn forward<'m>(
     let (patches, patches_pad) = (shape.patches(), patches_pad(shape));
     // Everything the unchecked accesses below rely on: the layout was built
     // for this shape, the scratch for this model.
-    assert!(dim_pad == padded_dim(shape) && dim_pad <= 128);
-    assert!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
-    assert!(layout.pair_weight.len() == layout.slots * dim_pad * 2 && layout.pair_offset.len() == layout.slots);
-    assert!(layout.scale.len() == dim_pad && layout.bias.len() == patches * dim_pad);
-    assert!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
-    assert!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
+    require!(dim_pad == padded_dim(shape) && dim_pad <= 128);
+    require!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
+    require!(layout.pair_weight.len() == layout.slots * dim_pad * 2 && layout.pair_offset.len() == layout.slots);
+    require!(layout.scale.len() == dim_pad && layout.bias.len() == patches * dim_pad);
+    require!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
+    require!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
     let b = &s.avx2;
-    assert!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
-    assert!(b.scores.len() == heads * (1 + patches_pad) && b.probs16.len() == patches_pad);
-    assert!(s.probs.len() == heads * (patches + 1));
+    require!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
+    require!(b.scores.len() == heads * (1 + patches_pad) && b.probs16.len() == patches_pad);
+    require!(s.probs.len() == heads * (patches + 1));
 
     widen_image(image, &mut s.simd_image);
     // The shipped models (7×7 patches, up to 32 channels) get an instance
@@ -274,7 +274,7 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
 fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8::Scratch) {
     let b = &mut s.avx2;
     patch_embed_sparse::<7>(tail.params.z_shift, layout, shape, lanes::DIM, &s.simd_image, &mut b.inks, &mut b.tokens);
-    assert!(b.tokens.len() >= lanes::PATCHES * lanes::DIM);
+    require!(b.tokens.len() >= lanes::PATCHES * lanes::DIM);
     // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
     let block = |k0: usize, half: usize| {
         lanes::transpose8(std::array::from_fn(|i| {
@@ -383,12 +383,12 @@ fn patch_embed_sparse<const P: usize>(
 ) {
     let (side, grid) = (shape.image_side as usize, shape.grid());
     let p = if P > 0 { P } else { shape.patch_side as usize };
-    assert!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
-    assert!(dim_pad.is_multiple_of(GROUP));
-    assert!(inks.len() == shape.patches() && layout.patch_origin.len() == shape.patches());
-    assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
-    assert!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
-    assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    require!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
+    require!(dim_pad.is_multiple_of(GROUP));
+    require!(inks.len() == shape.patches() && layout.patch_origin.len() == shape.patches());
+    require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
+    require!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
+    require!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let shift = _mm_cvtsi32_si128(z_shift as i32);
     let lanes: [i16; 16] = std::array::from_fn(|x| if x % 8 < p { -1 } else { 0 });
     // SAFETY: an unaligned load of a 16-lane array.
@@ -443,10 +443,10 @@ fn patch_embed_dense(
 ) {
     let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
     let slots = layout.slots;
-    assert!(slots == p * p.div_ceil(2) && layout.pair_offset.len() == slots && dim_pad.is_multiple_of(GROUP));
-    assert!(layout.pair_weight.len() == slots * dim_pad * 2);
-    assert!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
-    assert!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    require!(slots == p * p.div_ceil(2) && layout.pair_offset.len() == slots && dim_pad.is_multiple_of(GROUP));
+    require!(layout.pair_weight.len() == slots * dim_pad * 2);
+    require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
+    require!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let shift = _mm_cvtsi32_si128(w.params.z_shift as i32);
     let mut patch = 0;
     for r in 0..grid {
@@ -549,8 +549,8 @@ pub(super) fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
 #[target_feature(enable = "avx2")]
 fn layer_norm(ln_eps: i64, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i16], params: &mut [i64]) {
     let (d, patches, patches_pad) = (shape.dim as i64, shape.patches(), patches_pad(shape));
-    assert!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && dim_pad.is_multiple_of(32));
-    assert!(params.len() == patches_pad / 4 * 20);
+    require!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && dim_pad.is_multiple_of(32));
+    require!(params.len() == patches_pad / 4 * 20);
     let c = |v: i64| _mm256_set1_epi64x(v);
     let ones = _mm256_set1_epi16(1);
     let low32 = c(0xffff_ffff);
@@ -667,7 +667,7 @@ pub(super) fn exp8(x: __m256i) -> __m256i {
 #[target_feature(enable = "avx2")]
 fn softmax(scores: &[i32], probs: &mut [i32]) {
     let patches = scores.len() - 1;
-    assert!(patches.is_multiple_of(8) && probs.len() == scores.len());
+    require!(patches.is_multiple_of(8) && probs.len() == scores.len());
     // SAFETY: 1 + c + 8 ≤ 1 + patches = scores.len(); an unaligned load.
     let load = |c: usize| unsafe { _mm256_loadu_si256(scores.as_ptr().add(1 + c).cast()) };
     let mut max = _mm256_set1_epi32(scores[0]);
@@ -727,14 +727,14 @@ fn attend(
 ) -> [i64; MAX_CLASSES as usize] {
     let (heads, classes, patches, regs) = (shape.heads as usize, shape.classes as usize, shape.patches(), dim_pad / 16);
     let (t_count, patches_pad, classes_pad) = (patches + 1, patches_pad(shape), round_up(classes, 8));
-    assert!(dim_pad.is_multiple_of(16) && (1..=MAX_REGS).contains(&regs));
-    assert!(
+    require!(dim_pad.is_multiple_of(16) && (1..=MAX_REGS).contains(&regs));
+    require!(
         norm.len() == patches_pad * dim_pad
             && scores.len() == heads * (1 + patches_pad)
             && probs16.len() == patches_pad
     );
-    assert!(q_probs.len() == heads * t_count && layout.cls_norm.len() == dim_pad);
-    assert!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
+    require!(q_probs.len() == heads * t_count && layout.cls_norm.len() == dim_pad);
+    require!(layout.score_weight.len() == heads * dim_pad && layout.head_weight.len() == heads * classes_pad * dim_pad);
     let score_round = _mm256_set1_epi32(((1i64 << w.params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(w.params.score_shift as i32);
     let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));

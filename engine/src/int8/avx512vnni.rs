@@ -131,9 +131,9 @@ unsafe fn forward(_cpu: Avx512Vnni, layout: &Layout, shape: &Shape, image: &[u8]
     let t_count = PATCHES + 1;
     // What the unchecked accesses rely on: the image and the outputs are
     // this shape's, the layout was built for it.
-    assert!(image.len() == SIDE * SIDE && d <= DIM && classes <= CLASSES && heads <= HEADS);
-    assert!(layout.score_weight.len() == heads && layout.head_weight.len() == heads);
-    assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
+    require!(image.len() == SIDE * SIDE && d <= DIM && classes <= CLASSES && heads <= HEADS);
+    require!(layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
     let w = &layout.params;
     let z = embed(layout, image, w.z_shift);
@@ -165,7 +165,7 @@ unsafe fn forward(_cpu: Avx512Vnni, layout: &Layout, shape: &Shape, image: &[u8]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
 fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [__m512i; DIM] {
-    assert!(image.len() == SIDE * SIDE);
+    require!(image.len() == SIDE * SIDE);
     // Byte b of group (y, h) is lane b/4 = patch (r, c), pixel (y, 4h + b%4)
     // of it: row r·7 + y of the image, column 7c + 4h + b%4. `rows` below
     // holds, for one y, 32 bytes of the row of each patch row r: r = 0, 1 in
@@ -413,7 +413,7 @@ fn exp16(x: __m512i) -> __m512i {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn softmax(cls_score: i32, scores: __m512i, out: &mut [i32]) -> (i32, __m512i) {
-    assert!(out.len() == 1 + PATCHES);
+    require!(out.len() == 1 + PATCHES);
     let max = _mm512_reduce_max_epi32(scores).max(cls_score);
     let e = exp16(_mm512_sub_epi32(scores, _mm512_set1_epi32(max)));
     let cls = int8::exp_q30(cls_score - max);
@@ -501,7 +501,7 @@ fn attend(layout: &Layout, tokens: &[__m512i; 16], probs: &[(i32, __m512i)]) -> 
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
 fn finish_logits(layout: &Layout, head_shift: u32, acc: &[__m512i; 2], classes: usize, s: &mut int8::Scratch) {
-    assert!(classes <= CLASSES && s.logits_fixed.len() == classes && s.logits.len() == classes);
+    require!(classes <= CLASSES && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let round = _mm512_set1_epi64(if head_shift == 0 { 0 } else { 1i64 << (head_shift - 1) });
     let shift = _mm_cvtsi64_si128(head_shift as i64);
     let fixed: [__m256i; 2] = std::array::from_fn(|i| {

@@ -73,7 +73,7 @@ impl Kernel {
 /// The CPU must have the features `_cpu` proves.
 #[target_feature(enable = "avx2,fma,avxvnni")]
 unsafe fn forward(_cpu: AvxVnni, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
-    assert!(image.len() == SIDE * SIDE && layout.patch_weight.len() == DIM);
+    require!(image.len() == SIDE * SIDE && layout.patch_weight.len() == DIM);
     let z = embed(layout, image, layout.tail.params.z_shift);
     lanes::tail(&layout.tail, shape, &z, s);
 }
@@ -101,7 +101,7 @@ fn shuffle_bytes(h: usize, from: usize) -> [u8; 32] {
 #[inline]
 #[target_feature(enable = "avx2,avxvnni")]
 fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [Lanes; DIM / 2] {
-    assert!(image.len() == SIDE * SIDE && layout.patch_weight.len() == DIM);
+    require!(image.len() == SIDE * SIDE && layout.patch_weight.len() == DIM);
     // Per 128-bit lane (one patch row r, four patches c = lane): byte j of
     // lane c is column 7c + 4h + j of the row, from the load at column 0
     // (c = 0, 1) or at column 12 (c = 2, 3); 0x80 makes a zero (column 28,

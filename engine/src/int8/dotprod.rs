@@ -160,7 +160,7 @@ static ROW_INDEX: [[u8; 16]; 2] = [row_index(0), row_index(1)];
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn embed<'z>(layout: &Layout, image: &[u8], z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
-    assert!(image.len() == SIDE * SIDE);
+    require!(image.len() == SIDE * SIDE);
     // SAFETY: loads of 16-byte arrays.
     let index = unsafe { ROW_INDEX.each_ref().map(|i| vld1q_u8(i.as_ptr())) };
     let offset = vdupq_n_u8(0x80);

@@ -65,7 +65,7 @@ impl<'a> Ink<'a> {
     #[cfg(arm_dsp)]
     #[inline]
     pub(crate) fn dot2(&self, a: &[i8], b: &[i8]) -> (i32, i32) {
-        assert!(a.len() >= self.len && b.len() >= self.len);
+        require!(a.len() >= self.len && b.len() >= self.len);
         let (mut sum_a, mut sum_b) = (0i32, 0i32);
         if self.halves.is_empty() {
             return (sum_a, sum_b);

@@ -131,10 +131,10 @@ pub(super) fn head_pairs(w: &Weights<'_>, shape: &Shape) -> Vec<[[i32; CLASSES];
 pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut int8::Scratch) {
     let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
-    assert!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
-    assert!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
+    require!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
     let params = &layout.params;
-    assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
+    require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
     let mut pairs = MaybeUninit::uninit();
     let pairs = layer_norm(z, d as i32, params.ln_eps, &mut pairs);
@@ -298,7 +298,7 @@ fn transpose_pairs(pairs: &[Lanes; DIM / 2]) -> [[__m256i; 2]; PATCHES] {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) -> (i32, Lanes) {
-    assert!(out.len() == 1 + PATCHES);
+    require!(out.len() == 1 + PATCHES);
     let m = _mm256_max_epi32(scores[0], scores[1]);
     let m = _mm256_max_epi32(m, _mm256_shuffle_epi32::<0b01_00_11_10>(m));
     let m = _mm256_max_epi32(m, _mm256_shuffle_epi32::<0b10_11_00_01>(m));

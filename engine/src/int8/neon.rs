@@ -130,16 +130,16 @@ unsafe fn forward<'m>(
     let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
     let (dim_pad, cols) = (prep.dim_pad, prep.cols);
     // What the pointer arithmetic below relies on (checked once per digit).
-    assert!(image.len() == side * side && s.simd_image.len() >= image.len() + PIXELS);
-    assert!(
+    require!(image.len() == side * side && s.simd_image.len() >= image.len() + PIXELS);
+    require!(
         dim_pad.is_multiple_of(GROUP)
             && dim_pad <= MAX_DIM as usize
             && d <= dim_pad
             && cols >= p
             && cols.is_multiple_of(PIXELS)
     );
-    assert!(prep.weight.len() == p * cols * dim_pad && prep.scale.len() == dim_pad);
-    assert!(prep.bias.len() == shape.patches() * dim_pad && s.tokens.len() == shape.patches() * d);
+    require!(prep.weight.len() == p * cols * dim_pad && prep.scale.len() == dim_pad);
+    require!(prep.bias.len() == shape.patches() * dim_pad && s.tokens.len() == shape.patches() * d);
     if let Some(layout) = &prep.lanes {
         let (mut rows, mut z) = (MaybeUninit::uninit(), MaybeUninit::uninit());
         return neon_lanes::tail(layout, shape, to_lanes(embed_sparse(prep, image, &mut rows), &mut z), s);
@@ -201,7 +201,7 @@ unsafe fn forward<'m>(
 #[target_feature(enable = "neon")]
 fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
     let (scale, bias) = (&prep.scale[at % prep.dim_pad..][..GROUP], &prep.bias[at..][..GROUP]);
-    assert!(row.len() == GROUP);
+    require!(row.len() == GROUP);
     // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
     let shift = vdupq_n_s32(-(prep.z_shift as i32));
     // The bounds of the scalar saturation, taken from the definition itself.
@@ -231,8 +231,8 @@ fn embed_sparse<'r>(
     image: &[u8],
     rows: &'r mut MaybeUninit<[[i16; DIM]; PATCHES]>,
 ) -> &'r [[i16; DIM]; PATCHES] {
-    assert!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.cols == 8);
-    assert!(prep.weight.len() == PATCH * 8 * DIM && prep.bias.len() == PATCHES * DIM);
+    require!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.cols == 8);
+    require!(prep.weight.len() == PATCH * 8 * DIM && prep.bias.len() == PATCHES * DIM);
     // Built row by row where it lives (`fill`), neither zeroed nor copied.
     fill(rows, |patch| {
         let (r, c) = (patch / GRID, patch % GRID);

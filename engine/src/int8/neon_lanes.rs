@@ -85,9 +85,9 @@ impl Layout {
 pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut int8::Scratch) {
     let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
-    assert!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
-    assert!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
-    assert!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
+    require!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
+    require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
 
     let mut slot = MaybeUninit::uninit();
@@ -298,7 +298,7 @@ fn exp4(x: int32x4_t) -> uint32x4_t {
 #[inline]
 #[target_feature(enable = "neon")]
 fn softmax(cls_score: i32, scores: Wide, out: &mut [i32]) -> (i32, Wide) {
-    assert!(out.len() == 1 + PATCHES);
+    require!(out.len() == 1 + PATCHES);
     let max = vmaxvq_s32(vmaxq_s32(vmaxq_s32(scores[0], scores[1]), vmaxq_s32(scores[2], scores[3]))).max(cls_score);
     let e = scores.map(|s| exp4(vsubq_s32(s, vdupq_n_s32(max))));
     let cls = int8::exp_q30(cls_score - max);

@@ -9,6 +9,25 @@
 //! holding a kernel is the proof that calling it is sound: the one `unsafe`
 //! call per kernel cites it.
 
+/// `assert!` for the SIMD kernels' preconditions: the buffer lengths and
+/// shapes their unchecked accesses rely on. The same check, but a failure
+/// (a bug in microvit) reports the file and line without the condition's
+/// text, which was 5 KB of the installed C library.
+macro_rules! require {
+    ($cond:expr) => {
+        if !$cond {
+            $crate::simd::precondition_failed()
+        }
+    };
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn precondition_failed() -> ! {
+    panic!("a SIMD kernel's precondition does not hold: a bug in microvit")
+}
+
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64;
 // Without `hosted` the kernels are not built, only the tokens (never made).

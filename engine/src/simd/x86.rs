@@ -209,7 +209,7 @@ pub(crate) mod cpu {
                 "avx512vnni",
                 "avx512vbmi"
             );
-            assert!(has(Feature::Avx2) == std::arch::is_x86_feature_detected!("avx2"));
+            require!(has(Feature::Avx2) == std::arch::is_x86_feature_detected!("avx2"));
         }
     }
 }
@@ -288,7 +288,7 @@ impl Iterator for Bits {
 #[inline(never)]
 #[target_feature(enable = "avx2")]
 pub(crate) fn widen_image(image: &[u8], out: &mut [i16]) {
-    assert!(out.len() >= image.len() + 16);
+    require!(out.len() >= image.len() + 16);
     let chunks = image.len() / 16;
     for i in 0..chunks {
         // SAFETY: i·16 + 16 ≤ image.len() ≤ out.len(); unaligned loads and stores.
