@@ -116,8 +116,10 @@ passed dotprod f16_backends_agree_on_random_models
 passed dotprod every_backend_matches_scalar_f16_on_the_test_set
 passed dotprod every_backend_matches_scalar_at_the_edges_of_the_family
 passed dotprod seed_shape_inference_does_not_allocate
-# Preprocessing of photos and drawings: the same input bytes as on x86-64.
+# Preprocessing of photos and drawings: the same input bytes as on x86-64,
+# and its own crate's unit tests.
 passed dotprod preprocessing_is_bit_identical_everywhere
+QEMU_CPU=max run_tests preprocess cargo test -p microvit-preprocess --release --target "$TARGET"
 echo "  dotprod, neon and scalar reproduce the committed int8 checksums: $(cat tests/fixtures/*.int8.logits.crc32c | tr '\n' ' ')"
 
 step "4. neon: int8 tests under qemu -cpu cortex-a57 (no dot product: detection falls back to neon)"

@@ -70,7 +70,9 @@ mkdir -p "$log_dir"
 failed=()
 for suite in "${SUITES[@]}"; do
     case $suite in
-        engine | ffi) args=(-p "microvit-$suite") ;;
+        # The engine's suite includes preprocessing (its own crate).
+        engine) args=(-p microvit-engine -p microvit-preprocess) ;;
+        ffi) args=(-p microvit-ffi) ;;
         quick) args=(-p microvit-ffi --test abi -- "${QUICK[@]}") ;;
         *) printf 'miri.sh: unknown suite %s (engine, ffi or quick)\n' "$suite" >&2; exit 2 ;;
     esac

@@ -5,25 +5,16 @@
 //! a wildcard arm. `documented!` generates such a match from its list of
 //! variants: adding a variant breaks the build of the tests until it is
 //! listed here, and the test then fails until the enum's section of
-//! docs/ERRORS.md names it (as `` `Variant` ``).
+//! docs/ERRORS.md names it (as `` `Variant` ``). The preprocessing errors
+//! are microvit-preprocess's, and checked there with the same code
+//! (`doc_check.rs`).
 
 use crate::backend::BackendError;
 use crate::error::{InferError, LoadError};
-use crate::preprocess::{NoDigit, PreprocessError, SourceError};
 
-/// `fn name(&Enum) -> &str` as an exhaustive match over the listed variants
-/// (no wildcard arm), and the list of their names.
-macro_rules! documented {
-    ($ty:ident: $($variant:ident),+ $(,)?) => {
-        #[allow(dead_code)]
-        fn name(e: &$ty) -> &'static str {
-            match e {
-                $($ty::$variant { .. } => stringify!($variant),)+
-            }
-        }
-        pub(super) const NAMES: &[&str] = &[$(stringify!($variant)),+];
-    };
-}
+#[macro_use]
+#[path = "doc_check.rs"]
+mod doc_check;
 
 mod load {
     use super::*;
@@ -81,66 +72,14 @@ mod backend {
     }
 }
 
-mod source {
-    use super::*;
-    documented!(SourceError: ZeroSize, TooLarge, StrideTooSmall, BufferTooShort);
-
-    #[test]
-    fn the_match_names_the_variant() {
-        assert_eq!(name(&SourceError::ZeroSize { width: 0, height: 0 }), "ZeroSize");
-    }
-}
-
-mod no_digit {
-    use super::*;
-    documented!(NoDigit: Blank, MostlyInk, Scattered, TooSmall);
-
-    #[test]
-    fn the_match_names_the_variant() {
-        assert_eq!(name(&NoDigit::Scattered), "Scattered");
-    }
-}
-
-mod preprocess {
-    use super::*;
-    documented!(PreprocessError: Source, NoDigit, OutputSize);
-
-    #[test]
-    fn the_match_names_the_variant() {
-        assert_eq!(name(&PreprocessError::OutputSize { side: 0, len: 0 }), "OutputSize");
-    }
-}
-
-/// The text of docs/ERRORS.md from the `## ` heading that mentions `enum` up
-/// to the next `## ` heading.
-fn section(doc: &str, enum_name: &str) -> String {
-    let marker = format!("`{enum_name}`");
-    let start = doc
-        .match_indices("\n## ")
-        .map(|(i, _)| i + 1)
-        .find(|&i| doc[i..].lines().next().is_some_and(|h| h.contains(&marker)))
-        .unwrap_or_else(|| panic!("docs/ERRORS.md has no `## ` heading naming {marker}"));
-    let end = doc[start + 3..].find("\n## ").map_or(doc.len(), |i| start + 3 + i);
-    doc[start..end].to_string()
-}
-
 #[test]
 fn every_engine_error_is_documented() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ERRORS.md");
-    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut missing = Vec::new();
-    for (enum_name, names) in [
-        ("LoadError", load::NAMES),
-        ("InferError", infer::NAMES),
-        ("BackendError", backend::NAMES),
-        ("SourceError", source::NAMES),
-        ("NoDigit", no_digit::NAMES),
-        ("PreprocessError", preprocess::NAMES),
-    ] {
-        let text = section(&doc, enum_name);
-        missing.extend(names.iter().filter(|n| !text.contains(&format!("`{n}`"))).map(|n| format!("{enum_name}::{n}")));
-    }
+    let missing: Vec<String> =
+        [("LoadError", load::NAMES), ("InferError", infer::NAMES), ("BackendError", backend::NAMES)]
+            .into_iter()
+            .flat_map(|(enum_name, names)| doc_check::undocumented(enum_name, names))
+            .collect();
     // ShapeError is a struct: its messages are documented under InvalidShape.
-    assert!(section(&doc, "LoadError").contains("`ShapeError`"), "ShapeError is not described");
+    assert!(doc_check::section("LoadError").contains("`ShapeError`"), "ShapeError is not described");
     assert!(missing.is_empty(), "docs/ERRORS.md does not document {missing:?}");
 }

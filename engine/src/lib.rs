@@ -64,7 +64,7 @@ pub mod int8;
 mod math;
 mod memory;
 pub mod model;
-pub mod preprocess;
+pub use microvit_preprocess as preprocess;
 #[cfg_attr(not(feature = "float"), allow(dead_code))]
 mod reference;
 pub mod shape;

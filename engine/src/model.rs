@@ -449,9 +449,10 @@ impl From<PreprocessError> for InferError {
         match e {
             PreprocessError::Source(e) => InferError::Source(e),
             PreprocessError::NoDigit(why) => InferError::NoDigit(why),
-            // Only an input buffer that does not fit the model's side: the
-            // workspace's, which check_workspace has matched to the model.
-            PreprocessError::OutputSize { .. } => InferError::WorkspaceMismatch,
+            // `OutputSize` (the enum is another crate's, so non-exhaustive
+            // here): only an input buffer that does not fit the model's
+            // side, the workspace's, which check_workspace has matched to it.
+            _ => InferError::WorkspaceMismatch,
         }
     }
 }

@@ -7,7 +7,8 @@ use core::fmt;
 /// rejected at load, so every buffer the engine sizes from a shape is
 /// bounded.
 pub mod limits {
-    pub const MAX_IMAGE_SIDE: u32 = 64;
+    /// What preprocessing can make (`microvit_preprocess::MAX_IMAGE_SIDE`).
+    pub const MAX_IMAGE_SIDE: u32 = microvit_preprocess::MAX_IMAGE_SIDE;
     pub const MIN_PATCH_SIDE: u32 = 2;
     pub const MAX_TOKENS: u32 = 257;
     pub const MAX_DIM: u32 = 128;

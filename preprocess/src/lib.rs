@@ -8,7 +8,7 @@
 //! a caller-owned [`Scratch`] of fixed size) and needs only `core`.
 //!
 //! ```
-//! use microvit_engine::preprocess::{preprocess, PixelFormat, Polarity, Scratch, SourceImage};
+//! use microvit_preprocess::{preprocess, PixelFormat, Polarity, Scratch, SourceImage};
 //! // A 60×40 white canvas with a dark vertical stroke.
 //! let mut pixels = vec![255u8; 60 * 40];
 //! for y in 8..32 {
@@ -24,8 +24,18 @@
 //! assert_eq!((digit.x, digit.y, digit.width, digit.height), (28, 8, 4, 24));
 //! assert_eq!(input[14 * 28 + 14], 255); // the stroke, now white, through the centre
 //! ```
+//!
+//! Its own crate so that the installed C library can build it for size
+//! (docs/C_API.md, "Sizes"); `microvit_engine::preprocess` re-exports it.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 mod components;
+#[cfg(test)]
+mod errors_documented;
 mod full;
 mod grid;
 mod resample;
@@ -40,7 +50,6 @@ use self::grid::{Geometry, Ink};
 use self::resample::{AreaAverage, MAX_BOX};
 use self::source::Reader;
 use self::stats::{Histogram, Levels};
-use crate::shape::limits::MAX_IMAGE_SIDE;
 
 pub use self::source::{PixelFormat, SourceError, SourceImage};
 pub use self::stats::MIN_CONTRAST;
@@ -48,6 +57,10 @@ pub use self::stats::MIN_CONTRAST;
 /// Largest accepted image width and height, in pixels (a 48-megapixel
 /// phone photo is 8000 × 6000).
 pub const MAX_SIDE: usize = 8192;
+
+/// Largest output side: the largest image side of a model
+/// (`microvit_engine::shape::limits::MAX_IMAGE_SIDE` is this).
+pub const MAX_IMAGE_SIDE: u32 = 64;
 
 /// The analysis grid's longest side: images are judged at most this fine.
 pub const GRID: usize = 128;
@@ -243,6 +256,9 @@ impl fmt::Debug for Scratch {
 /// Turns `image` into the model's input: `side × side` bytes written to
 /// `out`, the digit white on black, as MNIST was made (docs/PREPROCESSING.md).
 /// Integer-only and allocation-free; the same bytes on every CPU.
+// Not inlined: a caller built for speed (the engine) would compile it with
+// its own settings, undoing this crate's opt-level "s" in the C library.
+#[inline(never)]
 pub fn preprocess(
     image: &SourceImage<'_>,
     polarity: Polarity,

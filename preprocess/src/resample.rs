@@ -3,7 +3,7 @@
 //! pixel is 255, and placed with its centre of mass at the centre
 //! (docs/PREPROCESSING.md, steps 8 to 10).
 
-use crate::shape::limits::MAX_IMAGE_SIDE;
+use crate::MAX_IMAGE_SIDE;
 
 /// The longer side of the digit's box in a `side`-pixel input: 20/28 of it,
 /// rounded (MNIST: 20 of 28).
