@@ -18,18 +18,9 @@ fn repo(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The text of docs/ERRORS.md from the `## ` heading containing `marker` up
-/// to the next `## ` heading.
-fn doc_section(marker: &str) -> String {
-    let doc = repo("docs/ERRORS.md");
-    let start = doc
-        .match_indices("\n## ")
-        .map(|(i, _)| i + 1)
-        .find(|&i| doc[i..].lines().next().is_some_and(|h| h.contains(marker)))
-        .unwrap_or_else(|| panic!("docs/ERRORS.md has no `## ` heading containing {marker}"));
-    let end = doc[start + 3..].find("\n## ").map_or(doc.len(), |i| start + 3 + i);
-    doc[start..end].to_string()
-}
+#[allow(dead_code, unused_macros)]
+#[path = "../../engine/src/doc_check.rs"]
+mod doc_check;
 
 fn image_variant(e: &ImageError) -> &'static str {
     match e {
@@ -53,7 +44,7 @@ fn every_image_error_is_triggered_and_documented() {
     assert!(messages[0].starts_with("cannot read image /nonexistent/microvit/digit.png"), "{}", messages[0]);
     assert!(messages[1].starts_with("invalid image digit.img: PNM data ends unexpectedly"), "{}", messages[1]);
     assert!(messages[2].contains("this looks like a HEIC/HEIF photo"), "{}", messages[2]);
-    let text = doc_section("`ImageError`");
+    let text = doc_check::section("ImageError");
     for name in found {
         assert!(text.contains(&format!("`{name}`")), "docs/ERRORS.md does not document ImageError::{name}");
     }
@@ -61,7 +52,7 @@ fn every_image_error_is_triggered_and_documented() {
 
 #[test]
 fn exit_statuses_and_main_messages_are_documented() {
-    let text = doc_section("command-line tool");
+    let text = doc_check::section_containing("command-line tool");
     for needle in [
         "exit status 0",
         "exit status 1",
@@ -113,7 +104,7 @@ fn every_c_abi_status_is_documented() {
         .into_iter()
         .collect();
     assert_eq!(c_names.len(), variants.len(), "header {c_names:?} vs ffi/src/status.rs {variants:?}");
-    let text = doc_section("C ABI");
+    let text = doc_check::section_containing("C ABI");
     let mut missing: Vec<String> = variants.iter().filter(|v| !text.contains(&format!("`{v}`"))).cloned().collect();
     missing.extend(c_names.iter().filter(|c| !text.contains(&format!("`{c}`"))).map(|c| c.to_string()));
     assert!(missing.is_empty(), "docs/ERRORS.md does not document the statuses {missing:?}");

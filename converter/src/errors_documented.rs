@@ -9,18 +9,9 @@
 
 use crate::ConvertError;
 
-/// An exhaustive match over the listed variants (no wildcard arm), and the
-/// list of their names.
-macro_rules! documented {
-    ($ty:ident: $($variant:ident),+ $(,)?) => {
-        fn name(e: &$ty) -> &'static str {
-            match e {
-                $($ty::$variant { .. } => stringify!($variant),)+
-            }
-        }
-        const NAMES: &[&str] = &[$(stringify!($variant)),+];
-    };
-}
+#[macro_use]
+#[path = "../../engine/src/doc_check.rs"]
+mod doc_check;
 
 documented!(
     ConvertError: Safetensors,
@@ -42,15 +33,6 @@ documented!(
 #[test]
 fn every_convert_error_is_documented() {
     assert_eq!(name(&ConvertError::HeadsUnknown), "HeadsUnknown");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ERRORS.md");
-    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let start = doc
-        .match_indices("\n## ")
-        .map(|(i, _)| i + 1)
-        .find(|&i| doc[i..].lines().next().is_some_and(|h| h.contains("`ConvertError`")))
-        .expect("docs/ERRORS.md has a `## ` heading naming `ConvertError`");
-    let end = doc[start + 3..].find("\n## ").map_or(doc.len(), |i| start + 3 + i);
-    let text = &doc[start..end];
-    let missing: Vec<&&str> = NAMES.iter().filter(|n| !text.contains(&format!("`{n}`"))).collect();
-    assert!(missing.is_empty(), "docs/ERRORS.md does not document ConvertError::{missing:?}");
+    let missing = doc_check::undocumented("ConvertError", NAMES);
+    assert!(missing.is_empty(), "docs/ERRORS.md does not document {missing:?}");
 }

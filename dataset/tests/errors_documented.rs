@@ -19,18 +19,9 @@ fn idx_variant(e: &IdxError) -> &'static str {
     }
 }
 
-fn doc_section(enum_name: &str) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ERRORS.md");
-    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let marker = format!("`{enum_name}`");
-    let start = doc
-        .match_indices("\n## ")
-        .map(|(i, _)| i + 1)
-        .find(|&i| doc[i..].lines().next().is_some_and(|h| h.contains(&marker)))
-        .unwrap_or_else(|| panic!("docs/ERRORS.md has no `## ` heading naming {marker}"));
-    let end = doc[start + 3..].find("\n## ").map_or(doc.len(), |i| start + 3 + i);
-    doc[start..end].to_string()
-}
+#[allow(dead_code, unused_macros)]
+#[path = "../../engine/src/doc_check.rs"]
+mod doc_check;
 
 fn temp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("microvit-dataset-errors-{}", std::process::id()));
@@ -57,7 +48,7 @@ fn every_idx_error_is_triggered_and_documented() {
     assert!(errors[0].to_string().contains("/nonexistent/microvit/images.idx3"), "{}", errors[0]);
     assert!(errors[1].to_string().contains("not a usable idx file: element type 0x0d"), "{}", errors[1]);
     assert!(errors[2].to_string().contains("holds 2 images but"), "{}", errors[2]);
-    let text = doc_section("IdxError");
+    let text = doc_check::section("IdxError");
     for name in found {
         assert!(text.contains(&format!("`{name}`")), "docs/ERRORS.md does not document IdxError::{name}");
     }
@@ -126,5 +117,5 @@ fn npy_errors_are_triggered_and_documented() {
         assert!(err.to_string().starts_with("not a usable .npy file: "), "{err}");
         assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
     }
-    assert!(doc_section("NpyError").contains("not a usable .npy file"));
+    assert!(doc_check::section("NpyError").contains("not a usable .npy file"));
 }
