@@ -155,7 +155,7 @@ unsafe fn forward(
     require!(s.attention.len() == heads * (patches + 1) && s.logits.len() == classes);
     // The shipped models' 32 channels get an instance with the width
     // known; wider models share one that reads it at run time (an instance
-    // per width cost the installed library ~9 KB each).
+    // per width cost the installed library ~11 KB each).
     match dim_pad / 8 {
         4 => run::<4>(w, layout, shape, image, s, 4),
         regs => run::<0>(w, layout, shape, image, s, regs),

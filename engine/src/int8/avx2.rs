@@ -251,7 +251,7 @@ unsafe fn forward<'m>(
 
 /// The pass for every other shape, on buffers `forward` checked. One
 /// instance for every channel width (`dim_pad` read at run time): an
-/// instance per width cost the installed library ~25 KB each
+/// instance per width cost the installed library ~9 KB each
 /// (docs/C_API.md, "Sizes").
 #[target_feature(enable = "avx2")]
 fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut int8::Scratch) {
