@@ -12,7 +12,9 @@
 /// `assert!` for the SIMD kernels' preconditions: the buffer lengths and
 /// shapes their unchecked accesses rely on. The same check, but a failure
 /// (a bug in microvit) reports the file and line without the condition's
-/// text, which was 5 KB of the installed C library.
+/// text, which was 5 KB of the installed C library. (Unused on targets
+/// without SIMD kernels, such as microcontrollers.)
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_macros))]
 macro_rules! require {
     ($cond:expr) => {
         if !$cond {
@@ -24,6 +26,7 @@ macro_rules! require {
 #[cold]
 #[inline(never)]
 #[track_caller]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 pub(crate) fn precondition_failed() -> ! {
     panic!("a SIMD kernel's precondition does not hold: a bug in microvit")
 }
