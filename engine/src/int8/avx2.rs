@@ -413,7 +413,7 @@ fn patch_embed_sparse<const P: usize>(
         for c in 0..grid {
             let origin = r * p * side + c * p;
             let ink = inks[patch];
-            for group in (0..dim_pad / GROUP).map(|g| g * GROUP) {
+            for group in (0..dim_pad).step_by(GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
                 // SAFETY: a set bit is a slot < 32 = layout.slots whose pair lies
                 // inside the patch; group + 32 ≤ dim_pad.
@@ -452,7 +452,7 @@ fn patch_embed_dense(
     for r in 0..grid {
         for c in 0..grid {
             let origin = r * p * side + c * p;
-            for group in (0..dim_pad / GROUP).map(|g| g * GROUP) {
+            for group in (0..dim_pad).step_by(GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
                 // SAFETY: every slot < layout.slots is a pair starting inside
                 // the patch; group + 32 ≤ dim_pad.
@@ -560,7 +560,7 @@ fn layer_norm(ln_eps: i64, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i1
         let mut q = [_mm256_setzero_si256(); 4];
         // t0 + 4 ≤ patches_pad: four token rows of z (asserted length).
         let rows: [*const i16; 4] = std::array::from_fn(|i| z[(t0 + i) * dim_pad..][..dim_pad].as_ptr());
-        for k in (0..dim_pad / 32).map(|k| 2 * k) {
+        for k in (0..dim_pad / 16).step_by(2) {
             for (row, (s, q)) in rows.iter().zip(s.iter_mut().zip(&mut q)) {
                 // SAFETY: 16·(k + 2) ≤ dim_pad, a multiple of 32: inside the row.
                 let (a, b) = unsafe { (reg(*row, k), reg(*row, k + 1)) };
@@ -623,7 +623,7 @@ fn layer_norm(ln_eps: i64, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i1
                 _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, rv), post_round), post)
             };
             let out = n[t * dim_pad..][..dim_pad].as_mut_ptr();
-            for c in (0..dim_pad / 16).map(|c| 16 * c) {
+            for c in (0..dim_pad).step_by(16) {
                 let packed =
                     _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(normalise(c), normalise(c + 8)));
                 // SAFETY: c + 16 ≤ dim_pad values of the token's row of n.
