@@ -14,6 +14,7 @@ use microvit_engine::format::{
 use microvit_engine::shape::ShapeError;
 use microvit_engine::synthetic::{f32_blob, random_f32_blob, random_image, random_state_dict};
 use microvit_engine::{crc32c, LoadError, Model, Shape, BORROWED_ALIGN};
+use std::sync::OnceLock;
 
 // Header field offsets of a version-1 blob. They are private consts in
 // engine/src/format.rs (`OFF_*`, `RESERVED`) and specified in docs/FORMAT.md;
@@ -45,8 +46,11 @@ const SEED: u64 = 0x5EED_0001;
 
 // ---------------------------------------------------------------- helpers
 
+/// A fresh copy of the one valid blob every test corrupts. Built once:
+/// drawing its 7,000 random weights is most of a test's time under miri.
 fn seed_blob() -> Vec<u8> {
-    random_f32_blob(Shape::SEED, SEED)
+    static BLOB: OnceLock<Vec<u8>> = OnceLock::new();
+    BLOB.get_or_init(|| random_f32_blob(Shape::SEED, SEED)).clone()
 }
 
 fn put_u16(blob: &mut [u8], off: usize, v: u16) {
