@@ -138,7 +138,6 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut
 
     let mut pairs = MaybeUninit::uninit();
     let pairs = layer_norm(z, d as i32, params.ln_eps, &mut pairs);
-    let tokens = transpose_pairs(pairs);
     let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
     let mut probs = [(0, [_mm256_setzero_si256(); 2]); HEADS];
@@ -156,6 +155,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut
         });
         *probs = softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
     }
+    let tokens = transpose_pairs(pairs);
     let logits = attend(layout, &tokens, &probs[..heads]);
     int8::finish_logits_with(params.head_shift, &layout.head_bias, &logits[..classes], s);
 }
