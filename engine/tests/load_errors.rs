@@ -47,7 +47,8 @@ const SEED: u64 = 0x5EED_0001;
 // ---------------------------------------------------------------- helpers
 
 /// A fresh copy of the one valid blob every test corrupts. Built once:
-/// drawing its 7,000 random weights is most of a test's time under miri.
+/// building it (7,000 weights, their bytes, the checksum) took most of a
+/// small test's time under miri.
 fn seed_blob() -> Vec<u8> {
     static BLOB: OnceLock<Vec<u8>> = OnceLock::new();
     BLOB.get_or_init(|| random_f32_blob(Shape::SEED, SEED)).clone()
