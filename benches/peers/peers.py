@@ -273,7 +273,10 @@ def cmd_bench(out):
         s_us, s_acc = r["single"]
         b_us, b_acc = r["batched"] if r["batched"] else (None, None)
         accuracies = [a for a in (s_acc, b_acc) if a is not None]
-        if "QDQ" not in r["dtype"] and any(abs(a - reference) > 1e-9 for a in accuracies):
+        # Float engines must give PyTorch's classes; microvit's int8 keeps
+        # its accuracy within the int8 bar (0.3 pp, docs/FIXED_POINT.md).
+        tolerance = 0.003 if r["dtype"] == "int8" else 1e-9
+        if "QDQ" not in r["dtype"] and any(abs(a - reference) > tolerance for a in accuracies):
             failures.append(f"{r['engine']} {r['dtype']}: accuracy {accuracies} differs from PyTorch's {reference:.4f}")
         acc = f"{100 * s_acc:.2f} %"
         if b_acc is not None and abs(b_acc - s_acc) > 1e-9:

@@ -6,16 +6,14 @@ use std::fmt;
 use half::f16;
 use microvit_engine::format::{BlobWriter, ElemType, Encoding, ModelConfig, TensorId};
 use microvit_engine::int8::{
-    round_shift, Params, LOGIT_FRAC_BITS, NORM_FRAC_BITS, PATCH_WEIGHT_LIMIT, SCORE_FRAC_BITS, WIDE_WEIGHT_LIMIT,
+    ln_eps_limit, round_shift, z_limit, Params, LOGIT_FRAC_BITS, NORM_BITS, PATCH_WEIGHT_LIMIT, SCORE_FRAC_BITS,
+    WIDE_WEIGHT_LIMIT,
 };
 use microvit_engine::{argmax, Model};
 
 use crate::fold::Folded;
 use crate::ConvertError;
 
-/// The LayerNorm input grid keeps calibration maxima at or below this, so
-/// digits twice as extreme as any calibration digit still fit in i16.
-const Z_TARGET: i64 = 1 << 14;
 /// Reserved at the top of i32 for the rounding offset of the z shift.
 const ROUNDING_HEADROOM: i64 = 1 << 23;
 /// The report's error figures are measured on at most this many of the
@@ -121,9 +119,41 @@ fn frac_bits(values: &[f64], limit: f64, min: u32, max: u32) -> u32 {
     ((limit / peak).log2().floor() as i64).clamp(min as i64, max as i64) as u32
 }
 
-fn quantize_wide(values: &[f64], bits: u32) -> Vec<i16> {
-    let limit = WIDE_WEIGHT_LIMIT as f64;
-    values.iter().map(|v| (v * 2f64.powi(bits as i32)).round().clamp(-limit, limit) as i16).collect()
+/// Rows of `width` weights, each made to sum to zero, scaled by 2^bits and
+/// rounded so that each integer row sums to exactly zero too (largest
+/// remainder: floor every value, then round up the ones with the largest
+/// fractions). The int8 LayerNorm centres each token on its rounded mean,
+/// not its exact one; a zero-sum row cancels that offset exactly, and
+/// changes nothing for the float model, whose normalised tokens have zero
+/// mean.
+fn quantize_zero_sum(values: &[f64], width: usize, bits: u32) -> Vec<i16> {
+    let mut out = Vec::with_capacity(values.len());
+    for row in values.chunks_exact(width) {
+        let mean = row.iter().sum::<f64>() / width as f64;
+        let scaled: Vec<f64> = row.iter().map(|v| (v - mean) * 2f64.powi(bits as i32)).collect();
+        let floors: Vec<i64> = scaled.iter().map(|v| v.floor() as i64).collect();
+        let up = (-floors.iter().sum::<i64>()).clamp(0, width as i64) as usize;
+        let mut order: Vec<usize> = (0..width).collect();
+        order.sort_by(|&a, &b| (scaled[b] - floors[b] as f64).total_cmp(&(scaled[a] - floors[a] as f64)));
+        let mut q = floors;
+        for &i in &order[..up] {
+            q[i] += 1;
+        }
+        let limit = WIDE_WEIGHT_LIMIT as i64;
+        out.extend(q.iter().map(|&v| v.clamp(-limit, limit) as i16));
+    }
+    out
+}
+
+/// `values` with every row of `width` shifted to sum to zero.
+fn centred(values: &[f64], width: usize) -> Vec<f64> {
+    values
+        .chunks_exact(width)
+        .flat_map(|row| {
+            let mean = row.iter().sum::<f64>() / width as f64;
+            row.iter().map(move |v| v - mean)
+        })
+        .collect()
 }
 
 fn fixed_i32(values: &[f64], bits: u32, limit: f64) -> Vec<i32> {
@@ -235,12 +265,16 @@ pub fn int8_blob(
         patch_z(image, &mut z);
         z_max = z.iter().fold(z_max, |m, v| m.max(v.abs()));
     }
-    let z_shift = (0..=24u32).find(|&s| round_shift(z_max, s) <= Z_TARGET).unwrap_or(24);
-    // The shift puts every calibration value within ±(2^14 + 1), so none
+    // LayerNorm reads z clamped to ±Zc (8191 for D ≤ 32): calibration maxima
+    // at or below half of it leave digits twice as extreme room to fit.
+    let z_clamp = z_limit(shape.dim) as i64;
+    let z_target = (z_clamp + 1) / 2;
+    let z_shift = (0..=24u32).find(|&s| round_shift(z_max, s) <= z_target).unwrap_or(24);
+    // The shift puts every calibration value within ±Zc/2, so none
     // saturates; the search cannot fail (|z| < 2^31 by quantize_patch), but
     // if it did the values are counted.
-    let saturate = |v: &i64| !(-32768..=32767).contains(&round_shift(*v, z_shift));
-    let saturated = if round_shift(z_max, z_shift) <= Z_TARGET {
+    let saturate = |v: &i64| !(-z_clamp..=z_clamp).contains(&round_shift(*v, z_shift));
+    let saturated = if round_shift(z_max, z_shift) <= z_target {
         0
     } else {
         images
@@ -252,22 +286,28 @@ pub fn int8_blob(
             .sum()
     };
     let z_step = patch.step * 2f64.powi(z_shift as i32);
-    let ln_eps = (d as f64 * d as f64 * folded.layer_norm_eps / (z_step * z_step)).round().min(i32::MAX as f64);
+    let ln_eps = (d as f64 * folded.layer_norm_eps / (z_step * z_step)).round().min(ln_eps_limit(shape.dim) as f64);
 
-    // Scores and logits are built from normalised vectors (|n| ≤ √D), so
-    // their scales follow from the weights alone.
-    let min_bits = SCORE_FRAC_BITS - NORM_FRAC_BITS;
-    let score_bits = frac_bits(&folded.score_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 30);
-    let head_bits = frac_bits(&folded.head_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 40);
+    // The engine's normalised tokens are the float ones times
+    // 2^NORM_BITS / √D (L2 norm 2^14), so the score and head weights are
+    // scaled by √D / 2^NORM_BITS and centred (see quantize_zero_sum).
+    // Scores and logits are built from normalised vectors, so their scales
+    // follow from the weights alone.
+    let root_d = (d as f64).sqrt();
+    let score_weight = centred(&folded.score_weight.iter().map(|v| v * root_d).collect::<Vec<_>>(), d);
+    let head_weight = centred(&folded.head_weight.iter().map(|v| v * root_d).collect::<Vec<_>>(), d);
+    let min_bits = SCORE_FRAC_BITS - NORM_BITS;
+    let score_bits = frac_bits(&score_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 30);
+    let head_bits = frac_bits(&head_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 40);
     let params = Params {
         z_shift,
-        ln_eps: ln_eps as i64,
-        score_shift: score_bits + NORM_FRAC_BITS - SCORE_FRAC_BITS,
-        head_shift: head_bits + NORM_FRAC_BITS - LOGIT_FRAC_BITS,
+        ln_eps: ln_eps as i32,
+        score_shift: score_bits + NORM_BITS - SCORE_FRAC_BITS,
+        head_shift: head_bits + NORM_BITS - LOGIT_FRAC_BITS,
     };
     let limit29 = (1i64 << 29) as f64;
-    let cls_norm: Vec<i16> =
-        folded.cls_norm.iter().map(|v| (v * 2f64.powi(NORM_FRAC_BITS as i32)).round() as i16).collect();
+    let unit = 2f64.powi(NORM_BITS as i32) / root_d;
+    let cls_norm: Vec<i16> = folded.cls_norm.iter().map(|v| (v * unit).round() as i16).collect();
 
     let mut w = BlobWriter::new(Encoding::Int8, config);
     let mut add = |id: TensorId, elem: ElemType, bytes: Vec<u8>| {
@@ -278,9 +318,9 @@ pub fn int8_blob(
     add(TensorId::Int8TokenBias, ElemType::I32, i32_bytes(&patch.bias));
     add(TensorId::Int8Params, ElemType::I32, i32_bytes(&params.to_raw()));
     add(TensorId::Int8ClsNorm, ElemType::I16, i16_bytes(&cls_norm));
-    add(TensorId::Int8ScoreWeight, ElemType::I16, i16_bytes(&quantize_wide(&folded.score_weight, score_bits)));
+    add(TensorId::Int8ScoreWeight, ElemType::I16, i16_bytes(&quantize_zero_sum(&score_weight, d, score_bits)));
     add(TensorId::Int8ClsScore, ElemType::I32, i32_bytes(&fixed_i32(&folded.cls_score, SCORE_FRAC_BITS, limit29)));
-    add(TensorId::Int8HeadWeight, ElemType::I16, i16_bytes(&quantize_wide(&folded.head_weight, head_bits)));
+    add(TensorId::Int8HeadWeight, ElemType::I16, i16_bytes(&quantize_zero_sum(&head_weight, d, head_bits)));
     add(TensorId::Int8HeadBias, ElemType::I32, i32_bytes(&fixed_i32(&folded.head_bias, LOGIT_FRAC_BITS, limit29)));
     let blob = w.finish();
 

@@ -187,7 +187,8 @@ pub enum TensorId {
     Int8TokenBias = 258,
     /// int8: scalar parameters, `[8]` i32 (see `int8::Params`).
     Int8Params = 259,
-    /// int8: the CLS token after LayerNorm (before its affine), `[D]` i16 Q4.11.
+    /// int8: the CLS token after LayerNorm (before its affine), `[D]` i16 of
+    /// L2 norm 2^14 (`int8::NORM_BITS`).
     Int8ClsNorm = 260,
     /// int8: per-head score vectors `γ ⊙ W_kᵀ q_cls / √hd`, `[H, D]` i16.
     Int8ScoreWeight = 261,

@@ -119,10 +119,10 @@ impl<'a> Model<'a> {
         }
         if model.encoding() == Encoding::Int8 {
             let raw = model.tensor::<i32>(TensorId::Int8Params);
-            let params = int8::Params::from_raw(raw).map_err(|index| LoadError::OutOfRange {
+            let params = int8::Params::from_raw(raw).map_err(|(index, reason)| LoadError::OutOfRange {
                 tensor: TensorId::Int8Params,
                 index,
-                reason: "parameter outside its documented range",
+                reason,
             })?;
             model.int8_params = Some(params);
             int8::validate(&model.int8_weights(), &model.shape())?;

@@ -68,7 +68,7 @@ pub fn random_image(shape: &Shape, seed: u64) -> Vec<u8> {
 /// ranges the loader accepts: for property tests of the fixed-point path
 /// (no overflow, every backend bit-exact) beyond what real models exercise.
 pub fn random_int8_blob(shape: Shape, seed: u64) -> Vec<u8> {
-    use crate::int8::{Params, PATCH_WEIGHT_LIMIT, WIDE_WEIGHT_LIMIT};
+    use crate::int8::{ln_eps_limit, Params, PATCH_WEIGHT_LIMIT, WIDE_WEIGHT_LIMIT};
     let mut rng = SplitMix64(seed);
     let mut int = |lo: i64, hi: i64| lo + (rng.next_u64() % (hi - lo + 1) as u64) as i64;
     let (d, k, h, c, patches) =
@@ -82,15 +82,20 @@ pub fn random_int8_blob(shape: Shape, seed: u64) -> Vec<u8> {
     let bias: Vec<i32> = (0..patches * d).map(|_| int(-bias_limit, bias_limit) as i32).collect();
     let params = Params {
         z_shift: int(8, 20) as u32,
-        ln_eps: int(0, 1 << 20),
+        // Any magnitude, up to the loader's limit.
+        ln_eps: {
+            let bits = int(0, 20);
+            int(0, 1 << bits).min(ln_eps_limit(shape.dim) as i64) as i32
+        },
         score_shift: int(0, 12) as u32,
         head_shift: int(0, 12) as u32,
     };
-    // The CLS token is a normalised vector: zero mean, unit variance, Q4.11.
+    // The CLS token is a normalised vector: zero mean, L2 norm 2^14.
     let raw: Vec<f64> = (0..d).map(|_| int(-1000, 1000) as f64).collect();
     let mean = raw.iter().sum::<f64>() / d as f64;
     let std = (raw.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64).sqrt().max(1e-9);
-    let cls_norm: Vec<i16> = raw.iter().map(|v| ((v - mean) / std * 2048.0).round() as i16).collect();
+    let unit = 2f64.powi(crate::int8::NORM_BITS as i32) / (d as f64).sqrt();
+    let cls_norm: Vec<i16> = raw.iter().map(|v| ((v - mean) / std * unit).round() as i16).collect();
     let wide = WIDE_WEIGHT_LIMIT as i64;
     let score_weight: Vec<i16> = (0..h * d).map(|_| int(-wide, wide) as i16).collect();
     let cls_score: Vec<i32> = (0..h).map(|_| int(-(1 << 20), 1 << 20) as i32).collect();

@@ -110,6 +110,8 @@ fn loader_rejects_values_outside_the_proven_ranges() {
         (TensorId::Int8Params, 0, 25i32.to_le_bytes().to_vec(), "documented range"),
         (TensorId::Int8Params, 1, (-1i32).to_le_bytes().to_vec(), "documented range"),
         (TensorId::Int8Params, 5, 1i32.to_le_bytes().to_vec(), "documented range"),
+        (TensorId::Int8Params, 1, i32::MAX.to_le_bytes().to_vec(), "epsilon"),
+        (TensorId::Int8Params, 4, 1i32.to_le_bytes().to_vec(), "convert the model again"),
     ];
     for (tensor, index, bytes, reason) in cases {
         let err = Model::from_bytes(&with_value(&blob, tensor, index, &bytes)).err().unwrap();
@@ -138,19 +140,63 @@ fn a_workspace_of_another_encoding_is_refused() {
 }
 
 #[test]
-fn rsqrt_table_is_what_its_comment_says_and_is_accurate() {
-    use microvit_engine::int8::{rsqrt_q14, RSQRT_Q15};
-    for (i, &v) in RSQRT_Q15.iter().enumerate() {
-        assert_eq!(v as f64, (32768.0 / ((i as f64 + 64.5) / 64.0).sqrt()).round(), "entry {i}");
+fn rsq_is_accurate_for_every_input() {
+    use microvit_engine::int8::rsq;
+    // Every input; the dev profile's overflow checks cover every product.
+    for m in 1 << 14..1 << 16 {
+        let y = rsq(m);
+        let want = 2f64.powi(22) / (m as f64).sqrt();
+        assert!((1 << 14..1 << 15).contains(&y), "m = {m}: y = {y}");
+        assert!((y as f64 - want).abs() <= 6e-5 * want, "m = {m}: {y} vs {want}");
     }
-    let mut q = 1u64;
-    while q < 1 << 56 {
-        for q in [q, q + q / 3, q + q / 2, 2 * q - 1] {
-            let (y, k) = rsqrt_q14(q);
-            assert!((1 << 13) < y && y <= 1 << 14, "q = {q}: y = {y}");
-            let want = 2f64.powi(14 + k as i32) / (q as f64).sqrt();
-            assert!(((y as f64) - want).abs() <= 1e-4 * want + 0.5, "q = {q}: {y} vs {want}");
+}
+
+/// The LayerNorm constants on tokens of every width, from constant and
+/// extreme ones (all ±Zc) to random ones of small and large spread:
+/// `(z - m) · 2^a` fits i16 and `n` is within a unit of
+/// `(z - m) · 2^14 / √(Σ(z - m)² + E)`.
+#[test]
+fn layer_norm_constants_stay_in_range_and_are_accurate() {
+    use microvit_engine::int8::{ln_constants, ln_eps_limit, mulhrs, z_limit};
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: i64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as i64
+    };
+    for d in 1..=128u32 {
+        let zc = z_limit(d);
+        assert!(d as i64 * (zc as i64 * zc as i64) + (d as i64 + 3) / 4 + ln_eps_limit(d) as i64 <= i32::MAX as i64);
+        for case in 0..60 {
+            // Random tokens: a centre anywhere in range, a spread from 1 to Zc.
+            let zc64 = zc as i64;
+            let (centre, spread) = (next(2 * zc64 + 1) - zc64, [1, 3, 100, 2000, zc64][case % 5]);
+            let z: Vec<i32> = (0..d as i64)
+                .map(|o| match case {
+                    0 => zc64,
+                    1 => -zc64,
+                    2 => [zc64, -zc64][o as usize % 2],
+                    3 => [zc64, -zc64][(o > 0) as usize],
+                    4 => 0,
+                    _ => centre + next(2 * spread + 1) - spread,
+                })
+                .map(|v| v.clamp(-zc64, zc64) as i32)
+                .collect();
+            for eps in [0, 1, 1000, ln_eps_limit(d)] {
+                let (sum, sum_sq) = (z.iter().sum::<i32>(), z.iter().map(|v| v * v).sum::<i32>());
+                let (m, scale, y) = ln_constants(sum, sum_sq, d as i32, eps);
+                let mean = sum as f64 / d as f64;
+                assert!((m as f64 - mean).abs() <= 0.5, "d {d}: m {m}, mean {mean}");
+                let u = z.iter().map(|&v| ((v - m) as f64).powi(2)).sum::<f64>() + eps as f64;
+                for &v in &z {
+                    let x = (v - m) * scale;
+                    assert!(x.abs() <= i16::MAX as i32, "d {d} case {case}: (z - m)·2^a = {x}");
+                    let n = mulhrs(x as i16, y as i16) as f64;
+                    let want = if u == 0.0 { 0.0 } else { (v - m) as f64 * 2f64.powi(14) / u.sqrt() };
+                    assert!((n - want).abs() <= 1.0, "d {d} case {case} eps {eps}: n {n}, want {want}");
+                }
+            }
         }
-        q = q * 7 / 4 + 1;
     }
 }

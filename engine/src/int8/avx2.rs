@@ -8,8 +8,9 @@
 //!   pair adds zero, so skipping it gives the same integers.
 //! - Tokens live in rows of `dim_pad` i16 (padding channels are garbage
 //!   after LayerNorm, but every weight that reads them is zero).
-//! - LayerNorm of four tokens at once: sums reduced together, the inverse
-//!   square root on four u64 lanes (`floor(log2 q)` from q as a double).
+//! - LayerNorm of eight tokens at once: sums reduced together, the
+//!   constants in i32 lanes (`ln_constants8`), then three ops per sixteen
+//!   channels (`vpsubw`, `vpmullw` by 2^a, `vpmulhrsw`).
 //! - Scores and logits reduce eight dot products at once with a `vphaddd`
 //!   tree instead of one horizontal sum each.
 //! - Softmax: the fixed-point `exp` on eight lanes (table gathers, the same
@@ -35,7 +36,7 @@
 use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
-use super::{lanes, Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
+use super::{lanes, Weights, EXP2_Q30, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
@@ -184,10 +185,10 @@ pub(crate) struct Scratch {
     tokens: Vec<i16>,
     /// Each patch's ink mask (pixel pairs with a nonzero pixel), `patches`.
     inks: Vec<u32>,
-    /// LayerNorm constants of each group of four tokens: five vectors of
-    /// four i64 lanes, `patches_pad / 4 · 20`.
-    ln_params: Vec<i64>,
-    /// Their LayerNorm, Q4.11, same layout.
+    /// LayerNorm constants of each group of eight tokens: `m`, `2^a` and
+    /// `Y` in eight i32 lanes each, `patches_pad · 3`.
+    ln_params: Vec<i32>,
+    /// Their LayerNorm, same layout.
     norm: Vec<i16>,
     /// Each head's scores: the CLS token's, then the patches',
     /// `heads × (1 + patches_pad)`.
@@ -203,7 +204,7 @@ impl Scratch {
         Scratch {
             tokens: vec![0; t * d],
             inks: vec![0; shape.patches()],
-            ln_params: vec![0; t / 4 * 20],
+            ln_params: vec![0; t * 3],
             norm: vec![0; t * d],
             scores: vec![0; shape.heads as usize * (1 + t)],
             probs16: vec![0; t],
@@ -513,121 +514,96 @@ unsafe fn dot8(rows: [*const i16; 8], b: *const i16, regs: usize) -> [__m256i; 8
     acc
 }
 
-/// `int8::rsqrt_q14` on four u64 lanes with `1 ≤ q < 2^52`: the reciprocal
-/// and `k`, each in the low half of its lane.
+/// `int8::ln_constants` on eight i32 lanes: `(m, 2^a, Y)` of eight tokens
+/// from their `Σz` and `Σz²` (of z clamped to ±`int8::z_limit`).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn rsqrt4(q: __m256i) -> (__m256i, __m256i) {
-    let c = |v: i64| _mm256_set1_epi64x(v);
-    // floor(log2 q) from the exponent of q as a double: 2^52 + q is exact
-    // in the mantissa, and subtracting 2^52 leaves q exactly.
-    let magic = c(0x4330_0000_0000_0000);
-    let q_f64 = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(q, magic)), _mm256_castsi256_pd(magic));
-    let log2 = _mm256_sub_epi64(_mm256_srli_epi64::<52>(_mm256_castpd_si256(q_f64)), c(1023));
-    let k = _mm256_srli_epi64::<1>(log2);
-    // m = q · 4^(15-k) in [2^30, 2^32): vpsllvq/vpsrlvq give 0 for the
+pub(super) fn ln_constants8(sum: __m256i, sum_sq: __m256i, d: i32, eps: i32) -> [__m256i; 3] {
+    let c = _mm256_set1_epi32;
+    // m = floor((2Σ + D) / 2D) in f32: the numerator (< 2^22) is exact, and
+    // a quotient that is not an integer is at least 1/(2D) from one, far
+    // more than the division's rounding error (docs/FIXED_POINT.md).
+    let two_sum = _mm256_add_epi32(sum, sum);
+    let quotient = _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(two_sum, c(d))), _mm256_set1_ps((2 * d) as f32));
+    let m = _mm256_cvttps_epi32(_mm256_floor_ps(quotient));
+    let centred = _mm256_mullo_epi32(m, _mm256_sub_epi32(two_sum, _mm256_mullo_epi32(c(d), m)));
+    let u = _mm256_max_epi32(_mm256_add_epi32(_mm256_sub_epi32(sum_sq, centred), c(eps)), c(1));
+    // floor(log2 U) from the exponent of U as f32, one less where the
+    // conversion rounded up to the next power of two (U >> e is then 0).
+    let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(_mm256_castps_si256(_mm256_cvtepi32_ps(u))), c(127));
+    let e = _mm256_add_epi32(e, _mm256_cmpeq_epi32(_mm256_srlv_epi32(u, e), _mm256_setzero_si256()));
+    let k = _mm256_srli_epi32::<1>(e);
+    // M = U·4^(7-k) in [2^14, 2^16): vpsllvd/vpsrlvd give 0 for the
     // (wrapped, huge) negative count, so the OR picks the right direction.
-    let two_k = _mm256_add_epi64(k, k);
-    let m = _mm256_or_si256(
-        _mm256_sllv_epi64(q, _mm256_sub_epi64(c(30), two_k)),
-        _mm256_srlv_epi64(q, _mm256_sub_epi64(two_k, c(30))),
+    let two_k = _mm256_add_epi32(k, k);
+    let mm = _mm256_or_si256(
+        _mm256_sllv_epi32(u, _mm256_sub_epi32(c(14), two_k)),
+        _mm256_srlv_epi32(u, _mm256_sub_epi32(two_k, c(14))),
     );
-    let index = _mm256_sub_epi64(_mm256_srli_epi64::<24>(m), c(64));
-    // SAFETY: m ∈ [2^30, 2^32), so index ∈ [0, 192), inside the table.
-    let y0 = _mm256_cvtepu32_epi64(unsafe { _mm256_i64gather_epi32::<4>(RSQRT_Q15_U32.as_ptr().cast(), index) });
-    // The scalar's u64 products, each operand below 2^32 as vpmuludq needs:
-    // y0² < 2^30, m/4 < 2^30, 3·2^30 - t ∈ (0, 2^32).
-    let t = _mm256_srli_epi64::<28>(_mm256_mul_epu32(_mm256_mul_epu32(y0, y0), _mm256_srli_epi64::<2>(m)));
-    let y1 = _mm256_srli_epi64::<31>(_mm256_mul_epu32(y0, _mm256_sub_epi64(c(3 << 30), t)));
-    (_mm256_srli_epi64::<1>(_mm256_add_epi64(y1, c(1))), k)
+    // int8::rsq.
+    let mul_shift = |a: __m256i, b: __m256i, s: __m128i| _mm256_sra_epi32(_mm256_mullo_epi32(a, b), s);
+    let (s14, s17) = (_mm_cvtsi32_si128(14), _mm_cvtsi32_si128(17));
+    let inner = _mm256_add_epi32(c(-12837), mul_shift(mm, c(1535), s14));
+    let mut y = _mm256_add_epi32(c(43195), mul_shift(mm, inner, s14));
+    for _ in 0..2 {
+        let t = mul_shift(y, y, s14);
+        let w = mul_shift(t, mm, s14);
+        y = _mm256_add_epi32(y, mul_shift(y, _mm256_sub_epi32(c(65536), w), s17));
+    }
+    let y = _mm256_min_epi32(y, c(32767));
+    // k ≤ 14: (2^(14-k), y); k = 15: (1, (y + 1) >> 1).
+    let over = _mm256_max_epi32(_mm256_sub_epi32(k, c(14)), _mm256_setzero_si256());
+    let scale = _mm256_sllv_epi32(c(1), _mm256_max_epi32(_mm256_sub_epi32(c(14), k), _mm256_setzero_si256()));
+    [m, scale, _mm256_srav_epi32(_mm256_add_epi32(y, over), over)]
 }
 
-/// `int8::layer_norm` of every patch token, four at a time: Σz and Σz²
-/// (reduced together), Q, the inverse square root and the shifts in
-/// vectors, then each token's normalisation with its constants broadcast
-/// from their lanes, sixteen channels per register.
+/// `int8::layer_norm` of every patch token: Σz and Σz² of eight tokens
+/// (reduced together), their constants in one register each, then each
+/// token's normalisation with its constants broadcast from their lanes,
+/// sixteen channels per register.
 #[target_feature(enable = "avx2")]
-fn layer_norm(ln_eps: i64, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i16], params: &mut [i64]) {
-    let (d, patches, patches_pad) = (shape.dim as i64, shape.patches(), patches_pad(shape));
-    require!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && dim_pad.is_multiple_of(32));
-    require!(params.len() == patches_pad / 4 * 20);
-    let c = |v: i64| _mm256_set1_epi64x(v);
+fn layer_norm(ln_eps: i32, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i16], params: &mut [i32]) {
+    let (d, patches, patches_pad) = (shape.dim as i32, shape.patches(), patches_pad(shape));
+    require!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && dim_pad.is_multiple_of(16));
+    require!(params.len() == patches_pad * 3 && dim_pad <= 16 * MAX_REGS);
+    let zc = int8::z_limit(shape.dim) as i16;
+    let clamp = |v: __m256i| _mm256_min_epi16(_mm256_max_epi16(v, _mm256_set1_epi16(-zc)), _mm256_set1_epi16(zc));
     let ones = _mm256_set1_epi16(1);
-    let low32 = c(0xffff_ffff);
-    let dv = _mm256_set1_epi32(d as i32);
-    for t0 in (0..patches_pad).step_by(4) {
-        let mut s = [_mm256_setzero_si256(); 4];
-        let mut q = [_mm256_setzero_si256(); 4];
-        // t0 + 4 ≤ patches_pad: four token rows of z (asserted length).
-        let rows: [*const i16; 4] = std::array::from_fn(|i| z[(t0 + i) * dim_pad..][..dim_pad].as_ptr());
-        for k in (0..dim_pad / 16).step_by(2) {
-            for (row, (s, q)) in rows.iter().zip(s.iter_mut().zip(&mut q)) {
-                // SAFETY: 16·(k + 2) ≤ dim_pad, a multiple of 32: inside the row.
-                let (a, b) = unsafe { (reg(*row, k), reg(*row, k + 1)) };
-                *s = _mm256_add_epi32(*s, _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b, ones)));
-                // |z| ≤ 32767: a pair of squares is below 2^31 and two pairs
-                // below 2^32, so their u32 sum is exact; widen it to u64.
-                let sq = _mm256_add_epi32(_mm256_madd_epi16(a, a), _mm256_madd_epi16(b, b));
-                *q = _mm256_add_epi64(*q, _mm256_add_epi64(_mm256_and_si256(sq, low32), _mm256_srli_epi64::<32>(sq)));
+    for t0 in (0..patches_pad).step_by(8) {
+        let mut sum = [_mm256_setzero_si256(); 8];
+        let mut sum_sq = [_mm256_setzero_si256(); 8];
+        for (i, (sum, sum_sq)) in sum.iter_mut().zip(&mut sum_sq).enumerate() {
+            // t0 + 8 ≤ patches_pad: a token row of z (asserted length).
+            let row = z[(t0 + i) * dim_pad..][..dim_pad].as_ptr();
+            for k in 0..dim_pad / 16 {
+                // SAFETY: 16·(k + 1) ≤ dim_pad: inside the row.
+                let v = clamp(unsafe { reg(row, k) });
+                // Partial sums of Σz and Σz², whose bounds (< 2^31) hold
+                // for any subset of their terms.
+                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(v, ones));
+                *sum_sq = _mm256_add_epi32(*sum_sq, _mm256_madd_epi16(v, v));
             }
         }
-        // Σz of the four tokens (|Σz| < 2^22), sign-extended to u64 lanes.
-        let s = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-        let sum = _mm256_cvtepi32_epi64(_mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s)));
-        // Σz² of the four tokens (< 2^37).
-        let pair = |a: __m256i, b: __m256i| _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
-        let (u, v) = (pair(q[0], q[1]), pair(q[2], q[3]));
-        let sum_sq = _mm256_add_epi64(_mm256_permute2x128_si256::<0x20>(u, v), _mm256_permute2x128_si256::<0x31>(u, v));
-        // Q = D·Σz² - (Σz)² + eps < 2^52, D·Σz² from two 32-bit halves.
-        let d_sum_sq = _mm256_add_epi64(
-            _mm256_mul_epu32(sum_sq, c(d)),
-            _mm256_slli_epi64::<32>(_mm256_mul_epu32(_mm256_srli_epi64::<32>(sum_sq), c(d))),
-        );
-        let q = _mm256_add_epi64(_mm256_sub_epi64(d_sum_sq, _mm256_mul_epi32(sum, sum)), c(ln_eps));
-        // Q = 0 (eps 0, a constant token) normalises to 0: computed with
-        // Q = 1 and a zero reciprocal, which makes every output 0.
-        let zero = _mm256_cmpeq_epi64(q, _mm256_setzero_si256());
-        let (recip, k) = rsqrt4(_mm256_or_si256(q, _mm256_and_si256(zero, c(1))));
-        let recip = _mm256_andnot_si256(zero, recip);
-        // pre = max(k + 5 - 16, 0), post = k + 3 - pre, and their rounding
-        // offsets; the pre-shift's folded into the offset from D·z.
-        let pre = _mm256_sub_epi64(_mm256_max_epi32(k, c(11)), c(11));
-        let post = _mm256_sub_epi64(_mm256_add_epi64(k, c(3)), pre);
-        let pre_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), pre));
-        let post_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), post));
-        let offset = _mm256_sub_epi64(pre_round, sum);
-        for (i, v) in [recip, offset, post_round, pre, post].into_iter().enumerate() {
-            // SAFETY: (t0 / 4 · 5 + i) · 4 + 4 ≤ patches_pad / 4 · 20 =
-            // params.len() (asserted); an unaligned store.
-            unsafe { _mm256_storeu_si256(params.as_mut_ptr().add((t0 / 4 * 5 + i) * 4).cast(), v) };
+        let constants = ln_constants8(hsum8(&sum), hsum8(&sum_sq), d, ln_eps);
+        for (i, v) in constants.into_iter().enumerate() {
+            // SAFETY: 3·t0 + 8·i + 8 ≤ 3·patches_pad = params.len()
+            // (asserted); an unaligned store.
+            unsafe { _mm256_storeu_si256(params.as_mut_ptr().add(3 * t0 + 8 * i).cast(), v) };
         }
     }
     // Then every token's normalisation: the groups' constants above are
     // independent chains the CPU overlaps; here they are ready.
-    for t0 in (0..patches).step_by(4) {
-        // SAFETY: as the stores above.
-        let [recip, offset, post_round, pre, post]: [__m256i; 5] =
-            std::array::from_fn(|i| unsafe { _mm256_loadu_si256(params.as_ptr().add((t0 / 4 * 5 + i) * 4).cast()) });
-        for (i, t) in (t0..t0 + 4).take_while(|&t| t < patches).enumerate() {
-            // Token t's constants, broadcast from the low half of lane i.
-            let lane = _mm256_set1_epi32(2 * i as i32);
-            let [rv, offset, post_round, pre, post] =
-                [recip, offset, post_round, pre, post].map(|v| _mm256_permutevar8x32_epi32(v, lane));
-            // n = sat16(round_shift(round_shift(D·z - Σz, pre) · recip, post))
-            // for the eight channels at `c` of token t.
-            let normalise = |c: usize| {
-                // SAFETY: c + 8 ≤ dim_pad: inside the token's row of z (asserted).
-                let v = unsafe { _mm_loadu_si128(z.as_ptr().add(t * dim_pad + c).cast()) };
-                let dev =
-                    _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(_mm256_cvtepi16_epi32(v), dv), offset), pre);
-                _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, rv), post_round), post)
-            };
-            let out = n[t * dim_pad..][..dim_pad].as_mut_ptr();
-            for c in (0..dim_pad).step_by(16) {
-                let packed =
-                    _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(normalise(c), normalise(c + 8)));
-                // SAFETY: c + 16 ≤ dim_pad values of the token's row of n.
-                unsafe { _mm256_storeu_si256(out.add(c).cast(), packed) };
+    for t in 0..patches {
+        let (group, lane) = (t / 8 * 24, t % 8);
+        // Token t's constants, each in both halves of every dword.
+        let [m, scale, y] = std::array::from_fn(|i| _mm256_set1_epi16(params[group + 8 * i + lane] as i16));
+        let (row, out) = (z[t * dim_pad..][..dim_pad].as_ptr(), n[t * dim_pad..][..dim_pad].as_mut_ptr());
+        for k in 0..dim_pad / 16 {
+            // SAFETY: 16·(k + 1) ≤ dim_pad values of the token's rows of z
+            // and n; unaligned. |z - m|·2^a < 2^15, exact in i16.
+            unsafe {
+                let x = _mm256_mullo_epi16(_mm256_sub_epi16(clamp(reg(row, k)), m), scale);
+                _mm256_storeu_si256(out.add(16 * k).cast(), _mm256_mulhrs_epi16(x, y));
             }
         }
     }

@@ -9,14 +9,10 @@
 //!   by a channel's 4 i8 weights, broadcast: `u8 × i8` is exactly what it
 //!   computes, and the i32 sum is the scalar's. 14 × 32 of them make the
 //!   32 channels of all 16 tokens, one register per channel.
-//! - **LayerNorm** of the 16 tokens at once, lane-wise: Σz by adds; Σz² by
-//!   `vpmaddwd` on channel pairs (each pair < 2^31), split into 16-bit
-//!   halves so that their sums stay in i32, joined in i64; Q and the
-//!   inverse square root on two registers of eight u64 lanes (`vplzcntq`
-//!   for `k`, the table by gather, the scalar's Newton step by `vpmuludq`);
-//!   then each channel normalised with per-lane shifts (`vpsravd`).
-//!   `vpackssdw` saturates as `saturate_i16` does, and a byte shuffle makes
-//!   each lane a channel pair (n_2k, n_2k+1) of its token.
+//! - **LayerNorm** of the 16 tokens at once, lane-wise: each lane made a
+//!   channel pair (z_2k, z_2k+1) of its token, Σz and Σz² by `vpmaddwd`;
+//!   the constants by `avx2::ln_constants8` on the two ymm halves; then
+//!   three ops per register of pairs (`vpsubw`, `vpmullw`, `vpmulhrsw`).
 //! - **Scores**: `vpdpwssd` of the channel pairs with the head's score
 //!   weights, broadcast. **Softmax** on the 16 lanes: the fixed-point `exp`
 //!   by table gathers, the one division in scalar.
@@ -38,7 +34,7 @@ use std::arch::x86_64::*;
 // The geometry is `lanes::fits`'s: its 16 patches and 16 classes fill the
 // lanes of a zmm.
 use super::lanes::{self, pair, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE};
-use super::{Params, Weights, EXP2_Q30, PROB_FRAC_BITS, RSQRT_Q15_U32};
+use super::{avx2, Params, Weights, EXP2_Q30, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::x86::Avx512Vnni;
@@ -137,7 +133,7 @@ unsafe fn forward(_cpu: Avx512Vnni, layout: &Layout, shape: &Shape, image: &[u8]
 
     let w = &layout.params;
     let z = embed(layout, image, w.z_shift);
-    let pairs = layer_norm(&z, d as i32, w.ln_eps);
+    let pairs = layer_norm(&z, shape.dim, w.ln_eps);
 
     let tokens = transpose_pairs(&pairs);
     let score_round = _mm512_set1_epi32(((1i64 << w.score_shift) >> 1) as i32);
@@ -233,90 +229,31 @@ fn gather_index(h: usize) -> [u8; 64] {
 /// (n_2k, n_2k+1) of token t, as two i16.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl")]
-fn layer_norm(z: &[__m512i; DIM], d: i32, ln_eps: i64) -> [__m512i; DIM / 2] {
-    let mut sum = _mm512_setzero_si512();
-    let (mut sq_lo, mut sq_hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-    let low16 = _mm512_set1_epi32(0xffff);
-    for k in 0..DIM / 2 {
-        let (a, b) = (z[2 * k], z[2 * k + 1]);
-        sum = _mm512_add_epi32(sum, _mm512_add_epi32(a, b));
-        // (a, b) as an i16 pair (|z| ≤ 32767): a² + b² < 2^31, split in
-        // 16-bit halves whose sums over 16 pairs stay below 2^20.
-        let ab = _mm512_mask_blend_epi16(0xaaaa_aaaa, a, _mm512_slli_epi32::<16>(b));
-        let sq = _mm512_madd_epi16(ab, ab);
-        sq_lo = _mm512_add_epi32(sq_lo, _mm512_and_si512(sq, low16));
-        sq_hi = _mm512_add_epi32(sq_hi, _mm512_srli_epi32::<16>(sq));
+fn layer_norm(z: &[__m512i; DIM], d: u32, ln_eps: i32) -> [__m512i; DIM / 2] {
+    let zc = int8::z_limit(d);
+    let (low, high) = (_mm512_set1_epi32(-zc), _mm512_set1_epi32(zc));
+    let clamp = |v: __m512i| _mm512_min_epi32(_mm512_max_epi32(v, low), high);
+    // Each lane a channel pair (z_2k, z_2k+1) of its token, as two i16.
+    let pairs: [__m512i; DIM / 2] = std::array::from_fn(|k| {
+        _mm512_mask_blend_epi16(0xaaaa_aaaa, clamp(z[2 * k]), _mm512_slli_epi32::<16>(clamp(z[2 * k + 1])))
+    });
+    let ones = _mm512_set1_epi16(1);
+    let (mut sum, mut sum_sq) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    for &ab in &pairs {
+        sum = _mm512_add_epi32(sum, _mm512_madd_epi16(ab, ones));
+        sum_sq = _mm512_add_epi32(sum_sq, _mm512_madd_epi16(ab, ab));
     }
-    // Q and the constants of tokens 0-7 and 8-15, in u64 lanes.
-    let c = |v: i64| _mm512_set1_epi64(v);
+    // The constants of tokens 0-7 and 8-15 (`avx2.rs`'s, on ymm halves),
+    // each in both i16 halves of its token's lane.
     let half =
         |v: __m512i, i: usize| if i == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) };
-    let mut constants = [[_mm256_setzero_si256(); 2]; 5];
-    for i in 0..2 {
-        let sum64 = _mm512_cvtepi32_epi64(half(sum, i));
-        let sum_sq = _mm512_add_epi64(
-            _mm512_slli_epi64::<16>(_mm512_cvtepu32_epi64(half(sq_hi, i))),
-            _mm512_cvtepu32_epi64(half(sq_lo, i)),
-        );
-        // Q = D·Σz² - (Σz)² + eps < 2^52.
-        let q = _mm512_add_epi64(
-            _mm512_sub_epi64(_mm512_mullo_epi64(sum_sq, c(d as i64)), _mm512_mul_epi32(sum64, sum64)),
-            c(ln_eps),
-        );
-        // Q = 0 (eps 0, a constant token) normalises to 0: computed with
-        // Q = 1 and a zero reciprocal.
-        let zero = _mm512_cmpeq_epi64_mask(q, _mm512_setzero_si512());
-        let q = _mm512_mask_mov_epi64(q, zero, c(1));
-        let k = _mm512_srli_epi64::<1>(_mm512_sub_epi64(c(63), _mm512_lzcnt_epi64(q)));
-        // m = q · 4^(15-k) in [2^30, 2^32): a negative count wraps to a huge
-        // one, for which vpsllvq/vpsrlvq give 0.
-        let two_k = _mm512_add_epi64(k, k);
-        let m = _mm512_or_si512(
-            _mm512_sllv_epi64(q, _mm512_sub_epi64(c(30), two_k)),
-            _mm512_srlv_epi64(q, _mm512_sub_epi64(two_k, c(30))),
-        );
-        let index = _mm512_sub_epi64(_mm512_srli_epi64::<24>(m), c(64));
-        // SAFETY: m ∈ [2^30, 2^32), so index ∈ [0, 192), inside the table.
-        let y0 = _mm512_cvtepu32_epi64(unsafe { _mm512_i64gather_epi32::<4>(index, RSQRT_Q15_U32.as_ptr().cast()) });
-        // The scalar's u64 products, every operand below 2^32.
-        let t = _mm512_srli_epi64::<28>(_mm512_mul_epu32(_mm512_mul_epu32(y0, y0), _mm512_srli_epi64::<2>(m)));
-        let y1 = _mm512_srli_epi64::<31>(_mm512_mul_epu32(y0, _mm512_sub_epi64(c(3 << 30), t)));
-        let recip = _mm512_maskz_mov_epi64(!zero, _mm512_srli_epi64::<1>(_mm512_add_epi64(y1, c(1))));
-        // pre = max(k + 5 - 16, 0), post = k + 3 - pre, their rounding
-        // offsets; the pre-shift's folded into the offset from D·z.
-        let pre = _mm512_sub_epi64(_mm512_max_epi64(k, c(11)), c(11));
-        let post = _mm512_sub_epi64(_mm512_add_epi64(k, c(3)), pre);
-        let pre_round = _mm512_srli_epi64::<1>(_mm512_sllv_epi64(c(1), pre));
-        let post_round = _mm512_srli_epi64::<1>(_mm512_sllv_epi64(c(1), post));
-        let offset = _mm512_sub_epi64(pre_round, sum64);
-        for (slot, v) in constants.iter_mut().zip([recip, offset, post_round, pre, post]) {
-            // Every constant fits i32: recip ≤ 2^14, |offset| < 2^21, shifts < 32.
-            slot[i] = _mm512_cvtepi64_epi32(v);
-        }
-    }
-    let [recip, offset, post_round, pre, post] =
-        constants.map(|[lo, hi]| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi));
-    let dv = _mm512_set1_epi32(d);
-    // n = sat16(round_shift(round_shift(D·z - Σz, pre) · recip, post)).
-    let normalise = |z: __m512i| {
-        let dev = _mm512_srav_epi32(_mm512_add_epi32(_mm512_mullo_epi32(z, dv), offset), pre);
-        _mm512_srav_epi32(_mm512_add_epi32(_mm512_mullo_epi32(dev, recip), post_round), post)
-    };
-    // packs gives, per 128-bit lane, four words of each source; the shuffle
-    // interleaves them into (n_2k, n_2k+1) per token.
-    let interleave = _mm512_set_epi64(
-        0x0f0e_0706_0d0c_0504,
-        0x0b0a_0302_0908_0100,
-        0x0f0e_0706_0d0c_0504,
-        0x0b0a_0302_0908_0100,
-        0x0f0e_0706_0d0c_0504,
-        0x0b0a_0302_0908_0100,
-        0x0f0e_0706_0d0c_0504,
-        0x0b0a_0302_0908_0100,
-    );
-    std::array::from_fn(|k| {
-        _mm512_shuffle_epi8(_mm512_packs_epi32(normalise(z[2 * k]), normalise(z[2 * k + 1])), interleave)
-    })
+    let [lo, hi] = [0, 1].map(|i| avx2::ln_constants8(half(sum, i), half(sum_sq, i), d as i32, ln_eps));
+    let [m, scale, y] = std::array::from_fn(|j| {
+        let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo[j]), hi[j]);
+        _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32::<16>(v))
+    });
+    // |z - m|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
+    pairs.map(|ab| _mm512_mulhrs_epi16(_mm512_mullo_epi16(_mm512_sub_epi16(ab, m), scale), y))
 }
 
 /// The lane indices of step `b` of [`transpose_pairs`] for `vpermt2d`:

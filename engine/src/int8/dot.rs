@@ -1,10 +1,9 @@
-//! The multiply-adds over i16 values after the patch embedding: the
-//! LayerNorm's sums, the dot products of the scores and the head, and the
-//! probability-weighted sum of the tokens.
+//! The multiply-adds over i16 values after the patch embedding: the dot
+//! products of the scores and the head, and the probability-weighted sum
+//! of the tokens.
 //! Portable, or on builds for ARMv7E-M (Cortex-M4/M7, the `arm_dsp` cfg of
 //! build.rs) with its 16-bit multiply-adds (`SMLAD`: two per instruction;
-//! `SMLABB`/`SMLABT`: one, from either half of a word; `SMLALD`: two into
-//! 64 bits). Both give the same
+//! `SMLABB`/`SMLABT`: one, from either half of a word). Both give the same
 //! i32: every product and sum the int8 path forms fits i32
 //! (docs/FIXED_POINT.md), and these instructions wrap, never saturate.
 
@@ -49,51 +48,6 @@ pub(crate) fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
         sum += a[i] as i32 * b[i] as i32;
     }
     sum
-}
-
-/// `(Σ z, Σ z²)`.
-#[cfg(not(arm_dsp))]
-#[inline]
-pub(crate) fn sums(z: &[i16]) -> (i64, i64) {
-    let sum = z.iter().map(|&v| v as i64).sum();
-    let sum_sq = z.iter().map(|&v| v as i64 * v as i64).sum();
-    (sum, sum_sq)
-}
-
-/// [`sums`] a pair of values per step: `SMLAD` by (1, 1) for the sum (it
-/// fits i32: at most 128 values of 2^15), `SMLALD` for the squares.
-#[cfg(arm_dsp)]
-#[inline]
-pub(crate) fn sums(z: &[i16]) -> (i64, i64) {
-    let pairs = z.len() / 2;
-    let (mut sum, mut lo, mut hi) = (0i32, 0u32, 0u32);
-    if pairs > 0 {
-        // SAFETY: reads `pairs` words, 2·pairs ≤ z.len() values (ARMv7-M
-        // loads words at any halfword alignment); writes only its registers.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr {x}, [{z}], #4",
-                "smlad {sum}, {x}, {ones}, {sum}",
-                "smlald {lo}, {hi}, {x}, {x}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                z = inout(reg) z.as_ptr() => _,
-                n = inout(reg) pairs => _,
-                ones = in(reg) 0x0001_0001u32,
-                x = out(reg) _,
-                sum = inout(reg) sum,
-                lo = inout(reg) lo,
-                hi = inout(reg) hi,
-                options(nostack, readonly, pure),
-            );
-        }
-    }
-    let (mut sum, mut sum_sq) = (sum as i64, ((hi as u64) << 32 | lo as u64) as i64);
-    if let Some(&v) = z.get(2 * pairs) {
-        (sum, sum_sq) = (sum + v as i64, sum_sq + v as i64 * v as i64);
-    }
-    (sum, sum_sq)
 }
 
 /// `acc[c] += Σ_t p[t] · rows[t·d + c]` for `d = acc.len()`, one row per
@@ -173,16 +127,6 @@ mod tests {
             assert_eq!(dot_i16(&a[..n], &b[..n]) as i64, want, "n = {n}");
         }
         assert_eq!(dot_i16(&a, &b[..3]), dot_i16(&a[..3], &b[..3]));
-    }
-
-    #[test]
-    fn sums_of_odd_and_even_lengths_are_exact() {
-        let z: Vec<i16> = (0..129).map(|i| (i * 7919 % 65535 - 32767) as i16).collect();
-        for n in [0, 1, 2, 3, 32, 128, 129] {
-            let want = (z[..n].iter().map(|&v| v as i64).sum(), z[..n].iter().map(|&v| (v as i64).pow(2)).sum());
-            assert_eq!(sums(&z[..n]), want, "n = {n}");
-        }
-        assert_eq!(sums(&[i16::MIN; 4]), (-4 << 15, 4 << 30));
     }
 
     #[test]

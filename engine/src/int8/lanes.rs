@@ -4,10 +4,10 @@
 //! kernels, which differ only in how they embed the patches.
 //!
 //! - LayerNorm per lane from the channel pairs (z_2k, z_2k+1) as i16:
-//!   `vpmaddwd` gives the pair's sum (× (1, 1)), its squares (× itself) and
-//!   each channel times D (× (D, 0) or (0, D)); the 64-bit constants are
-//!   `avx2.rs`'s (`floor(log2 q)` from q as a double), four tokens a
-//!   register.
+//!   `vpmaddwd` gives the pair's sum (× (1, 1)) and its squares (× itself);
+//!   the constants are `avx2::ln_constants8`'s, eight tokens a register, and
+//!   the normalisation three ops per register (`vpsubw`, `vpmullw`,
+//!   `vpmulhrsw`).
 //! - Scores per head: one broadcast weight pair × the 16 tokens' channel
 //!   pairs; softmax on the 16 lanes, its reciprocal in scalar.
 //! - The tokens transposed once (four 8 × 8 dword transposes) for the
@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use std::arch::x86_64::*;
 
-use super::avx2::{exp8, rsqrt4};
+use super::avx2::{self, exp8};
 use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
@@ -129,7 +129,7 @@ pub(super) fn head_pairs(w: &Weights<'_>, shape: &Shape) -> Vec<[[i32; CLASSES];
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut int8::Scratch) {
-    let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
+    let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     require!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
     require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
@@ -137,7 +137,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
     let mut pairs = MaybeUninit::uninit();
-    let pairs = layer_norm(z, d as i32, params.ln_eps, &mut pairs);
+    let pairs = layer_norm(z, shape.dim, params.ln_eps, &mut pairs);
     let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
     let mut probs = [(0, [_mm256_setzero_si256(); 2]); HEADS];
@@ -167,77 +167,36 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut
 #[target_feature(enable = "avx2")]
 fn layer_norm<'a>(
     z: &[Lanes; DIM / 2],
-    d: i32,
-    ln_eps: i64,
+    d: u32,
+    ln_eps: i32,
     out: &'a mut MaybeUninit<[Lanes; DIM / 2]>,
 ) -> &'a [Lanes; DIM / 2] {
-    let (ones, low16) = (_mm256_set1_epi16(1), _mm256_set1_epi32(0xffff));
+    let zc = int8::z_limit(d) as i16;
+    let (low, high) = (_mm256_set1_epi16(-zc), _mm256_set1_epi16(zc));
+    let clamp = |v: __m256i| _mm256_min_epi16(_mm256_max_epi16(v, low), high);
+    let ones = _mm256_set1_epi16(1);
+    // Σz and Σz² of each token from its channel pairs: no horizontal sums.
     let mut sum = [_mm256_setzero_si256(); 2];
-    let mut sq_lo = [_mm256_setzero_si256(); 2];
-    let mut sq_hi = [_mm256_setzero_si256(); 2];
+    let mut sum_sq = [_mm256_setzero_si256(); 2];
     for pair in z {
         for half in 0..2 {
-            let ab = pair[half];
+            let ab = clamp(pair[half]);
             sum[half] = dot_add(sum[half], ab, ones);
-            // a² + b² < 2^31, accumulated in 16-bit halves.
-            let sq = _mm256_madd_epi16(ab, ab);
-            sq_lo[half] = _mm256_add_epi32(sq_lo[half], _mm256_and_si256(sq, low16));
-            sq_hi[half] = _mm256_add_epi32(sq_hi[half], _mm256_srli_epi32::<16>(sq));
+            sum_sq[half] = dot_add(sum_sq[half], ab, ab);
         }
     }
-    let c = |v: i64| _mm256_set1_epi64x(v);
-    // The constants of tokens 4q..4q+3 in u64 lanes, then their low dwords
-    // gathered into the two 8-lane registers.
-    let mut constants = [[_mm_setzero_si128(); 4]; 5];
-    for q4 in 0..4 {
-        let (half, part) = (q4 / 2, q4 % 2);
-        let pick = |v: __m256i| if part == 0 { _mm256_castsi256_si128(v) } else { _mm256_extracti128_si256::<1>(v) };
-        let sum64 = _mm256_cvtepi32_epi64(pick(sum[half]));
-        let sum_sq = _mm256_add_epi64(
-            _mm256_slli_epi64::<16>(_mm256_cvtepu32_epi64(pick(sq_hi[half]))),
-            _mm256_cvtepu32_epi64(pick(sq_lo[half])),
-        );
-        // D·Σz² from 32-bit halves (Σz² < 2^36), then Q < 2^52.
-        let d_sum_sq = _mm256_add_epi64(
-            _mm256_mul_epu32(sum_sq, c(d as i64)),
-            _mm256_slli_epi64::<32>(_mm256_mul_epu32(_mm256_srli_epi64::<32>(sum_sq), c(d as i64))),
-        );
-        let q = _mm256_add_epi64(_mm256_sub_epi64(d_sum_sq, _mm256_mul_epi32(sum64, sum64)), c(ln_eps));
-        let zero = _mm256_cmpeq_epi64(q, _mm256_setzero_si256());
-        let (recip, k) = rsqrt4(_mm256_or_si256(q, _mm256_and_si256(zero, c(1))));
-        let recip = _mm256_andnot_si256(zero, recip);
-        let pre = _mm256_sub_epi64(_mm256_max_epi32(k, c(11)), c(11));
-        let post = _mm256_sub_epi64(_mm256_add_epi64(k, c(3)), pre);
-        let pre_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), pre));
-        let post_round = _mm256_srli_epi64::<1>(_mm256_sllv_epi64(c(1), post));
-        let offset = _mm256_sub_epi64(pre_round, sum64);
-        let low_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-        for (slot, v) in constants.iter_mut().zip([recip, offset, post_round, pre, post]) {
-            // Each fits i32: its low dword, sign and all.
-            slot[q4] = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, low_dwords));
-        }
-    }
-    let [recip, offset, post_round, pre, post] =
-        constants.map(|q| [_mm256_set_m128i(q[1], q[0]), _mm256_set_m128i(q[3], q[2])]);
-    // z·D of the pair's first channel (× (D, 0)) or second (× (0, D)).
-    let (d_first, d_second) = (_mm256_set1_epi32(pair(d as i16, 0)), _mm256_set1_epi32(pair(0, d as i16)));
-    let normalise = |zd: __m256i, h: usize| {
-        let dev = _mm256_srav_epi32(_mm256_add_epi32(zd, offset[h]), pre[h]);
-        _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(dev, recip[h]), post_round[h]), post[h])
-    };
-    // packs: four words of each source per 128-bit lane; the shuffle pairs
-    // them per token.
-    let interleave = _mm256_setr_epi8(
-        0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
-    );
+    // Each token's (m, 2^a, Y) in both i16 halves of its lane.
+    let both_halves =
+        |v: __m256i| _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32::<16>(v));
+    let constants: [[__m256i; 3]; 2] =
+        std::array::from_fn(|h| avx2::ln_constants8(sum[h], sum_sq[h], d as i32, ln_eps).map(both_halves));
     // Built where the caller keeps it: returned by value, the 1 KB array
     // was copied with memcpy in some builds (fat LTO).
     simd::fill(out, |k| {
         std::array::from_fn(|h| {
-            let ab = z[k][h];
-            let first = normalise(_mm256_madd_epi16(ab, d_first), h);
-            let second = normalise(_mm256_madd_epi16(ab, d_second), h);
-            _mm256_shuffle_epi8(_mm256_packs_epi32(first, second), interleave)
+            let [m, scale, y] = constants[h];
+            // |z - m|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
+            _mm256_mulhrs_epi16(_mm256_mullo_epi16(_mm256_sub_epi16(clamp(z[k][h]), m), scale), y)
         })
     })
 }

@@ -9,8 +9,8 @@
 //! integers either way (what a microcontroller runs; see examples/cortex-m).
 //! docs/FIXED_POINT.md derives every step and every bound.
 //!
-//! Formats: normalised activations are i16 Q4.11, scores i32 Q.16,
-//! probabilities Q.14, logits i32 Q.16. One rounding rule everywhere:
+//! Formats: normalised tokens are i16 vectors of L2 norm 2^14 ([`NORM_BITS`]),
+//! scores i32 Q.16, probabilities Q.14, logits i32 Q.16. One rounding rule everywhere:
 //! [`round_shift`] (round half up).
 
 #[cfg(all(feature = "hosted", target_arch = "x86_64"))]
@@ -114,7 +114,10 @@ use crate::shape::Shape;
 #[cfg(all(feature = "hosted", any(target_arch = "x86_64", target_arch = "aarch64")))]
 use alloc::{boxed::Box, vec::Vec};
 
-pub const NORM_FRAC_BITS: u32 = 11;
+/// A normalised token `n` is the LayerNorm output scaled to L2 norm
+/// 2^NORM_BITS: `n = (z - mean) · 2^14 / √(Σ(z - mean)² + eps)`, so
+/// `n = LayerNorm(z) · 2^14 / √D`.
+pub const NORM_BITS: u32 = 14;
 pub const SCORE_FRAC_BITS: u32 = 16;
 pub const PROB_FRAC_BITS: u32 = 14;
 pub const LOGIT_FRAC_BITS: u32 = 16;
@@ -171,36 +174,48 @@ pub const EXP2_Q30: [u32; 257] = [
 pub struct Params {
     /// Right shift from the i32 patch accumulator grid to the i16 LayerNorm input.
     pub z_shift: u32,
-    /// LayerNorm epsilon on the i16 grid, times dim²: `round(D² · eps / s_z²)`.
-    pub ln_eps: i64,
-    /// Right shift from (score weight × Q4.11) to Q.16 scores.
+    /// LayerNorm epsilon on the i16 grid, times dim: `round(D · eps / s_z²)`,
+    /// at most [`ln_eps_limit`].
+    pub ln_eps: i32,
+    /// Right shift from (score weight × normalised token) to Q.16 scores.
     pub score_shift: u32,
-    /// Right shift from (head weight × Q4.11), summed over heads, to Q.16 logits.
+    /// Right shift from (head weight × normalised mean), summed over heads, to Q.16 logits.
     pub head_shift: u32,
 }
+
+/// The version of the int8 arithmetic definition, stored in `int8.params`
+/// (index 4): version 2 is the LayerNorm of `ln_constants`. A blob of
+/// another version computes other integers, so it is refused (convert the
+/// model again).
+pub const ARITHMETIC_VERSION: i32 = 2;
 
 impl Params {
     pub fn to_raw(self) -> [i32; INT8_PARAM_COUNT] {
         let mut raw = [0; INT8_PARAM_COUNT];
         raw[0] = self.z_shift as i32;
-        raw[1] = self.ln_eps as i32;
+        raw[1] = self.ln_eps;
         raw[2] = self.score_shift as i32;
         raw[3] = self.head_shift as i32;
+        raw[4] = ARITHMETIC_VERSION;
         raw
     }
 
     /// Reads and range-checks the raw parameters; on failure, the index of
-    /// the offending one.
-    pub fn from_raw(raw: &[i32]) -> Result<Params, usize> {
-        let in_range = |i: usize, max: i32| if (0..=max).contains(&raw[i]) { Ok(raw[i]) } else { Err(i) };
+    /// the offending one and why.
+    pub fn from_raw(raw: &[i32]) -> Result<Params, (usize, &'static str)> {
+        const RANGE: &str = "parameter outside its documented range";
+        if raw[4] != ARITHMETIC_VERSION {
+            return Err((4, "int8 arithmetic of another version than this engine's (2): convert the model again"));
+        }
+        let in_range = |i: usize, max: i32| if (0..=max).contains(&raw[i]) { Ok(raw[i]) } else { Err((i, RANGE)) };
         let params = Params {
             z_shift: in_range(0, 24)? as u32,
-            ln_eps: in_range(1, i32::MAX)? as i64,
+            ln_eps: in_range(1, i32::MAX)?,
             score_shift: in_range(2, 30)? as u32,
             head_shift: in_range(3, 48)? as u32,
         };
-        match raw[4..].iter().position(|&v| v != 0) {
-            Some(i) => Err(4 + i),
+        match raw[5..].iter().position(|&v| v != 0) {
+            Some(i) => Err((5 + i, RANGE)),
             None => Ok(params),
         }
     }
@@ -226,13 +241,13 @@ pub(crate) struct Weights<'m> {
 pub(crate) struct Scratch<'m> {
     /// Patch embeddings on the LayerNorm input grid, `(T-1) × D`.
     pub(crate) tokens: Buf<'m, i16>,
-    /// Normalised patch tokens, Q4.11, `(T-1) × D`.
+    /// Normalised patch tokens (L2 norm 2^14), `(T-1) × D`.
     pub(crate) norm: Buf<'m, i16>,
     /// Scores of one head, Q.16, `T`.
     pub(crate) scores: Buf<'m, i32>,
     /// CLS attention probabilities, Q.14, `H × T`.
     pub(crate) probs: Buf<'m, i32>,
-    /// Attention-weighted mean of the normalised tokens, Q4.11, `D`.
+    /// Attention-weighted mean of the normalised tokens, `D`.
     pub(crate) mean: Buf<'m, i16>,
     /// Logits, Q.16, `C`: the result, identical on every CPU.
     pub(crate) logits_fixed: Buf<'m, i32>,
@@ -372,14 +387,6 @@ pub fn round_shift(x: i64, s: u32) -> i64 {
     }
 }
 
-/// [`round_shift`] in i32, for `s < 32` and where `x + 2^(s-1)` is known
-/// to fit: the same results, without 64-bit arithmetic (a library call on
-/// Cortex-M0) or a branch.
-#[inline]
-pub(crate) fn round_shift_i32(x: i32, s: u32) -> i32 {
-    (x + ((1 << s) >> 1)) >> s
-}
-
 #[inline]
 fn saturate_i16(x: i64) -> i16 {
     x.clamp(i16::MIN as i64, i16::MAX as i64) as i16
@@ -409,11 +416,13 @@ pub(crate) fn validate(w: &Weights<'_>, shape: &Shape) -> Result<(), LoadError> 
     };
     wide(TensorId::Int8ScoreWeight, w.score_weight)?;
     wide(TensorId::Int8HeadWeight, w.head_weight)?;
-    // The CLS token is a LayerNorm output: its Q4.11 norm is at most √D.
+    // The CLS token is a normalised vector: L2 norm 2^14 (and rounding).
     let norm2: i64 = w.cls_norm.iter().map(|&v| v as i64 * v as i64).sum();
-    let limit = d as i64 * ((1i64 << NORM_FRAC_BITS) + 1).pow(2);
-    if norm2 > limit {
-        return out_of_range(TensorId::Int8ClsNorm, 0, "not a normalised vector (norm above √dim)");
+    if norm2 > ((1i64 << NORM_BITS) + 64).pow(2) {
+        return out_of_range(TensorId::Int8ClsNorm, 0, "not a normalised vector (L2 norm above 2^14)");
+    }
+    if w.params.ln_eps > ln_eps_limit(shape.dim) {
+        return out_of_range(TensorId::Int8Params, 1, "LayerNorm epsilon would overflow the i32 variance");
     }
     let bounded = |tensor, values: &[i32]| match values.iter().position(|v| v.unsigned_abs() > 1 << 29) {
         Some(i) => out_of_range(tensor, i, "magnitude above 2^29"),
@@ -454,82 +463,97 @@ pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], ink: &mu
     }
 }
 
-/// `2^15 / √((i + 64.5) / 64)` for i = 0..192: the first guess of the
-/// fixed-point inverse square root on [1, 4). Generated with
-/// round(2**15 / sqrt((i + 64.5) / 64)); a test checks every entry.
-#[rustfmt::skip]
-pub const RSQRT_Q15: [u16; 192] = [
-    32641, 32391, 32146, 31907, 31673, 31445, 31221, 31002, 30787, 30577, 30371, 30169,
-    29972, 29778, 29587, 29401, 29217, 29038, 28861, 28688, 28518, 28350, 28186, 28024,
-    27866, 27709, 27556, 27405, 27256, 27110, 26966, 26825, 26686, 26548, 26413, 26280,
-    26149, 26020, 25893, 25767, 25644, 25522, 25402, 25283, 25167, 25051, 24938, 24826,
-    24715, 24606, 24498, 24392, 24287, 24184, 24081, 23980, 23881, 23782, 23685, 23589,
-    23494, 23400, 23307, 23216, 23125, 23036, 22947, 22860, 22774, 22688, 22604, 22520,
-    22437, 22356, 22275, 22195, 22116, 22037, 21960, 21883, 21808, 21732, 21658, 21585,
-    21512, 21440, 21368, 21298, 21228, 21159, 21090, 21022, 20955, 20888, 20822, 20757,
-    20692, 20628, 20564, 20501, 20439, 20377, 20316, 20255, 20195, 20135, 20076, 20017,
-    19959, 19902, 19845, 19788, 19732, 19676, 19621, 19566, 19512, 19458, 19405, 19352,
-    19299, 19247, 19196, 19144, 19093, 19043, 18993, 18943, 18894, 18845, 18797, 18749,
-    18701, 18653, 18606, 18560, 18513, 18467, 18422, 18376, 18331, 18287, 18242, 18198,
-    18155, 18111, 18068, 18025, 17983, 17941, 17899, 17857, 17816, 17775, 17734, 17694,
-    17654, 17614, 17574, 17535, 17496, 17457, 17418, 17380, 17342, 17304, 17267, 17229,
-    17192, 17155, 17119, 17082, 17046, 17010, 16974, 16939, 16904, 16869, 16834, 16799,
-    16765, 16731, 16697, 16663, 16629, 16596, 16563, 16530, 16497, 16465, 16432, 16400,
-];
-
-/// [`RSQRT_Q15`] widened to u32 for the x86 gathers, which read four bytes.
-#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
-pub(crate) static RSQRT_Q15_U32: [u32; 192] = {
-    let mut table = [0u32; 192];
-    let mut i = 0;
-    while i < 192 {
-        table[i] = RSQRT_Q15[i] as u32;
-        i += 1;
-    }
-    table
-};
-
-/// `1/√q` for `q ≥ 1` as `(y, k)`: `q ∈ [4^k, 4^(k+1))` and
-/// `y ≈ 2^(14+k) / √q`, in (2^13, 2^14], relative error below 1e-4. A table
-/// lookup on the top bits and one Newton step, all integer.
-#[inline]
-pub fn rsqrt_q14(q: u64) -> (i32, u32) {
-    let k = (63 - q.leading_zeros()) / 2;
-    // m = q · 4^(15-k), in [2^30, 2^32): x = m / 2^30 in [1, 4).
-    let m = if 2 * k <= 30 { q << (30 - 2 * k) } else { q >> (2 * k - 30) };
-    let y0 = RSQRT_Q15[((m >> 24) - 64) as usize] as u64;
-    let t = (y0 * y0 * (m >> 2)) >> 28; // x·y0², Q.30
-    let y1 = (y0 * ((3u64 << 30) - t)) >> 31; // Q.15
-    (((y1 + 1) >> 1) as i32, k)
-}
-
 /// LayerNorm input saturation: symmetric, so `z²` pairs fit i32 in SIMD.
 #[inline]
 pub fn saturate_z(x: i64) -> i16 {
     x.clamp(-(i16::MAX as i64), i16::MAX as i64) as i16
 }
 
-/// Integer LayerNorm of one token without its affine (folded downstream),
-/// Q4.11 output: `n = dev · 2^11 / √Q` with `dev = D·z - Σz` and
-/// `Q = D·Σz² - (Σz)² + ln_eps` (= Σdev²/D + ln_eps exactly).
-pub(crate) fn layer_norm(z: &[i16], ln_eps: i64, out: &mut [i16]) {
-    let d = z.len() as i64;
-    let (sum, sum_sq) = dot::sums(z);
-    let q = (d * sum_sq - sum * sum + ln_eps) as u64;
-    if q == 0 {
-        out.fill(0);
-        return;
+/// The LayerNorm clamp `Zc` for `d` channels: LayerNorm reads `z` clamped
+/// to ±Zc, so that `D·Zc²` (which bounds Σz² and the centring product) stays
+/// below 2^31 and `z - m` fits i16. 8191 for D ≤ 32, 4095 for D ≤ 128.
+#[inline]
+pub const fn z_limit(d: u32) -> i32 {
+    let ceil_log2 = if d <= 1 { 0 } else { 32 - (d - 1).leading_zeros() };
+    let zc = (1 << ((31 - ceil_log2) / 2)) - 1;
+    if zc < 16383 {
+        zc
+    } else {
+        16383
     }
-    let (recip, k) = rsqrt_q14(q);
-    // |dev| ≤ √(D·Q) < 2^(k+5): pre-shift it to 16 bits so dev · recip
-    // fits i32 (≤ 2^30).
-    let pre = (k + 5).saturating_sub(16);
-    // Per element in i32, which microcontrollers multiply natively:
-    // |D·z - Σz| ≤ 2 · 128 · 2^15 < 2^24, and the product is below 2^30.
-    let (d, sum) = (d as i32, sum as i32);
+}
+
+/// The largest LayerNorm epsilon `E` for `d` channels: `D·(Zc² + 1/4) + E`,
+/// which bounds `S + E`, must fit i32.
+pub const fn ln_eps_limit(d: u32) -> i32 {
+    let zc = z_limit(d) as i64;
+    (i32::MAX as i64 - d as i64 * zc * zc - (d as i64 + 3) / 4) as i32
+}
+
+/// `2^22 / √m` for `m` in [2^14, 2^16), in [2^14, 2^15): a quadratic first
+/// guess (2.7 %) and two Newton steps, relative error below 6e-5 (a test
+/// checks every `m`). Every product stays below 2^31.
+#[inline]
+pub const fn rsq(m: i32) -> i32 {
+    let mut y = 43195 + ((m * (-12837 + ((m * 1535) >> 14))) >> 14);
+    let mut step = 0;
+    while step < 2 {
+        let t = (y * y) >> 14;
+        let w = (t * m) >> 14;
+        y += (y * (65536 - w)) >> 17;
+        step += 1;
+    }
+    if y < 32767 {
+        y
+    } else {
+        32767
+    }
+}
+
+/// `(a·b + 2^14) >> 15`: `vpmulhrsw`, NEON `sqrdmulh` on i16.
+#[inline]
+pub const fn mulhrs(a: i16, b: i16) -> i16 {
+    ((a as i32 * b as i32 + (1 << 14)) >> 15) as i16
+}
+
+/// One token's LayerNorm constants from `Σz` and `Σz²` (of z clamped to
+/// ±[`z_limit`]) and the epsilon: `(m, 2^a, Y)`, with which every channel is
+/// `n = mulhrs((z - m) · 2^a, Y)` = `(z - m) · 2^14 / √U` with
+/// `U = Σ(z - m)² + E`. `m` is the mean rounded half up; `Σ(z - m)²` is
+/// computed exactly as `Σz² - m·(2Σz - D·m)`, in i32 (docs/FIXED_POINT.md
+/// has the bounds).
+#[inline]
+pub fn ln_constants(sum: i32, sum_sq: i32, d: i32, eps: i32) -> (i32, i32, i32) {
+    let m = (2 * sum + d).div_euclid(2 * d);
+    let u = (sum_sq - m * (2 * sum - d * m) + eps).max(1);
+    // U in [4^k, 4^(k+1)), normalised to [2^14, 2^16).
+    let k = (31 - u.leading_zeros()) / 2;
+    let mm = if k >= 7 { u >> (2 * k - 14) } else { u << (14 - 2 * k) };
+    let y = rsq(mm);
+    if k <= 14 {
+        (m, 1 << (14 - k), y)
+    } else {
+        (m, 1, (y + 1) >> 1)
+    }
+}
+
+/// Integer LayerNorm of one token without its affine (folded downstream):
+/// `n = (z - m) · 2^14 / √U` per [`ln_constants`], an i16 vector of L2 norm
+/// 2^14 (up to rounding).
+pub(crate) fn layer_norm(z: &[i16], ln_eps: i32, out: &mut [i16]) {
+    let d = z.len() as i32;
+    let zc = z_limit(d as u32);
+    let (mut sum, mut sum_sq) = (0i32, 0i32);
+    for &v in z {
+        let v = (v as i32).clamp(-zc, zc);
+        sum += v;
+        sum_sq += v * v;
+    }
+    let (m, scale, y) = ln_constants(sum, sum_sq, d, ln_eps);
     for (n, &v) in out.iter_mut().zip(z) {
-        let dev = round_shift_i32(d * v as i32 - sum, pre);
-        *n = round_shift_i32(dev * recip, k + 3 - pre).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        // |z - m| · 2^a < 2^15 (docs/FIXED_POINT.md): exact in i16.
+        let x = ((v as i32).clamp(-zc, zc) - m) * scale;
+        *n = mulhrs(x as i16, y as i16);
     }
 }
 
@@ -607,7 +631,7 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
         let probs = &mut s.probs[head * t_count..][..t_count];
         softmax(scores, probs);
 
-        // Attention-weighted mean of the normalised tokens, Q4.11: token by
+        // Attention-weighted mean of the normalised tokens: token by
         // token over contiguous rows, so it vectorises.
         let mut acc = [0i32; MAX_DIM as usize];
         let acc = &mut acc[..d];

@@ -4,11 +4,9 @@
 //! shared by the NEON and the dotprod kernels, which differ only in how
 //! they embed the patches. The aarch64 twin of `lanes.rs`.
 //!
-//! - LayerNorm per lane: Σz by widening adds, D·Σz² + eps in i64 lanes
-//!   from squares of channel pairs (`smull` + `smlal`: 2·32767² < 2^31),
-//!   `floor(log2 Q)` from Q as a double (Q < 2^41 is exact), the table's
-//!   first guess by `tbl` on the 16 tokens' index bytes, the Newton step in
-//!   u32/u64 lanes; `srshl` is `round_shift` (round half up, no overflow).
+//! - LayerNorm per lane: Σz and Σz² by widening adds (`saddw`, `smlal`),
+//!   the constants in i32 lanes (`clz` for the exponent, no table), then
+//!   three ops per 8 values (`sub`, `mul` by 2^a, `sqrdmulh`).
 //! - Scores per head: each channel's weight × the 16 tokens (`smlal`).
 //! - Softmax on the 16 lanes: the exponential's table read per lane (no
 //!   gather on NEON), its reciprocal one scalar division per head.
@@ -25,7 +23,7 @@ use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::shipped::{fits, CLASSES, DIM, HEADS, PATCHES};
-use super::{Params, Weights, EXP2_Q30, LOG2E_Q30, PROB_FRAC_BITS, RSQRT_Q15};
+use super::{Params, Weights, EXP2_Q30, LOG2E_Q30, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::fill;
@@ -83,7 +81,7 @@ impl Layout {
 #[inline]
 #[target_feature(enable = "neon")]
 pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut int8::Scratch) {
-    let (d, heads, classes) = (shape.dim as usize, shape.heads as usize, shape.classes as usize);
+    let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     require!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
     require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
@@ -91,7 +89,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
     let params = &layout.params;
 
     let mut slot = MaybeUninit::uninit();
-    let norm = layer_norm(z, d, params.ln_eps, &mut slot);
+    let norm = layer_norm(z, shape.dim, params.ln_eps, &mut slot);
     let mut probs = [(0, [vdupq_n_s32(0); 4]); HEADS];
     for (head, probs) in probs.iter_mut().enumerate().take(heads) {
         let scores = scores(norm, &layout.score_weight[head], params.score_shift);
@@ -112,32 +110,36 @@ fn quarter(v: &Tokens, i: usize) -> int16x4_t {
     }
 }
 
-/// `RSQRT_Q15`'s low and high bytes, each as three 64-byte `tbl` tables.
-static RSQRT_BYTES: [[u8; 192]; 2] = {
-    let mut bytes = [[0; 192]; 2];
-    let mut i = 0;
-    while i < 192 {
-        bytes[0][i] = RSQRT_Q15[i] as u8;
-        bytes[1][i] = (RSQRT_Q15[i] >> 8) as u8;
-        i += 1;
-    }
-    bytes
-};
-
-/// `RSQRT_Q15[index]` for 16 indices below 192, as u16: three 64-entry
-/// `tbl` lookups per byte (an index out of a table's range leaves the
-/// byte as it is).
+/// `int8::ln_constants` on four i32 lanes: `(m, 2^a, Y)` of four tokens
+/// from their `Σz` and `Σz²` (of z clamped to ±`int8::z_limit`).
 #[inline]
 #[target_feature(enable = "neon")]
-fn rsqrt_table(index: uint8x16_t) -> [uint16x8_t; 2] {
-    let [lo, hi] = RSQRT_BYTES.each_ref().map(|plane| {
-        // SAFETY: three 64-byte loads from a 192-byte array.
-        let t = unsafe { [0, 64, 128].map(|at| vld1q_u8_x4(plane.as_ptr().add(at))) };
-        let v = vqtbl4q_u8(t[0], index);
-        let v = vqtbx4q_u8(v, t[1], vsubq_u8(index, vdupq_n_u8(64)));
-        vqtbx4q_u8(v, t[2], vsubq_u8(index, vdupq_n_u8(128)))
-    });
-    [vreinterpretq_u16_u8(vzip1q_u8(lo, hi)), vreinterpretq_u16_u8(vzip2q_u8(lo, hi))]
+fn ln_constants4(sum: int32x4_t, sum_sq: int32x4_t, d: i32, eps: i32) -> [int32x4_t; 3] {
+    let c = vdupq_n_s32;
+    // m = floor((2Σ + D) / 2D) in f32, exact (see `avx2::ln_constants8`);
+    // `fcvtms` rounds toward minus infinity.
+    let two_sum = vaddq_s32(sum, sum);
+    let quotient = vdivq_f32(vcvtq_f32_s32(vaddq_s32(two_sum, c(d))), vdupq_n_f32((2 * d) as f32));
+    let m = vcvtmq_s32_f32(quotient);
+    let centred = vmulq_s32(m, vsubq_s32(two_sum, vmulq_n_s32(m, d)));
+    let u = vmaxq_s32(vaddq_s32(vsubq_s32(sum_sq, centred), c(eps)), c(1));
+    // k = floor(log2 U) / 2; M = U·4^(7-k) (`sshl` shifts right for a
+    // negative count, truncating, as the scalar's >> does).
+    let k = vshrq_n_s32::<1>(vsubq_s32(c(31), vclzq_s32(u)));
+    let mm = vshlq_s32(u, vsubq_s32(c(14), vaddq_s32(k, k)));
+    // int8::rsq.
+    let inner = vaddq_s32(c(-12837), vshrq_n_s32::<14>(vmulq_s32(mm, c(1535))));
+    let mut y = vaddq_s32(c(43195), vshrq_n_s32::<14>(vmulq_s32(mm, inner)));
+    for _ in 0..2 {
+        let t = vshrq_n_s32::<14>(vmulq_s32(y, y));
+        let w = vshrq_n_s32::<14>(vmulq_s32(t, mm));
+        y = vaddq_s32(y, vshrq_n_s32::<17>(vmulq_s32(y, vsubq_s32(c(65536), w))));
+    }
+    let y = vminq_s32(y, c(32767));
+    // k ≤ 14: (2^(14-k), y); k = 15: (1, (y + 1) >> 1).
+    let over = vmaxq_s32(vsubq_s32(k, c(14)), c(0));
+    let scale = vshlq_s32(c(1), vmaxq_s32(vsubq_s32(c(14), k), c(0)));
+    [m, scale, vshlq_s32(vaddq_s32(y, over), vnegq_s32(over))]
 }
 
 /// `int8::layer_norm` of the 16 tokens, lane-wise, channel by channel.
@@ -145,106 +147,33 @@ fn rsqrt_table(index: uint8x16_t) -> [uint16x8_t; 2] {
 #[target_feature(enable = "neon")]
 fn layer_norm<'n>(
     z: &[Tokens; DIM],
-    d: usize,
-    ln_eps: i64,
+    d: u32,
+    ln_eps: i32,
     norm: &'n mut MaybeUninit<[Tokens; DIM]>,
 ) -> &'n [Tokens; DIM] {
-    let dim = d as i32;
+    let zc = int8::z_limit(d) as i16;
+    let clamp = |v: int16x8_t| vminq_s16(vmaxq_s16(v, vdupq_n_s16(-zc)), vdupq_n_s16(zc));
+    // Σz and Σz² of tokens 4i..4i+3 (zero past D): both below 2^31.
     let mut sum = [vdupq_n_s32(0); 4];
-    // Σz² of tokens 2j, 2j+1 (< 2^35).
-    let mut sum_sq = [vdupq_n_s64(0); 8];
-    // Channels in pairs (zero past D): a² + b² < 2^31 fits i32.
-    for pair in z.chunks_exact(2) {
+    let mut sum_sq = [vdupq_n_s32(0); 4];
+    for channel in z {
+        let v = channel.map(clamp);
         for i in 0..4 {
-            let (a, b) = (quarter(&pair[0], i), quarter(&pair[1], i));
-            sum[i] = vaddw_s16(vaddw_s16(sum[i], a), b);
-            let sq = vmlal_s16(vmull_s16(a, a), b, b);
-            sum_sq[2 * i] = vaddw_s32(sum_sq[2 * i], vget_low_s32(sq));
-            sum_sq[2 * i + 1] = vaddw_high_s32(sum_sq[2 * i + 1], sq);
+            let q = quarter(&v, i);
+            sum[i] = vaddw_s16(sum[i], q);
+            sum_sq[i] = vmlal_s16(sum_sq[i], q, q);
         }
     }
-    // Q = D·Σz² - (Σz)² + eps, D·Σz² from the 32-bit halves of Σz².
-    let dim2 = vdup_n_u32(dim as u32);
-    let mut q: [int64x2_t; 8] = std::array::from_fn(|j| {
-        let v = vreinterpretq_u64_s64(sum_sq[j]);
-        let (lo, hi) = (vmovn_u64(v), vshrn_n_u64::<32>(v));
-        let d_sum_sq = vaddq_u64(vmull_u32(lo, dim2), vshlq_n_u64::<32>(vmull_u32(hi, dim2)));
-        vaddq_s64(vreinterpretq_s64_u64(d_sum_sq), vdupq_n_s64(ln_eps))
+    let constants: [[int32x4_t; 3]; 4] = std::array::from_fn(|i| ln_constants4(sum[i], sum_sq[i], d as i32, ln_eps));
+    // Each constant of the 16 tokens as i16 (m within ±Zc, 2^a ≤ 2^14,
+    // Y < 2^15): tokens 0-7 and 8-15.
+    let [m, scale, y]: [Tokens; 3] = std::array::from_fn(|j| {
+        std::array::from_fn(|h| vcombine_s16(vmovn_s32(constants[2 * h][j]), vmovn_s32(constants[2 * h + 1][j])))
     });
-    for i in 0..4 {
-        q[2 * i] = vmlsl_s32(q[2 * i], vget_low_s32(sum[i]), vget_low_s32(sum[i]));
-        q[2 * i + 1] = vmlsl_high_s32(q[2 * i + 1], sum[i], sum[i]);
-    }
-    // Q = 0 (eps 0, a constant token) normalises to 0: computed with Q = 1
-    // and a zero reciprocal.
-    let zero = q.map(|q| vceqzq_s64(q));
-    let q: [uint64x2_t; 8] = std::array::from_fn(|j| vsubq_u64(vreinterpretq_u64_s64(q[j]), zero[j]));
-    let narrow = |v: &[uint64x2_t; 8], i: usize| {
-        vuzp1q_u32(vreinterpretq_u32_u64(v[2 * i]), vreinterpretq_u32_u64(v[2 * i + 1]))
-    };
-    // floor(log2 Q) from the double's exponent (Q < 2^41, exact), k = half.
-    let exponent = q.map(|q| vshrq_n_u64::<52>(vreinterpretq_u64_f64(vcvtq_f64_u64(q))));
-    let k: [int32x4_t; 4] = std::array::from_fn(|i| {
-        vshrq_n_s32::<1>(vsubq_s32(vreinterpretq_s32_u32(narrow(&exponent, i)), vdupq_n_s32(1023)))
-    });
-    // m = Q · 4^(15-k) in [2^30, 2^32): ushl shifts left by 30 - 2k, right
-    // (truncating) when that is negative.
-    let shifted: [uint64x2_t; 8] = std::array::from_fn(|j| {
-        let count = vsubq_s32(vdupq_n_s32(30), vshlq_n_s32::<1>(k[j / 2]));
-        let count = if j.is_multiple_of(2) { vmovl_s32(vget_low_s32(count)) } else { vmovl_high_s32(count) };
-        vshlq_u64(q[j], count)
-    });
-    let m: [uint32x4_t; 4] = std::array::from_fn(|i| narrow(&shifted, i));
-    // The table index (m >> 24) - 64 of the 16 tokens as bytes.
-    let top = |a: uint32x4_t, b: uint32x4_t| vshrn_high_n_u32::<16>(vshrn_n_u32::<16>(a), b);
-    let index = vshrn_high_n_u16::<8>(vshrn_n_u16::<8>(top(m[0], m[1])), top(m[2], m[3]));
-    let y0 = rsqrt_table(vsubq_u8(index, vdupq_n_u8(64)));
-    let y0: [uint32x4_t; 4] = std::array::from_fn(|i| {
-        if i.is_multiple_of(2) {
-            vmovl_u16(vget_low_u16(y0[i / 2]))
-        } else {
-            vmovl_high_u16(y0[i / 2])
-        }
-    });
-    let zero: [uint32x4_t; 4] =
-        std::array::from_fn(|i| vuzp1q_u32(vreinterpretq_u32_u64(zero[2 * i]), vreinterpretq_u32_u64(zero[2 * i + 1])));
-    // One Newton step: t = (y0² · (m >> 2)) >> 28 ≈ 2^30 (< 2^32), y1 =
-    // (y0 · (3·2^30 - t)) >> 31 < 2^16, y = (y1 + 1) >> 1.
-    let recip: [int32x4_t; 4] = std::array::from_fn(|i| {
-        let (y0, m) = (y0[i], vshrq_n_u32::<2>(m[i]));
-        let y0sq = vmulq_u32(y0, y0);
-        let t = vshrn_high_n_u64::<28>(
-            vshrn_n_u64::<28>(vmull_u32(vget_low_u32(y0sq), vget_low_u32(m))),
-            vmull_high_u32(y0sq, m),
-        );
-        let step = vsubq_u32(vdupq_n_u32(3 << 30), t);
-        let y1 = vshrn_high_n_u64::<31>(
-            vshrn_n_u64::<31>(vmull_u32(vget_low_u32(y0), vget_low_u32(step))),
-            vmull_high_u32(y0, step),
-        );
-        vreinterpretq_s32_u32(vbicq_u32(vrshrq_n_u32::<1>(y1), zero[i]))
-    });
-    // pre = max(k - 11, 0), post = k + 3 - pre, both negated for srshl.
-    let pre: [int32x4_t; 4] = std::array::from_fn(|i| vmaxq_s32(vsubq_s32(k[i], vdupq_n_s32(11)), vdupq_n_s32(0)));
-    let neg_post: [int32x4_t; 4] = std::array::from_fn(|i| vsubq_s32(pre[i], vaddq_s32(k[i], vdupq_n_s32(3))));
-    let neg_pre = pre.map(|v| vnegq_s32(v));
-    let neg_sum = sum.map(|v| vnegq_s32(v));
-    // n = sat16(round_shift(round_shift(D·z - Σz, pre) · y, post)), for
-    // every channel: past D a value no weight reads (all are zero there).
-    // Built channel by channel where it lives (`fill`), neither zeroed nor
-    // copied.
-    fill(norm, |c| {
-        let z = &z[c];
-        let v: [int32x4_t; 4] = std::array::from_fn(|i| {
-            let dev = if i.is_multiple_of(2) {
-                vmlal_n_s16(neg_sum[i], vget_low_s16(z[i / 2]), dim as i16)
-            } else {
-                vmlal_high_n_s16(neg_sum[i], z[i / 2], dim as i16)
-            };
-            vrshlq_s32(vmulq_s32(vrshlq_s32(dev, neg_pre[i]), recip[i]), neg_post[i])
-        });
-        [vqmovn_high_s32(vqmovn_s32(v[0]), v[1]), vqmovn_high_s32(vqmovn_s32(v[2]), v[3])]
-    })
+    // n = mulhrs((z - m)·2^a, Y): `sqrdmulh` on i16 is mulhrs, and
+    // |z - m|·2^a < 2^15 is exact (docs/FIXED_POINT.md). Past D a value no
+    // weight reads. Built channel by channel where it lives (`fill`).
+    fill(norm, |c| std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(vsubq_s16(clamp(z[c][h]), m[h]), scale[h]), y[h])))
 }
 
 /// One head's Q.16 scores of the 16 patch tokens:
