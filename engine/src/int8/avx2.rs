@@ -290,15 +290,23 @@ fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8:
     lanes::tail(tail, shape, &z, s);
 }
 
-/// Stores `saturate_z(round_shift(acc · scale + bias, z_shift))` for 32
-/// channels as i16 in channel order (the rounding offset is in `bias`).
+/// Stores `saturate_z(round_shift(acc · scale + bias, z_shift), D)` for 32
+/// channels as i16 in channel order (the rounding offset is in `bias`;
+/// `limit` is `int8::z_limit(D)` in every lane).
 ///
 /// # Safety
 /// `scale` and `bias` must be valid for reading 32 i32 values, `out` for
 /// writing 32 i16 values.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn finish_patch(acc: [__m256i; 4], scale: *const i32, bias: *const i32, shift: __m128i, out: *mut i16) {
+unsafe fn finish_patch(
+    acc: [__m256i; 4],
+    scale: *const i32,
+    bias: *const i32,
+    shift: __m128i,
+    limit: __m256i,
+    out: *mut i16,
+) {
     let mut z = [_mm256_setzero_si256(); 4];
     for (b, (zv, a)) in z.iter_mut().zip(acc).enumerate() {
         // SAFETY: b·8 + 8 ≤ 32 values, the caller's promise; unaligned loads.
@@ -306,11 +314,12 @@ unsafe fn finish_patch(acc: [__m256i; 4], scale: *const i32, bias: *const i32, s
             unsafe { (_mm256_loadu_si256(scale.add(b * 8).cast()), _mm256_loadu_si256(bias.add(b * 8).cast())) };
         *zv = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(a, s), c), shift);
     }
-    // packs saturates to [-32768, 32767], the max makes it saturate_z's
-    // symmetric range; packs interleaves 128-bit halves, the permute undoes it.
-    let floor = _mm256_set1_epi16(-i16::MAX);
-    let lo = _mm256_max_epi16(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[0], z[1])), floor);
-    let hi = _mm256_max_epi16(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[2], z[3])), floor);
+    // packs saturates to [-32768, 32767], the min and max to saturate_z's
+    // ±Zc; packs interleaves 128-bit halves, the permute undoes it.
+    let floor = _mm256_sub_epi16(_mm256_setzero_si256(), limit);
+    let clamp = |v: __m256i| _mm256_min_epi16(_mm256_max_epi16(v, floor), limit);
+    let lo = clamp(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[0], z[1])));
+    let hi = clamp(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[2], z[3])));
     // SAFETY: 32 values, the caller's promise; unaligned stores.
     unsafe {
         _mm256_storeu_si256(out.cast(), lo);
@@ -391,6 +400,7 @@ fn patch_embed_sparse<const P: usize>(
     require!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
     require!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let shift = _mm_cvtsi32_si128(z_shift as i32);
+    let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
     let lanes: [i16; 16] = std::array::from_fn(|x| if x % 8 < p { -1 } else { 0 });
     // SAFETY: an unaligned load of a 16-lane array.
     let in_patch = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
@@ -424,7 +434,7 @@ fn patch_embed_sparse<const P: usize>(
                 // the patch's bias row and of its token row (asserted lengths).
                 unsafe {
                     let (scale, bias) = (layout.scale.as_ptr().add(group), layout.bias.as_ptr().add(at));
-                    finish_patch(acc, scale, bias, shift, tokens.as_mut_ptr().add(at));
+                    finish_patch(acc, scale, bias, shift, limit, tokens.as_mut_ptr().add(at));
                 }
             }
             patch += 1;
@@ -449,6 +459,7 @@ fn patch_embed_dense(
     require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     require!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
     let shift = _mm_cvtsi32_si128(w.params.z_shift as i32);
+    let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
     let mut patch = 0;
     for r in 0..grid {
         for c in 0..grid {
@@ -462,7 +473,7 @@ fn patch_embed_dense(
                 // SAFETY: as in patch_embed_sparse.
                 unsafe {
                     let (scale, bias) = (layout.scale.as_ptr().add(group), layout.bias.as_ptr().add(at));
-                    finish_patch(acc, scale, bias, shift, tokens.as_mut_ptr().add(at));
+                    finish_patch(acc, scale, bias, shift, limit, tokens.as_mut_ptr().add(at));
                 }
             }
             patch += 1;
@@ -515,7 +526,7 @@ unsafe fn dot8(rows: [*const i16; 8], b: *const i16, regs: usize) -> [__m256i; 8
 }
 
 /// `int8::ln_constants` on eight i32 lanes: `(m, 2^a, Y)` of eight tokens
-/// from their `Σz` and `Σz²` (of z clamped to ±`int8::z_limit`).
+/// from their `Σz` and `Σz²` (z within ±`int8::z_limit`).
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(super) fn ln_constants8(sum: __m256i, sum_sq: __m256i, d: i32, eps: i32) -> [__m256i; 3] {
@@ -566,8 +577,6 @@ fn layer_norm(ln_eps: i32, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i1
     let (d, patches, patches_pad) = (shape.dim as i32, shape.patches(), patches_pad(shape));
     require!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && dim_pad.is_multiple_of(16));
     require!(params.len() == patches_pad * 3 && dim_pad <= 16 * MAX_REGS);
-    let zc = int8::z_limit(shape.dim) as i16;
-    let clamp = |v: __m256i| _mm256_min_epi16(_mm256_max_epi16(v, _mm256_set1_epi16(-zc)), _mm256_set1_epi16(zc));
     let ones = _mm256_set1_epi16(1);
     for t0 in (0..patches_pad).step_by(8) {
         let mut sum = [_mm256_setzero_si256(); 8];
@@ -577,7 +586,7 @@ fn layer_norm(ln_eps: i32, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i1
             let row = z[(t0 + i) * dim_pad..][..dim_pad].as_ptr();
             for k in 0..dim_pad / 16 {
                 // SAFETY: 16·(k + 1) ≤ dim_pad: inside the row.
-                let v = clamp(unsafe { reg(row, k) });
+                let v = unsafe { reg(row, k) };
                 // Partial sums of Σz and Σz², whose bounds (< 2^31) hold
                 // for any subset of their terms.
                 *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(v, ones));
@@ -602,7 +611,7 @@ fn layer_norm(ln_eps: i32, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i1
             // SAFETY: 16·(k + 1) ≤ dim_pad values of the token's rows of z
             // and n; unaligned. |z - m|·2^a < 2^15, exact in i16.
             unsafe {
-                let x = _mm256_mullo_epi16(_mm256_sub_epi16(clamp(reg(row, k)), m), scale);
+                let x = _mm256_mullo_epi16(_mm256_sub_epi16(reg(row, k), m), scale);
                 _mm256_storeu_si256(out.add(16 * k).cast(), _mm256_mulhrs_epi16(x, y));
             }
         }

@@ -132,7 +132,7 @@ unsafe fn forward(_cpu: Avx512Vnni, layout: &Layout, shape: &Shape, image: &[u8]
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
     let w = &layout.params;
-    let z = embed(layout, image, w.z_shift);
+    let z = embed(layout, image, w.z_shift, int8::z_limit(shape.dim));
     let pairs = layer_norm(&z, shape.dim, w.ln_eps);
 
     let tokens = transpose_pairs(&pairs);
@@ -155,12 +155,13 @@ unsafe fn forward(_cpu: Avx512Vnni, layout: &Layout, shape: &Shape, image: &[u8]
     finish_logits(layout, w.head_shift, &logits, classes, s);
 }
 
-/// Patch embedding: `saturate_z(round_shift(acc · scale + bias, z_shift))`
+/// Patch embedding: `saturate_z(round_shift(acc · scale + bias, z_shift), D)`
+/// (`limit` is `int8::z_limit(D)`)
 /// for every channel of every patch, channel by channel with the patches
 /// in lanes.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
-fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [__m512i; DIM] {
+fn embed(layout: &Layout, image: &[u8], z_shift: u32, limit: i32) -> [__m512i; DIM] {
     require!(image.len() == SIDE * SIDE);
     // Byte b of group (y, h) is lane b/4 = patch (r, c), pixel (y, 4h + b%4)
     // of it: row r·7 + y of the image, column 7c + 4h + b%4. `rows` below
@@ -191,7 +192,7 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [__m512i; DIM] {
         groups[2 * y + 1] = _mm512_permutex2var_epi8(first, index1, second);
     }
     let shift = _mm_cvtsi32_si128(z_shift as i32);
-    let (floor, ceiling) = (_mm512_set1_epi32(-(i16::MAX as i32)), _mm512_set1_epi32(i16::MAX as i32));
+    let (floor, ceiling) = (_mm512_set1_epi32(-limit), _mm512_set1_epi32(limit));
     // Eight channels at a time: eight independent accumulation chains.
     let blocks: [[__m512i; 8]; DIM / 8] = std::array::from_fn(|block| {
         let o0 = 8 * block;
@@ -230,13 +231,9 @@ fn gather_index(h: usize) -> [u8; 64] {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl")]
 fn layer_norm(z: &[__m512i; DIM], d: u32, ln_eps: i32) -> [__m512i; DIM / 2] {
-    let zc = int8::z_limit(d);
-    let (low, high) = (_mm512_set1_epi32(-zc), _mm512_set1_epi32(zc));
-    let clamp = |v: __m512i| _mm512_min_epi32(_mm512_max_epi32(v, low), high);
     // Each lane a channel pair (z_2k, z_2k+1) of its token, as two i16.
-    let pairs: [__m512i; DIM / 2] = std::array::from_fn(|k| {
-        _mm512_mask_blend_epi16(0xaaaa_aaaa, clamp(z[2 * k]), _mm512_slli_epi32::<16>(clamp(z[2 * k + 1])))
-    });
+    let pairs: [__m512i; DIM / 2] =
+        std::array::from_fn(|k| _mm512_mask_blend_epi16(0xaaaa_aaaa, z[2 * k], _mm512_slli_epi32::<16>(z[2 * k + 1])));
     let ones = _mm512_set1_epi16(1);
     let (mut sum, mut sum_sq) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     for &ab in &pairs {
@@ -502,7 +499,7 @@ mod tests {
                         }
                     }
                     for (patch, &a) in acc.iter().enumerate() {
-                        let z = finish(a, layout.scale[o], layout.bias[o][patch], w.params.z_shift);
+                        let z = finish(a, layout.scale[o], layout.bias[o][patch], w.params.z_shift, d as u32);
                         assert_eq!(z, want[patch * d + o], "patch {patch} channel {o}");
                     }
                 }

@@ -74,7 +74,7 @@ impl Kernel {
 #[target_feature(enable = "avx2,fma,avxvnni")]
 unsafe fn forward(_cpu: AvxVnni, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     require!(image.len() == SIDE * SIDE && layout.patch_weight.len() == DIM);
-    let z = embed(layout, image, layout.tail.params.z_shift);
+    let z = embed(layout, image, layout.tail.params.z_shift, int8::z_limit(shape.dim));
     lanes::tail(&layout.tail, shape, &z, s);
 }
 
@@ -96,11 +96,12 @@ fn shuffle_bytes(h: usize, from: usize) -> [u8; 32] {
 }
 
 /// Patch embedding, channel by channel with the patches in lanes:
-/// `saturate_z(round_shift(acc · scale + bias, z_shift))`, as the channel
+/// `saturate_z(round_shift(acc · scale + bias, z_shift), D)` (`limit` is
+/// `int8::z_limit(D)`), as the channel
 /// pairs (z_2k, z_2k+1) of i16 that `lanes::tail` takes.
 #[inline]
 #[target_feature(enable = "avx2,avxvnni")]
-fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [Lanes; DIM / 2] {
+fn embed(layout: &Layout, image: &[u8], z_shift: u32, limit: i32) -> [Lanes; DIM / 2] {
     require!(image.len() == SIDE * SIDE && layout.patch_weight.len() == DIM);
     // Per 128-bit lane (one patch row r, four patches c = lane): byte j of
     // lane c is column 7c + 4h + j of the row, from the load at column 0
@@ -126,7 +127,7 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32) -> [Lanes; DIM / 2] {
         })
     });
     let shift = _mm_cvtsi32_si128(z_shift as i32);
-    let (floor, ceiling) = (_mm256_set1_epi32(-(i16::MAX as i32)), _mm256_set1_epi32(i16::MAX as i32));
+    let (floor, ceiling) = (_mm256_set1_epi32(-limit), _mm256_set1_epi32(limit));
     let mut z = [[_mm256_setzero_si256(); 2]; DIM / 2];
     // Four channels (eight accumulators) at a time.
     for o0 in (0..DIM).step_by(4) {
@@ -203,7 +204,7 @@ mod tests {
                         }
                     }
                     for (patch, &a) in acc.iter().enumerate() {
-                        let z = finish(a, layout.scale[o], layout.bias[o][patch], w.params.z_shift);
+                        let z = finish(a, layout.scale[o], layout.bias[o][patch], w.params.z_shift, d as u32);
                         let expected = if o < d { want[patch * d + o] } else { 0 };
                         assert_eq!(z, expected, "patch {patch} channel {o}");
                     }

@@ -104,7 +104,7 @@ impl Kernel {
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn forward(_cpu: Dotprod, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     let mut z = MaybeUninit::uninit();
-    neon_lanes::tail(&layout.tail, shape, embed(layout, image, &mut z), s);
+    neon_lanes::tail(&layout.tail, shape, embed(layout, image, int8::z_limit(shape.dim) as i16, &mut z), s);
 }
 
 /// `acc[lane] += Σ_b pixels[4·lane + b] · weights[4·L + b]` (signed bytes):
@@ -154,12 +154,13 @@ const fn row_index(h: usize) -> [u8; 16] {
 static ROW_INDEX: [[u8; 16]; 2] = [row_index(0), row_index(1)];
 
 /// Patch embedding, channel by channel with the patches in lanes:
-/// `saturate_z(round_shift(acc · scale + bias, z_shift))` as i16, channel
+/// `saturate_z(round_shift(acc · scale + bias, z_shift), D)` as i16
+/// (`limit` is `int8::z_limit(D)`), channel
 /// c's 16 tokens in `result[c]`, written into `z`. Neither `z` nor the
 /// pixel table is zeroed first: two memsets of ~1 KB, ~300 instructions.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-fn embed<'z>(layout: &Layout, image: &[u8], z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
+fn embed<'z>(layout: &Layout, image: &[u8], limit: i16, z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
     require!(image.len() == SIDE * SIDE);
     // SAFETY: loads of 16-byte arrays.
     let index = unsafe { ROW_INDEX.each_ref().map(|i| vld1q_u8(i.as_ptr())) };
@@ -182,7 +183,7 @@ fn embed<'z>(layout: &Layout, image: &[u8], z: &'z mut MaybeUninit<[Tokens; DIM]
     // GROUPS × GRID = 14 × 4 elements.
     let pixels = unsafe { table.assume_init_ref() };
     let shift = vdupq_n_s32(-(layout.tail.params.z_shift as i32));
-    let floor = vdupq_n_s16(-i16::MAX);
+    let (floor, ceiling) = (vdupq_n_s16(-limit), vdupq_n_s16(limit));
     let out = z.as_mut_ptr().cast::<Tokens>();
     // Four channels (sixteen accumulators) at a time.
     for o0 in (0..DIM).step_by(4) {
@@ -214,9 +215,10 @@ fn embed<'z>(layout: &Layout, image: &[u8], z: &'z mut MaybeUninit<[Tokens; DIM]
                 let bias = unsafe { vld1q_s32(layout.bias[o][4 * r..].as_ptr()) };
                 vshlq_s32(vmlaq_n_s32(bias, acc[r], layout.scale[o]), shift)
             });
-            // sqxtn saturates to [-32768, 32767], the max makes it
-            // saturate_z's symmetric range.
-            let tokens = [0, 1].map(|h| vmaxq_s16(vqmovn_high_s32(vqmovn_s32(v[2 * h]), v[2 * h + 1]), floor));
+            // sqxtn saturates to [-32768, 32767], the min and max to
+            // saturate_z's ±Zc.
+            let tokens = [0, 1]
+                .map(|h| vminq_s16(vmaxq_s16(vqmovn_high_s32(vqmovn_s32(v[2 * h]), v[2 * h + 1]), floor), ceiling));
             // SAFETY: element o < DIM of the array.
             unsafe { out.add(o).write(tokens) };
         }

@@ -442,10 +442,9 @@ pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], ink: &mu
     // round_shift_i32 with the rounding made once; validate() keeps
     // acc · scale + bias + the rounding within i32.
     let (shift, rounding) = (w.params.z_shift, (1 << w.params.z_shift) >> 1);
-    // saturate_z in i32: the i16 clamp (one SSAT on Arm) then the symmetric floor.
-    let finish = |acc: i32, scale: i32, bias: i32| {
-        (((acc * scale + bias + rounding) >> shift).clamp(i16::MIN as i32, i16::MAX as i32) as i16).max(-i16::MAX)
-    };
+    // saturate_z in i32.
+    let zc = z_limit(shape.dim);
+    let finish = |acc: i32, scale: i32, bias: i32| ((acc * scale + bias + rounding) >> shift).clamp(-zc, zc) as i16;
     for (patch, z) in z.chunks_exact_mut(d).enumerate().take(shape.patches()) {
         let (r, c) = (patch / grid, patch % grid);
         let ink = ink::Ink::gather(image, r * p * side + c * p, side, p, ink);
@@ -463,15 +462,18 @@ pub(crate) fn patch_embed(w: &Weights<'_>, shape: &Shape, image: &[u8], ink: &mu
     }
 }
 
-/// LayerNorm input saturation: symmetric, so `z²` pairs fit i32 in SIMD.
+/// The saturation of the LayerNorm input `z` for a model of `d` channels:
+/// to ±[`z_limit`]`(d)`.
 #[inline]
-pub fn saturate_z(x: i64) -> i16 {
-    x.clamp(-(i16::MAX as i64), i16::MAX as i64) as i16
+pub fn saturate_z(x: i64, d: u32) -> i16 {
+    let zc = z_limit(d) as i64;
+    x.clamp(-zc, zc) as i16
 }
 
-/// The LayerNorm clamp `Zc` for `d` channels: LayerNorm reads `z` clamped
-/// to ±Zc, so that `D·Zc²` (which bounds Σz² and the centring product) stays
-/// below 2^31 and `z - m` fits i16. 8191 for D ≤ 32, 4095 for D ≤ 128.
+/// The LayerNorm input limit `Zc` for `d` channels: the patch embedding
+/// saturates `z` to ±Zc, so that `D·Zc²` (which bounds Σz² and the
+/// centring product) stays below 2^31 and `z - m` fits i16. 8191 for
+/// D ≤ 32, 4095 for D ≤ 128.
 #[inline]
 pub const fn z_limit(d: u32) -> i32 {
     let ceil_log2 = if d <= 1 { 0 } else { 32 - (d - 1).leading_zeros() };
@@ -516,7 +518,7 @@ pub const fn mulhrs(a: i16, b: i16) -> i16 {
     ((a as i32 * b as i32 + (1 << 14)) >> 15) as i16
 }
 
-/// One token's LayerNorm constants from `Σz` and `Σz²` (of z clamped to
+/// One token's LayerNorm constants from `Σz` and `Σz²` (z within
 /// ±[`z_limit`]) and the epsilon: `(m, 2^a, Y)`, with which every channel is
 /// `n = mulhrs((z - m) · 2^a, Y)` = `(z - m) · 2^14 / √U` with
 /// `U = Σ(z - m)² + E`. `m` is the mean rounded half up; `Σ(z - m)²` is
@@ -540,19 +542,14 @@ pub fn ln_constants(sum: i32, sum_sq: i32, d: i32, eps: i32) -> (i32, i32, i32) 
 /// Integer LayerNorm of one token without its affine (folded downstream):
 /// `n = (z - m) · 2^14 / √U` per [`ln_constants`], an i16 vector of L2 norm
 /// 2^14 (up to rounding).
+/// `z` is within ±[`z_limit`] (the embedding saturates it there).
 pub(crate) fn layer_norm(z: &[i16], ln_eps: i32, out: &mut [i16]) {
     let d = z.len() as i32;
-    let zc = z_limit(d as u32);
-    let (mut sum, mut sum_sq) = (0i32, 0i32);
-    for &v in z {
-        let v = (v as i32).clamp(-zc, zc);
-        sum += v;
-        sum_sq += v * v;
-    }
+    let (sum, sum_sq) = dot::sums(z);
     let (m, scale, y) = ln_constants(sum, sum_sq, d, ln_eps);
     for (n, &v) in out.iter_mut().zip(z) {
         // |z - m| · 2^a < 2^15 (docs/FIXED_POINT.md): exact in i16.
-        let x = ((v as i32).clamp(-zc, zc) - m) * scale;
+        let x = (v as i32 - m) * scale;
         *n = mulhrs(x as i16, y as i16);
     }
 }
@@ -713,11 +710,12 @@ pub(crate) mod layout_check {
         z
     }
 
-    /// `saturate_z(round_shift(acc · scale + bias, z_shift))` with the
+    /// `saturate_z(round_shift(acc · scale + bias, z_shift), d)` with the
     /// rounding already in `bias`, as the kernels compute it in i32.
-    pub(crate) fn finish(acc: i32, scale: i32, bias: i32, z_shift: u32) -> i16 {
+    pub(crate) fn finish(acc: i32, scale: i32, bias: i32, z_shift: u32, d: u32) -> i16 {
         let v = acc.wrapping_mul(scale).wrapping_add(bias) >> z_shift;
-        v.clamp(-(i16::MAX as i32), i16::MAX as i32) as i16
+        let zc = super::z_limit(d);
+        v.clamp(-zc, zc) as i16
     }
 
     /// `vpdpbusd`'s lane: four u8 × i8 products added to `acc`.

@@ -12,7 +12,7 @@
 //! The epilogue is the scalar one, lane-wise: `acc · scale + bias` (i32, the
 //! loader bounds it), `srshl` by `-z_shift` (a rounding right shift computed
 //! without intermediate overflow: exactly `round_shift`'s round half up), a
-//! clamp to the range of `int8::saturate_z` (its bounds read from it), and a
+//! clamp to ±`int8::z_limit(D)` (`int8::saturate_z`), and a
 //! narrowing move.
 //!
 //! For the shipped geometry (`int8::shipped`) the embedding visits only the
@@ -60,6 +60,8 @@ pub(crate) struct Kernel {
     /// `[T-1][dim_pad]`.
     bias: Vec<i32>,
     z_shift: u32,
+    /// `int8::z_limit(D)`: the embedding's saturation.
+    z_limit: i32,
     /// The tail with tokens in lanes, for the shipped geometry.
     lanes: Option<neon_lanes::Layout>,
 }
@@ -87,7 +89,8 @@ impl Kernel {
         let (scale, bias) = (pad(w.patch_scale, 1), pad(w.token_bias, shape.patches()));
         // The shipped geometry: dim_pad = 32 and cols = 8 (`embed_sparse`).
         let lanes = shipped::fits(shape).then(|| neon_lanes::Layout::new(w, shape));
-        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias, z_shift: w.params.z_shift, lanes })
+        let (z_shift, z_limit) = (w.params.z_shift, int8::z_limit(shape.dim));
+        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias, z_shift, z_limit, lanes })
     }
 
     /// `weights` is called only for shapes without the lane-wise tail.
@@ -194,7 +197,7 @@ unsafe fn forward<'m>(
     int8::attend_and_classify(&weights(), shape, s);
 }
 
-/// `row = sat16(round_shift(acc · scale + bias, z_shift))` for the 32
+/// `row = saturate_z(round_shift(acc · scale + bias, z_shift), D)` for the 32
 /// channels from `at` of a patch's bias row (`at % dim_pad` of the scale),
 /// as scalar.
 #[inline]
@@ -204,9 +207,7 @@ fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
     require!(row.len() == GROUP);
     // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
     let shift = vdupq_n_s32(-(prep.z_shift as i32));
-    // The bounds of the scalar saturation, taken from the definition itself.
-    let (z_min, z_max) = (int8::saturate_z(i64::MIN) as i32, int8::saturate_z(i64::MAX) as i32);
-    let (z_min, z_max) = (vdupq_n_s32(z_min), vdupq_n_s32(z_max));
+    let (z_min, z_max) = (vdupq_n_s32(-prep.z_limit), vdupq_n_s32(prep.z_limit));
     let z: [int16x4_t; 8] = std::array::from_fn(|i| {
         // SAFETY: 4 of the 32 values of each (checked lengths).
         let (scale, bias) = unsafe { (vld1q_s32(scale[4 * i..].as_ptr()), vld1q_s32(bias[4 * i..].as_ptr())) };

@@ -75,7 +75,7 @@ impl Layout {
 }
 
 /// The pass from the embedded tokens to the logits: `z[c]` holds channel c
-/// of the 16 tokens, each already saturated to `int8::saturate_z`'s range,
+/// of the 16 tokens, each already saturated by `int8::saturate_z`,
 /// zero for channels past D. Writes `s.probs`, `s.logits_fixed` and
 /// `s.logits` as `int8::forward`.
 #[inline]
@@ -111,7 +111,7 @@ fn quarter(v: &Tokens, i: usize) -> int16x4_t {
 }
 
 /// `int8::ln_constants` on four i32 lanes: `(m, 2^a, Y)` of four tokens
-/// from their `Σz` and `Σz²` (of z clamped to ±`int8::z_limit`).
+/// from their `Σz` and `Σz²` (z within ±`int8::z_limit`).
 #[inline]
 #[target_feature(enable = "neon")]
 fn ln_constants4(sum: int32x4_t, sum_sq: int32x4_t, d: i32, eps: i32) -> [int32x4_t; 3] {
@@ -151,15 +151,13 @@ fn layer_norm<'n>(
     ln_eps: i32,
     norm: &'n mut MaybeUninit<[Tokens; DIM]>,
 ) -> &'n [Tokens; DIM] {
-    let zc = int8::z_limit(d) as i16;
-    let clamp = |v: int16x8_t| vminq_s16(vmaxq_s16(v, vdupq_n_s16(-zc)), vdupq_n_s16(zc));
-    // Σz and Σz² of tokens 4i..4i+3 (zero past D): both below 2^31.
+    // Σz and Σz² of tokens 4i..4i+3 (z within ±Zc, zero past D): both
+    // below 2^31.
     let mut sum = [vdupq_n_s32(0); 4];
     let mut sum_sq = [vdupq_n_s32(0); 4];
     for channel in z {
-        let v = channel.map(clamp);
         for i in 0..4 {
-            let q = quarter(&v, i);
+            let q = quarter(channel, i);
             sum[i] = vaddw_s16(sum[i], q);
             sum_sq[i] = vmlal_s16(sum_sq[i], q, q);
         }
@@ -173,7 +171,7 @@ fn layer_norm<'n>(
     // n = mulhrs((z - m)·2^a, Y): `sqrdmulh` on i16 is mulhrs, and
     // |z - m|·2^a < 2^15 is exact (docs/FIXED_POINT.md). Past D a value no
     // weight reads. Built channel by channel where it lives (`fill`).
-    fill(norm, |c| std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(vsubq_s16(clamp(z[c][h]), m[h]), scale[h]), y[h])))
+    fill(norm, |c| std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(vsubq_s16(z[c][h], m[h]), scale[h]), y[h])))
 }
 
 /// One head's Q.16 scores of the 16 patch tokens:
