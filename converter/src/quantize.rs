@@ -294,7 +294,10 @@ pub fn int8_blob(
     // Scores and logits are built from normalised vectors, so their scales
     // follow from the weights alone.
     let root_d = (d as f64).sqrt();
-    let score_weight = centred(&folded.score_weight.iter().map(|v| v * root_d).collect::<Vec<_>>(), d);
+    // Scores are kept in log2 units (the int8 softmax is base 2): log2 e is
+    // folded into the score weights and the CLS token's scores.
+    let log2e = std::f64::consts::LOG2_E;
+    let score_weight = centred(&folded.score_weight.iter().map(|v| v * root_d * log2e).collect::<Vec<_>>(), d);
     let head_weight = centred(&folded.head_weight.iter().map(|v| v * root_d).collect::<Vec<_>>(), d);
     let min_bits = SCORE_FRAC_BITS - NORM_BITS;
     let score_bits = frac_bits(&score_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 30);
@@ -319,7 +322,8 @@ pub fn int8_blob(
     add(TensorId::Int8Params, ElemType::I32, i32_bytes(&params.to_raw()));
     add(TensorId::Int8ClsNorm, ElemType::I16, i16_bytes(&cls_norm));
     add(TensorId::Int8ScoreWeight, ElemType::I16, i16_bytes(&quantize_zero_sum(&score_weight, d, score_bits)));
-    add(TensorId::Int8ClsScore, ElemType::I32, i32_bytes(&fixed_i32(&folded.cls_score, SCORE_FRAC_BITS, limit29)));
+    let cls_score: Vec<f64> = folded.cls_score.iter().map(|v| v * log2e).collect();
+    add(TensorId::Int8ClsScore, ElemType::I32, i32_bytes(&fixed_i32(&cls_score, SCORE_FRAC_BITS, limit29)));
     add(TensorId::Int8HeadWeight, ElemType::I16, i16_bytes(&quantize_zero_sum(&head_weight, d, head_bits)));
     add(TensorId::Int8HeadBias, ElemType::I32, i32_bytes(&fixed_i32(&folded.head_bias, LOGIT_FRAC_BITS, limit29)));
     let blob = w.finish();

@@ -3,35 +3,69 @@
 //! loader's range checks.
 
 use microvit_engine::format::{self, restamp_checksum, TensorId};
-use microvit_engine::int8::{exp_q30, round_shift, EXP2_Q30, PROB_FRAC_BITS};
+use microvit_engine::int8::{exp2_q22, round_shift, softmax, EXP2_Q15, EXP2_Q24, PROB_FRAC_BITS};
 use microvit_engine::synthetic::{random_image, random_int8_blob};
 use microvit_engine::{Encoding, InferError, LoadError, Model, Shape, Workspace};
 use proptest::prelude::*;
 
 #[test]
-fn exp_table_is_what_its_comment_says() {
-    for (j, &v) in EXP2_Q30.iter().enumerate() {
-        assert_eq!(v as f64, (2f64.powf(j as f64 / 256.0) * (1u64 << 30) as f64).round(), "entry {j}");
+fn exp_tables_are_what_their_comment_says() {
+    for j in 0..8 {
+        let v = 2f64.powf(j as f64 / 8.0);
+        assert_eq!(EXP2_Q24[j] as f64, (v * 2f64.powi(24)).round(), "Q.24 entry {j}");
+        assert_eq!(EXP2_Q15[j] as f64, (v * 2f64.powi(15)).round(), "Q.15 entry {j}");
     }
 }
 
+/// Every fraction of the exponent (the dev profile's overflow checks cover
+/// every product), and the integer part down to the clamp.
 #[test]
-fn fixed_point_exp_is_within_its_documented_error() {
-    // The exponent is rounded to Q.16 in log2 units (relative error up to
-    // ln2 · 2^-16 ≈ 1.1e-5), the table interpolation adds under 1e-6, the
-    // final shift truncates: below 2e-5 relative plus 2 units of Q.30.
-    let mut worst = 0.0f64;
-    for x in (-(40 << 16)..=0).step_by(37) {
-        let got = exp_q30(x) as f64;
-        let want = (x as f64 / 65536.0).exp() * (1u64 << 30) as f64;
-        assert!((got - want).abs() <= 2.0 + 2e-5 * want, "x = {x}: {got} vs {want}");
-        if want > 1e6 {
-            worst = worst.max((got - want).abs() / want);
+fn fixed_point_exp2_is_within_its_documented_error() {
+    for f in 0..1 << 16 {
+        let x = f - (1 << 16); // 2^x in [1/2, 1): Q.22 keeps 21 bits
+        let got = exp2_q22(x) as f64;
+        let want = 2f64.powf(x as f64 / 65536.0) * 2f64.powi(22);
+        assert!((got - want).abs() <= 3e-6 * want + 1.0, "x = {x}: {got} vs {want}");
+    }
+    assert_eq!(exp2_q22(0), 1 << 22);
+    for i in 1..40 {
+        let got = exp2_q22(-(i << 16)) as f64;
+        assert!((got - 2f64.powi(22 - i)).abs() <= 1.0, "x = -{i}: {got}");
+    }
+    assert_eq!(exp2_q22(i32::MIN / 2), 0);
+}
+
+/// The fixed-point softmax against the exact one (base 2, scores in Q.16
+/// log2 units), for every token count up to the family's 257: within 1.5
+/// units of Q.14, and the sum within 2^14 ± T.
+#[test]
+fn fixed_point_softmax_is_within_its_documented_error() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for t in [1usize, 2, 3, 17, 65, 257] {
+        for case in 0..200 {
+            let spread = [0i64, 1 << 12, 1 << 16, 1 << 18, 1 << 20, 1 << 29][case % 6];
+            let scores: Vec<i32> = (0..t)
+                .map(|_| if spread == 0 { 5 } else { ((next() % (2 * spread as u64 + 1)) as i64 - spread) as i32 })
+                .collect();
+            let mut probs = vec![0; t];
+            softmax(&scores, &mut probs);
+            let max = *scores.iter().max().unwrap() as f64;
+            let weights: Vec<f64> = scores.iter().map(|&s| 2f64.powf((s as f64 - max) / 65536.0)).collect();
+            let total: f64 = weights.iter().sum();
+            for (k, (&p, w)) in probs.iter().zip(&weights).enumerate() {
+                let want = w / total * 2f64.powi(14);
+                assert!((p as f64 - want).abs() <= 1.5, "T {t} case {case} token {k}: {p} vs {want}");
+            }
+            let sum: i32 = probs.iter().sum();
+            assert!((sum - (1 << 14)).abs() <= t as i32, "T {t} case {case}: Σp = {sum}");
         }
     }
-    assert!(worst < 2e-5, "worst relative error {worst}");
-    assert_eq!(exp_q30(0), 1 << 30);
-    assert_eq!(exp_q30(i32::MIN / 2), 0);
 }
 
 #[test]

@@ -13,8 +13,8 @@
 //!   channels (`vpsubw`, `vpmullw` by 2^a, `vpmulhrsw`).
 //! - Scores and logits reduce eight dot products at once with a `vphaddd`
 //!   tree instead of one horizontal sum each.
-//! - Softmax: the fixed-point `exp` on eight lanes (table gathers, the same
-//!   interpolation), the reciprocal in scalar.
+//! - Softmax: the fixed-point `exp2` on eight lanes (its two 8-entry tables
+//!   by `vpermd`, no gather), the reciprocal in scalar.
 //! - Attention mean: token pairs interleaved so `vpmaddwd` multiplies
 //!   (p_t, p_t+1) by (n_t, n_t+1) per channel; `vpackssdw` undoes the
 //!   interleave and saturates exactly like the scalar code.
@@ -36,7 +36,7 @@
 use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
-use super::{lanes, Weights, EXP2_Q30, PROB_FRAC_BITS};
+use super::{lanes, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
@@ -618,33 +618,43 @@ fn layer_norm(ln_eps: i32, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i1
     }
 }
 
-/// `e^x` for eight Q.16 `x ≤ 0`: `int8::exp_q30` lane by lane.
+/// `int8::exp2_q22` on eight lanes: the 8-entry tables by `vpermd`.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(super) fn exp8(x: __m256i) -> __m256i {
-    // Below -2^22 (e^-64) the scalar result is 0, as it is at -2^22; the
-    // clamp keeps y = x·log2(e) in i32.
-    let x = _mm256_max_epi32(x, _mm256_set1_epi32(-(1 << 22)));
-    // y = floor(x · LOG2E_Q30 / 2^30): 64-bit products of even and odd lanes.
-    // Bits 30..61 of a product are its floor-shifted low 32 bits, whether
-    // the shift is arithmetic or logical, so a logical shift is exact.
-    let l = _mm256_set1_epi32(int8::LOG2E_Q30 as i32);
-    let even = _mm256_srli_epi64::<30>(_mm256_mul_epi32(x, l));
-    let odd = _mm256_srli_epi64::<30>(_mm256_mul_epi32(_mm256_srli_epi64::<32>(x), l));
-    let y = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
-    let int = _mm256_srai_epi32::<16>(y);
-    let frac = _mm256_and_si256(y, _mm256_set1_epi32(0xffff));
-    let (j, lo) = (_mm256_srli_epi32::<8>(frac), _mm256_and_si256(frac, _mm256_set1_epi32(0xff)));
-    // SAFETY: j ≤ 255, so j and j + 1 index the 257-entry table.
-    let (a, b) = unsafe {
-        let table = EXP2_Q30.as_ptr().cast::<i32>();
-        (_mm256_i32gather_epi32::<4>(table, j), _mm256_i32gather_epi32::<4>(table.add(1), j))
+    let c = _mm256_set1_epi32;
+    let x = _mm256_max_epi32(x, c(int8::EXP_FLOOR));
+    let (i, f) = (_mm256_srai_epi32::<16>(x), _mm256_and_si256(x, c(0xffff)));
+    let (j, g) = (_mm256_srli_epi32::<13>(f), _mm256_and_si256(f, c(0x1fff)));
+    // The scalar's u32 products: vpmulld's low 32 bits, logical shifts.
+    let q = _mm256_add_epi32(c(62929), _mm256_srli_epi32::<16>(_mm256_mullo_epi32(g, c(15170))));
+    let q = _mm256_add_epi32(c(181705), _mm256_srli_epi32::<16>(_mm256_mullo_epi32(g, q)));
+    let h = _mm256_srli_epi32::<15>(_mm256_mullo_epi32(g, q));
+    // SAFETY: unaligned loads of two 8-entry u32 tables.
+    let (t24, t15) = unsafe {
+        (_mm256_loadu_si256(int8::EXP2_Q24.as_ptr().cast()), _mm256_loadu_si256(int8::EXP2_Q15.as_ptr().cast()))
     };
-    // (b - a) < 2^23 and lo < 2^8: the product fits i32.
-    let step = _mm256_mullo_epi32(_mm256_sub_epi32(b, a), lo);
-    let v = _mm256_add_epi32(a, _mm256_srli_epi32::<8>(_mm256_add_epi32(step, _mm256_set1_epi32(128))));
-    // int ≤ 0; vpsrlvd gives 0 for counts of 32 and up, as the scalar does.
-    _mm256_srlv_epi32(v, _mm256_sub_epi32(_mm256_setzero_si256(), int))
+    let (t24, t15) = (_mm256_permutevar8x32_epi32(t24, j), _mm256_permutevar8x32_epi32(t15, j));
+    let e = _mm256_add_epi32(t24, _mm256_srli_epi32::<10>(_mm256_mullo_epi32(t15, h)));
+    _mm256_srlv_epi32(e, _mm256_sub_epi32(c(2), i))
+}
+
+/// `int8::prob_q14` on eight lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn prob8(e: __m256i, recip: __m256i) -> __m256i {
+    let e16 = _mm256_srli_epi32::<6>(_mm256_add_epi32(e, _mm256_set1_epi32(32)));
+    let half = _mm256_srli_epi32::<1>(_mm256_mullo_epi32(e16, recip));
+    _mm256_srli_epi32::<17>(_mm256_add_epi32(half, _mm256_set1_epi32(1 << 16)))
+}
+
+/// The sum of the eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn sum8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
 }
 
 /// `int8::softmax` when the patch count is a multiple of 8: `scores[0]` is
@@ -662,37 +672,23 @@ fn softmax(scores: &[i32], probs: &mut [i32]) {
     let max = _mm256_max_epi32(max, _mm256_shuffle_epi32::<0b01_00_11_10>(max));
     let max = _mm256_max_epi32(max, _mm256_shuffle_epi32::<0b10_11_00_01>(max));
     let max = _mm256_max_epi32(max, _mm256_permute2x128_si256::<0x01>(max, max));
-    let cls = int8::exp_q30(scores[0] - _mm256_cvtsi256_si32(max));
-    probs[0] = cls as i32;
-    // Each e ≤ 2^30: two lanes fit u32, then u64 from there on.
-    let low32 = _mm256_set1_epi64x(0xffff_ffff);
+    let cls = int8::exp2_q22(scores[0] - _mm256_cvtsi256_si32(max));
+    // Σe ≤ T · 2^22 < 2^31: the lanes' partial sums too.
     let mut sum = _mm256_setzero_si256();
     for c in (0..patches).step_by(8) {
         let e = exp8(_mm256_sub_epi32(load(c), max));
         // SAFETY: 1 + c + 8 ≤ probs.len() (asserted); an unaligned store.
         unsafe { _mm256_storeu_si256(probs.as_mut_ptr().add(1 + c).cast(), e) };
-        sum = _mm256_add_epi64(sum, _mm256_add_epi64(_mm256_and_si256(e, low32), _mm256_srli_epi64::<32>(e)));
+        sum = _mm256_add_epi32(sum, e);
     }
-    let sum = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
-    let sum = cls as u64 + (_mm_cvtsi128_si64(sum) + _mm_extract_epi64::<1>(sum)) as u64;
-    let recip = (1u64 << 62) / sum;
-    if recip > u32::MAX as u64 {
-        // Only when every other exponential is 0: too rare to vectorise.
-        for p in probs.iter_mut() {
-            *p = ((*p as u64 * recip + (1 << 47)) >> 48) as i32;
-        }
-        return;
-    }
-    probs[0] = ((cls as u64 * recip + (1 << 47)) >> 48) as i32;
-    let (r, half) = (_mm256_set1_epi64x(recip as i64), _mm256_set1_epi64x(1 << 47));
+    let recip = int8::softmax_recip(cls + sum8(sum) as u32);
+    probs[0] = int8::prob_q14(cls, recip);
+    let r = _mm256_set1_epi32(recip as i32);
     for c in (0..patches).step_by(8) {
         // SAFETY: 1 + c + 8 ≤ probs.len() (asserted); unaligned.
         let e = unsafe { _mm256_loadu_si256(probs.as_ptr().add(1 + c).cast()) };
-        let even = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(e, r), half));
-        let odd = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64::<32>(e), r), half));
-        let p = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
         // SAFETY: as the load above.
-        unsafe { _mm256_storeu_si256(probs.as_mut_ptr().add(1 + c).cast(), p) };
+        unsafe { _mm256_storeu_si256(probs.as_mut_ptr().add(1 + c).cast(), prob8(e, r)) };
     }
 }
 

@@ -14,8 +14,8 @@
 //!   the constants by `avx2::ln_constants8` on the two ymm halves; then
 //!   three ops per register of pairs (`vpsubw`, `vpmullw`, `vpmulhrsw`).
 //! - **Scores**: `vpdpwssd` of the channel pairs with the head's score
-//!   weights, broadcast. **Softmax** on the 16 lanes: the fixed-point `exp`
-//!   by table gathers, the one division in scalar.
+//!   weights, broadcast. **Softmax** on the 16 lanes: the fixed-point `exp2`
+//!   (its 8-entry tables by `vpermd`), the one u32 division in scalar.
 //! - **Attention mean**: the channel pairs transposed once (a 16 × 16 dword
 //!   transpose, shared by the heads) into tokens of 32 channels, token pairs
 //!   interleaved, so `vpdpwssd` adds (p_t, p_t+1) · (n_t, n_t+1) for 16
@@ -34,7 +34,7 @@ use std::arch::x86_64::*;
 // The geometry is `lanes::fits`'s: its 16 patches and 16 classes fill the
 // lanes of a zmm.
 use super::lanes::{self, pair, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE};
-use super::{avx2, Params, Weights, EXP2_Q30, PROB_FRAC_BITS};
+use super::{avx2, Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::x86::Avx512Vnni;
@@ -313,64 +313,47 @@ fn transpose_pairs(pairs: &[__m512i; 16]) -> [__m512i; 16] {
     v
 }
 
-/// `e^x` for sixteen Q.16 `x ≤ 0`: `int8::exp_q30` lane by lane.
+/// `int8::exp2_q22` on sixteen lanes: the 8-entry tables by `vpermd`.
 #[inline]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 fn exp16(x: __m512i) -> __m512i {
-    // Below -2^22 (e^-64) the scalar result is 0, as it is at -2^22; the
-    // clamp keeps y = x·log2(e) in i32.
-    let x = _mm512_max_epi32(x, _mm512_set1_epi32(-(1 << 22)));
-    // y = floor(x · LOG2E_Q30 / 2^30): bits 30..61 of the 64-bit products
-    // of even and odd lanes.
-    let l = _mm512_set1_epi32(int8::LOG2E_Q30 as i32);
-    let even = _mm512_srli_epi64::<30>(_mm512_mul_epi32(x, l));
-    let odd = _mm512_srli_epi64::<30>(_mm512_mul_epi32(_mm512_srli_epi64::<32>(x), l));
-    let y = _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd));
-    let int = _mm512_srai_epi32::<16>(y);
-    let frac = _mm512_and_si512(y, _mm512_set1_epi32(0xffff));
-    let (j, lo) = (_mm512_srli_epi32::<8>(frac), _mm512_and_si512(frac, _mm512_set1_epi32(0xff)));
-    // SAFETY: j ≤ 255, so j and j + 1 index the 257-entry table.
-    let (a, b) = unsafe {
-        let table = EXP2_Q30.as_ptr().cast::<i32>();
-        (_mm512_i32gather_epi32::<4>(j, table), _mm512_i32gather_epi32::<4>(j, table.add(1)))
+    let c = _mm512_set1_epi32;
+    let x = _mm512_max_epi32(x, c(int8::EXP_FLOOR));
+    let (i, f) = (_mm512_srai_epi32::<16>(x), _mm512_and_si512(x, c(0xffff)));
+    let (j, g) = (_mm512_srli_epi32::<13>(f), _mm512_and_si512(f, c(0x1fff)));
+    // The scalar's u32 products: vpmulld's low 32 bits, logical shifts.
+    let q = _mm512_add_epi32(c(62929), _mm512_srli_epi32::<16>(_mm512_mullo_epi32(g, c(15170))));
+    let q = _mm512_add_epi32(c(181705), _mm512_srli_epi32::<16>(_mm512_mullo_epi32(g, q)));
+    let h = _mm512_srli_epi32::<15>(_mm512_mullo_epi32(g, q));
+    // SAFETY: unaligned loads of two 8-entry u32 tables, each broadcast to
+    // both halves (j < 8 reads the low one).
+    let (t24, t15) = unsafe {
+        (
+            _mm512_broadcast_i32x8(_mm256_loadu_si256(int8::EXP2_Q24.as_ptr().cast())),
+            _mm512_broadcast_i32x8(_mm256_loadu_si256(int8::EXP2_Q15.as_ptr().cast())),
+        )
     };
-    // b ≥ a, (b - a) < 2^23 and lo < 2^8: the product fits i32.
-    let step = _mm512_mullo_epi32(_mm512_sub_epi32(b, a), lo);
-    let v = _mm512_add_epi32(a, _mm512_srli_epi32::<8>(_mm512_add_epi32(step, _mm512_set1_epi32(128))));
-    // int ≤ 0; vpsrlvd gives 0 for counts of 32 and up, as the scalar does.
-    _mm512_srlv_epi32(v, _mm512_sub_epi32(_mm512_setzero_si512(), int))
+    let (t24, t15) = (_mm512_permutexvar_epi32(j, t24), _mm512_permutexvar_epi32(j, t15));
+    let e = _mm512_add_epi32(t24, _mm512_srli_epi32::<10>(_mm512_mullo_epi32(t15, h)));
+    _mm512_srlv_epi32(e, _mm512_sub_epi32(c(2), i))
 }
 
 /// `int8::softmax` of the CLS score and the 16 patch scores: writes the
-/// head's probabilities (Q.14) to `out` (CLS first) and returns the CLS's
-/// and the patches'.
+/// head's Q.14 probabilities to `out` and returns the CLS's and the
+/// patches'.
 #[inline]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 fn softmax(cls_score: i32, scores: __m512i, out: &mut [i32]) -> (i32, __m512i) {
     require!(out.len() == 1 + PATCHES);
     let max = _mm512_reduce_max_epi32(scores).max(cls_score);
     let e = exp16(_mm512_sub_epi32(scores, _mm512_set1_epi32(max)));
-    let cls = int8::exp_q30(cls_score - max);
-    // Each e ≤ 2^30: the sum in u64 from even and odd lanes.
-    let low32 = _mm512_set1_epi64(0xffff_ffff);
-    let pairs = _mm512_add_epi64(_mm512_and_si512(e, low32), _mm512_srli_epi64::<32>(e));
-    let sum = cls as u64 + _mm512_reduce_add_epi64(pairs) as u64;
-    let recip = (1u64 << 62) / sum;
-    if recip > u32::MAX as u64 {
-        // Only when every other exponential is 0: too rare to vectorise.
-        let mut scores_out = [0i32; 1 + PATCHES];
-        scores_out[0] = cls_score;
-        // SAFETY: a store of one register into 16 lanes of the array.
-        unsafe { _mm512_storeu_si512(scores_out[1..].as_mut_ptr().cast(), scores) };
-        int8::softmax(&scores_out, out);
-        // SAFETY: 16 lanes of `out` past its first.
-        return (out[0], unsafe { _mm512_loadu_si512(out[1..].as_ptr().cast()) });
-    }
-    let (r, half) = (_mm512_set1_epi64(recip as i64), _mm512_set1_epi64(1 << 47));
-    let even = _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(e, r), half));
-    let odd = _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64::<32>(e), r), half));
-    let p = _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd));
-    let cls = ((cls as u64 * recip + (1 << 47)) >> 48) as i32;
+    let cls = int8::exp2_q22(cls_score - max);
+    // Σe ≤ 17 · 2^22: i32.
+    let recip = int8::softmax_recip(cls + _mm512_reduce_add_epi32(e) as u32);
+    let e16 = _mm512_srli_epi32::<6>(_mm512_add_epi32(e, _mm512_set1_epi32(32)));
+    let half = _mm512_srli_epi32::<1>(_mm512_mullo_epi32(e16, _mm512_set1_epi32(recip as i32)));
+    let p = _mm512_srli_epi32::<17>(_mm512_add_epi32(half, _mm512_set1_epi32(1 << 16)));
+    let cls = int8::prob_q14(cls, recip);
     out[0] = cls;
     // SAFETY: 16 lanes of `out` past its first (asserted length).
     unsafe { _mm512_storeu_si512(out[1..].as_mut_ptr().cast(), p) };

@@ -9,7 +9,7 @@
 //!   the normalisation three ops per register (`vpsubw`, `vpmullw`,
 //!   `vpmulhrsw`).
 //! - Scores per head: one broadcast weight pair × the 16 tokens' channel
-//!   pairs; softmax on the 16 lanes, its reciprocal in scalar.
+//!   pairs; softmax on the 16 lanes (`avx2::exp8`), its reciprocal in scalar.
 //! - The tokens transposed once (four 8 × 8 dword transposes) for the
 //!   attention means, which pair tokens (2j, 2j+1) per channel so that
 //!   `vpmaddwd` multiplies them by (p_2j, p_2j+1).
@@ -261,34 +261,12 @@ fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) -> (i32, Lanes) {
     let m = _mm256_max_epi32(m, _mm256_permute2x128_si256::<0x01>(m, m));
     let max = _mm256_cvtsi256_si32(m).max(cls_score);
     let e = scores.map(|v| exp8(_mm256_sub_epi32(v, _mm256_set1_epi32(max))));
-    let cls = int8::exp_q30(cls_score - max);
-    let low32 = _mm256_set1_epi64x(0xffff_ffff);
-    let wide = |v: __m256i| _mm256_add_epi64(_mm256_and_si256(v, low32), _mm256_srli_epi64::<32>(v));
-    let total = _mm256_add_epi64(wide(e[0]), wide(e[1]));
-    let total = _mm_add_epi64(_mm256_castsi256_si128(total), _mm256_extracti128_si256::<1>(total));
-    let sum = cls as u64 + (_mm_cvtsi128_si64(total) + _mm_extract_epi64::<1>(total)) as u64;
-    let recip = (1u64 << 62) / sum;
-    if recip > u32::MAX as u64 {
-        // Only when every other exponential is 0: too rare to vectorise.
-        let mut all = [0i32; 1 + PATCHES];
-        all[0] = cls_score;
-        // SAFETY: stores of two registers into 16 lanes of the array.
-        unsafe {
-            _mm256_storeu_si256(all[1..].as_mut_ptr().cast(), scores[0]);
-            _mm256_storeu_si256(all[9..].as_mut_ptr().cast(), scores[1]);
-        }
-        int8::softmax(&all, out);
-        // SAFETY: 16 lanes of `out` past its first.
-        let p = unsafe { [_mm256_loadu_si256(out[1..].as_ptr().cast()), _mm256_loadu_si256(out[9..].as_ptr().cast())] };
-        return (out[0], p);
-    }
-    let (r, half) = (_mm256_set1_epi64x(recip as i64), _mm256_set1_epi64x(1 << 47));
-    let p = e.map(|e| {
-        let even = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(e, r), half));
-        let odd = _mm256_srli_epi64::<48>(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64::<32>(e), r), half));
-        _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
-    });
-    let cls = ((cls as u64 * recip + (1 << 47)) >> 48) as i32;
+    let cls = int8::exp2_q22(cls_score - max);
+    // Σe ≤ 17 · 2^22: i32.
+    let recip = int8::softmax_recip(cls + avx2::sum8(_mm256_add_epi32(e[0], e[1])) as u32);
+    let r = _mm256_set1_epi32(recip as i32);
+    let p = e.map(|e| avx2::prob8(e, r));
+    let cls = int8::prob_q14(cls, recip);
     out[0] = cls;
     // SAFETY: 16 lanes of `out` past its first (asserted length).
     unsafe {

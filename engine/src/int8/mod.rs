@@ -126,48 +126,13 @@ pub const LOGIT_FRAC_BITS: u32 = 16;
 pub const WIDE_WEIGHT_LIMIT: i16 = 2047;
 /// Magnitude limit of the i8 patch weights (symmetric: -128 is not used).
 pub const PATCH_WEIGHT_LIMIT: i8 = 127;
-/// log2(e) in Q.30.
-pub(crate) const LOG2E_Q30: i64 = 1_549_082_005;
-
-/// `2^(j/256)` in Q.30 for j = 0..=256: the fraction part of the
-/// fixed-point exponential, interpolated linearly between entries (relative
-/// error below 1e-6). Generated with round(2**(j/256) * 2**30); a test
-/// checks every entry.
-#[rustfmt::skip]
-pub const EXP2_Q30: [u32; 257] = [
-    1073741824, 1076653033, 1079572136, 1082499153, 1085434106, 1088377016, 1091327906, 1094286796,
-    1097253708, 1100228665, 1103211687, 1106202798, 1109202018, 1112209370, 1115224875, 1118248556,
-    1121280436, 1124320536, 1127368878, 1130425485, 1133490379, 1136563583, 1139645120, 1142735011,
-    1145833280, 1148939949, 1152055042, 1155178580, 1158310587, 1161451085, 1164600099, 1167757650,
-    1170923762, 1174098458, 1177281762, 1180473697, 1183674286, 1186883552, 1190101520, 1193328213,
-    1196563654, 1199807867, 1203060876, 1206322705, 1209593378, 1212872918, 1216161350, 1219458698,
-    1222764986, 1226080238, 1229404479, 1232737732, 1236080024, 1239431376, 1242791816, 1246161366,
-    1249540052, 1252927899, 1256324931, 1259731174, 1263146652, 1266571390, 1270005413, 1273448747,
-    1276901417, 1280363448, 1283834865, 1287315695, 1290805962, 1294305692, 1297814910, 1301333643,
-    1304861917, 1308399756, 1311947188, 1315504238, 1319070932, 1322647296, 1326233356, 1329829140,
-    1333434672, 1337049980, 1340675091, 1344310030, 1347954824, 1351609500, 1355274085, 1358948606,
-    1362633090, 1366327563, 1370032052, 1373746586, 1377471191, 1381205894, 1384950723, 1388705706,
-    1392470869, 1396246240, 1400031848, 1403827719, 1407633882, 1411450365, 1415277195, 1419114401,
-    1422962010, 1426820052, 1430688553, 1434567544, 1438457051, 1442357104, 1446267730, 1450188960,
-    1454120821, 1458063343, 1462016553, 1465980482, 1469955159, 1473940611, 1477936870, 1481943963,
-    1485961921, 1489990772, 1494030547, 1498081275, 1502142985, 1506215708, 1510299473, 1514394310,
-    1518500250, 1522617322, 1526745556, 1530884983, 1535035634, 1539197537, 1543370725, 1547555228,
-    1551751076, 1555958300, 1560176931, 1564406999, 1568648537, 1572901575, 1577166143, 1581442275,
-    1585730000, 1590029350, 1594340357, 1598663052, 1602997467, 1607343634, 1611701585, 1616071351,
-    1620452965, 1624846459, 1629251865, 1633669214, 1638098541, 1642539877, 1646993254, 1651458706,
-    1655936265, 1660425963, 1664927835, 1669441912, 1673968228, 1678506817, 1683057710, 1687620943,
-    1692196547, 1696784557, 1701385007, 1705997930, 1710623359, 1715261330, 1719911875, 1724575029,
-    1729250827, 1733939301, 1738640488, 1743354420, 1748081133, 1752820662, 1757573041, 1762338305,
-    1767116489, 1771907628, 1776711757, 1781528911, 1786359126, 1791202437, 1796058879, 1800928489,
-    1805811301, 1810707353, 1815616678, 1820539314, 1825475297, 1830424663, 1835387448, 1840363688,
-    1845353420, 1850356681, 1855373507, 1860403934, 1865448001, 1870505744, 1875577199, 1880662405,
-    1885761398, 1890874216, 1896000896, 1901141476, 1906295993, 1911464486, 1916646992, 1921843549,
-    1927054196, 1932278970, 1937517909, 1942771053, 1948038440, 1953320108, 1958616096, 1963926443,
-    1969251188, 1974590370, 1979944027, 1985312200, 1990694927, 1996092249, 2001504204, 2006930832,
-    2012372174, 2017828268, 2023299156, 2028784876, 2034285470, 2039800978, 2045331439, 2050876895,
-    2056437387, 2062012954, 2067603638, 2073209480, 2078830522, 2084466803, 2090118366, 2095785251,
-    2101467502, 2107165158, 2112878262, 2118606857, 2124350982, 2130110682, 2135885998, 2141676973,
-    2147483648,];
+/// `2^(j/8)` in Q.24 and in Q.15, j = 0..8: the coarse steps of the
+/// fixed-point exponential [`exp2_q22`]. Generated with round(2**(j/8) * 2**24)
+/// and round(2**(j/8) * 2**15); a test checks every entry.
+pub static EXP2_Q24: [u32; 8] = [16777216, 18295684, 19951585, 21757357, 23726566, 25874004, 28215802, 30769550];
+pub static EXP2_Q15: [u32; 8] = [32768, 35734, 38968, 42495, 46341, 50535, 55109, 60097];
+/// [`exp2_q22`] clamps its exponent here: 2^-24 is below its Q.22 grid.
+pub const EXP_FLOOR: i32 = -24 << 16;
 
 /// The scalar parameters stored in `int8.params`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,10 +149,11 @@ pub struct Params {
 }
 
 /// The version of the int8 arithmetic definition, stored in `int8.params`
-/// (index 4): version 2 is the LayerNorm of `ln_constants`. A blob of
+/// (index 4): version 3 is the LayerNorm of `ln_constants` (version 2 had
+/// it too) and the base-2 softmax of `exp2_q22`. A blob of
 /// another version computes other integers, so it is refused (convert the
 /// model again).
-pub const ARITHMETIC_VERSION: i32 = 2;
+pub const ARITHMETIC_VERSION: i32 = 3;
 
 impl Params {
     pub fn to_raw(self) -> [i32; INT8_PARAM_COUNT] {
@@ -205,7 +171,7 @@ impl Params {
     pub fn from_raw(raw: &[i32]) -> Result<Params, (usize, &'static str)> {
         const RANGE: &str = "parameter outside its documented range";
         if raw[4] != ARITHMETIC_VERSION {
-            return Err((4, "int8 arithmetic of another version than this engine's (2): convert the model again"));
+            return Err((4, "int8 arithmetic of another version than this engine's: convert the model again"));
         }
         let in_range = |i: usize, max: i32| if (0..=max).contains(&raw[i]) { Ok(raw[i]) } else { Err((i, RANGE)) };
         let params = Params {
@@ -554,36 +520,52 @@ pub(crate) fn layer_norm(z: &[i16], ln_eps: i32, out: &mut [i16]) {
     }
 }
 
-/// `e^x = 2^(x · log2 e)` for a Q.16 `x ≤ 0`, in Q.30: relative error below
-/// 2e-5 (the exponent is rounded to Q.16) plus 2 units.
+/// `2^x` for a Q.16 `x ≤ 0` (scores are in log2 units: the converter folds
+/// log2 e into them), in Q.22: exactly 2^22 at 0, 0 below -22. The
+/// fraction's top 3 bits pick `2^(j/8)` from a table, a cubic (minimax on
+/// [0, 1/8)) gives `2^(g/2^16) - 1` for the other 13 in Q.19; relative
+/// error below 3e-6 before the final shift (a test checks every fraction).
+/// Every product fits u32.
 #[inline]
-pub fn exp_q30(x: i32) -> u32 {
-    let y = (x as i64 * LOG2E_Q30) >> 30; // Q.16, floor
-    let (int, frac) = (y >> 16, (y & 0xffff) as usize);
-    let (j, lo) = (frac >> 8, (frac & 0xff) as i64);
-    let (a, b) = (EXP2_Q30[j] as i64, EXP2_Q30[j + 1] as i64);
-    let v = a + (((b - a) * lo + 128) >> 8);
-    if int <= -32 {
-        0
-    } else {
-        (v >> -int) as u32
-    }
+pub fn exp2_q22(x: i32) -> u32 {
+    let x = x.max(EXP_FLOOR);
+    let (i, f) = (x >> 16, (x & 0xffff) as u32);
+    let (j, g) = ((f >> 13) as usize, f & 0x1fff);
+    let q = 62929 + ((g * 15170) >> 16);
+    let q = 181705 + ((g * q) >> 16);
+    let h = (g * q) >> 15;
+    let e = EXP2_Q24[j] + ((EXP2_Q15[j] * h) >> 10);
+    e >> (2 - i) as u32
 }
 
-/// Fixed-point softmax: Q.16 scores → Q.14 probabilities.
-pub(crate) fn softmax(scores: &[i32], probs: &mut [i32]) {
+/// The reciprocal of a softmax's sum of exponentials (`Σ ≥ 2^22`, the
+/// maximum's): `⌊(2^32 - 1) / (Σ >> 6)⌋`, one u32 division per head.
+#[inline]
+pub fn softmax_recip(sum: u32) -> u32 {
+    u32::MAX / (sum >> 6)
+}
+
+/// A probability in Q.14 from its exponential and [`softmax_recip`]:
+/// `e·2^14/Σ`. `(e + 32) >> 6 ≤ Σ >> 6`, so the product fits u32.
+#[inline]
+pub fn prob_q14(e: u32, recip: u32) -> i32 {
+    let e16 = (e + 32) >> 6;
+    ((((e16 * recip) >> 1) + (1 << 16)) >> 17) as i32
+}
+
+/// Fixed-point softmax: Q.16 scores in log2 units → Q.14 probabilities.
+pub fn softmax(scores: &[i32], probs: &mut [i32]) {
     let max = scores.iter().copied().max().unwrap_or(0);
-    let mut sum: u64 = 0;
+    // Σ ≤ T · 2^22 < 2^31 for T ≤ 257.
+    let mut sum = 0u32;
     for (p, &s) in probs.iter_mut().zip(scores) {
-        let e = exp_q30(s - max);
-        *p = e as i32; // Q.30 < 2^31, kept for the second pass
-        sum += e as u64;
+        let e = exp2_q22(s - max);
+        *p = e as i32; // kept for the second pass
+        sum += e;
     }
-    // sum ≥ 2^30 (the maximum contributes exactly 2^30), so this reciprocal
-    // keeps 32 significant bits.
-    let recip = (1u64 << 62) / sum;
+    let recip = softmax_recip(sum);
     for p in probs.iter_mut() {
-        *p = ((*p as u64 * recip + (1 << 47)) >> 48) as i32;
+        *p = prob_q14(*p as u32, recip);
     }
 }
 

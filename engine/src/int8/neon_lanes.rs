@@ -8,8 +8,8 @@
 //!   the constants in i32 lanes (`clz` for the exponent, no table), then
 //!   three ops per 8 values (`sub`, `mul` by 2^a, `sqrdmulh`).
 //! - Scores per head: each channel's weight × the 16 tokens (`smlal`).
-//! - Softmax on the 16 lanes: the exponential's table read per lane (no
-//!   gather on NEON), its reciprocal one scalar division per head.
+//! - Softmax on the 16 lanes: the exponential's two 8-entry tables by
+//!   `tbl`, its reciprocal one u32 division per head.
 //! - Attention means: per channel the 16 products p_t·n_t (`smlal`), four
 //!   channels reduced together by an `addp` tree, `sqrshrn` for
 //!   `sat16(round_shift(·, 14))`; logits likewise per class, summed over
@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::shipped::{fits, CLASSES, DIM, HEADS, PATCHES};
-use super::{Params, Weights, EXP2_Q30, LOG2E_Q30, PROB_FRAC_BITS};
+use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::fill;
@@ -189,34 +189,26 @@ fn scores(norm: &[Tokens; DIM], g: &[i16; DIM], score_shift: u32) -> Wide {
     acc.map(|a| vrshlq_s32(a, shift))
 }
 
-/// `int8::exp_q30` of four Q.16 `x ≤ 0`.
+/// `int8::exp2_q22` of four Q.16 `x ≤ 0`: the 8-entry tables by `tbl`.
 #[inline]
 #[target_feature(enable = "neon")]
 fn exp4(x: int32x4_t) -> uint32x4_t {
-    // Below -2^22 (e^-64) the scalar result is 0, as it is at -2^22; the
-    // clamp keeps y = x·log2(e) in i32.
-    let x = vmaxq_s32(x, vdupq_n_s32(-(1 << 22)));
-    // y = floor(x · LOG2E_Q30 / 2^30): bits 30..61 of the i64 products.
-    let l = LOG2E_Q30 as i32;
-    let y = vshrn_high_n_s64::<30>(vshrn_n_s64::<30>(vmull_n_s32(vget_low_s32(x), l)), vmull_high_n_s32(x, l));
-    let int = vshrq_n_s32::<16>(y);
-    let y = vreinterpretq_u32_s32(y);
-    let (j, lo) = (vandq_u32(vshrq_n_u32::<8>(y), vdupq_n_u32(0xff)), vandq_u32(y, vdupq_n_u32(0xff)));
-    // (EXP2_Q30[j], EXP2_Q30[j + 1]) per lane: NEON has no gather.
-    let mut ab = [0u32; 8];
-    let mut js = [0u32; 4];
-    // SAFETY: a store of one register into a 4-lane array.
-    unsafe { vst1q_u32(js.as_mut_ptr(), j) };
-    for (pair, &j) in ab.chunks_exact_mut(2).zip(&js) {
-        let j = (j & 0xff) as usize;
-        pair.copy_from_slice(&EXP2_Q30[j..j + 2]);
-    }
-    // SAFETY: eight u32 from an 8-lane array, deinterleaved.
-    let ab = unsafe { vld2q_u32(ab.as_ptr()) };
-    // a + (((b - a) · lo + 128) >> 8): (b - a) < 2^23 and lo < 2^8.
-    let v = vrsraq_n_u32::<8>(ab.0, vmulq_u32(vsubq_u32(ab.1, ab.0), lo));
-    // int ∈ [-93, 0]: ushl shifts right by -int, and gives 0 from 32 on.
-    vshlq_u32(v, int)
+    let x = vmaxq_s32(x, vdupq_n_s32(int8::EXP_FLOOR));
+    let i = vshrq_n_s32::<16>(x);
+    let f = vreinterpretq_u32_s32(vandq_s32(x, vdupq_n_s32(0xffff)));
+    let (j, g) = (vshrq_n_u32::<13>(f), vandq_u32(f, vdupq_n_u32(0x1fff)));
+    let q = vaddq_u32(vdupq_n_u32(62929), vshrq_n_u32::<16>(vmulq_n_u32(g, 15170)));
+    let q = vaddq_u32(vdupq_n_u32(181705), vshrq_n_u32::<16>(vmulq_u32(g, q)));
+    let h = vshrq_n_u32::<15>(vmulq_u32(g, q));
+    // Bytes 4j..4j + 3 of a 32-byte table: j·0x04040404 + 0x03020100.
+    let index = vreinterpretq_u8_u32(vmlaq_n_u32(vdupq_n_u32(0x0302_0100), j, 0x0404_0404));
+    // SAFETY: 32-byte loads of two 8-entry u32 tables.
+    let (t24, t15) =
+        unsafe { (vld1q_u8_x2(int8::EXP2_Q24.as_ptr().cast()), vld1q_u8_x2(int8::EXP2_Q15.as_ptr().cast())) };
+    let (t24, t15) = (vreinterpretq_u32_u8(vqtbl2q_u8(t24, index)), vreinterpretq_u32_u8(vqtbl2q_u8(t15, index)));
+    let e = vaddq_u32(t24, vshrq_n_u32::<10>(vmulq_u32(t15, h)));
+    // A negative count shifts right (`ushl`): by 2 - i.
+    vshlq_u32(e, vsubq_s32(i, vdupq_n_s32(2)))
 }
 
 /// `int8::softmax` of the CLS score and the 16 patch scores: writes the
@@ -228,31 +220,16 @@ fn softmax(cls_score: i32, scores: Wide, out: &mut [i32]) -> (i32, Wide) {
     require!(out.len() == 1 + PATCHES);
     let max = vmaxvq_s32(vmaxq_s32(vmaxq_s32(scores[0], scores[1]), vmaxq_s32(scores[2], scores[3]))).max(cls_score);
     let e = scores.map(|s| exp4(vsubq_s32(s, vdupq_n_s32(max))));
-    let cls = int8::exp_q30(cls_score - max);
-    // Each e ≤ 2^30: two lanes added fit u32.
-    let sum = cls as u64 + vaddlvq_u32(vaddq_u32(e[0], e[1])) + vaddlvq_u32(vaddq_u32(e[2], e[3]));
-    let recip = (1u64 << 62) / sum;
-    if recip > u32::MAX as u64 {
-        // Only when every other exponential is 0: too rare to vectorise.
-        let mut all = [0i32; 1 + PATCHES];
-        all[0] = cls_score;
-        for (i, s) in scores.iter().enumerate() {
-            // SAFETY: a store of one register into 4 lanes of the array.
-            unsafe { vst1q_s32(all[1 + 4 * i..].as_mut_ptr(), *s) };
-        }
-        int8::softmax(&all, out);
-        // SAFETY: 16 lanes of `out` past its first (asserted length).
-        let p = std::array::from_fn(|i| unsafe { vld1q_s32(out[1 + 4 * i..].as_ptr()) });
-        return (out[0], p);
-    }
-    // (e · R + 2^47) >> 48: urshr is that rounding shift, without overflow.
-    let r = vdup_n_u32(recip as u32);
+    let cls = int8::exp2_q22(cls_score - max);
+    // Σe ≤ 17 · 2^22: u32.
+    let recip = int8::softmax_recip(cls + vaddvq_u32(vaddq_u32(vaddq_u32(e[0], e[1]), vaddq_u32(e[2], e[3]))));
+    let r = vdupq_n_u32(recip);
     let p: Wide = e.map(|e| {
-        let lo = vrshrq_n_u64::<48>(vmull_u32(vget_low_u32(e), r));
-        let hi = vrshrq_n_u64::<48>(vmull_high_u32(e, vcombine_u32(r, r)));
-        vreinterpretq_s32_u32(vuzp1q_u32(vreinterpretq_u32_u64(lo), vreinterpretq_u32_u64(hi)))
+        let e16 = vshrq_n_u32::<6>(vaddq_u32(e, vdupq_n_u32(32)));
+        let half = vshrq_n_u32::<1>(vmulq_u32(e16, r));
+        vreinterpretq_s32_u32(vshrq_n_u32::<17>(vaddq_u32(half, vdupq_n_u32(1 << 16))))
     });
-    let cls = ((cls as u64 * recip + (1 << 47)) >> 48) as i32;
+    let cls = int8::prob_q14(cls, recip);
     out[0] = cls;
     for (i, p) in p.iter().enumerate() {
         // SAFETY: 4 of the 16 lanes of `out` past its first (asserted length).
