@@ -4,7 +4,7 @@
 
 use microvit_engine::format::{self, restamp_checksum, TensorId};
 use microvit_engine::int8::{exp2_q22, round_shift, softmax, EXP2_Q15, EXP2_Q24, PROB_FRAC_BITS};
-use microvit_engine::synthetic::{random_image, random_int8_blob};
+use microvit_engine::synthetic::{random_image, random_int8_blob, SplitMix64};
 use microvit_engine::{Encoding, InferError, LoadError, Model, Shape, Workspace};
 use proptest::prelude::*;
 
@@ -40,13 +40,8 @@ fn fixed_point_exp2_is_within_its_documented_error() {
 /// units of Q.14, and the sum within 2^14 ± T.
 #[test]
 fn fixed_point_softmax_is_within_its_documented_error() {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = SplitMix64(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next_u64();
     for t in [1usize, 2, 3, 17, 65, 257] {
         for case in 0..200 {
             let spread = [0i64, 1 << 12, 1 << 16, 1 << 18, 1 << 20, 1 << 29][case % 6];
@@ -192,13 +187,8 @@ fn rsq_is_accurate_for_every_input() {
 #[test]
 fn layer_norm_constants_stay_in_range_and_are_accurate() {
     use microvit_engine::int8::{ln_constants, ln_eps_limit, mulhrs, z_limit};
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |n: i64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as i64
-    };
+    let mut rng = SplitMix64(0x9e37_79b9_7f4a_7c15);
+    let mut next = move |n: i64| (rng.next_u64() % n as u64) as i64;
     for d in 1..=128u32 {
         let zc = z_limit(d);
         assert!(d as i64 * (zc as i64 * zc as i64) + (d as i64 + 3) / 4 + ln_eps_limit(d) as i64 <= i32::MAX as i64);
