@@ -119,8 +119,8 @@ fn frac_bits(values: &[f64], limit: f64, min: u32, max: u32) -> u32 {
     ((limit / peak).log2().floor() as i64).clamp(min as i64, max as i64) as u32
 }
 
-/// Rows of `width` weights, each made to sum to zero, scaled by 2^bits and
-/// rounded so that each integer row sums to exactly zero too (largest
+/// Rows of `width` weights that sum to zero ([`centred`]), scaled by 2^bits
+/// and rounded so that each integer row sums to exactly zero too (largest
 /// remainder: floor every value, then round up the ones with the largest
 /// fractions). The int8 LayerNorm centres each token on its rounded mean,
 /// not its exact one; a zero-sum row cancels that offset exactly, and
@@ -129,8 +129,7 @@ fn frac_bits(values: &[f64], limit: f64, min: u32, max: u32) -> u32 {
 fn quantize_zero_sum(values: &[f64], width: usize, bits: u32) -> Vec<i16> {
     let mut out = Vec::with_capacity(values.len());
     for row in values.chunks_exact(width) {
-        let mean = row.iter().sum::<f64>() / width as f64;
-        let scaled: Vec<f64> = row.iter().map(|v| (v - mean) * 2f64.powi(bits as i32)).collect();
+        let scaled: Vec<f64> = row.iter().map(|v| v * 2f64.powi(bits as i32)).collect();
         let floors: Vec<i64> = scaled.iter().map(|v| v.floor() as i64).collect();
         let up = (-floors.iter().sum::<i64>()).clamp(0, width as i64) as usize;
         let mut order: Vec<usize> = (0..width).collect();
