@@ -119,6 +119,23 @@ fn frac_bits(values: &[f64], limit: f64, min: u32, max: u32) -> u32 {
     ((limit / peak).log2().floor() as i64).clamp(min as i64, max as i64) as u32
 }
 
+/// [`frac_bits`] for the i16 score or head weights, refusing weights that do
+/// not fit [`WIDE_WEIGHT_LIMIT`] even at the fewest fraction bits the engine's
+/// shifts allow (clamping them would change the model silently).
+fn wide_frac_bits(name: &str, values: &[f64], min: u32, max: u32) -> Result<u32, ConvertError> {
+    let peak = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let limit = WIDE_WEIGHT_LIMIT as f64;
+    if peak * 2f64.powi(min as i32) > limit {
+        return Err(ConvertError::NotQuantizable {
+            reason: format!(
+                "int8 {name} weights too large: a folded weight of {peak:.3e} exceeds {:.3e}, the most an i16 holds at {min} fraction bits",
+                limit / 2f64.powi(min as i32)
+            ),
+        });
+    }
+    Ok(frac_bits(values, limit, min, max))
+}
+
 /// Rows of `width` weights that sum to zero ([`centred`]), scaled by 2^bits
 /// and rounded so that each integer row sums to exactly zero too (largest
 /// remainder: floor every value, then round up the ones with the largest
@@ -299,8 +316,8 @@ pub fn int8_blob(
     let score_weight = centred(&folded.score_weight.iter().map(|v| v * root_d * log2e).collect::<Vec<_>>(), d);
     let head_weight = centred(&folded.head_weight.iter().map(|v| v * root_d).collect::<Vec<_>>(), d);
     let min_bits = SCORE_FRAC_BITS - NORM_BITS;
-    let score_bits = frac_bits(&score_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 30);
-    let head_bits = frac_bits(&head_weight, WIDE_WEIGHT_LIMIT as f64, min_bits, min_bits + 40);
+    let score_bits = wide_frac_bits("score", &score_weight, min_bits, min_bits + 30)?;
+    let head_bits = wide_frac_bits("head", &head_weight, min_bits, min_bits + 40)?;
     let params = Params {
         z_shift,
         ln_eps: ln_eps as i32,

@@ -278,6 +278,22 @@ fn f16_refuses_weights_beyond_half_precision() {
     }
 }
 
+/// CI's proptest found it: weights of 10^5 fold into head weights beyond
+/// what an i16 holds at the fewest fraction bits; their integer rows
+/// saturated at i64::MAX and rounding them up overflowed (a panic in debug
+/// builds; release builds clamped them, a different model in silence).
+#[test]
+fn int8_refuses_folded_weights_beyond_i16() {
+    let shape = Shape { image_side: 2, patch_side: 2, dim: 2, heads: 1, classes: 3 };
+    let file = safetensors(&model_entries(&shape, 0, StDtype::BF16, "", 1e5), &[("microvit.num_heads", "1".into())]);
+    match convert_checked(&file, Encoding::Int8, Some(calibration(&shape, 0))).map(|_| ()) {
+        Err(ConvertError::NotQuantizable { reason }) => {
+            assert!(reason.contains("int8") && reason.contains("weights too large"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A hostile file can declare a dimension of usize::MAX next to a 0 (no
 /// data needed): working out the patch side and the grid from it overflowed
 /// `r * r` (a panic in debug builds).
