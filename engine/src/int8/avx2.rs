@@ -75,6 +75,9 @@ struct Layout {
     /// folded in: the loader's range check bounds acc·scale + |bias| +
     /// rounding by i32::MAX, so the sum is the scalar's exactly.
     bias: Vec<i32>,
+    /// `[patches][dim_pad]`: the tokens of blank patches (no ink: the
+    /// embedding is the bias alone), copied instead of computed.
+    blank: Vec<i16>,
     /// `[heads][dim_pad]`.
     score_weight: Vec<i16>,
     /// `[dim_pad]`.
@@ -117,9 +120,11 @@ impl Layout {
         let mut scale = vec![0; dim_pad];
         scale[..d].copy_from_slice(w.patch_scale);
         let mut bias = vec![0; shape.patches() * dim_pad];
+        let mut blank = vec![0; shape.patches() * dim_pad];
         for (patch, row) in w.token_bias.chunks_exact(d).enumerate() {
             for (o, &b) in row.iter().enumerate() {
                 bias[patch * dim_pad + o] = b + rounding;
+                blank[patch * dim_pad + o] = int8::saturate_z(int8::round_shift(b.into(), w.params.z_shift), shape.dim);
             }
         }
         let classes_pad = round_up(classes, 8);
@@ -137,6 +142,7 @@ impl Layout {
             patch_origin,
             scale,
             bias,
+            blank,
             score_weight: pad(w.score_weight, heads, d, dim_pad),
             cls_norm: pad(w.cls_norm, 1, d, dim_pad),
             head_weight,
@@ -399,6 +405,7 @@ fn patch_embed_sparse<const P: usize>(
     require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
     require!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
     require!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    require!(layout.blank.len() == shape.patches() * dim_pad);
     let shift = _mm_cvtsi32_si128(z_shift as i32);
     let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
     let lanes: [i16; 16] = std::array::from_fn(|x| if x % 8 < p { -1 } else { 0 });
@@ -424,6 +431,14 @@ fn patch_embed_sparse<const P: usize>(
         for c in 0..grid {
             let origin = r * p * side + c * p;
             let ink = inks[patch];
+            if ink == 0 {
+                // A quarter to half of a digit's patches, and every patch of
+                // a blank image.
+                let at = patch * dim_pad;
+                tokens[at..at + dim_pad].copy_from_slice(&layout.blank[at..at + dim_pad]);
+                patch += 1;
+                continue;
+            }
             for group in (0..dim_pad).step_by(GROUP) {
                 let mut acc = [_mm256_setzero_si256(); 4];
                 // SAFETY: a set bit is a slot < 32 = layout.slots whose pair lies
