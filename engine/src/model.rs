@@ -459,10 +459,12 @@ impl From<PreprocessError> for InferError {
 
 /// Index of the largest value; the first one on ties, as `torch.argmax`.
 pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
-            best = i;
+    let Some(&first) = values.first() else { return 0 };
+    // The best value kept beside its index: no reload, no bounds check.
+    let (mut best, mut top) = (0, first);
+    for (i, &v) in values.iter().enumerate().skip(1) {
+        if v > top {
+            (best, top) = (i, v);
         }
     }
     best
