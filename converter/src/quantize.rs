@@ -110,21 +110,16 @@ fn f16_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|&v| f16::from_f32(v as f32).to_le_bytes()).collect()
 }
 
-/// Largest fraction bits `f` in `min..=max` with `max|values| · 2^f ≤ limit`.
-fn frac_bits(values: &[f64], limit: f64, min: u32, max: u32) -> u32 {
-    let peak = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    if peak == 0.0 {
-        return max;
-    }
-    ((limit / peak).log2().floor() as i64).clamp(min as i64, max as i64) as u32
-}
-
-/// [`frac_bits`] for the i16 score or head weights, refusing weights that do
-/// not fit [`WIDE_WEIGHT_LIMIT`] even at the fewest fraction bits the engine's
-/// shifts allow (clamping them would change the model silently).
+/// Fraction bits for the i16 score or head weights: the largest `f` in
+/// `min..=max` with `max|values| · 2^f ≤` [`WIDE_WEIGHT_LIMIT`]. Weights that
+/// do not fit even at `min` bits (the fewest the engine's shifts allow) are
+/// refused: clamping them would change the model silently.
 fn wide_frac_bits(name: &str, values: &[f64], min: u32, max: u32) -> Result<u32, ConvertError> {
     let peak = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let limit = WIDE_WEIGHT_LIMIT as f64;
+    if peak == 0.0 {
+        return Ok(max);
+    }
     if peak * 2f64.powi(min as i32) > limit {
         return Err(ConvertError::NotQuantizable {
             reason: format!(
@@ -133,7 +128,7 @@ fn wide_frac_bits(name: &str, values: &[f64], min: u32, max: u32) -> Result<u32,
             ),
         });
     }
-    Ok(frac_bits(values, limit, min, max))
+    Ok(((limit / peak).log2().floor() as i64).clamp(min as i64, max as i64) as u32)
 }
 
 /// Rows of `width` weights that sum to zero ([`centred`]), scaled by 2^bits
