@@ -1,23 +1,15 @@
 //! The int8 fixed-point path: its building blocks against f64, its bounds
 //! under hostile-but-valid blobs (debug builds trap any overflow), and the
 //! loader's range checks.
+//!
+//! Under miri (run for the engine's unsafe code) the exhaustive loops over
+//! safe integer code take an evenly spread sample: whole, they take hours.
 
 use microvit_engine::format::{self, restamp_checksum, TensorId};
 use microvit_engine::int8::{exp2_q22, round_shift, softmax, EXP2_Q15, EXP2_Q24, PROB_FRAC_BITS};
 use microvit_engine::synthetic::{random_image, random_int8_blob, SplitMix64};
 use microvit_engine::{Encoding, InferError, LoadError, Model, Shape, Workspace};
 use proptest::prelude::*;
-
-/// `native` natively, `miri` under miri: the exhaustive loops below test
-/// safe integer code, which miri (run for the unsafe code's sake) would
-/// take hours over; under it they take an evenly spread sample.
-fn sized<T>(native: T, miri: T) -> T {
-    if cfg!(miri) {
-        miri
-    } else {
-        native
-    }
-}
 
 #[test]
 fn exp_tables_are_what_their_comment_says() {
@@ -32,7 +24,7 @@ fn exp_tables_are_what_their_comment_says() {
 /// every product), and the integer part down to the clamp.
 #[test]
 fn fixed_point_exp2_is_within_its_documented_error() {
-    for f in (0..1 << 16).step_by(sized(1, 257)) {
+    for f in (0..1 << 16).step_by(if cfg!(miri) { 257 } else { 1 }) {
         let x = f - (1 << 16); // 2^x in [1/2, 1): Q.22 keeps 21 bits
         let got = exp2_q22(x) as f64;
         let want = 2f64.powf(x as f64 / 65536.0) * 2f64.powi(22);
@@ -54,7 +46,7 @@ fn fixed_point_softmax_is_within_its_documented_error() {
     let mut rng = SplitMix64(0x2545_f491_4f6c_dd1d);
     let mut next = move || rng.next_u64();
     for t in [1usize, 2, 3, 17, 65, 257] {
-        for case in 0..sized(200, 12) {
+        for case in 0..if cfg!(miri) { 12 } else { 200 } {
             let spread = [0i64, 1 << 12, 1 << 16, 1 << 18, 1 << 20, 1 << 29][case % 6];
             let scores: Vec<i32> = (0..t)
                 .map(|_| if spread == 0 { 5 } else { ((next() % (2 * spread as u64 + 1)) as i64 - spread) as i32 })
@@ -183,7 +175,7 @@ fn a_workspace_of_another_encoding_is_refused() {
 fn rsq_is_accurate_for_every_input() {
     use microvit_engine::int8::rsq;
     // Every input; the dev profile's overflow checks cover every product.
-    for m in (1 << 14..1 << 16).step_by(sized(1, 97)) {
+    for m in (1 << 14..1 << 16).step_by(if cfg!(miri) { 97 } else { 1 }) {
         let y = rsq(m);
         let want = 2f64.powi(22) / (m as f64).sqrt();
         assert!((1 << 14..1 << 15).contains(&y), "m = {m}: y = {y}");
@@ -200,11 +192,11 @@ fn layer_norm_constants_stay_in_range_and_are_accurate() {
     use microvit_engine::int8::{ln_constants, ln_eps_limit, mulhrs, z_limit};
     let mut rng = SplitMix64(0x9e37_79b9_7f4a_7c15);
     let mut next = move |n: i64| (rng.next_u64() % n as u64) as i64;
-    let widths: Vec<u32> = sized((1..=128).collect(), vec![1, 2, 3, 16, 31, 32, 33, 64, 127, 128]);
+    let widths: Vec<u32> = if cfg!(miri) { vec![1, 2, 3, 16, 31, 32, 33, 64, 127, 128] } else { (1..=128).collect() };
     for d in widths {
         let zc = z_limit(d);
         assert!(d as i64 * (zc as i64 * zc as i64) + (d as i64 + 3) / 4 + ln_eps_limit(d) as i64 <= i32::MAX as i64);
-        for case in 0..sized(60, 10) {
+        for case in 0..if cfg!(miri) { 10 } else { 60 } {
             // Random tokens: a centre anywhere in range, a spread from 1 to Zc.
             let zc64 = zc as i64;
             let (centre, spread) = (next(2 * zc64 + 1) - zc64, [1, 3, 100, 2000, zc64][case % 5]);
