@@ -11,8 +11,9 @@
 //!   32 channels of all 16 tokens, one register per channel.
 //! - **LayerNorm** of the 16 tokens at once, lane-wise: each lane made a
 //!   channel pair (z_2k, z_2k+1) of its token, Σz and Σz² by `vpmaddwd`;
-//!   the constants by `avx2::ln_constants8` on the two ymm halves; then
-//!   three ops per register of pairs (`vpsubw`, `vpmullw`, `vpmulhrsw`).
+//!   the constants in i64 lanes, where a multiply on their long chain takes
+//!   5 cycles (`vpmuldq`) instead of 10 (`vpmulld`); then three ops per
+//!   register of pairs (`vpsubw`, `vpmullw`, `vpmulhrsw`).
 //! - **Scores**: `vpdpwssd` of the channel pairs with the head's score
 //!   weights, broadcast. **Softmax** on the 16 lanes: the fixed-point `exp2`
 //!   (its 8-entry tables by `vpermd`), the one u32 division in scalar.
@@ -34,7 +35,7 @@ use std::arch::x86_64::*;
 // The geometry is `lanes::fits`'s: its 16 patches and 16 classes fill the
 // lanes of a zmm.
 use super::lanes::{self, pair, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE};
-use super::{avx2, Params, Weights, PROB_FRAC_BITS};
+use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::x86::Avx512Vnni;
@@ -193,10 +194,11 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32, limit: i32) -> [__m512i; D
     }
     let shift = _mm_cvtsi32_si128(z_shift as i32);
     let (floor, ceiling) = (_mm512_set1_epi32(-limit), _mm512_set1_epi32(limit));
-    // Eight channels at a time: eight independent accumulation chains.
-    let blocks: [[__m512i; 8]; DIM / 8] = std::array::from_fn(|block| {
-        let o0 = 8 * block;
-        let mut acc = [_mm512_setzero_si512(); 8];
+    // Sixteen channels at a time: sixteen independent accumulation chains
+    // keep both vpdpbusd ports busy (5 cycles latency, two a cycle).
+    let blocks: [[__m512i; 16]; DIM / 16] = std::array::from_fn(|block| {
+        let o0 = 16 * block;
+        let mut acc = [_mm512_setzero_si512(); 16];
         for (g, &pixels) in groups.iter().enumerate() {
             for (i, a) in acc.iter_mut().enumerate() {
                 *a = _mm512_dpbusd_epi32(*a, pixels, _mm512_set1_epi32(layout.patch_weight[o0 + i][g]));
@@ -211,7 +213,7 @@ fn embed(layout: &Layout, image: &[u8], z_shift: u32, limit: i32) -> [__m512i; D
             _mm512_min_epi32(_mm512_max_epi32(v, floor), ceiling)
         })
     });
-    std::array::from_fn(|o| blocks[o / 8][o % 8])
+    std::array::from_fn(|o| blocks[o / 16][o % 16])
 }
 
 /// The `vpermt2b` indices of pixel group (y, h): byte b (lane b/4 = patch
@@ -234,23 +236,85 @@ fn layer_norm(z: &[__m512i; DIM], d: u32, ln_eps: i32) -> [__m512i; DIM / 2] {
     // Each lane a channel pair (z_2k, z_2k+1) of its token, as two i16.
     let pairs: [__m512i; DIM / 2] =
         std::array::from_fn(|k| _mm512_mask_blend_epi16(0xaaaa_aaaa, z[2 * k], _mm512_slli_epi32::<16>(z[2 * k + 1])));
+    // Σz and Σz² in four partial sums each: short dependency chains.
     let ones = _mm512_set1_epi16(1);
-    let (mut sum, mut sum_sq) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-    for &ab in &pairs {
-        sum = _mm512_add_epi32(sum, _mm512_madd_epi16(ab, ones));
-        sum_sq = _mm512_add_epi32(sum_sq, _mm512_madd_epi16(ab, ab));
+    let mut sum = [_mm512_setzero_si512(); 4];
+    let mut sum_sq = [_mm512_setzero_si512(); 4];
+    for (k, &ab) in pairs.iter().enumerate() {
+        sum[k % 4] = _mm512_add_epi32(sum[k % 4], _mm512_madd_epi16(ab, ones));
+        sum_sq[k % 4] = _mm512_add_epi32(sum_sq[k % 4], _mm512_madd_epi16(ab, ab));
     }
-    // The constants of tokens 0-7 and 8-15 (`avx2.rs`'s, on ymm halves),
-    // each in both i16 halves of its token's lane.
-    let half =
-        |v: __m512i, i: usize| if i == 0 { _mm512_castsi512_si256(v) } else { _mm512_extracti64x4_epi64::<1>(v) };
-    let [lo, hi] = [0, 1].map(|i| avx2::ln_constants8(half(sum, i), half(sum_sq, i), d as i32, ln_eps));
-    let [m, scale, y] = std::array::from_fn(|j| {
-        let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo[j]), hi[j]);
-        _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32::<16>(v))
-    });
+    let total = |v: [__m512i; 4]| _mm512_add_epi32(_mm512_add_epi32(v[0], v[1]), _mm512_add_epi32(v[2], v[3]));
+    let [m, scale, y] = ln_constants16(total(sum), total(sum_sq), d, ln_eps);
     // |z - m|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
     pairs.map(|ab| _mm512_mulhrs_epi16(_mm512_mullo_epi16(_mm512_sub_epi16(ab, m), scale), y))
+}
+
+/// `int8::ln_constants` of 16 tokens from their Σz and Σz² (lane t, i32):
+/// `(m, 2^a, Y)`, each in both i16 halves of its token's lane.
+///
+/// A chain of ten multiplies, so it runs in i64 lanes (tokens 0-7, 8-15):
+/// `vpmuldq` takes 5 cycles where `vpmulld` takes 10, and its i64 product
+/// is the scalar's i32 one, which never overflows (docs/FIXED_POINT.md).
+#[inline]
+#[target_feature(enable = "avx512f,avx512cd,avx512dq")]
+fn ln_constants16(sum: __m512i, sum_sq: __m512i, d: u32, eps: i32) -> [__m512i; 3] {
+    let c = _mm512_set1_epi64;
+    let widen = |v: __m512i| {
+        [_mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)), _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v))]
+    };
+    let (sum, sum_sq) = (widen(sum), widen(sum_sq));
+    let halves: [[__m512i; 3]; 2] = std::array::from_fn(|h| {
+        let two_sum = _mm512_add_epi64(sum[h], sum[h]);
+        let numerator = _mm512_add_epi64(two_sum, c(d as i64));
+        // m = floor((2Σ + D) / 2D): a shift for the usual power-of-two D,
+        // else in f64, exact (|2Σ + D| < 2^23, and a quotient that is not an
+        // integer is at least 1/(2D) from one).
+        let m = if d.is_power_of_two() {
+            _mm512_sra_epi64(numerator, _mm_cvtsi32_si128(d.trailing_zeros() as i32 + 1))
+        } else {
+            let q = _mm512_div_pd(_mm512_cvtepi64_pd(numerator), _mm512_set1_pd((2 * d) as f64));
+            _mm512_cvttpd_epi64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(q))
+        };
+        let centred = _mm512_mul_epi32(m, _mm512_sub_epi64(two_sum, _mm512_mul_epi32(c(d as i64), m)));
+        let u = _mm512_max_epi64(_mm512_add_epi64(_mm512_sub_epi64(sum_sq[h], centred), c(eps as i64)), c(1));
+        // k = floor(log2 U) / 2, U in [1, 2^31).
+        let k = _mm512_srli_epi64::<1>(_mm512_sub_epi64(c(63), _mm512_lzcnt_epi64(u)));
+        // M = U·4^(7-k) in [2^14, 2^16): a shift by a (wrapped, huge)
+        // negative count gives 0, so the OR picks the right direction.
+        let two_k = _mm512_add_epi64(k, k);
+        let mm = _mm512_or_si512(
+            _mm512_sllv_epi64(u, _mm512_sub_epi64(c(14), two_k)),
+            _mm512_srlv_epi64(u, _mm512_sub_epi64(two_k, c(14))),
+        );
+        let y = rsq8(mm);
+        // k ≤ 14: (2^(14-k), y); k = 15: (1, (y + 1) >> 1).
+        let over = _mm512_max_epi64(_mm512_sub_epi64(k, c(14)), _mm512_setzero_si512());
+        let scale = _mm512_sllv_epi64(c(1), _mm512_max_epi64(_mm512_sub_epi64(c(14), k), _mm512_setzero_si512()));
+        [m, scale, _mm512_srav_epi64(_mm512_add_epi64(y, over), over)]
+    });
+    // Back to 16 i32 lanes, each value in both i16 halves of its lane.
+    std::array::from_fn(|j| {
+        let both = |v: __m512i| _mm512_or_si512(_mm512_and_si512(v, c(0xffff)), _mm512_slli_epi64::<16>(v));
+        let [lo, hi] = [0, 1].map(|h| _mm512_cvtepi64_epi32(both(halves[h][j])));
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    })
+}
+
+/// `int8::rsq` on 8 i64 lanes (`m` in [2^14, 2^16)): every product is
+/// below 2^31, so `vpmuldq` of the low halves is exact.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn rsq8(m: __m512i) -> __m512i {
+    let c = _mm512_set1_epi64;
+    let inner = _mm512_add_epi64(c(-12837), _mm512_srai_epi64::<14>(_mm512_mul_epi32(m, c(1535))));
+    let mut y = _mm512_add_epi64(c(43195), _mm512_srai_epi64::<14>(_mm512_mul_epi32(m, inner)));
+    for _ in 0..2 {
+        let t = _mm512_srai_epi64::<14>(_mm512_mul_epi32(y, y));
+        let w = _mm512_srai_epi64::<14>(_mm512_mul_epi32(t, m));
+        y = _mm512_add_epi64(y, _mm512_srai_epi64::<17>(_mm512_mul_epi32(y, _mm512_sub_epi64(c(65536), w))));
+    }
+    _mm512_min_epi64(y, c(32767))
 }
 
 /// The lane indices of step `b` of [`transpose_pairs`] for `vpermt2d`:
@@ -449,6 +513,76 @@ fn finish_logits(layout: &Layout, head_shift: u32, acc: &[__m512i; 2], classes: 
 mod tests {
     use super::*;
     use crate::int8::layout_check::{dpbusd, finish, images, scalar_z, shipped_models};
+
+    /// The i64-lane constants against `int8::ln_constants` for every D up to
+    /// 32, on tokens of every spread: equal channels (U = E), the extremes
+    /// ±Zc (k = 15), random; run where the CPU has the kernel (the backends
+    /// harness covers the rest of the pass on every model).
+    #[test]
+    fn the_layer_norm_constants_match_scalar() {
+        let Some(_cpu) = Avx512Vnni::detect() else {
+            eprintln!("no AVX-512 VNNI on this CPU: nothing to compare");
+            return;
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut checked = 0;
+        for d in 1..=DIM as u32 {
+            let zc = int8::z_limit(d);
+            for round in 0..200 {
+                let eps = match round % 4 {
+                    0 => 0,
+                    1 => 1,
+                    2 => int8::ln_eps_limit(d),
+                    _ => (next() % (int8::ln_eps_limit(d) as u64 + 1)) as i32,
+                };
+                let tokens: [Vec<i16>; PATCHES] = std::array::from_fn(|t| {
+                    let spread = [0, 1, 3, 64, zc, zc][(t + round) % 6];
+                    let centre = (next() % (2 * zc as u64 + 1)) as i32 - zc;
+                    (0..d)
+                        .map(|_| {
+                            let v = match t % 5 {
+                                0 => [zc, -zc][(next() % 2) as usize],
+                                _ => centre + (next() % (2 * spread as u64 + 1)) as i32 - spread,
+                            };
+                            v.clamp(-zc, zc) as i16
+                        })
+                        .collect()
+                });
+                let sums = tokens.clone().map(|z| crate::int8::dot::sums(&z));
+                // SAFETY: unaligned loads of 16-lane arrays; the CPU has the
+                // features (detected above).
+                let got = unsafe {
+                    let load = |v: [i32; 16]| _mm512_loadu_si512(v.as_ptr().cast());
+                    ln_constants16(load(sums.map(|s| s.0)), load(sums.map(|s| s.1)), d, eps)
+                };
+                let got: [[i32; 16]; 3] = got.map(|v| {
+                    let mut lanes = [0i32; 16];
+                    // SAFETY: a store of one register into a 16-lane array.
+                    unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), v) };
+                    lanes
+                });
+                for (t, &(sum, sum_sq)) in sums.iter().enumerate() {
+                    let (m, scale, y) = int8::ln_constants(sum, sum_sq, d as i32, eps);
+                    for (j, want) in [m, scale, y].into_iter().enumerate() {
+                        let lane = got[j][t];
+                        assert_eq!(
+                            (lane as i16 as i32, lane >> 16),
+                            (want, want),
+                            "d {d} eps {eps} Σ {sum} Σ² {sum_sq}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 32 * 200 * 16);
+    }
 
     #[test]
     fn the_embedding_layout_matches_scalar_on_any_cpu() {
