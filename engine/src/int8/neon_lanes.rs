@@ -116,11 +116,16 @@ fn quarter(v: &Tokens, i: usize) -> int16x4_t {
 #[target_feature(enable = "neon")]
 fn ln_constants4(sum: int32x4_t, sum_sq: int32x4_t, d: i32, eps: i32) -> [int32x4_t; 3] {
     let c = vdupq_n_s32;
-    // m = floor((2Σ + D) / 2D) in f32, exact (see `avx2::ln_constants8`);
-    // `fcvtms` rounds toward minus infinity.
+    // m = floor((2Σ + D) / 2D): an arithmetic shift (`sshl` by a negative
+    // count) for the usual power-of-two D; else in f32, exact (see
+    // `avx2::ln_constants8`), `fcvtms` rounding toward minus infinity.
     let two_sum = vaddq_s32(sum, sum);
-    let quotient = vdivq_f32(vcvtq_f32_s32(vaddq_s32(two_sum, c(d))), vdupq_n_f32((2 * d) as f32));
-    let m = vcvtmq_s32_f32(quotient);
+    let numerator = vaddq_s32(two_sum, c(d));
+    let m = if (d as u32).is_power_of_two() {
+        vshlq_s32(numerator, c(-(d.trailing_zeros() as i32 + 1)))
+    } else {
+        vcvtmq_s32_f32(vdivq_f32(vcvtq_f32_s32(numerator), vdupq_n_f32((2 * d) as f32)))
+    };
     let centred = vmulq_s32(m, vsubq_s32(two_sum, vmulq_n_s32(m, d)));
     let u = vmaxq_s32(vaddq_s32(vsubq_s32(sum_sq, centred), c(eps)), c(1));
     // k = floor(log2 U) / 2; M = U·4^(7-k) (`sshl` shifts right for a
