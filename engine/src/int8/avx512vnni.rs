@@ -537,6 +537,32 @@ mod tests {
     use super::*;
     use crate::int8::layout_check::{dpbusd, finish, images, scalar_z, shipped_models};
 
+    /// `exp16` against `int8::exp2_q22` on every exponent from the floor to
+    /// 0 (and below the floor), where the CPU has the kernel.
+    #[test]
+    fn the_exponential_matches_scalar_on_every_input() {
+        let Some(_cpu) = Avx512Vnni::detect() else {
+            eprintln!("no AVX-512 VNNI on this CPU: nothing to compare");
+            return;
+        };
+        let step = if cfg!(miri) { 4099 } else { 1 };
+        let inputs: Vec<i32> = (int8::EXP_FLOOR - 64..=0).step_by(step).chain([i32::MIN, -1]).collect();
+        for chunk in inputs.chunks(16) {
+            let mut lanes = [0i32; 16];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let mut out = [0u32; 16];
+            // SAFETY: a load and a store of 16-lane arrays; the CPU has the
+            // features (detected above).
+            unsafe {
+                let e = exp16(_mm512_loadu_si512(lanes.as_ptr().cast()));
+                _mm512_storeu_si512(out.as_mut_ptr().cast(), e);
+            }
+            for (x, e) in lanes.iter().zip(out) {
+                assert_eq!(e, int8::exp2_q22(*x), "x = {x}");
+            }
+        }
+    }
+
     /// The i64-lane constants against `int8::ln_constants` for every D up to
     /// 32, on tokens of every spread: equal channels (U = E), the extremes
     /// ±Zc (k = 15), random; run where the CPU has the kernel (the backends
