@@ -227,12 +227,14 @@ def peer_rows(out, x, labels):
     return rows
 
 
-def microvit_accuracy(model, backend):
-    """`microvit eval MODEL` on all 10,000 digits with the backend forced
-    (MICROVIT_BACKEND): `bench` checks only the digits its warm-up reaches."""
+def microvit_accuracy(model, dtype, backend):
+    """`microvit eval` of the bench run's model on all 10,000 digits with the
+    backend forced (MICROVIT_BACKEND). `bench` names its built-in models
+    "built-in NAME": `eval --dtype` runs the same built-in blob."""
     binary = os.environ.get("MICROVIT_BIN", str(REPO / "target" / "release" / "microvit"))
     env = dict(os.environ, MICROVIT_BACKEND=backend)
-    text = subprocess.run([binary, "eval", model], env=env, check=True, capture_output=True, text=True).stdout
+    what = ["--dtype", dtype] if model.startswith("built-in ") else [model]
+    text = subprocess.run([binary, "eval", *what], env=env, check=True, capture_output=True, text=True).stdout
     correct, total = re.search(r"^accuracy .*\((\d+) / (\d+)\)", text, re.M).groups()
     return int(correct) / int(total)
 
@@ -242,7 +244,7 @@ def microvit_rows(out):
     rows = []
     for r in runs:
         batched = (r["us_per_digit_batch_p50"], None) if r.get("us_per_digit_batch_p50") else None
-        accuracy = microvit_accuracy(r["model"], r["backend"])
+        accuracy = microvit_accuracy(r["model"], r["dtype"], r["backend"])
         rows.append(
             dict(
                 engine=f"microvit ({r['backend']})",
@@ -261,9 +263,11 @@ def cmd_bench(out):
     rows = microvit_rows(out) + peer_rows(out, x, labels)
     reference = next(r for r in rows if r["engine"].startswith("PyTorch"))["single"][1]
 
-    # The base of the ratios: microvit int8 on the backend this CPU picks.
-    int8 = [r for r in rows if r["engine"].startswith("microvit") and r["dtype"] == "int8"]
-    base = next((r for r in int8 if r["backend"] != "scalar"), int8[0] if int8 else None)
+    # The base of the ratios: microvit int8 on the backend this CPU picks
+    # (run-time detection's order, `Backend::FASTEST_FIRST`).
+    int8 = {r["backend"]: r for r in rows if r["engine"].startswith("microvit") and r["dtype"] == "int8"}
+    fastest_first = ["avx512vnni", "avxvnni", "avx2", "dotprod", "neon", "scalar"]
+    base = next((int8[b] for b in fastest_first if b in int8), None)
     failures = []
     lines = [
         "| engine | dtype | µs/digit single | µs/digit batched (10,000 in one call) | accuracy | × microvit int8 single | × batched |",
