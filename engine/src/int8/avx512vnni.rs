@@ -535,7 +535,7 @@ fn finish_logits(layout: &Layout, head_shift: u32, acc: &[__m512i; 2], classes: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::int8::layout_check::{dpbusd, finish, images, scalar_z, shipped_models};
+    use crate::int8::layout_check::{dpbusd, finish, images, scalar_z, shipped_models, xorshift};
 
     /// `exp16` against `int8::exp2_q22` on every exponent from the floor to
     /// 0 (and below the floor), where the CPU has the kernel.
@@ -573,13 +573,7 @@ mod tests {
             eprintln!("no AVX-512 VNNI on this CPU: nothing to compare");
             return;
         };
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut checked = 0;
         for d in 1..=DIM as u32 {
             let zc = int8::z_limit(d);
@@ -603,7 +597,7 @@ mod tests {
                         })
                         .collect()
                 });
-                let sums = tokens.clone().map(|z| crate::int8::dot::sums(&z));
+                let sums = tokens.each_ref().map(|z| crate::int8::dot::sums(z));
                 // SAFETY: unaligned loads of 16-lane arrays; the CPU has the
                 // features (detected above).
                 let got = unsafe {

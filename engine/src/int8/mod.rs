@@ -665,20 +665,26 @@ pub(crate) mod layout_check {
             .collect()
     }
 
-    /// 28 × 28 images: blank, all 255, and random ones with about a fifth
-    /// of the pixels inked, as digits have (one under miri, where each
-    /// costs minutes in the layout models' byte-by-byte loops).
-    pub(crate) fn images() -> Vec<Vec<u8>> {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
+    /// A deterministic xorshift64 stream from `seed` (non-zero): the kernels'
+    /// tests' random inputs, the same on every run.
+    pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    /// 28 × 28 images: blank, all 255, and random ones with about a fifth
+    /// of the pixels inked, as digits have (one under miri, where each
+    /// costs minutes in the layout models' byte-by-byte loops).
+    pub(crate) fn images() -> Vec<Vec<u8>> {
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut images = vec![vec![0u8; 784], vec![255u8; 784]];
         for _ in 0..if cfg!(miri) { 1 } else { 20 } {
-            images.push((0..784).map(|_| if next() % 5 == 0 { next() as u8 } else { 0 }).collect());
+            images.push((0..784).map(|_| if next().is_multiple_of(5) { next() as u8 } else { 0 }).collect());
         }
         images
     }
