@@ -227,16 +227,28 @@ def peer_rows(out, x, labels):
     return rows
 
 
-def microvit_accuracy(model, dtype, backend):
-    """`microvit eval` of the bench run's model on all 10,000 digits with the
-    backend forced (MICROVIT_BACKEND). `bench` names its built-in models
-    "built-in NAME": `eval --dtype` runs the same built-in blob."""
+def microvit_eval(args, backend=None):
+    """The report of `microvit eval ARGS` (all 10,000 digits), with the
+    backend forced by MICROVIT_BACKEND, or left to run-time detection."""
     binary = os.environ.get("MICROVIT_BIN", str(REPO / "target" / "release" / "microvit"))
-    env = dict(os.environ, MICROVIT_BACKEND=backend)
+    env = {k: v for k, v in os.environ.items() if k != "MICROVIT_BACKEND"}
+    if backend:
+        env["MICROVIT_BACKEND"] = backend
+    return subprocess.run([binary, "eval", *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def microvit_accuracy(model, dtype, backend):
+    """The accuracy of the bench run's model on its backend. `bench` names
+    its built-in models "built-in NAME": `eval --dtype` runs the same blob."""
     what = ["--dtype", dtype] if model.startswith("built-in ") else [model]
-    text = subprocess.run([binary, "eval", *what], env=env, check=True, capture_output=True, text=True).stdout
+    text = microvit_eval(what, backend)
     correct, total = re.search(r"^accuracy .*\((\d+) / (\d+)\)", text, re.M).groups()
     return int(correct) / int(total)
+
+
+def detected_backend():
+    """The int8 backend microvit's run-time detection picks on this CPU."""
+    return re.search(r"^backend\s+(\S+)", microvit_eval(["--dtype", "int8"]), re.M).group(1)
 
 
 def microvit_rows(out):
@@ -263,11 +275,9 @@ def cmd_bench(out):
     rows = microvit_rows(out) + peer_rows(out, x, labels)
     reference = next(r for r in rows if r["engine"].startswith("PyTorch"))["single"][1]
 
-    # The base of the ratios: microvit int8 on the backend this CPU picks
-    # (run-time detection's order, `Backend::FASTEST_FIRST`).
+    # The base of the ratios: microvit int8 on the backend this CPU picks.
     int8 = {r["backend"]: r for r in rows if r["engine"].startswith("microvit") and r["dtype"] == "int8"}
-    fastest_first = ["avx512vnni", "avxvnni", "avx2", "dotprod", "neon", "scalar"]
-    base = next((int8[b] for b in fastest_first if b in int8), None)
+    base = int8.get(detected_backend())
     failures = []
     lines = [
         "| engine | dtype | µs/digit single | µs/digit batched (10,000 in one call) | accuracy | × microvit int8 single | × batched |",
