@@ -205,6 +205,13 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// The buffer `lanes::tail` keeps its normalised tokens in: `norm`,
+    /// which the lane-wise pass does not otherwise use (at least 16 × 32
+    /// values for a model that `lanes::fits`).
+    pub(super) fn lanes_buffer(&mut self) -> &mut [i16] {
+        &mut self.norm
+    }
+
     pub(crate) fn new(shape: &Shape) -> Scratch {
         let (t, d) = (patches_pad(shape), padded_dim(shape));
         Scratch {

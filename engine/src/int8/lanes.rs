@@ -8,12 +8,21 @@
 //!   the constants are `avx2::ln_constants8`'s, eight tokens a register, and
 //!   the normalisation three ops per register (`vpsubw`, `vpmullw`,
 //!   `vpmulhrsw`).
-//! - Scores per head: one broadcast weight pair × the 16 tokens' channel
-//!   pairs; softmax on the 16 lanes (`avx2::exp8`), its reciprocal in scalar.
-//! - The tokens transposed once (four 8 × 8 dword transposes) for the
-//!   attention means, which pair tokens (2j, 2j+1) per channel so that
-//!   `vpmaddwd` multiplies them by (p_2j, p_2j+1).
-//! - The logits' i64 sum over heads and their last step are the scalar's.
+//! - Scores two heads at a time, in the same pass as the normalisation: each
+//!   normalised pair is multiplied by both heads' weight pairs (stored
+//!   repeated in 8 lanes, so they are memory operands) as soon as it exists,
+//!   and stored once, for the means, with its two tokens' words swapped
+//!   per channel (below). Softmax on the 16 lanes (`avx2::exp8`), its
+//!   reciprocal in scalar.
+//! - Attention means without a transpose: one `vpshufb` turns the tokens
+//!   (2j, 2j+1) of a channel pair k from (n_2j[2k], n_2j[2k+1]),
+//!   (n_2j+1[2k], n_2j+1[2k+1]) into (n_2j[2k], n_2j+1[2k]),
+//!   (n_2j[2k+1], n_2j+1[2k+1]), so `vpmaddwd` by (p_2j, p_2j+1) gives both
+//!   channels' sums over the two tokens; a tree of unpacks and 128-bit
+//!   permutes then adds the four token pairs of a register, four channel
+//!   pairs at a time, leaving the channels in order.
+//! - The logits' i64 sum over heads in vector lanes, their last step the
+//!   scalar's.
 //!
 //! Every `vpmaddwd` + add here is written as [`dot_add`], which LLVM turns
 //! into `vpdpwssd` where the caller enables AVX-VNNI. Every i32 lane sum is
@@ -21,14 +30,12 @@
 //! proves, and the bound holds for any subset of its terms.
 
 use alloc::vec::Vec;
-use core::mem::MaybeUninit;
 use std::arch::x86_64::*;
 
 use super::avx2::{self, exp8};
 use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
-use crate::simd;
 
 pub(super) use super::shipped::{
     fits, patch_dwords, patch_scale, token_bias_by_channel, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE,
@@ -37,6 +44,9 @@ pub(super) use super::shipped::{
 /// Sixteen lanes as two registers: tokens (or classes) 0-7 and 8-15.
 pub(super) type Lanes = [__m256i; 2];
 
+/// Channel pairs a token has: the registers of `Lanes` per stage.
+const PAIRS: usize = DIM / 2;
+
 /// `acc + vpmaddwd(a, b)`: `vpdpwssd` under AVX-VNNI.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -44,21 +54,78 @@ fn dot_add(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
 
+/// `vpshufb`, as written: LLVM turns a constant word shuffle into
+/// `vpshuflw` + `vpshufhw`, two instructions for one.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn shuffle_bytes(a: __m256i, indices: __m256i) -> __m256i {
+    let out;
+    // SAFETY: registers only; the caller's AVX2 (detected) makes it a
+    // valid instruction.
+    unsafe {
+        std::arch::asm!(
+            "vpshufb {out}, {a}, {indices}",
+            out = lateout(ymm_reg) out,
+            a = in(ymm_reg) a,
+            indices = in(ymm_reg) indices,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    out
+}
+
+/// `*value` in every lane: one `vpbroadcastd` from memory, as written
+/// (LLVM forwards a value just stored and builds its broadcast from
+/// shuffles, two instructions on port 5).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn broadcast(value: &i32) -> __m256i {
+    let out;
+    // SAFETY: reads the 4 bytes of `*value` (a valid reference); the
+    // caller's AVX2 (detected) makes it a valid instruction.
+    unsafe {
+        std::arch::asm!(
+            "vpbroadcastd {out}, dword ptr [{value}]",
+            out = lateout(ymm_reg) out,
+            value = in(reg) value,
+            options(pure, readonly, nostack, preserves_flags),
+        )
+    };
+    out
+}
+
+/// An unaligned load of eight lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load8(lanes: &[i32; 8]) -> __m256i {
+    // SAFETY: an unaligned load of an 8-lane array.
+    unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
+}
+
 pub(super) fn pair(lo: i16, hi: i16) -> i32 {
     (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
+}
+
+/// The channel pair whose mean is in dword `slot` of the means packed by
+/// `vpackssdw` (see `attend`): in each register of 8 pairs, `packs`
+/// interleaves its two sources' 128-bit halves.
+fn mean_slot_pair(slot: usize) -> usize {
+    8 * (slot / 8) + [0, 1, 4, 5, 2, 3, 6, 7][slot % 8]
 }
 
 /// The weights after the embedding, laid out for the tail.
 #[derive(Clone, Debug)]
 pub(super) struct Layout {
-    /// `[head][pair]`: score weights of channels (2k, 2k+1) as an i16 pair.
-    score_weight: Vec<[i32; DIM / 2]>,
-    /// The CLS token's channels as (value, 0) pairs in the attention mean's
-    /// lane orders (see `attend`): `[register][lo/hi][lane]`.
-    cls_norm: [[[i32; 8]; 2]; 2],
-    /// `[head][pair][class]`: head weights of channels (2k, 2k+1) as an i16
-    /// pair, zero past the last class.
-    head_weight: Vec<[[i32; CLASSES]; DIM / 2]>,
+    /// `[head pair][pair k][head of the pair]`: the score weights of
+    /// channels (2k, 2k+1) as an i16 pair repeated in 8 lanes; an odd head
+    /// count is completed by a head of zeros.
+    score_weight: Vec<[[[i32; 8]; 2]; PAIRS]>,
+    /// The CLS token's channels as (value, 0) pairs, channel 8r + lane in
+    /// `[r][lane]`: the order of the attention means.
+    cls_norm: [[i32; 8]; 4],
+    /// `[head][slot][class]`: the head weights of channel pair
+    /// `mean_slot_pair(slot)` as an i16 pair, zero past the last class.
+    head_weight: Vec<[[i32; CLASSES]; PAIRS]>,
     /// The scalar parameters, the CLS token's scores and the head bias, as
     /// in the blob: with these an inference needs no tensor lookup.
     pub(super) params: Params,
@@ -71,17 +138,19 @@ impl Layout {
     pub(super) fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
         let d = shape.dim as usize;
         let channel = |values: &[i16], o: usize| if o < d { values[o] } else { 0 };
-        // Register r holds channels 16r..16r+15; in it, lane 4L+i of `lo` is
-        // channel 16r + 8L + i, of `hi` channel 16r + 8L + 4 + i.
-        let cls_norm = std::array::from_fn(|r| {
-            std::array::from_fn(|part| {
-                std::array::from_fn(|lane| pair(channel(w.cls_norm, 16 * r + 8 * (lane / 4) + 4 * part + lane % 4), 0))
-            })
-        });
+        let scores = score_pairs(w, shape);
+        let score_weight = scores
+            .chunks(2)
+            .map(|heads| std::array::from_fn(|k| std::array::from_fn(|h| [heads.get(h).map_or(0, |g| g[k]); 8])))
+            .collect();
+        let head_weight = head_pairs(w, shape)
+            .into_iter()
+            .map(|pairs| std::array::from_fn(|slot| pairs[mean_slot_pair(slot)]))
+            .collect();
         Layout {
-            score_weight: score_pairs(w, shape),
-            cls_norm,
-            head_weight: head_pairs(w, shape),
+            score_weight,
+            cls_norm: std::array::from_fn(|r| std::array::from_fn(|lane| pair(channel(w.cls_norm, 8 * r + lane), 0))),
+            head_weight,
             params: w.params,
             cls_score: w.cls_score.to_vec(),
             head_bias: w.head_bias.to_vec(),
@@ -122,55 +191,89 @@ pub(super) fn head_pairs(w: &Weights<'_>, shape: &Shape) -> Vec<[[i32; CLASSES];
         .collect()
 }
 
+/// The `vpshufb` that swaps the middle words of every qword: (a0, a1),
+/// (b0, b1) ↔ (a0, b0), (a1, b1). Its own inverse.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn swap_words() -> __m256i {
+    _mm256_setr_epi8(
+        0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15, 0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15,
+    )
+}
+
 /// The pass from the embedded tokens to the logits: `z[k]` holds the
 /// channel pair (z_2k, z_2k+1) of token t in lane t, each already
 /// saturated by `int8::saturate_z`, zero for channels past D.
 /// Writes `s.probs`, `s.logits_fixed` and `s.logits` as `int8::forward`.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; DIM / 2], s: &mut int8::Scratch) {
+pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
-    require!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    require!(fits(shape) && layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
     require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
     let params = &layout.params;
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
-    let mut pairs = MaybeUninit::uninit();
-    let pairs = layer_norm(z, shape.dim, params.ln_eps, &mut pairs);
+    let ln = layer_norm_constants(z, shape.dim, params.ln_eps);
     let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
-    let mut probs = [(0, [_mm256_setzero_si256(); 2]); HEADS];
-    for (head, probs) in probs.iter_mut().enumerate().take(heads) {
-        let g = &layout.score_weight[head];
+    let swap = swap_words();
+    // The normalised pairs with their tokens' words swapped (`swap_words`),
+    // written by the first head pair's pass, read by the others and the
+    // means: register 2k + half at `swapped[32·(2k + half)..]`. In the
+    // scratch, not on the stack: LLVM copied a stack array of 1 KB.
+    let swapped = s.avx2.lanes_buffer();
+    require!(swapped.len() >= 2 * PAIRS * 16);
+    let at = swapped.as_mut_ptr();
+    for (pair_index, weights) in layout.score_weight.iter().enumerate() {
         let mut acc = [[_mm256_setzero_si256(); 2]; 2];
-        for (k, pair) in pairs.iter().enumerate() {
-            let weight = _mm256_set1_epi32(g[k]);
-            for (a, &p) in acc[k % 2].iter_mut().zip(pair) {
-                *a = dot_add(*a, p, weight);
+        for (k, w) in weights.iter().enumerate() {
+            for half in 0..2 {
+                // SAFETY: 16 values from 16·(2k + half) < 32·PAIRS, inside
+                // the buffer (asserted length); unaligned.
+                let slot = unsafe { at.add(16 * (2 * k + half)).cast::<__m256i>() };
+                let n = if pair_index == 0 {
+                    let [m, scale, y] = ln[half];
+                    // |z - m|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
+                    let n = _mm256_mulhrs_epi16(_mm256_mullo_epi16(_mm256_sub_epi16(z[k][half], m), scale), y);
+                    // SAFETY: as above.
+                    unsafe { _mm256_storeu_si256(slot, shuffle_bytes(n, swap)) };
+                    n
+                } else {
+                    // SAFETY: as above; written by the first pass.
+                    shuffle_bytes(unsafe { _mm256_loadu_si256(slot) }, swap)
+                };
+                for (a, w) in acc.iter_mut().zip(w) {
+                    a[half] = dot_add(a[half], n, load8(w));
+                }
             }
         }
-        let scores = std::array::from_fn(|i| {
-            _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(acc[0][i], acc[1][i]), score_round), score_shift)
-        });
-        *probs = softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+        for (i, acc) in acc.iter().enumerate() {
+            let head = 2 * pair_index + i;
+            if head < heads {
+                let scores = acc.map(|a| _mm256_sra_epi32(_mm256_add_epi32(a, score_round), score_shift));
+                softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+            }
+        }
     }
-    let tokens = transpose_pairs(pairs);
-    let logits = attend(layout, &tokens, &probs[..heads]);
-    int8::finish_logits_with(params.head_shift, &layout.head_bias, &logits[..classes], s);
+    // The first pass (score_weight has at least one head pair: a model
+    // has at least one head) wrote every register.
+    let logits = attend(layout, &s.avx2.lanes_buffer()[..2 * PAIRS * 16], &s.probs);
+    let mut acc = [0i64; CLASSES];
+    for (i, v) in logits.iter().enumerate() {
+        // SAFETY: a store of 4 i64 lanes into 4 of the array's 16.
+        unsafe { _mm256_storeu_si256(acc[4 * i..].as_mut_ptr().cast(), *v) };
+    }
+    int8::finish_logits_with(params.head_shift, &layout.head_bias, &acc[..classes], s);
 }
 
-/// `int8::layer_norm` of the 16 tokens, lane-wise, from and to channel
-/// pairs: lane t of `z[k]` is (z_2k, z_2k+1) of token t, of the result
-/// (n_2k, n_2k+1).
+/// `int8::ln_constants` of the 16 tokens, lane-wise, from their channel
+/// pairs (lane t of `z[k]` is (z_2k, z_2k+1) of token t): `[half][m, 2^a,
+/// Y]` with each value in both i16 halves of its token's lane.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn layer_norm<'a>(
-    z: &[Lanes; DIM / 2],
-    d: u32,
-    ln_eps: i32,
-    out: &'a mut MaybeUninit<[Lanes; DIM / 2]>,
-) -> &'a [Lanes; DIM / 2] {
+fn layer_norm_constants(z: &[Lanes; PAIRS], d: u32, ln_eps: i32) -> [[__m256i; 3]; 2] {
     let ones = _mm256_set1_epi16(1);
     // Σz and Σz² of each token from its channel pairs: no horizontal sums.
     let mut sum = [_mm256_setzero_si256(); 2];
@@ -182,20 +285,9 @@ fn layer_norm<'a>(
             sum_sq[half] = dot_add(sum_sq[half], ab, ab);
         }
     }
-    // Each token's (m, 2^a, Y) in both i16 halves of its lane.
     let both_halves =
         |v: __m256i| _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32::<16>(v));
-    let constants: [[__m256i; 3]; 2] =
-        std::array::from_fn(|h| avx2::ln_constants8(sum[h], sum_sq[h], d as i32, ln_eps).map(both_halves));
-    // Built where the caller keeps it: returned by value, the 1 KB array
-    // was copied with memcpy in some builds (fat LTO).
-    simd::fill(out, |k| {
-        std::array::from_fn(|h| {
-            let [m, scale, y] = constants[h];
-            // |z - m|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
-            _mm256_mulhrs_epi16(_mm256_mullo_epi16(_mm256_sub_epi16(z[k][h], m), scale), y)
-        })
-    })
+    std::array::from_fn(|h| avx2::ln_constants8(sum[h], sum_sq[h], d as i32, ln_eps).map(both_halves))
 }
 
 /// The 8 × 8 dword transpose of `rows` (lane j of result i is lane i of
@@ -231,29 +323,11 @@ pub(super) fn transpose8(rows: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
-/// The channel pairs transposed: token t's 32 channels in order as i16, in
-/// two registers (channels 0-15, 16-31).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn transpose_pairs(pairs: &[Lanes; DIM / 2]) -> [[__m256i; 2]; PATCHES] {
-    let mut tokens = [[_mm256_setzero_si256(); 2]; PATCHES];
-    for (register, k0) in [0, 8].into_iter().enumerate() {
-        for (half, t0) in [0, 8].into_iter().enumerate() {
-            let block = transpose8(std::array::from_fn(|i| pairs[k0 + i][half]));
-            for (i, row) in block.into_iter().enumerate() {
-                tokens[t0 + i][register] = row;
-            }
-        }
-    }
-    tokens
-}
-
 /// `int8::softmax` of the CLS score and the 16 patch scores (two
-/// registers): writes the head's Q.14 probabilities to `out` and returns
-/// the CLS's and the patches'.
+/// registers): writes the head's Q.14 probabilities to `out`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) -> (i32, Lanes) {
+fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) {
     require!(out.len() == 1 + PATCHES);
     let m = _mm256_max_epi32(scores[0], scores[1]);
     let m = _mm256_max_epi32(m, _mm256_shuffle_epi32::<0b01_00_11_10>(m));
@@ -265,81 +339,78 @@ fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) -> (i32, Lanes) {
     // Σe ≤ 17 · 2^22: i32.
     let recip = int8::softmax_recip(cls + avx2::sum8(_mm256_add_epi32(e[0], e[1])) as u32);
     let r = _mm256_set1_epi32(recip as i32);
-    let p = e.map(|e| avx2::prob8(e, r));
-    let cls = int8::prob_q14(cls, recip);
-    out[0] = cls;
+    out[0] = int8::prob_q14(cls, recip);
     // SAFETY: 16 lanes of `out` past its first (asserted length).
     unsafe {
-        _mm256_storeu_si256(out[1..].as_mut_ptr().cast(), p[0]);
-        _mm256_storeu_si256(out[9..].as_mut_ptr().cast(), p[1]);
+        _mm256_storeu_si256(out[1..].as_mut_ptr().cast(), avx2::prob8(e[0], r));
+        _mm256_storeu_si256(out[9..].as_mut_ptr().cast(), avx2::prob8(e[1], r));
     }
-    (cls, p)
 }
 
-/// Attention means and head logits, summed over heads in i64.
+/// Attention means and head logits from the swapped normalised pairs and
+/// every head's probabilities (`probs`, T per head): the logits summed over
+/// heads in i64, classes 4i..4i + 4 in register i.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn attend(layout: &Layout, tokens: &[[__m256i; 2]; PATCHES], probs: &[(i32, Lanes)]) -> [i64; CLASSES] {
-    // Token pairs interleaved channel by channel, per register r (channels
-    // 16r..): lane 4L+i of `lo` is channel 16r+8L+i of tokens (2j, 2j+1),
-    // of `hi` channel 16r+8L+4+i.
-    let pairs: [[[__m256i; 2]; 2]; 8] = std::array::from_fn(|j| {
-        std::array::from_fn(|r| {
-            let (a, b) = (tokens[2 * j][r], tokens[2 * j + 1][r]);
-            [_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b)]
-        })
-    });
-    let cls_norm: [[__m256i; 2]; 2] = std::array::from_fn(|r| {
-        // SAFETY: unaligned loads of 8-lane arrays.
-        std::array::from_fn(|part| unsafe { _mm256_loadu_si256(layout.cls_norm[r][part].as_ptr().cast()) })
-    });
+fn attend(layout: &Layout, swapped: &[i16], probs: &[i32]) -> [__m256i; CLASSES / 4] {
+    let t_count = PATCHES + 1;
+    require!(probs.len() == layout.head_weight.len() * t_count && swapped.len() == 2 * PAIRS * 16);
+    // SAFETY: register 2k + half < 2·PAIRS: 16 values inside `swapped`
+    // (asserted length); unaligned.
+    let swapped =
+        |k: usize, half: usize| unsafe { _mm256_loadu_si256(swapped.as_ptr().add(16 * (2 * k + half)).cast()) };
     let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
-    let mut logits = [0i64; CLASSES];
-    for (head, &(cls, patches)) in probs.iter().enumerate() {
-        // The probabilities (≤ 2^14) as i16 pairs: dword j is (p_2j, p_2j+1).
-        let p16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(patches[0], patches[1]));
-        let mut p = [0i32; 8];
-        // SAFETY: a store of one register into an 8-lane array.
-        unsafe { _mm256_storeu_si256(p.as_mut_ptr().cast(), p16) };
-        let cls = _mm256_set1_epi32(cls);
-        let mut m: [[__m256i; 2]; 2] =
-            std::array::from_fn(|r| std::array::from_fn(|part| _mm256_madd_epi16(cls_norm[r][part], cls)));
-        for (j, &pj) in p.iter().enumerate() {
-            let pj = _mm256_set1_epi32(pj);
-            for r in 0..2 {
-                for part in 0..2 {
-                    m[r][part] = dot_add(m[r][part], pairs[j][r][part], pj);
-                }
-            }
-        }
-        // packs puts each register's channels back in order, saturating.
-        let shift = |v: __m256i| _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(v, mean_round));
-        let mut mean = [0i32; 16];
-        for (r, m) in m.iter().enumerate() {
+    let mut logits = [_mm256_setzero_si256(); CLASSES / 4];
+    for (head, weights) in layout.head_weight.iter().enumerate() {
+        let probs = &probs[head * t_count..][..t_count];
+        // The patches' probabilities (≤ 2^14) as i16 pairs: packs leaves
+        // dwords (p_2j, p_2j+1) in the order j = 0 1 4 5 | 2 3 6 7, and the
+        // unpacks repeat each in a qword, tokens 0-7 in `p[0]`, 8-15 in `p[1]`:
+        // the order of the swapped pairs' qwords.
+        // SAFETY: 16 lanes of `probs` past its first (asserted length).
+        let packed = unsafe {
+            let at = probs.as_ptr().add(1);
+            _mm256_packs_epi32(_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(8).cast()))
+        };
+        let p = [_mm256_unpacklo_epi32(packed, packed), _mm256_unpackhi_epi32(packed, packed)];
+        // Qword j of pair k's sum: channels (2k, 2k+1) over tokens 2j, 2j+1
+        // and 8 + 2j, 8 + 2j + 1.
+        let sums: [__m256i; PAIRS] =
+            std::array::from_fn(|k| dot_add(_mm256_madd_epi16(swapped(k, 0), p[0]), swapped(k, 1), p[1]));
+        let cls = _mm256_set1_epi32(probs[0]);
+        let mut mean = [0i32; PAIRS];
+        for r in 0..2 {
+            // Channels 16r + 8i..16r + 8i + 8, in order.
+            let m: [__m256i; 2] = std::array::from_fn(|i| {
+                let k = 8 * r + 4 * i;
+                let add_qwords =
+                    |a: __m256i, b: __m256i| _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+                let (a, b) = (add_qwords(sums[k], sums[k + 1]), add_qwords(sums[k + 2], sums[k + 3]));
+                let total =
+                    _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b));
+                let total = dot_add(total, load8(&layout.cls_norm[2 * r + i]), cls);
+                _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(total, mean_round))
+            });
+            // packs saturates like saturate_i16; its order is mean_slot_pair's.
             // SAFETY: a store of one register into 8 lanes of the array.
-            unsafe {
-                _mm256_storeu_si256(mean[8 * r..].as_mut_ptr().cast(), _mm256_packs_epi32(shift(m[0]), shift(m[1])))
-            };
+            unsafe { _mm256_storeu_si256(mean[8 * r..].as_mut_ptr().cast(), _mm256_packs_epi32(m[0], m[1])) };
         }
-        let weights = &layout.head_weight[head];
         let mut acc = [[_mm256_setzero_si256(); 2]; 2];
-        for (k, &mk) in mean.iter().enumerate() {
-            let mk = _mm256_set1_epi32(mk);
-            for (half, a) in acc[k % 2].iter_mut().enumerate() {
-                // SAFETY: 8 of the 16 lanes of the pair's class row.
-                let row = unsafe { _mm256_loadu_si256(weights[k][8 * half..].as_ptr().cast()) };
+        for (slot, (mk, row)) in mean.iter().zip(weights).enumerate() {
+            let mk = broadcast(mk);
+            for (half, a) in acc[slot % 2].iter_mut().enumerate() {
+                // SAFETY: 8 of the 16 lanes of the slot's class row.
+                let row = unsafe { _mm256_loadu_si256(row[8 * half..].as_ptr().cast()) };
                 *a = dot_add(*a, row, mk);
             }
         }
-        let mut sums = [0i32; CLASSES];
+        // Each head's sums fit i32 (docs/FIXED_POINT.md); their sum over
+        // heads is the scalar's i64.
         for half in 0..2 {
-            // SAFETY: a store of one register into 8 lanes of the array.
-            unsafe {
-                _mm256_storeu_si256(sums[8 * half..].as_mut_ptr().cast(), _mm256_add_epi32(acc[0][half], acc[1][half]))
-            };
-        }
-        for (total, &sum) in logits.iter_mut().zip(&sums) {
-            *total += sum as i64;
+            let sum = _mm256_add_epi32(acc[0][half], acc[1][half]);
+            let (lo, hi) = (_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
+            logits[2 * half] = _mm256_add_epi64(logits[2 * half], _mm256_cvtepi32_epi64(lo));
+            logits[2 * half + 1] = _mm256_add_epi64(logits[2 * half + 1], _mm256_cvtepi32_epi64(hi));
         }
     }
     logits
