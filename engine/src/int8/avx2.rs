@@ -236,42 +236,49 @@ unsafe fn forward<'m>(
     image: &[u8],
     s: &mut int8::Scratch,
 ) {
-    let layout = &kernel.layout;
-    let (p, dim_pad, heads, classes) =
-        (shape.patch_side as usize, kernel.dim_pad, shape.heads as usize, shape.classes as usize);
-    let (patches, patches_pad) = (shape.patches(), patches_pad(shape));
-    // Everything the unchecked accesses below rely on: the layout was built
-    // for this shape, the scratch for this model.
+    let (layout, dim_pad) = (&kernel.layout, kernel.dim_pad);
+    // The layout was built for this shape, the scratch for this model.
     require!(dim_pad == padded_dim(shape) && dim_pad <= 128);
     require!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
-    require!(layout.pair_weight.len() == layout.slots * dim_pad * 2 && layout.pair_offset.len() == layout.slots);
-    require!(layout.scale.len() == dim_pad && layout.bias.len() == patches * dim_pad);
-    require!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
-    require!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
-    let b = &s.avx2;
-    require!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
-    require!(b.scores.len() == heads * (1 + patches_pad) && b.probs16.len() == patches_pad);
-    require!(s.probs.len() == heads * (patches + 1));
 
     widen_image(image, &mut s.simd_image);
     // The shipped models (7×7 patches, up to 32 channels) get an instance
     // with every loop bound known; other shapes the same code with the
-    // patch side read at run time.
-    if let (7, 2, Some(tail)) = (p, dim_pad / 16, &kernel.lanes) {
+    // patch side read at run time. Each function checks the lengths it
+    // relies on.
+    if let (7, 2, Some(tail)) = (shape.patch_side, dim_pad / 16, &kernel.lanes) {
         return run_lanes(layout, tail, shape, s);
     }
     run(&weights(), layout, shape, dim_pad, s);
 }
 
-/// The pass for every other shape, on buffers `forward` checked. One
-/// instance for every channel width (`dim_pad` read at run time): an
-/// instance per width cost the installed library ~9 KB each
-/// (docs/C_API.md, "Sizes").
+/// The pass for every other shape. One instance for every channel width
+/// (`dim_pad` read at run time): an instance per width cost the installed
+/// library ~9 KB each (docs/C_API.md, "Sizes").
 #[target_feature(enable = "avx2")]
 fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut int8::Scratch) {
+    let (heads, classes) = (shape.heads as usize, shape.classes as usize);
+    let (patches, patches_pad) = (shape.patches(), patches_pad(shape));
+    // Everything the unchecked accesses below rely on.
+    require!(layout.pair_weight.len() == layout.slots * dim_pad * 2 && layout.pair_offset.len() == layout.slots);
+    require!(layout.scale.len() == dim_pad && layout.bias.len() == patches * dim_pad);
+    require!(layout.score_weight.len() == heads * dim_pad && layout.cls_norm.len() == dim_pad);
+    require!(layout.head_weight.len() == heads * round_up(classes, 8) * dim_pad);
     let b = &mut s.avx2;
+    require!(b.tokens.len() == patches_pad * dim_pad && b.norm.len() == patches_pad * dim_pad);
+    require!(b.scores.len() == heads * (1 + patches_pad) && b.probs16.len() == patches_pad);
+    require!(s.probs.len() == heads * (patches + 1));
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
-        patch_embed_sparse::<0>(w.params.z_shift, layout, shape, dim_pad, &s.simd_image, &mut b.inks, &mut b.tokens);
+        patch_embed_sparse::<false>(
+            w.params.z_shift,
+            layout,
+            shape,
+            dim_pad,
+            &s.simd_image,
+            &mut b.inks,
+            &mut b.tokens,
+            true,
+        );
     } else {
         patch_embed_dense(w, layout, shape, dim_pad, &s.simd_image, &mut b.tokens);
     }
@@ -287,15 +294,21 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
 #[target_feature(enable = "avx2")]
 fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8::Scratch) {
     let b = &mut s.avx2;
-    patch_embed_sparse::<7>(tail.params.z_shift, layout, shape, lanes::DIM, &s.simd_image, &mut b.inks, &mut b.tokens);
-    require!(b.tokens.len() >= lanes::PATCHES * lanes::DIM);
+    let (z_shift, dim) = (tail.params.z_shift, lanes::DIM);
+    patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &mut b.inks, &mut b.tokens, false);
+    require!(b.tokens.len() >= lanes::PATCHES * dim && layout.blank.len() >= lanes::PATCHES * dim);
+    require!(b.inks.len() == lanes::PATCHES);
+    // Each token's row: its embedding, or for a blank patch the bias's.
+    let rows: [*const i16; lanes::PATCHES] = std::array::from_fn(|t| {
+        let from = if b.inks[t] == 0 { layout.blank.as_ptr() } else { b.tokens.as_ptr() };
+        from.wrapping_add(t * dim)
+    });
     // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
     let block = |k0: usize, half: usize| {
         lanes::transpose8(std::array::from_fn(|i| {
-            let at = (8 * half + i) * lanes::DIM + 2 * k0;
-            // SAFETY: 16 values from `at`, inside the 16 token rows of 32
-            // values (asserted length); an unaligned load.
-            unsafe { _mm256_loadu_si256(b.tokens.as_ptr().add(at).cast()) }
+            // SAFETY: 16 values from 2·k0 ≤ 16 of a token row of 32 values
+            // (asserted lengths); an unaligned load.
+            unsafe { _mm256_loadu_si256(rows[8 * half + i].add(2 * k0).cast()) }
         }))
     };
     let blocks = [[block(0, 0), block(0, 1)], [block(8, 0), block(8, 1)]];
@@ -393,9 +406,13 @@ unsafe fn madd_pairs(
 }
 
 /// Patch embedding for patches of up to 8 pixels a side: the ink mask of
-/// each patch, then one `vpmaddwd` per 8 channels for each set bit.
+/// each patch, then one `vpmaddwd` per 8 channels for each set bit. The
+/// row of a blank patch (no ink: its embedding is the bias alone) is
+/// copied from `layout.blank` if `write_blank`, else left for the caller
+/// to read there.
 #[target_feature(enable = "avx2")]
-fn patch_embed_sparse<const P: usize>(
+#[allow(clippy::too_many_arguments)]
+fn patch_embed_sparse<const SHIPPED: bool>(
     z_shift: u32,
     layout: &Layout,
     shape: &Shape,
@@ -403,10 +420,16 @@ fn patch_embed_sparse<const P: usize>(
     pixels: &[i16],
     inks: &mut [u32],
     tokens: &mut [i16],
+    write_blank: bool,
 ) {
-    let (side, grid) = (shape.image_side as usize, shape.grid());
-    let p = if P > 0 { P } else { shape.patch_side as usize };
-    require!(p == shape.patch_side as usize && p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
+    // The shipped geometry's instance has every loop bound known.
+    let (side, p) = match SHIPPED {
+        true => (lanes::SIDE, lanes::PATCH),
+        false => (shape.image_side as usize, shape.patch_side as usize),
+    };
+    let grid = side / p;
+    require!(side == shape.image_side as usize && p == shape.patch_side as usize);
+    require!(p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
     require!(dim_pad.is_multiple_of(GROUP));
     require!(inks.len() == shape.patches() && layout.patch_origin.len() == shape.patches());
     require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
@@ -441,8 +464,10 @@ fn patch_embed_sparse<const P: usize>(
             if ink == 0 {
                 // A quarter to half of a digit's patches, and every patch of
                 // a blank image.
-                let at = patch * dim_pad;
-                tokens[at..at + dim_pad].copy_from_slice(&layout.blank[at..at + dim_pad]);
+                if write_blank {
+                    let at = patch * dim_pad;
+                    tokens[at..at + dim_pad].copy_from_slice(&layout.blank[at..at + dim_pad]);
+                }
                 patch += 1;
                 continue;
             }
