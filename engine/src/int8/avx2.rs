@@ -40,8 +40,8 @@ use super::{lanes, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
-use crate::simd::round_up;
 use crate::simd::x86::{dim_pad as padded_dim, patches_pad, widen_image, Avx2, Bits, GROUP};
+use crate::simd::{self, round_up};
 
 /// Widest patch the sparse kernel takes: 8 rows of 4 pixel pairs, one bit
 /// each in a 32-bit mask.
@@ -247,7 +247,7 @@ unsafe fn forward<'m>(
     // patch side read at run time. Each function checks the lengths it
     // relies on.
     if let (7, 2, Some(tail)) = (shape.patch_side, dim_pad / 16, &kernel.lanes) {
-        return run_lanes(layout, tail, shape, s);
+        return run_lanes(layout, tail, shape, image, s);
     }
     run(&weights(), layout, shape, dim_pad, s);
 }
@@ -269,13 +269,14 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
     require!(b.scores.len() == heads * (1 + patches_pad) && b.probs16.len() == patches_pad);
     require!(s.probs.len() == heads * (patches + 1));
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
+        ink_masks(layout, shape, &s.simd_image, &mut b.inks);
         patch_embed_sparse::<false>(
             w.params.z_shift,
             layout,
             shape,
             dim_pad,
             &s.simd_image,
-            &mut b.inks,
+            &b.inks,
             &mut b.tokens,
             true,
         );
@@ -292,12 +293,13 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
 /// pairs of `lanes::tail` (four 8 × 8 dword transposes: dword k of a row is
 /// the token's channel pair k).
 #[target_feature(enable = "avx2")]
-fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, s: &mut int8::Scratch) {
+fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     let b = &mut s.avx2;
     let (z_shift, dim) = (tail.params.z_shift, lanes::DIM);
-    patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &mut b.inks, &mut b.tokens, false);
+    let inks: &mut [u32; lanes::PATCHES] = (&mut b.inks[..]).try_into().unwrap_or_else(|_| simd::precondition_failed());
+    ink_masks_shipped(image, inks);
+    patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &b.inks, &mut b.tokens, false);
     require!(b.tokens.len() >= lanes::PATCHES * dim && layout.blank.len() >= lanes::PATCHES * dim);
-    require!(b.inks.len() == lanes::PATCHES);
     // Each token's row: its embedding, or for a blank patch the bias's.
     let rows: [*const i16; lanes::PATCHES] = std::array::from_fn(|t| {
         let from = if b.inks[t] == 0 { layout.blank.as_ptr() } else { b.tokens.as_ptr() };
@@ -405,44 +407,17 @@ unsafe fn madd_pairs(
     }
 }
 
-/// Patch embedding for patches of up to 8 pixels a side: the ink mask of
-/// each patch, then one `vpmaddwd` per 8 channels for each set bit. The
-/// row of a blank patch (no ink: its embedding is the bias alone) is
-/// copied from `layout.blank` if `write_blank`, else left for the caller
-/// to read there.
+/// Every patch's ink mask (`ink_mask`), for patches of up to 8 pixels a
+/// side: all before any ink loop, branch-free, so each loop starts with its
+/// mask ready and a mispredicted loop exit is resolved early.
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-fn patch_embed_sparse<const SHIPPED: bool>(
-    z_shift: u32,
-    layout: &Layout,
-    shape: &Shape,
-    dim_pad: usize,
-    pixels: &[i16],
-    inks: &mut [u32],
-    tokens: &mut [i16],
-    write_blank: bool,
-) {
-    // The shipped geometry's instance has every loop bound known.
-    let (side, p) = match SHIPPED {
-        true => (lanes::SIDE, lanes::PATCH),
-        false => (shape.image_side as usize, shape.patch_side as usize),
-    };
-    let grid = side / p;
-    require!(side == shape.image_side as usize && p == shape.patch_side as usize);
-    require!(p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
-    require!(dim_pad.is_multiple_of(GROUP));
+fn ink_masks(layout: &Layout, shape: &Shape, pixels: &[i16], inks: &mut [u32]) {
+    let (side, p) = (shape.image_side as usize, shape.patch_side as usize);
+    require!(p <= SPARSE_MAX_SIDE && pixels.len() >= side * side + 16);
     require!(inks.len() == shape.patches() && layout.patch_origin.len() == shape.patches());
-    require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
-    require!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
-    require!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
-    require!(layout.blank.len() == shape.patches() * dim_pad);
-    let shift = _mm_cvtsi32_si128(z_shift as i32);
-    let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
     let lanes: [i16; 16] = std::array::from_fn(|x| if x % 8 < p { -1 } else { 0 });
     // SAFETY: an unaligned load of a 16-lane array.
     let in_patch = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
-    // Every patch's mask first: branch-free, so each ink loop below starts
-    // with its mask ready and a mispredicted loop exit is resolved early.
     for (patch, ink) in inks.iter_mut().enumerate() {
         let origin = layout.patch_origin[patch] as usize;
         let row = |y: usize| {
@@ -456,6 +431,100 @@ fn patch_embed_sparse<const SHIPPED: bool>(
         };
         *ink = ink_mask(row, in_patch);
     }
+}
+
+/// `ink_masks` of the shipped geometry (16 patches of 7 × 7 in a 28 × 28
+/// image) from the u8 image, a row of four patches at a time: per image
+/// row, its 16 pixel pairs (4 patches × 4) as words compared with zero,
+/// then bytes (`vpackssdw` of two rows) regrouped by patch, even rows in
+/// the low 128 bits and odd rows in the high, which `vpmovmskb` turns into
+/// `ink_mask`'s bit order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn ink_masks_shipped(image: &[u8], inks: &mut [u32; lanes::PATCHES]) {
+    const SIDE: usize = lanes::SIDE;
+    require!(image.len() == SIDE * SIDE);
+    // Word j of patch c (4c + j, per 128-bit lane: patches 0, 1 from the
+    // load at column 0, patches 2, 3 from the load at column 12): the
+    // pixels 7c + 2j and 7c + 2j + 1, the latter none (0x80) for j = 3, the
+    // next patch's first pixel.
+    let pairs = {
+        let bytes: [u8; 32] = std::array::from_fn(|b| {
+            let (c, j, second) = (2 * (b / 16) + (b % 16) / 8, (b % 8) / 2, b % 2);
+            let col = 7 * c + 2 * j + second;
+            if j == 3 && second == 1 {
+                0x80
+            } else {
+                (col - 12 * (b / 16)) as u8
+            }
+        });
+        // SAFETY: an unaligned load of a 32-byte array.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    };
+    let zero = _mm256_setzero_si256();
+    for (r, inks) in inks.chunks_exact_mut(4).enumerate() {
+        // All ones (blank) for the 8th row, which the patch has not.
+        let blank = |y: usize| {
+            if y == lanes::PATCH {
+                return _mm256_cmpeq_epi16(zero, zero);
+            }
+            let at = image.as_ptr().wrapping_add((lanes::PATCH * r + y) * SIDE);
+            // SAFETY: 16 bytes from column 0 and from column 12 of an image
+            // row: inside the image (row 27's end at 784, asserted length).
+            let row = unsafe { _mm256_loadu2_m128i(at.add(12).cast(), at.cast()) };
+            _mm256_cmpeq_epi16(_mm256_shuffle_epi8(row, pairs), zero)
+        };
+        // Rows (y, y + 2) as bytes: per lane [patch a: y, patch b: y,
+        // a: y + 2, b: y + 2] (4 bytes each), then [a: y, y + 2, b: y, y + 2].
+        let two_rows = |y: usize| _mm256_shuffle_epi32::<0b11_01_10_00>(_mm256_packs_epi16(blank(y), blank(y + 2)));
+        let (even, odd) = ([two_rows(0), two_rows(4)], [two_rows(1), two_rows(5)]);
+        // Per lane: patch a's rows 0, 2, 4, 6 (or 1, 3, 5, 7), then b's.
+        let (even_a, even_b) = (_mm256_unpacklo_epi64(even[0], even[1]), _mm256_unpackhi_epi64(even[0], even[1]));
+        let (odd_a, odd_b) = (_mm256_unpacklo_epi64(odd[0], odd[1]), _mm256_unpackhi_epi64(odd[0], odd[1]));
+        let patches = [
+            _mm256_permute2x128_si256::<0x20>(even_a, odd_a),
+            _mm256_permute2x128_si256::<0x20>(even_b, odd_b),
+            _mm256_permute2x128_si256::<0x31>(even_a, odd_a),
+            _mm256_permute2x128_si256::<0x31>(even_b, odd_b),
+        ];
+        for (ink, bytes) in inks.iter_mut().zip(patches) {
+            *ink = !(_mm256_movemask_epi8(bytes) as u32);
+        }
+    }
+}
+
+/// Patch embedding for patches of up to 8 pixels a side, from every
+/// patch's ink mask: one `vpmaddwd` per 8 channels for each set bit. The
+/// row of a blank patch (no ink: its embedding is the bias alone) is
+/// copied from `layout.blank` if `write_blank`, else left for the caller
+/// to read there.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+fn patch_embed_sparse<const SHIPPED: bool>(
+    z_shift: u32,
+    layout: &Layout,
+    shape: &Shape,
+    dim_pad: usize,
+    pixels: &[i16],
+    inks: &[u32],
+    tokens: &mut [i16],
+    write_blank: bool,
+) {
+    // The shipped geometry's instance has every loop bound known.
+    let (side, p) = match SHIPPED {
+        true => (lanes::SIDE, lanes::PATCH),
+        false => (shape.image_side as usize, shape.patch_side as usize),
+    };
+    let grid = side / p;
+    require!(side == shape.image_side as usize && p == shape.patch_side as usize);
+    require!(p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
+    require!(dim_pad.is_multiple_of(GROUP) && inks.len() == shape.patches());
+    require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
+    require!(layout.pair_offset.len() == SPARSE_SLOTS && layout.pair_weight.len() == SPARSE_SLOTS * dim_pad * 2);
+    require!(layout.scale.len() == dim_pad && layout.bias.len() == shape.patches() * dim_pad);
+    require!(layout.blank.len() == shape.patches() * dim_pad);
+    let shift = _mm_cvtsi32_si128(z_shift as i32);
+    let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
     let mut patch = 0;
     for r in 0..grid {
         for c in 0..grid {
@@ -871,4 +940,50 @@ fn attend(
         }
     }
     logits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layout_check::{images, xorshift};
+
+    /// The ink mask `ink_mask`'s layout defines: bit b of patch (r, c) is
+    /// set when pixel pair `sparse_row_pair(b)` of the patch has ink.
+    fn masks_by_definition(image: &[u8]) -> [u32; lanes::PATCHES] {
+        let (side, p) = (lanes::SIDE, lanes::PATCH);
+        std::array::from_fn(|patch| {
+            let (r, c) = (patch / 4, patch % 4);
+            (0..SPARSE_SLOTS)
+                .filter(|&b| {
+                    let (y, j) = sparse_row_pair(b);
+                    let inked = |x: usize| x < p && y < p && image[(p * r + y) * side + p * c + x] != 0;
+                    inked(2 * j) || inked(2 * j + 1)
+                })
+                .fold(0, |mask, b| mask | 1 << b)
+        })
+    }
+
+    /// `ink_masks_shipped` against the definition, where the CPU has AVX2:
+    /// blank, full and random images, every single inked pixel.
+    #[test]
+    fn the_shipped_ink_masks_match_their_definition() {
+        let Some(_cpu) = Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        };
+        let mut next = xorshift(0x51_7cc1_b727_220a);
+        let mut inputs = images();
+        let pixels = if cfg!(miri) { 30 } else { lanes::SIDE * lanes::SIDE };
+        for at in 0..pixels {
+            let mut image = vec![0u8; lanes::SIDE * lanes::SIDE];
+            image[at] = 1 + (next() % 255) as u8;
+            inputs.push(image);
+        }
+        for image in &inputs {
+            let mut got = [0u32; lanes::PATCHES];
+            // SAFETY: AVX2 was detected above.
+            unsafe { ink_masks_shipped(image, &mut got) };
+            assert_eq!(got, masks_by_definition(image));
+        }
+    }
 }
