@@ -7,13 +7,16 @@
 //! - LayerNorm per lane: Σz and Σz² by widening adds (`saddw`, `smlal`),
 //!   the constants in i32 lanes (`clz` for the exponent, no table), then
 //!   three ops per 8 values (`sub`, `mul` by 2^a, `sqrdmulh`).
-//! - Scores per head: each channel's weight × the 16 tokens (`smlal`).
+//! - Scores two heads at a time, in the same pass as the normalisation:
+//!   each normalised channel is multiplied by both heads' weights (held in
+//!   registers, `smlal` by lane) as soon as it exists, and stored once,
+//!   for the means.
 //! - Softmax on the 16 lanes: the exponential's two 8-entry tables by
 //!   `tbl`, its reciprocal one u32 division per head.
 //! - Attention means: per channel the 16 products p_t·n_t (`smlal`), four
 //!   channels reduced together by an `addp` tree, `sqrshrn` for
-//!   `sat16(round_shift(·, 14))`; logits likewise per class, summed over
-//!   heads in i64 as the scalar does.
+//!   `sat16(round_shift(·, 14))`; logits with the classes in lanes, each
+//!   channel's mean by lane (`smlal`), summed over heads in i64 lanes.
 //!
 //! Every i32 lane sum is a partial sum of a scalar i32 sum whose bound
 //! docs/FIXED_POINT.md proves, and the bound holds for any subset of its
@@ -22,11 +25,10 @@
 use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
-use super::shipped::{fits, CLASSES, DIM, HEADS, PATCHES};
+use super::shipped::{fits, CLASSES, DIM, PATCHES};
 use super::{Params, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
-use crate::simd::fill;
 use std::mem::MaybeUninit;
 
 /// One value per token: tokens 0-7 and 8-15.
@@ -37,12 +39,13 @@ type Wide = [int32x4_t; 4];
 /// The weights after the embedding, laid out for the tail.
 #[derive(Clone, Debug)]
 pub(super) struct Layout {
-    /// `[head][channel]`, zero past D.
-    score_weight: Vec<[i16; DIM]>,
+    /// `[head pair][head of the pair][channel]`, zero past D; an odd head
+    /// count is completed by a head of zeros.
+    score_weight: Vec<[[i16; DIM]; 2]>,
     /// `[channel]`, zero past D.
     cls_norm: [i16; DIM],
-    /// `[head][class][channel]`, zero past D and past the last class.
-    head_weight: Vec<[[i16; DIM]; CLASSES]>,
+    /// `[head][channel][class]`, zero past D and past the last class.
+    head_weight: Vec<[[i16; CLASSES]; DIM]>,
     /// The scalar parameters, the CLS token's scores and the head bias, as
     /// in the blob: with these an inference needs no tensor lookup.
     pub(super) params: Params,
@@ -59,13 +62,18 @@ impl Layout {
             row[..d].copy_from_slice(values);
             row
         };
+        let scores: Vec<[i16; DIM]> = w.score_weight.chunks_exact(d).map(padded).collect();
         Layout {
-            score_weight: w.score_weight.chunks_exact(d).map(padded).collect(),
+            score_weight: scores.chunks(2).map(|heads| [heads[0], heads.get(1).copied().unwrap_or([0; DIM])]).collect(),
             cls_norm: padded(w.cls_norm),
             head_weight: w
                 .head_weight
                 .chunks_exact(classes * d)
-                .map(|head| std::array::from_fn(|c| if c < classes { padded(&head[c * d..][..d]) } else { [0; DIM] }))
+                .map(|head| {
+                    std::array::from_fn(|o| {
+                        std::array::from_fn(|c| if c < classes && o < d { head[c * d + o] } else { 0 })
+                    })
+                })
                 .collect(),
             params: w.params,
             cls_score: w.cls_score.to_vec(),
@@ -83,20 +91,54 @@ impl Layout {
 pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
-    require!(fits(shape) && layout.score_weight.len() == heads && layout.head_weight.len() == heads);
+    require!(fits(shape) && layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
     require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
 
-    let mut slot = MaybeUninit::uninit();
-    let norm = layer_norm(z, shape.dim, params.ln_eps, &mut slot);
-    let mut probs = [(0, [vdupq_n_s32(0); 4]); HEADS];
-    for (head, probs) in probs.iter_mut().enumerate().take(heads) {
-        let scores = scores(norm, &layout.score_weight[head], params.score_shift);
-        *probs = softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+    let [m, scale, y] = layer_norm_constants(z, shape.dim, params.ln_eps);
+    // n = mulhrs((z - m)·2^a, Y): `sqrdmulh` on i16 is mulhrs, and
+    // |z - m|·2^a < 2^15 is exact (docs/FIXED_POINT.md). Past D a value no
+    // weight reads.
+    let normalise = |c: usize| -> Tokens {
+        std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(vsubq_s16(z[c][h], m[h]), scale[h]), y[h]))
+    };
+    // The normalised tokens, written by the first head pair's pass where
+    // they are made (an array returned by value was copied), read by the
+    // other pairs and the means.
+    let mut slot = MaybeUninit::<[Tokens; DIM]>::uninit();
+    let norm_at = slot.as_mut_ptr().cast::<Tokens>();
+    let shift = vdupq_n_s32(-(params.score_shift as i32));
+    for (pair_index, weights) in layout.score_weight.iter().enumerate() {
+        let scores = if pair_index == 0 {
+            scores2(weights, |c| {
+                let n = normalise(c);
+                // SAFETY: channel c < DIM of the array.
+                unsafe { norm_at.add(c).write(n) };
+                n
+            })
+        } else {
+            // SAFETY: written by the first pass (pair_index 0).
+            scores2(weights, |c| unsafe { norm_at.add(c).read() })
+        };
+        for (i, scores) in scores.into_iter().enumerate() {
+            let head = 2 * pair_index + i;
+            if head < heads {
+                let scores = scores.map(|a| vrshlq_s32(a, shift));
+                softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
+            }
+        }
     }
-    let logits = attend(layout, norm, classes, &probs[..heads]);
-    int8::finish_logits_with(params.head_shift, &layout.head_bias, &logits[..classes], s);
+    // SAFETY: the first pass (a model has at least one head) wrote every
+    // channel.
+    let norm = unsafe { slot.assume_init_ref() };
+    let logits = attend(layout, norm, &s.probs);
+    let mut acc = [0i64; CLASSES];
+    for (i, v) in logits.iter().enumerate() {
+        // SAFETY: a store of 2 i64 lanes into 2 of the array's 16.
+        unsafe { vst1q_s64(acc[2 * i..].as_mut_ptr(), *v) };
+    }
+    int8::finish_logits_with(params.head_shift, &layout.head_bias, &acc[..classes], s);
 }
 
 /// Half `i` (tokens 4i..4i+3) of a channel's 16 tokens.
@@ -147,15 +189,11 @@ fn ln_constants4(sum: int32x4_t, sum_sq: int32x4_t, d: i32, eps: i32) -> [int32x
     [m, scale, vshlq_s32(vaddq_s32(y, over), vnegq_s32(over))]
 }
 
-/// `int8::layer_norm` of the 16 tokens, lane-wise, channel by channel.
+/// `int8::ln_constants` of the 16 tokens, lane-wise: `[m, 2^a, Y]`, each
+/// as i16 for tokens 0-7 and 8-15 (m within ±Zc, 2^a ≤ 2^14, Y < 2^15).
 #[inline]
 #[target_feature(enable = "neon")]
-fn layer_norm<'n>(
-    z: &[Tokens; DIM],
-    d: u32,
-    ln_eps: i32,
-    norm: &'n mut MaybeUninit<[Tokens; DIM]>,
-) -> &'n [Tokens; DIM] {
+fn layer_norm_constants(z: &[Tokens; DIM], d: u32, ln_eps: i32) -> [Tokens; 3] {
     // Σz and Σz² of tokens 4i..4i+3 (z within ±Zc, zero past D): both
     // below 2^31.
     let mut sum = [vdupq_n_s32(0); 4];
@@ -168,30 +206,41 @@ fn layer_norm<'n>(
         }
     }
     let constants: [[int32x4_t; 3]; 4] = std::array::from_fn(|i| ln_constants4(sum[i], sum_sq[i], d as i32, ln_eps));
-    // Each constant of the 16 tokens as i16 (m within ±Zc, 2^a ≤ 2^14,
-    // Y < 2^15): tokens 0-7 and 8-15.
-    let [m, scale, y]: [Tokens; 3] = std::array::from_fn(|j| {
+    std::array::from_fn(|j| {
         std::array::from_fn(|h| vcombine_s16(vmovn_s32(constants[2 * h][j]), vmovn_s32(constants[2 * h + 1][j])))
-    });
-    // n = mulhrs((z - m)·2^a, Y): `sqrdmulh` on i16 is mulhrs, and
-    // |z - m|·2^a < 2^15 is exact (docs/FIXED_POINT.md). Past D a value no
-    // weight reads. Built channel by channel where it lives (`fill`).
-    fill(norm, |c| std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(vsubq_s16(z[c][h], m[h]), scale[h]), y[h])))
+    })
 }
 
-/// One head's Q.16 scores of the 16 patch tokens:
-/// `round_shift(Σ_c g[c] · n[c], score_shift)` (g is zero past D).
+/// `acc[q] +=` tokens 4q..4q + 3 of `n` × lane L of `g`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn scores(norm: &[Tokens; DIM], g: &[i16; DIM], score_shift: u32) -> Wide {
-    let mut acc = [vdupq_n_s32(0); 4];
-    for (n, &g) in norm.iter().zip(g) {
-        for (i, a) in acc.iter_mut().enumerate() {
-            *a = vmlal_n_s16(*a, quarter(n, i), g);
+fn mac_lane<const L: i32>(acc: &mut Wide, n: &Tokens, g: int16x8_t) {
+    acc[0] = vmlal_laneq_s16::<L>(acc[0], vget_low_s16(n[0]), g);
+    acc[1] = vmlal_high_laneq_s16::<L>(acc[1], n[0], g);
+    acc[2] = vmlal_laneq_s16::<L>(acc[2], vget_low_s16(n[1]), g);
+    acc[3] = vmlal_high_laneq_s16::<L>(acc[3], n[1], g);
+}
+
+/// Two heads' score sums of the 16 patch tokens, `Σ_c g[c] · n[c]` (g is
+/// zero past D), from each channel's normalised tokens `n(c)`, called once
+/// per channel in order; the weights stay in registers (`smlal` by lane).
+#[inline]
+#[target_feature(enable = "neon")]
+fn scores2(weights: &[[i16; DIM]; 2], mut n: impl FnMut(usize) -> Tokens) -> [Wide; 2] {
+    let mut acc = [[vdupq_n_s32(0); 4]; 2];
+    for chunk in 0..DIM / 8 {
+        // SAFETY: 8 of the DIM lanes of each head's row.
+        let g = weights.map(|row| unsafe { vld1q_s16(row[8 * chunk..].as_ptr()) });
+        macro_rules! channels {
+            ($($lane:literal)*) => {$({
+                let n = n(8 * chunk + $lane);
+                mac_lane::<$lane>(&mut acc[0], &n, g[0]);
+                mac_lane::<$lane>(&mut acc[1], &n, g[1]);
+            })*};
         }
+        channels!(0 1 2 3 4 5 6 7);
     }
-    let shift = vdupq_n_s32(-(score_shift as i32));
-    acc.map(|a| vrshlq_s32(a, shift))
+    acc
 }
 
 /// `int8::exp2_q22` of four Q.16 `x ≤ 0`: the 8-entry tables by `tbl`.
@@ -217,11 +266,10 @@ fn exp4(x: int32x4_t) -> uint32x4_t {
 }
 
 /// `int8::softmax` of the CLS score and the 16 patch scores: writes the
-/// head's Q.14 probabilities to `out` and returns the CLS's and the
-/// patches'.
+/// head's Q.14 probabilities to `out`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn softmax(cls_score: i32, scores: Wide, out: &mut [i32]) -> (i32, Wide) {
+fn softmax(cls_score: i32, scores: Wide, out: &mut [i32]) {
     require!(out.len() == 1 + PATCHES);
     let max = vmaxvq_s32(vmaxq_s32(vmaxq_s32(scores[0], scores[1]), vmaxq_s32(scores[2], scores[3]))).max(cls_score);
     let e = scores.map(|s| exp4(vsubq_s32(s, vdupq_n_s32(max))));
@@ -229,18 +277,14 @@ fn softmax(cls_score: i32, scores: Wide, out: &mut [i32]) -> (i32, Wide) {
     // Σe ≤ 17 · 2^22: u32.
     let recip = int8::softmax_recip(cls + vaddvq_u32(vaddq_u32(vaddq_u32(e[0], e[1]), vaddq_u32(e[2], e[3]))));
     let r = vdupq_n_u32(recip);
-    let p: Wide = e.map(|e| {
-        let e16 = vshrq_n_u32::<6>(vaddq_u32(e, vdupq_n_u32(32)));
+    out[0] = int8::prob_q14(cls, recip);
+    for (i, e) in e.iter().enumerate() {
+        let e16 = vshrq_n_u32::<6>(vaddq_u32(*e, vdupq_n_u32(32)));
         let half = vshrq_n_u32::<1>(vmulq_u32(e16, r));
-        vreinterpretq_s32_u32(vshrq_n_u32::<17>(vaddq_u32(half, vdupq_n_u32(1 << 16))))
-    });
-    let cls = int8::prob_q14(cls, recip);
-    out[0] = cls;
-    for (i, p) in p.iter().enumerate() {
+        let p = vreinterpretq_s32_u32(vshrq_n_u32::<17>(vaddq_u32(half, vdupq_n_u32(1 << 16))));
         // SAFETY: 4 of the 16 lanes of `out` past its first (asserted length).
-        unsafe { vst1q_s32(out[1 + 4 * i..].as_mut_ptr(), *p) };
+        unsafe { vst1q_s32(out[1 + 4 * i..].as_mut_ptr(), p) };
     }
-    (cls, p)
 }
 
 /// Four i32x4 reduced lane-wise: lane i of the result is the sum of the
@@ -251,14 +295,22 @@ fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
     vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
 }
 
-/// Attention means and head logits, summed over heads in i64.
+/// Attention means and head logits from every head's probabilities
+/// (`probs`, T per head): the logits summed over heads in i64, classes
+/// 2i, 2i + 1 in register i.
 #[inline]
 #[target_feature(enable = "neon")]
-fn attend(layout: &Layout, norm: &[Tokens; DIM], classes: usize, probs: &[(i32, Wide)]) -> [i64; CLASSES] {
-    let mut logits = [0i64; CLASSES];
-    for (head, &(cls, p)) in probs.iter().enumerate() {
+fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int64x2_t; CLASSES / 2] {
+    let t_count = PATCHES + 1;
+    require!(probs.len() == layout.head_weight.len() * t_count);
+    let mut logits = [vdupq_n_s64(0); CLASSES / 2];
+    for (head, weights) in layout.head_weight.iter().enumerate() {
+        let probs = &probs[head * t_count..][..t_count];
+        // SAFETY: 16 lanes of `probs` past its first (asserted length).
+        let p: Wide = std::array::from_fn(|i| unsafe { vld1q_s32(probs[1 + 4 * i..].as_ptr()) });
         // The probabilities (≤ 2^14) as i16, tokens 0-7 and 8-15.
         let p16 = [vmovn_high_s32(vmovn_s32(p[0]), p[1]), vmovn_high_s32(vmovn_s32(p[2]), p[3])];
+        let cls = probs[0] as i16;
         // Channel c's Σ_t p_t · n_t[c] in four partial sums.
         let dot = |n: &Tokens| {
             let acc = vmlal_high_s16(vmull_s16(vget_low_s16(n[0]), vget_low_s16(p16[0])), n[0], p16[0]);
@@ -270,27 +322,26 @@ fn attend(layout: &Layout, norm: &[Tokens; DIM], classes: usize, probs: &[(i32, 
             let sums = reduce4(std::array::from_fn(|i| dot(&norm[4 * g + i])));
             // SAFETY: 4 of the 32 lanes of cls_norm.
             let cls_norm = unsafe { vld1_s16(layout.cls_norm[4 * g..].as_ptr()) };
-            *m = vqrshrn_n_s32::<{ PROB_FRAC_BITS as i32 }>(vmlal_n_s16(sums, cls_norm, cls as i16));
+            *m = vqrshrn_n_s32::<{ PROB_FRAC_BITS as i32 }>(vmlal_n_s16(sums, cls_norm, cls));
         }
-        let mean: [int16x8_t; DIM / 8] = std::array::from_fn(|i| vcombine_s16(mean[2 * i], mean[2 * i + 1]));
-        // One i32 dot product per class (exact, below 2^30).
-        let weights = &layout.head_weight[head];
-        let class_dot = |c: usize| {
-            let mut acc = vdupq_n_s32(0);
-            for (i, &m) in mean.iter().enumerate() {
-                // SAFETY: 8 of the 32 lanes of the class's row.
-                let w = unsafe { vld1q_s16(weights[c][8 * i..].as_ptr()) };
-                acc = vmlal_high_s16(vmlal_s16(acc, vget_low_s16(w), vget_low_s16(m)), w, m);
+        // One i32 dot product per class (exact, below 2^30), the classes in
+        // lanes: each channel's class weights × its mean, by lane.
+        let mut acc = [vdupq_n_s32(0); CLASSES / 4];
+        for chunk in 0..DIM / 8 {
+            let m = vcombine_s16(mean[2 * chunk], mean[2 * chunk + 1]);
+            macro_rules! channels {
+                ($($lane:literal)*) => {$({
+                    let row = &weights[8 * chunk + $lane];
+                    // SAFETY: lanes 0-7 and 8-15 of the channel's class row.
+                    let w = unsafe { [vld1q_s16(row.as_ptr()), vld1q_s16(row[8..].as_ptr())] };
+                    mac_lane::<$lane>(&mut acc, &w, m);
+                })*};
             }
-            acc
-        };
-        for c0 in (0..classes).step_by(4) {
-            let mut sums = [0i32; 4];
-            // SAFETY: a store of one register into a 4-lane array.
-            unsafe { vst1q_s32(sums.as_mut_ptr(), reduce4(std::array::from_fn(|i| class_dot(c0 + i)))) };
-            for (total, &sum) in logits[c0..].iter_mut().zip(&sums) {
-                *total += sum as i64;
-            }
+            channels!(0 1 2 3 4 5 6 7);
+        }
+        for (i, a) in acc.iter().enumerate() {
+            logits[2 * i] = vaddw_s32(logits[2 * i], vget_low_s32(*a));
+            logits[2 * i + 1] = vaddw_high_s32(logits[2 * i + 1], *a);
         }
     }
     logits
