@@ -76,7 +76,8 @@ struct Layout {
     /// rounding by i32::MAX, so the sum is the scalar's exactly.
     bias: Vec<i32>,
     /// `[patches][dim_pad]`: the tokens of blank patches (no ink: the
-    /// embedding is the bias alone), copied instead of computed.
+    /// embedding is the bias alone), copied instead of computed (read in
+    /// place by the shipped geometry's pass).
     blank: Vec<i16>,
     /// `[heads][dim_pad]`.
     score_weight: Vec<i16>,
@@ -194,7 +195,8 @@ pub(crate) struct Scratch {
     /// LayerNorm constants of each group of eight tokens: `m`, `2^a` and
     /// `Y` in eight i32 lanes each, `patches_pad · 3`.
     ln_params: Vec<i32>,
-    /// Their LayerNorm, same layout.
+    /// Their LayerNorm, same layout; for the shipped geometry, the
+    /// normalised pairs of `lanes::tail` (`lanes_buffer`).
     norm: Vec<i16>,
     /// Each head's scores: the CLS token's, then the patches',
     /// `heads × (1 + patches_pad)`.
@@ -270,16 +272,7 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
     require!(s.probs.len() == heads * (patches + 1));
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
         ink_masks(layout, shape, &s.simd_image, &mut b.inks);
-        patch_embed_sparse::<false>(
-            w.params.z_shift,
-            layout,
-            shape,
-            dim_pad,
-            &s.simd_image,
-            &b.inks,
-            &mut b.tokens,
-            true,
-        );
+        patch_embed_sparse::<false>(w.params.z_shift, layout, shape, dim_pad, &s.simd_image, &b.inks, &mut b.tokens);
     } else {
         patch_embed_dense(w, layout, shape, dim_pad, &s.simd_image, &mut b.tokens);
     }
@@ -289,16 +282,16 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
 }
 
 /// The pass for the shipped geometry (`lanes::fits`): the sparse patch
-/// embedding into token rows, then the rows transposed into the channel
-/// pairs of `lanes::tail` (four 8 × 8 dword transposes: dword k of a row is
-/// the token's channel pair k).
+/// embedding into token rows, then the rows (a blank patch's from
+/// `layout.blank`) transposed into the channel pairs of `lanes::tail` (four
+/// 8 × 8 dword transposes: dword k of a row is the token's channel pair k).
 #[target_feature(enable = "avx2")]
 fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     let b = &mut s.avx2;
     let (z_shift, dim) = (tail.params.z_shift, lanes::DIM);
     let inks: &mut [u32; lanes::PATCHES] = (&mut b.inks[..]).try_into().unwrap_or_else(|_| simd::precondition_failed());
     ink_masks_shipped(image, inks);
-    patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &b.inks, &mut b.tokens, false);
+    patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &b.inks, &mut b.tokens);
     require!(b.tokens.len() >= lanes::PATCHES * dim && layout.blank.len() >= lanes::PATCHES * dim);
     // Each token's row: its embedding, or for a blank patch the bias's.
     let rows: [*const i16; lanes::PATCHES] = std::array::from_fn(|t| {
@@ -436,7 +429,7 @@ fn ink_masks(layout: &Layout, shape: &Shape, pixels: &[i16], inks: &mut [u32]) {
 /// `ink_masks` of the shipped geometry (16 patches of 7 × 7 in a 28 × 28
 /// image) from the u8 image, a row of four patches at a time: per image
 /// row, its 16 pixel pairs (4 patches × 4) as words compared with zero,
-/// then bytes (`vpackssdw` of two rows) regrouped by patch, even rows in
+/// then bytes (`vpacksswb` of two rows) regrouped by patch, even rows in
 /// the low 128 bits and odd rows in the high, which `vpmovmskb` turns into
 /// `ink_mask`'s bit order.
 #[inline]
@@ -444,8 +437,8 @@ fn ink_masks(layout: &Layout, shape: &Shape, pixels: &[i16], inks: &mut [u32]) {
 fn ink_masks_shipped(image: &[u8], inks: &mut [u32; lanes::PATCHES]) {
     const SIDE: usize = lanes::SIDE;
     require!(image.len() == SIDE * SIDE);
-    // Word j of patch c (4c + j, per 128-bit lane: patches 0, 1 from the
-    // load at column 0, patches 2, 3 from the load at column 12): the
+    // Word 4·(c mod 2) + j of a 128-bit lane is pair j of patch c
+    // (patches 0, 1 from the load at column 0, 2, 3 from column 12): the
     // pixels 7c + 2j and 7c + 2j + 1, the latter none (0x80) for j = 3, the
     // next patch's first pixel.
     let pairs = {
@@ -496,10 +489,9 @@ fn ink_masks_shipped(image: &[u8], inks: &mut [u32; lanes::PATCHES]) {
 /// Patch embedding for patches of up to 8 pixels a side, from every
 /// patch's ink mask: one `vpmaddwd` per 8 channels for each set bit. The
 /// row of a blank patch (no ink: its embedding is the bias alone) is
-/// copied from `layout.blank` if `write_blank`, else left for the caller
-/// to read there.
+/// copied from `layout.blank`, except in the shipped geometry's instance,
+/// whose caller reads it there.
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 fn patch_embed_sparse<const SHIPPED: bool>(
     z_shift: u32,
     layout: &Layout,
@@ -508,7 +500,6 @@ fn patch_embed_sparse<const SHIPPED: bool>(
     pixels: &[i16],
     inks: &[u32],
     tokens: &mut [i16],
-    write_blank: bool,
 ) {
     // The shipped geometry's instance has every loop bound known.
     let (side, p) = match SHIPPED {
@@ -533,7 +524,7 @@ fn patch_embed_sparse<const SHIPPED: bool>(
             if ink == 0 {
                 // A quarter to half of a digit's patches, and every patch of
                 // a blank image.
-                if write_blank {
+                if !SHIPPED {
                     let at = patch * dim_pad;
                     tokens[at..at + dim_pad].copy_from_slice(&layout.blank[at..at + dim_pad]);
                 }

@@ -18,8 +18,9 @@
 //!   (2j, 2j+1) of a channel pair k from (n_2j[2k], n_2j[2k+1]),
 //!   (n_2j+1[2k], n_2j+1[2k+1]) into (n_2j[2k], n_2j+1[2k]),
 //!   (n_2j[2k+1], n_2j+1[2k+1]), so `vpmaddwd` by (p_2j, p_2j+1) gives both
-//!   channels' sums over the two tokens; a tree of unpacks and 128-bit
-//!   permutes then adds the four token pairs of a register, four channel
+//!   channels' sums over the two tokens (each qword, after both halves:
+//!   token pairs (2j, 2j+1) and (8+2j, 9+2j)); a tree of unpacks and
+//!   128-bit permutes then adds a register's four qwords, four channel
 //!   pairs at a time, leaving the channels in order.
 //! - The logits' i64 sum over heads in vector lanes, their last step the
 //!   scalar's.
@@ -210,7 +211,9 @@ fn swap_words() -> __m256i {
 pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
-    require!(fits(shape) && layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
+    // At least one head: the first head pair's pass writes the normalised pairs.
+    require!(fits(shape) && heads > 0);
+    require!(layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
     require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
     let params = &layout.params;
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
@@ -221,7 +224,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     let swap = swap_words();
     // The normalised pairs with their tokens' words swapped (`swap_words`),
     // written by the first head pair's pass, read by the others and the
-    // means: register 2k + half at `swapped[32·(2k + half)..]`. In the
+    // means: register 2k + half at `swapped[16·(2k + half)..]`. In the
     // scratch, not on the stack: LLVM copied a stack array of 1 KB.
     let swapped = s.avx2.lanes_buffer();
     require!(swapped.len() >= 2 * PAIRS * 16);
@@ -355,10 +358,11 @@ fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) {
 fn attend(layout: &Layout, swapped: &[i16], probs: &[i32]) -> [__m256i; CLASSES / 4] {
     let t_count = PATCHES + 1;
     require!(probs.len() == layout.head_weight.len() * t_count && swapped.len() == 2 * PAIRS * 16);
-    // SAFETY: register 2k + half < 2·PAIRS: 16 values inside `swapped`
-    // (asserted length); unaligned.
-    let swapped =
-        |k: usize, half: usize| unsafe { _mm256_loadu_si256(swapped.as_ptr().add(16 * (2 * k + half)).cast()) };
+    let swapped = |k: usize, half: usize| {
+        let register = &swapped[16 * (2 * k + half)..][..16];
+        // SAFETY: an unaligned load of the 16 values of the slice.
+        unsafe { _mm256_loadu_si256(register.as_ptr().cast()) }
+    };
     let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
     let mut logits = [_mm256_setzero_si256(); CLASSES / 4];
     for (head, weights) in layout.head_weight.iter().enumerate() {

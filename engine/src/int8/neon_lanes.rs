@@ -91,7 +91,9 @@ impl Layout {
 pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
-    require!(fits(shape) && layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
+    // At least one head: the first head pair's pass writes `norm`.
+    require!(fits(shape) && heads > 0);
+    require!(layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
     require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
@@ -129,8 +131,8 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
             }
         }
     }
-    // SAFETY: the first pass (a model has at least one head) wrote every
-    // channel.
+    // SAFETY: the first pass (there is one: heads > 0, asserted) wrote
+    // every channel.
     let norm = unsafe { slot.assume_init_ref() };
     let logits = attend(layout, norm, &s.probs);
     let mut acc = [0i64; CLASSES];
