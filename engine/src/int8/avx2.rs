@@ -758,7 +758,7 @@ pub(super) fn prob8(e: __m256i, recip: __m256i) -> __m256i {
 /// The sum of the eight i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn sum8(v: __m256i) -> i32 {
+fn sum8(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))

@@ -252,13 +252,11 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
                 }
             }
         }
-        for (i, acc) in acc.iter().enumerate() {
-            let head = 2 * pair_index + i;
-            if head < heads {
-                let scores = acc.map(|a| _mm256_sra_epi32(_mm256_add_epi32(a, score_round), score_shift));
-                softmax(layout.cls_score[head], scores, &mut s.probs[head * t_count..][..t_count]);
-            }
-        }
+        let scores = acc.map(|acc| acc.map(|a| _mm256_sra_epi32(_mm256_add_epi32(a, score_round), score_shift)));
+        // The pair's heads (one, past the last head of an odd count).
+        let (first, count) = (2 * pair_index, (heads - 2 * pair_index).min(2));
+        let cls_score = [layout.cls_score[first], layout.cls_score[first + count - 1]];
+        softmax2(cls_score, scores, &mut s.probs[first * t_count..][..count * t_count]);
     }
     // The first pass (score_weight has at least one head pair: a model
     // has at least one head) wrote every register.
@@ -326,27 +324,60 @@ pub(super) fn transpose8(rows: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
-/// `int8::softmax` of the CLS score and the 16 patch scores (two
-/// registers): writes the head's Q.14 probabilities to `out`.
+/// Lanes 0 and 1 of the result: `op` over the 8 lanes of `a`, of `b`
+/// (an associative, commutative lane-wise `op`: max, add).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn softmax(cls_score: i32, scores: Lanes, out: &mut [i32]) {
-    require!(out.len() == 1 + PATCHES);
-    let m = _mm256_max_epi32(scores[0], scores[1]);
-    let m = _mm256_max_epi32(m, _mm256_shuffle_epi32::<0b01_00_11_10>(m));
-    let m = _mm256_max_epi32(m, _mm256_shuffle_epi32::<0b10_11_00_01>(m));
-    let m = _mm256_max_epi32(m, _mm256_permute2x128_si256::<0x01>(m, m));
-    let max = _mm256_cvtsi256_si32(m).max(cls_score);
-    let e = scores.map(|v| exp8(_mm256_sub_epi32(v, _mm256_set1_epi32(max))));
-    let cls = int8::exp2_q22(cls_score - max);
+fn reduce_two(a: __m256i, b: __m256i, op: impl Fn(__m256i, __m256i) -> __m256i) -> __m256i {
+    // [a0 b0 a1 b1 | a4 b4 a5 b5] op [a2 b2 a3 b3 | a6 b6 a7 b7], then the
+    // qwords of each 128-bit half, then the halves.
+    let v = op(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    let v = op(v, _mm256_shuffle_epi32::<0b01_00_11_10>(v));
+    op(v, _mm256_permute2x128_si256::<0x01>(v, v))
+}
+
+/// `int8::softmax` of one or two heads (`out` holds `count` heads' T
+/// probabilities; a missing second head's scores are computed and
+/// dropped), each of the CLS score and 16 patch scores (two registers):
+/// the two maxima and the two sums from one reduction each, the two CLS
+/// exponentials and probabilities in lanes 0 and 1 of one register.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn softmax2(cls_score: [i32; 2], scores: [Lanes; 2], out: &mut [i32]) {
+    let t = 1 + PATCHES;
+    require!(out.len() == t || out.len() == 2 * t);
+    // Lane 1 the second head's, the others the first's: a blend of two
+    // broadcasts (valgrind 3.19 cannot run the `vmovq` LLVM makes of a
+    // `setr` with zeros).
+    let two = |a: i32, b: i32| _mm256_blend_epi32::<0b10>(_mm256_set1_epi32(a), _mm256_set1_epi32(b));
+    let cls = two(cls_score[0], cls_score[1]);
+    let m = scores.map(|s| _mm256_max_epi32(s[0], s[1]));
+    // Lane h < 2: head h's maximum (the others: at least their CLS lane's).
+    let max = _mm256_max_epi32(reduce_two(m[0], m[1], |a, b| _mm256_max_epi32(a, b)), cls);
+    let lane = |v: __m256i, h: i32| _mm256_permutevar8x32_epi32(v, _mm256_set1_epi32(h));
+    let e: [Lanes; 2] = std::array::from_fn(|h| {
+        let max = lane(max, h as i32);
+        scores[h].map(|v| exp8(_mm256_sub_epi32(v, max)))
+    });
+    let cls = exp8(_mm256_sub_epi32(cls, max));
     // Σe ≤ 17 · 2^22: i32.
-    let recip = int8::softmax_recip(cls + avx2::sum8(_mm256_add_epi32(e[0], e[1])) as u32);
-    let r = _mm256_set1_epi32(recip as i32);
-    out[0] = int8::prob_q14(cls, recip);
-    // SAFETY: 16 lanes of `out` past its first (asserted length).
-    unsafe {
-        _mm256_storeu_si256(out[1..].as_mut_ptr().cast(), avx2::prob8(e[0], r));
-        _mm256_storeu_si256(out[9..].as_mut_ptr().cast(), avx2::prob8(e[1], r));
+    let sums = reduce_two(_mm256_add_epi32(e[0][0], e[0][1]), _mm256_add_epi32(e[1][0], e[1][1]), |a, b| {
+        _mm256_add_epi32(a, b)
+    });
+    let sums = _mm256_add_epi32(sums, cls);
+    let recip = [_mm256_cvtsi256_si32(sums), _mm256_extract_epi32::<1>(sums)].map(|s| int8::softmax_recip(s as u32));
+    let cls = avx2::prob8(cls, two(recip[0] as i32, recip[1] as i32));
+    let cls = [_mm256_cvtsi256_si32(cls), _mm256_extract_epi32::<1>(cls)];
+    let heads = if out.len() == 2 * t { 2 } else { 1 };
+    for h in 0..heads {
+        let out = &mut out[h * t..][..t];
+        let r = _mm256_set1_epi32(recip[h] as i32);
+        out[0] = cls[h];
+        // SAFETY: 16 lanes of the head's T past its first (asserted length).
+        unsafe {
+            _mm256_storeu_si256(out[1..].as_mut_ptr().cast(), avx2::prob8(e[h][0], r));
+            _mm256_storeu_si256(out[9..].as_mut_ptr().cast(), avx2::prob8(e[h][1], r));
+        }
     }
 }
 
