@@ -207,16 +207,18 @@ fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
     require!(row.len() == GROUP);
     // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
     let shift = vdupq_n_s32(-(prep.z_shift as i32));
-    let (z_min, z_max) = (vdupq_n_s32(-prep.z_limit), vdupq_n_s32(prep.z_limit));
-    let z: [int16x4_t; 8] = std::array::from_fn(|i| {
+    // ±Zc (at most 16383) as i16: `sqxtn` saturates to ±32767 first, then
+    // the min and max on eight values at a time clamp to ±Zc.
+    let (z_min, z_max) = (vdupq_n_s16(-prep.z_limit as i16), vdupq_n_s16(prep.z_limit as i16));
+    let z32: [int32x4_t; 8] = std::array::from_fn(|i| {
         // SAFETY: 4 of the 32 values of each (checked lengths).
         let (scale, bias) = unsafe { (vld1q_s32(scale[4 * i..].as_ptr()), vld1q_s32(bias[4 * i..].as_ptr())) };
-        let z32 = vrshlq_s32(vmlaq_s32(bias, acc[i], scale), shift);
-        vmovn_s32(vminq_s32(vmaxq_s32(z32, z_min), z_max))
+        vrshlq_s32(vmlaq_s32(bias, acc[i], scale), shift)
     });
-    for (i, pair) in z.chunks_exact(2).enumerate() {
+    for i in 0..4 {
+        let z = vqmovn_high_s32(vqmovn_s32(z32[2 * i]), z32[2 * i + 1]);
         // SAFETY: 8 of the 32 values of the row (asserted length).
-        unsafe { vst1q_s16(row[8 * i..].as_mut_ptr(), vcombine_s16(pair[0], pair[1])) };
+        unsafe { vst1q_s16(row[8 * i..].as_mut_ptr(), vminq_s16(vmaxq_s16(z, z_min), z_max)) };
     }
 }
 
@@ -248,26 +250,32 @@ fn embed_sparse<'r>(
         let shift = if c == 0 { 0 } else { 8 };
         let start = PATCH * r * SIDE + PATCH * c - shift / 8;
         let block = &image[start..start + (PATCH - 1) * SIDE + 8];
-        for y in 0..PATCH {
-            let bytes = u64::from_le_bytes(block[y * SIDE..][..8].try_into().unwrap());
-            let mut ink = (bytes >> shift) & 0x00ff_ffff_ffff_ffff;
-            while ink != 0 {
-                let x = ink.trailing_zeros() / 8;
-                let px = vdupq_n_s16((ink >> (8 * x)) as u8 as i16);
-                ink &= !(0xff << (8 * x));
-                // SAFETY: slot (y, x) with x < 7: its 32 weights end at
-                // (y·8 + x + 1)·32 ≤ 7·8·32, the asserted length.
-                let w = unsafe { vld1q_s16_x4(prep.weight.as_ptr().add((y * 8 + x as usize) * DIM)) };
-                a0 = vmlal_s16(a0, vget_low_s16(w.0), vget_low_s16(px));
-                a1 = vmlal_high_s16(a1, w.0, px);
-                a2 = vmlal_s16(a2, vget_low_s16(w.1), vget_low_s16(px));
-                a3 = vmlal_high_s16(a3, w.1, px);
-                a4 = vmlal_s16(a4, vget_low_s16(w.2), vget_low_s16(px));
-                a5 = vmlal_high_s16(a5, w.2, px);
-                a6 = vmlal_s16(a6, vget_low_s16(w.3), vget_low_s16(px));
-                a7 = vmlal_high_s16(a7, w.3, px);
-            }
+        // The 7 rows written out (a macro over the row's literal): as a loop,
+        // LLVM kept a counter and multiplied it by the row stride, 4 of the
+        // 8 instructions a row spends finding its ink.
+        macro_rules! rows {
+            ($($y:literal)*) => {$({
+                let bytes = u64::from_le_bytes(block[$y * SIDE..][..8].try_into().unwrap());
+                let mut ink = (bytes >> shift) & 0x00ff_ffff_ffff_ffff;
+                while ink != 0 {
+                    let x = ink.trailing_zeros() / 8;
+                    let px = vdupq_n_s16((ink >> (8 * x)) as u8 as i16);
+                    ink &= !(0xff << (8 * x));
+                    // SAFETY: slot (y, x) with x < 7: its 32 weights end at
+                    // (y·8 + x + 1)·32 ≤ 7·8·32, the asserted length.
+                    let w = unsafe { vld1q_s16_x4(prep.weight.as_ptr().add(($y * 8 + x as usize) * DIM)) };
+                    a0 = vmlal_s16(a0, vget_low_s16(w.0), vget_low_s16(px));
+                    a1 = vmlal_high_s16(a1, w.0, px);
+                    a2 = vmlal_s16(a2, vget_low_s16(w.1), vget_low_s16(px));
+                    a3 = vmlal_high_s16(a3, w.1, px);
+                    a4 = vmlal_s16(a4, vget_low_s16(w.2), vget_low_s16(px));
+                    a5 = vmlal_high_s16(a5, w.2, px);
+                    a6 = vmlal_s16(a6, vget_low_s16(w.3), vget_low_s16(px));
+                    a7 = vmlal_high_s16(a7, w.3, px);
+                }
+            })*};
         }
+        rows!(0 1 2 3 4 5 6);
         let mut row = [0i16; DIM];
         finish(prep, [a0, a1, a2, a3, a4, a5, a6, a7], patch * DIM, &mut row);
         row
