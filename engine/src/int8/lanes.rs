@@ -336,7 +336,7 @@ fn reduce_two(a: __m256i, b: __m256i, op: impl Fn(__m256i, __m256i) -> __m256i) 
     op(v, _mm256_permute2x128_si256::<0x01>(v, v))
 }
 
-/// `int8::softmax` of one or two heads (`out` holds `count` heads' T
+/// `int8::softmax` of one or two heads (`out` holds one or two heads' T
 /// probabilities; a missing second head's scores are computed and
 /// dropped), each of the CLS score and 16 patch scores (two registers):
 /// the two maxima and the two sums from one reduction each, the two CLS

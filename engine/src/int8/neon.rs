@@ -12,8 +12,8 @@
 //! The epilogue is the scalar one, lane-wise: `acc · scale + bias` (i32, the
 //! loader bounds it), `srshl` by `-z_shift` (a rounding right shift computed
 //! without intermediate overflow: exactly `round_shift`'s round half up), a
-//! clamp to ±`int8::z_limit(D)` (`int8::saturate_z`), and a
-//! narrowing move.
+//! saturating narrow to i16 and a clamp to ±`int8::z_limit(D)` on eight
+//! lanes at a time (together `int8::saturate_z`, as Zc ≤ 16383).
 //!
 //! For the shipped geometry (`int8::shipped`) the embedding visits only the
 //! pixels with ink (a zero pixel adds zero: same sums), the 16 token rows
@@ -207,7 +207,7 @@ fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
     require!(row.len() == GROUP);
     // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
     let shift = vdupq_n_s32(-(prep.z_shift as i32));
-    // ±Zc (at most 16383) as i16: `sqxtn` saturates to ±32767 first, then
+    // ±Zc (at most 16383) as i16: `sqxtn` saturates to [-32768, 32767], then
     // the min and max on eight values at a time clamp to ±Zc.
     let (z_min, z_max) = (vdupq_n_s16(-prep.z_limit as i16), vdupq_n_s16(prep.z_limit as i16));
     let z32: [int32x4_t; 8] = std::array::from_fn(|i| {
