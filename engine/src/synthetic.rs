@@ -68,7 +68,7 @@ pub fn random_image(shape: &Shape, seed: u64) -> Vec<u8> {
 /// ranges the loader accepts: for property tests of the fixed-point path
 /// (no overflow, every backend bit-exact) beyond what real models exercise.
 pub fn random_int8_blob(shape: Shape, seed: u64) -> Vec<u8> {
-    use crate::int8::{ln_eps_limit, Params, PATCH_WEIGHT_LIMIT, WIDE_WEIGHT_LIMIT};
+    use crate::int8::{ln_eps_limit, Params, BYTE_PAIR_WEIGHT_LIMIT, PATCH_WEIGHT_LIMIT, WIDE_WEIGHT_LIMIT};
     let mut rng = SplitMix64(seed);
     let mut int = |lo: i64, hi: i64| lo + (rng.next_u64() % (hi - lo + 1) as u64) as i64;
     let (d, k, h, c, patches) =
@@ -76,7 +76,9 @@ pub fn random_int8_blob(shape: Shape, seed: u64) -> Vec<u8> {
     let bias_limit = 1i64 << 26;
     let max_acc = k as i64 * 255 * PATCH_WEIGHT_LIMIT as i64;
     let max_scale = ((i32::MAX as i64 - (1 << 23) - bias_limit) / max_acc).clamp(1, 1024);
-    let limit = PATCH_WEIGHT_LIMIT as i64;
+    // Half the models in 7 bits, what the converter writes (AVX2's quad
+    // path), half in the 8 bits the loader accepts (its pair path).
+    let limit = if int(0, 1) == 0 { BYTE_PAIR_WEIGHT_LIMIT } else { PATCH_WEIGHT_LIMIT } as i64;
     let patch_weight: Vec<u8> = (0..d * k).map(|_| int(-limit, limit) as i8 as u8).collect();
     let scale: Vec<i32> = (0..d).map(|_| int(1, max_scale) as i32).collect();
     let bias: Vec<i32> = (0..patches * d).map(|_| int(-bias_limit, bias_limit) as i32).collect();

@@ -102,7 +102,7 @@ pub(crate) struct Kernel {
 }
 
 impl Kernel {
-    /// `None` when this CPU lacks AVX2, FMA or F16C.
+    /// `None` when this CPU lacks AVX2, FMA, F16C or BMI1.
     pub(crate) fn new(w: &f16::Weights<'_>, shape: &Shape) -> Option<Kernel> {
         let cpu = Avx2::detect()?;
         let dim_pad = padded_dim(shape);

@@ -1,11 +1,14 @@
 //! The int8 pass on AVX2: exactly the integers of `crate::int8`, reached by
 //! a different order of exact integer operations.
 //!
-//! - Patch embedding with `vpmaddwd` on (pixel pair × weight pair): pixels
-//!   zero-extended and weights widened to i16 make every product and pair
-//!   sum exact in i32 (`vpmaddubsw` would saturate: 255·127·2 > 32767). Only
-//!   pixel pairs with ink are visited: a digit is mostly blank, and a blank
-//!   pair adds zero, so skipping it gives the same integers.
+//! - Patch embedding of the shipped geometry by pixel quads: a dword of 4
+//!   u8 pixels broadcast, `vpmaddubsw` by 4 weights per channel (exact for
+//!   the 7-bit weights the converter writes: 2·255·63 < 2^15), `vpmaddwd`
+//!   by ones to i32. Blobs with 8-bit weights, and other shapes, take pixel
+//!   pairs: pixels zero-extended and weights widened to i16, `vpmaddwd` on
+//!   (pixel pair × weight pair). Only quads or pairs with ink are visited: a
+//!   digit is mostly blank, and a blank one adds zero, so skipping it gives
+//!   the same integers.
 //! - Tokens live in rows of `dim_pad` i16 (padding channels are garbage
 //!   after LayerNorm, but every weight that reads them is zero).
 //! - LayerNorm of eight tokens at once: sums reduced together, the
@@ -151,6 +154,51 @@ impl Layout {
     }
 }
 
+/// The shipped geometry's patch weights for `vpmaddubsw`: a patch row's
+/// seven pixels as two dwords (x 0..4 and x 3..7, the second's weight for
+/// x = 3 zero, so no read leaves the patch), each a broadcast multiplied
+/// by the four weights of eight channels per register.
+#[derive(Clone, Debug)]
+struct Quads {
+    /// `[QUAD_SLOTS][DIM]` dwords of four i8 weights: slot `2y + h`, zero
+    /// for the slots of an 8th row and for channels past D.
+    weight: Vec<i32>,
+    /// Each slot's first pixel from the patch's origin.
+    offset: [u32; QUAD_SLOTS],
+}
+
+/// Quad slots of a patch, one per bit of a 16-bit ink mask (8 rows of 2;
+/// the 8th row's are never set).
+const QUAD_SLOTS: usize = 16;
+
+impl Quads {
+    /// `None` for another geometry, or for weights beyond 7 bits (a blob
+    /// converted before microvit chose them; it takes the pair path).
+    fn new(w: &Weights<'_>, shape: &Shape) -> Option<Quads> {
+        let limit = int8::BYTE_PAIR_WEIGHT_LIMIT;
+        if !lanes::fits(shape) || w.patch_weight.iter().any(|&q| !(-limit..=limit).contains(&q)) {
+            return None;
+        }
+        let dwords = lanes::patch_dwords(w, shape);
+        let mut weight = vec![0; QUAD_SLOTS * lanes::DIM];
+        for (slot, row) in weight.chunks_exact_mut(lanes::DIM).take(lanes::GROUPS).enumerate() {
+            for (o, v) in row.iter_mut().enumerate() {
+                // Group (y, 1) holds x 4..8 (x = 7 zero); read from x = 3,
+                // its bytes move up one.
+                *v = if slot % 2 == 0 { dwords[o][slot] } else { dwords[o][slot] << 8 };
+            }
+        }
+        let offset = std::array::from_fn(|slot| {
+            if slot < lanes::GROUPS {
+                (slot / 2 * lanes::SIDE + 3 * (slot % 2)) as u32
+            } else {
+                0
+            }
+        });
+        Some(Quads { weight, offset })
+    }
+}
+
 /// The AVX2 int8 kernel of one model: the CPU's token and the weights laid
 /// out for it.
 #[derive(Clone, Debug)]
@@ -160,15 +208,19 @@ pub(crate) struct Kernel {
     layout: Layout,
     /// The tail with tokens in lanes, for the shipped geometry.
     lanes: Option<lanes::Layout>,
+    /// The embedding by pixel quads, for the shipped geometry when the
+    /// patch weights fit 7 bits (every blob the converter writes).
+    quads: Option<Quads>,
 }
 
 impl Kernel {
-    /// `None` when this CPU lacks AVX2.
+    /// `None` when this CPU lacks AVX2 or BMI1.
     pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         let cpu = Avx2::detect()?;
         let dim_pad = padded_dim(shape);
         let lanes = lanes::fits(shape).then(|| lanes::Layout::new(w, shape));
-        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad), lanes })
+        let quads = Quads::new(w, shape);
+        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad), lanes, quads })
     }
 
     pub(crate) fn forward<'m>(
@@ -178,7 +230,7 @@ impl Kernel {
         image: &[u8],
         s: &mut int8::Scratch,
     ) {
-        // SAFETY: `self.cpu` exists only if AVX2 was detected.
+        // SAFETY: `self.cpu` exists only if AVX2 and BMI1 were detected.
         unsafe { forward(self.cpu, weights, self, shape, image, s) }
     }
 }
@@ -228,8 +280,8 @@ impl Scratch {
 }
 
 /// # Safety
-/// The CPU must support AVX2 (`_cpu` proves it).
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2 and BMI1 (`_cpu` proves it).
+#[target_feature(enable = "avx2,bmi1")]
 unsafe fn forward<'m>(
     _cpu: Avx2,
     weights: impl FnOnce() -> Weights<'m>,
@@ -243,14 +295,14 @@ unsafe fn forward<'m>(
     require!(dim_pad == padded_dim(shape) && dim_pad <= 128);
     require!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
 
-    widen_image(image, &mut s.simd_image);
     // The shipped models (7×7 patches, up to 32 channels) get an instance
     // with every loop bound known; other shapes the same code with the
     // patch side read at run time. Each function checks the lengths it
     // relies on.
     if let (7, 2, Some(tail)) = (shape.patch_side, dim_pad / 16, &kernel.lanes) {
-        return run_lanes(layout, tail, shape, image, s);
+        return run_lanes(layout, kernel.quads.as_ref(), tail, shape, image, s);
     }
+    widen_image(image, &mut s.simd_image);
     run(&weights(), layout, shape, dim_pad, s);
 }
 
@@ -282,16 +334,30 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
 }
 
 /// The pass for the shipped geometry (`lanes::fits`): the sparse patch
-/// embedding into token rows, then the rows (a blank patch's from
+/// embedding into token rows (by pixel quads, or by pixel pairs for
+/// weights beyond 7 bits), then the rows (a blank patch's from
 /// `layout.blank`) transposed into the channel pairs of `lanes::tail` (four
 /// 8 × 8 dword transposes: dword k of a row is the token's channel pair k).
-#[target_feature(enable = "avx2")]
-fn run_lanes(layout: &Layout, tail: &lanes::Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
+#[target_feature(enable = "avx2,bmi1")]
+fn run_lanes(
+    layout: &Layout,
+    quads: Option<&Quads>,
+    tail: &lanes::Layout,
+    shape: &Shape,
+    image: &[u8],
+    s: &mut int8::Scratch,
+) {
     let b = &mut s.avx2;
     let (z_shift, dim) = (tail.params.z_shift, lanes::DIM);
     let inks: &mut [u32; lanes::PATCHES] = (&mut b.inks[..]).try_into().unwrap_or_else(|_| simd::precondition_failed());
-    ink_masks_shipped(image, inks);
-    patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &b.inks, &mut b.tokens);
+    if let Some(quads) = quads {
+        ink_quads_shipped(image, inks);
+        patch_embed_quads(z_shift, quads, layout, shape, image, inks, &mut b.tokens);
+    } else {
+        widen_image(image, &mut s.simd_image);
+        ink_masks_shipped(image, inks);
+        patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &b.inks, &mut b.tokens);
+    }
     require!(b.tokens.len() >= lanes::PATCHES * dim && layout.blank.len() >= lanes::PATCHES * dim);
     // Each token's row: its embedding, or for a blank patch the bias's.
     let rows: [*const i16; lanes::PATCHES] = std::array::from_fn(|t| {
@@ -482,6 +548,120 @@ fn ink_masks_shipped(image: &[u8], inks: &mut [u32; lanes::PATCHES]) {
         ];
         for (ink, bytes) in inks.iter_mut().zip(patches) {
             *ink = !(_mm256_movemask_epi8(bytes) as u32);
+        }
+    }
+}
+
+/// The shipped geometry's ink masks by pixel quad (`Quads`): bit `2y + h`
+/// of a patch's mask is set when pixels (y, 4h..4h + 4) of it (x < 7) have
+/// ink. A row of four patches at a time: per image row, the eight quads as
+/// dwords compared with zero, packed to bytes four rows a register, then
+/// regrouped by patch so that `vpmovmskb` gives two patches' masks.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn ink_quads_shipped(image: &[u8], inks: &mut [u32; lanes::PATCHES]) {
+    const SIDE: usize = lanes::SIDE;
+    require!(image.len() == SIDE * SIDE);
+    // Dword 2(c mod 2) + h of 128-bit lane L is quad h of patch c = 2L +
+    // dword / 2 (the load at column 0 for L = 0, at column 12 for L = 1);
+    // 0x80, a zero, for x = 7, the next patch's pixel.
+    let quads = {
+        let bytes: [u8; 32] = std::array::from_fn(|b| {
+            let (lane, dword, j) = (b / 16, (b % 16) / 4, b % 4);
+            let (c, x) = (2 * lane + dword / 2, 4 * (dword % 2) + j);
+            if x == lanes::PATCH {
+                0x80
+            } else {
+                (7 * c + x - 12 * lane) as u8
+            }
+        });
+        // SAFETY: an unaligned load of a 32-byte array.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    };
+    // After the packs, byte 4y + 2(c mod 2) + h of a lane is row y's quad h
+    // of its patch c; this gathers each patch's eight bytes, rows in order.
+    let by_patch = {
+        let bytes: [u8; 32] = std::array::from_fn(|b| {
+            let (half, y, h) = ((b % 16) / 8, (b % 8) / 2, b % 2);
+            (4 * y + 2 * half + h) as u8
+        });
+        // SAFETY: as above.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    };
+    let zero = _mm256_setzero_si256();
+    let all = _mm256_cmpeq_epi32(zero, zero);
+    for (r, inks) in inks.chunks_exact_mut(4).enumerate() {
+        // All ones (blank) in every quad of row y.
+        let blank = |y: usize| {
+            if y == lanes::PATCH {
+                return all;
+            }
+            let at = image.as_ptr().wrapping_add((lanes::PATCH * r + y) * SIDE);
+            // SAFETY: 16 bytes from column 0 and from column 12 of an image
+            // row: inside the image (row 27's end at 784, asserted length).
+            let row = unsafe { _mm256_loadu2_m128i(at.add(12).cast(), at.cast()) };
+            _mm256_cmpeq_epi32(_mm256_shuffle_epi8(row, quads), zero)
+        };
+        let four_rows = |y: usize| {
+            let (a, b) = (_mm256_packs_epi32(blank(y), blank(y + 1)), _mm256_packs_epi32(blank(y + 2), blank(y + 3)));
+            _mm256_shuffle_epi8(_mm256_packs_epi16(a, b), by_patch)
+        };
+        let (top, bottom) = (four_rows(0), four_rows(4));
+        // Per lane: patch 2L's 16 bytes, and patch 2L + 1's.
+        let even = !(_mm256_movemask_epi8(_mm256_unpacklo_epi64(top, bottom)) as u32);
+        let odd = !(_mm256_movemask_epi8(_mm256_unpackhi_epi64(top, bottom)) as u32);
+        inks.copy_from_slice(&[even & 0xffff, odd & 0xffff, even >> 16, odd >> 16]);
+    }
+}
+
+/// The shipped geometry's patch embedding by pixel quads (`Quads`) from
+/// their ink masks (`ink_quads_shipped`): per inked quad a broadcast, then
+/// per eight channels `vpmaddubsw` (exact: 2·255·63 < 2^15) and `vpmaddwd`
+/// by ones. Blank patches' rows are left to the caller (`layout.blank`).
+#[target_feature(enable = "avx2,bmi1")]
+fn patch_embed_quads(
+    z_shift: u32,
+    quads: &Quads,
+    layout: &Layout,
+    shape: &Shape,
+    image: &[u8],
+    inks: &[u32; lanes::PATCHES],
+    tokens: &mut [i16],
+) {
+    const DIM: usize = lanes::DIM;
+    require!(image.len() == lanes::SIDE * lanes::SIDE && tokens.len() >= lanes::PATCHES * DIM);
+    require!(quads.weight.len() == QUAD_SLOTS * DIM && layout.patch_origin.len() == lanes::PATCHES);
+    require!(layout.scale.len() == DIM && layout.bias.len() == lanes::PATCHES * DIM);
+    let shift = _mm_cvtsi32_si128(z_shift as i32);
+    let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
+    let ones = _mm256_set1_epi16(1);
+    for (patch, &ink) in inks.iter().enumerate() {
+        if ink == 0 {
+            continue;
+        }
+        let origin = layout.patch_origin[patch] as usize;
+        require!(origin + (lanes::PATCH - 1) * lanes::SIDE + lanes::PATCH <= image.len());
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for slot in Bits(u64::from(ink as u16)) {
+            // SAFETY: slot < 16 = QUAD_SLOTS: a row of `weight` and an
+            // entry of `offset`, whose 4 pixels from the origin lie in the
+            // patch, inside the image (asserted); unaligned loads.
+            unsafe {
+                let at = origin + *quads.offset.get_unchecked(slot) as usize;
+                let pixels = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
+                let base = quads.weight.as_ptr().add(slot * DIM);
+                for (b, a) in acc.iter_mut().enumerate() {
+                    let products = _mm256_maddubs_epi16(pixels, _mm256_loadu_si256(base.add(8 * b).cast()));
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(products, ones));
+                }
+            }
+        }
+        let at = patch * DIM;
+        // SAFETY: 32 values of the scale row, of the patch's bias row and of
+        // its token row (asserted lengths).
+        unsafe {
+            let (scale, bias) = (layout.scale.as_ptr(), layout.bias.as_ptr().add(at));
+            finish_patch(acc, scale, bias, shift, limit, tokens.as_mut_ptr().add(at));
         }
     }
 }
@@ -954,14 +1134,39 @@ mod tests {
         })
     }
 
-    /// `ink_masks_shipped` against the definition, where the CPU has AVX2:
-    /// blank, full and random images, every single inked pixel.
+    /// The quad masks `ink_quads_shipped` defines: bit 2y + h of patch
+    /// (r, c) is set when pixel (y, x) of it has ink for some x in 4h..4h + 4
+    /// below 7.
+    fn quad_masks_by_definition(image: &[u8]) -> [u32; lanes::PATCHES] {
+        let (side, p) = (lanes::SIDE, lanes::PATCH);
+        std::array::from_fn(|patch| {
+            let (r, c) = (patch / 4, patch % 4);
+            (0..QUAD_SLOTS)
+                .filter(|&b| {
+                    let (y, h) = (b / 2, b % 2);
+                    (4 * h..4 * h + 4).any(|x| x < p && y < p && image[(p * r + y) * side + p * c + x] != 0)
+                })
+                .fold(0, |mask, b| mask | 1 << b)
+        })
+    }
+
+    /// `ink_quads_shipped` against the definition, like the pair masks.
     #[test]
-    fn the_shipped_ink_masks_match_their_definition() {
+    fn the_shipped_quad_masks_match_their_definition() {
         let Some(_cpu) = Avx2::detect() else {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         };
+        for image in &test_images() {
+            let mut got = [0u32; lanes::PATCHES];
+            // SAFETY: AVX2 was detected above.
+            unsafe { ink_quads_shipped(image, &mut got) };
+            assert_eq!(got, quad_masks_by_definition(image));
+        }
+    }
+
+    /// Blank, full and random images, and every single inked pixel.
+    fn test_images() -> Vec<Vec<u8>> {
         let mut next = xorshift(0x51_7cc1_b727_220a);
         let mut inputs = images();
         let pixels = if cfg!(miri) { 30 } else { lanes::SIDE * lanes::SIDE };
@@ -970,7 +1175,18 @@ mod tests {
             image[at] = 1 + (next() % 255) as u8;
             inputs.push(image);
         }
-        for image in &inputs {
+        inputs
+    }
+
+    /// `ink_masks_shipped` against the definition, where the CPU has AVX2:
+    /// blank, full and random images, every single inked pixel.
+    #[test]
+    fn the_shipped_ink_masks_match_their_definition() {
+        let Some(_cpu) = Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        };
+        for image in &test_images() {
             let mut got = [0u32; lanes::PATCHES];
             // SAFETY: AVX2 was detected above.
             unsafe { ink_masks_shipped(image, &mut got) };

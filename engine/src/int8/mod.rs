@@ -126,6 +126,12 @@ pub const LOGIT_FRAC_BITS: u32 = 16;
 pub const WIDE_WEIGHT_LIMIT: i16 = 2047;
 /// Magnitude limit of the i8 patch weights (symmetric: -128 is not used).
 pub const PATCH_WEIGHT_LIMIT: i8 = 127;
+/// The patch weights' magnitude limit the converter writes (7 bits): two
+/// products of a u8 pixel and such a weight, and their sum, fit in i16
+/// (2·255·63 < 2^15), which is what AVX2's `vpmaddubsw` multiplies. The
+/// loader accepts blobs up to [`PATCH_WEIGHT_LIMIT`]; the AVX2 kernel
+/// checks a model's weights and takes its pixel-pair path otherwise.
+pub const BYTE_PAIR_WEIGHT_LIMIT: i8 = 63;
 /// `2^(j/8)` in Q.24 and in Q.15, j = 0..8: the coarse steps of the
 /// fixed-point exponential [`exp2_q22`]. Generated with round(2**(j/8) * 2**24)
 /// and round(2**(j/8) * 2**15); a test checks every entry.

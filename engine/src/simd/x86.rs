@@ -55,6 +55,7 @@ pub(crate) mod cpu {
         Avx512Vl = 1 << 8,
         Avx512Vnni = 1 << 9,
         Avx512Vbmi = 1 << 10,
+        Bmi1 = 1 << 11,
     }
 
     /// A feature by std's name (as `#[target_feature]` spells it).
@@ -92,6 +93,9 @@ pub(crate) mod cpu {
         };
         ("avx512vbmi") => {
             $crate::simd::x86::cpu::Feature::Avx512Vbmi
+        };
+        ("bmi1") => {
+            $crate::simd::x86::cpu::Feature::Bmi1
         };
     }
     #[cfg_attr(feature = "std", allow(unused_imports))]
@@ -157,6 +161,7 @@ pub(crate) mod cpu {
                 set |= f as u32;
             }
         };
+        enable(bit(leaf7.ebx, 3), Feature::Bmi1); // general-purpose registers: no OS state
         if ymm {
             enable(bit(leaf7.ebx, 5), Feature::Avx2);
             enable(bit(leaf1.ecx, 12), Feature::Fma);
@@ -207,21 +212,23 @@ pub(crate) mod cpu {
                 "avx512dq",
                 "avx512vl",
                 "avx512vnni",
-                "avx512vbmi"
+                "avx512vbmi",
+                "bmi1"
             );
             require!(has(Feature::Avx2) == std::arch::is_x86_feature_detected!("avx2"));
         }
     }
 }
 
-/// Proof that this CPU has AVX2, FMA and F16C: only [`Avx2::detect`] makes
-/// one.
+/// Proof that this CPU has AVX2, FMA, F16C and BMI1 (every AVX2 CPU has
+/// the last: Intel since Haswell, AMD since Excavator): only
+/// [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2(());
 
 impl Avx2 {
     pub(crate) fn detect() -> Option<Avx2> {
-        let yes = detected!("avx2", "fma", "f16c");
+        let yes = detected!("avx2", "fma", "f16c", "bmi1");
         yes.then_some(Avx2(()))
     }
 }
