@@ -39,12 +39,12 @@
 use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
-use super::{lanes, Weights, PROB_FRAC_BITS};
+use super::{lanes, quads, Weights, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::limits::MAX_CLASSES;
 use crate::shape::Shape;
+use crate::simd::round_up;
 use crate::simd::x86::{dim_pad as padded_dim, patches_pad, widen_image, Avx2, Bits, GROUP};
-use crate::simd::{self, round_up};
 
 /// Widest patch the sparse kernel takes: 8 rows of 4 pixel pairs, one bit
 /// each in a 32-bit mask.
@@ -154,51 +154,6 @@ impl Layout {
     }
 }
 
-/// The shipped geometry's patch weights for `vpmaddubsw`: a patch row's
-/// seven pixels as two dwords (x 0..4 and x 3..7, the second's weight for
-/// x = 3 zero, so no read leaves the patch), each a broadcast multiplied
-/// by the four weights of eight channels per register.
-#[derive(Clone, Debug)]
-struct Quads {
-    /// `[QUAD_SLOTS][DIM]` dwords of four i8 weights: slot `2y + h`, zero
-    /// for the slots of an 8th row and for channels past D.
-    weight: Vec<i32>,
-    /// Each slot's first pixel from the patch's origin.
-    offset: [u32; QUAD_SLOTS],
-}
-
-/// Quad slots of a patch, one per bit of a 16-bit ink mask (8 rows of 2;
-/// the 8th row's are never set).
-const QUAD_SLOTS: usize = 16;
-
-impl Quads {
-    /// `None` for another geometry, or for weights beyond 7 bits (a blob
-    /// converted before microvit chose them; it takes the pair path).
-    fn new(w: &Weights<'_>, shape: &Shape) -> Option<Quads> {
-        let limit = int8::BYTE_PAIR_WEIGHT_LIMIT;
-        if !lanes::fits(shape) || w.patch_weight.iter().any(|&q| !(-limit..=limit).contains(&q)) {
-            return None;
-        }
-        let dwords = lanes::patch_dwords(w, shape);
-        let mut weight = vec![0; QUAD_SLOTS * lanes::DIM];
-        for (slot, row) in weight.chunks_exact_mut(lanes::DIM).take(lanes::GROUPS).enumerate() {
-            for (o, v) in row.iter_mut().enumerate() {
-                // Group (y, 1) holds x 4..8 (x = 7 zero); read from x = 3,
-                // its bytes move up one.
-                *v = if slot % 2 == 0 { dwords[o][slot] } else { dwords[o][slot] << 8 };
-            }
-        }
-        let offset = std::array::from_fn(|slot| {
-            if slot < lanes::GROUPS {
-                (slot / 2 * lanes::SIDE + 3 * (slot % 2)) as u32
-            } else {
-                0
-            }
-        });
-        Some(Quads { weight, offset })
-    }
-}
-
 /// The AVX2 int8 kernel of one model: the CPU's token and the weights laid
 /// out for it.
 #[derive(Clone, Debug)]
@@ -206,11 +161,10 @@ pub(crate) struct Kernel {
     cpu: Avx2,
     dim_pad: usize,
     layout: Layout,
-    /// The tail with tokens in lanes, for the shipped geometry.
-    lanes: Option<lanes::Layout>,
-    /// The embedding by pixel quads, for the shipped geometry when the
-    /// patch weights fit 7 bits (every blob the converter writes).
-    quads: Option<Quads>,
+    /// The shipped geometry's pass, when the patch weights fit 7 bits
+    /// (every blob the converter writes): the embedding by pixel quads
+    /// (`vpmaddubsw`), then the tail with tokens in lanes.
+    shipped: Option<(quads::Layout, lanes::Layout)>,
 }
 
 impl Kernel {
@@ -218,9 +172,11 @@ impl Kernel {
     pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         let cpu = Avx2::detect()?;
         let dim_pad = padded_dim(shape);
-        let lanes = lanes::fits(shape).then(|| lanes::Layout::new(w, shape));
-        let quads = Quads::new(w, shape);
-        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad), lanes, quads })
+        let limit = int8::BYTE_PAIR_WEIGHT_LIMIT;
+        let seven_bits = w.patch_weight.iter().all(|q| (-limit..=limit).contains(q));
+        let shipped =
+            (lanes::fits(shape) && seven_bits).then(|| (quads::Layout::new(w, shape), lanes::Layout::new(w, shape)));
+        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad), shipped })
     }
 
     pub(crate) fn forward<'m>(
@@ -266,6 +222,12 @@ impl Scratch {
         &mut self.norm
     }
 
+    /// The buffer `quads::embed` computes its token rows in: `tokens` (at
+    /// least 16 × 32 values for a model that `lanes::fits`).
+    pub(super) fn token_rows(&mut self) -> &mut [i16] {
+        &mut self.tokens
+    }
+
     pub(crate) fn new(shape: &Shape) -> Scratch {
         let (t, d) = (patches_pad(shape), padded_dim(shape));
         Scratch {
@@ -295,12 +257,15 @@ unsafe fn forward<'m>(
     require!(dim_pad == padded_dim(shape) && dim_pad <= 128);
     require!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
 
-    // The shipped models (7×7 patches, up to 32 channels) get an instance
-    // with every loop bound known; other shapes the same code with the
-    // patch side read at run time. Each function checks the lengths it
-    // relies on.
-    if let (7, 2, Some(tail)) = (shape.patch_side, dim_pad / 16, &kernel.lanes) {
-        return run_lanes(layout, kernel.quads.as_ref(), tail, shape, image, s);
+    // The shipped models get the lane-wise pass; every other shape (and a
+    // blob with 8-bit patch weights) the token rows'.
+    if let Some((embed, tail)) = &kernel.shipped {
+        let ones = _mm256_set1_epi16(1);
+        // vpmaddubsw's pair sums are exact for 7-bit weights (checked).
+        let dot =
+            |acc, quad, weights| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(quad, weights), ones));
+        let z = quads::embed(embed, shape, tail.params.z_shift, image, s.avx2.token_rows(), dot);
+        return lanes::tail(tail, shape, &z, s);
     }
     widen_image(image, &mut s.simd_image);
     run(&weights(), layout, shape, dim_pad, s);
@@ -324,57 +289,13 @@ fn run(w: &Weights<'_>, layout: &Layout, shape: &Shape, dim_pad: usize, s: &mut 
     require!(s.probs.len() == heads * (patches + 1));
     if shape.patch_side as usize <= SPARSE_MAX_SIDE {
         ink_masks(layout, shape, &s.simd_image, &mut b.inks);
-        patch_embed_sparse::<false>(w.params.z_shift, layout, shape, dim_pad, &s.simd_image, &b.inks, &mut b.tokens);
+        patch_embed_sparse(w.params.z_shift, layout, shape, dim_pad, &s.simd_image, &b.inks, &mut b.tokens);
     } else {
         patch_embed_dense(w, layout, shape, dim_pad, &s.simd_image, &mut b.tokens);
     }
     layer_norm(w.params.ln_eps, shape, dim_pad, &b.tokens, &mut b.norm, &mut b.ln_params);
     let logits = attend(w, layout, shape, dim_pad, &b.norm, &mut b.scores, &mut b.probs16, &mut s.probs);
     int8::finish_logits(w, &logits[..shape.classes as usize], s);
-}
-
-/// The pass for the shipped geometry (`lanes::fits`): the sparse patch
-/// embedding into token rows (by pixel quads, or by pixel pairs for
-/// weights beyond 7 bits), then the rows (a blank patch's from
-/// `layout.blank`) transposed into the channel pairs of `lanes::tail` (four
-/// 8 × 8 dword transposes: dword k of a row is the token's channel pair k).
-#[target_feature(enable = "avx2,bmi1")]
-fn run_lanes(
-    layout: &Layout,
-    quads: Option<&Quads>,
-    tail: &lanes::Layout,
-    shape: &Shape,
-    image: &[u8],
-    s: &mut int8::Scratch,
-) {
-    let b = &mut s.avx2;
-    let (z_shift, dim) = (tail.params.z_shift, lanes::DIM);
-    let inks: &mut [u32; lanes::PATCHES] = (&mut b.inks[..]).try_into().unwrap_or_else(|_| simd::precondition_failed());
-    if let Some(quads) = quads {
-        ink_quads_shipped(image, inks);
-        patch_embed_quads(z_shift, quads, layout, shape, image, inks, &mut b.tokens);
-    } else {
-        widen_image(image, &mut s.simd_image);
-        ink_masks_shipped(image, inks);
-        patch_embed_sparse::<true>(z_shift, layout, shape, dim, &s.simd_image, &b.inks, &mut b.tokens);
-    }
-    require!(b.tokens.len() >= lanes::PATCHES * dim && layout.blank.len() >= lanes::PATCHES * dim);
-    // Each token's row: its embedding, or for a blank patch the bias's.
-    let rows: [*const i16; lanes::PATCHES] = std::array::from_fn(|t| {
-        let from = if b.inks[t] == 0 { layout.blank.as_ptr() } else { b.tokens.as_ptr() };
-        from.wrapping_add(t * dim)
-    });
-    // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
-    let block = |k0: usize, half: usize| {
-        lanes::transpose8(std::array::from_fn(|i| {
-            // SAFETY: 16 values from 2·k0 ≤ 16 of a token row of 32 values
-            // (asserted lengths); an unaligned load.
-            unsafe { _mm256_loadu_si256(rows[8 * half + i].add(2 * k0).cast()) }
-        }))
-    };
-    let blocks = [[block(0, 0), block(0, 1)], [block(8, 0), block(8, 1)]];
-    let z = std::array::from_fn(|k| [blocks[k / 8][0][k % 8], blocks[k / 8][1][k % 8]]);
-    lanes::tail(tail, shape, &z, s);
 }
 
 /// Stores `saturate_z(round_shift(acc · scale + bias, z_shift), D)` for 32
@@ -386,7 +307,7 @@ fn run_lanes(
 /// writing 32 i16 values.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn finish_patch(
+pub(super) unsafe fn finish_patch(
     acc: [__m256i; 4],
     scale: *const i32,
     bias: *const i32,
@@ -492,187 +413,12 @@ fn ink_masks(layout: &Layout, shape: &Shape, pixels: &[i16], inks: &mut [u32]) {
     }
 }
 
-/// `ink_masks` of the shipped geometry (16 patches of 7 × 7 in a 28 × 28
-/// image) from the u8 image, a row of four patches at a time: per image
-/// row, its 16 pixel pairs (4 patches × 4) as words compared with zero,
-/// then bytes (`vpacksswb` of two rows) regrouped by patch, even rows in
-/// the low 128 bits and odd rows in the high, which `vpmovmskb` turns into
-/// `ink_mask`'s bit order.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn ink_masks_shipped(image: &[u8], inks: &mut [u32; lanes::PATCHES]) {
-    const SIDE: usize = lanes::SIDE;
-    require!(image.len() == SIDE * SIDE);
-    // Word 4·(c mod 2) + j of a 128-bit lane is pair j of patch c
-    // (patches 0, 1 from the load at column 0, 2, 3 from column 12): the
-    // pixels 7c + 2j and 7c + 2j + 1, the latter none (0x80) for j = 3, the
-    // next patch's first pixel.
-    let pairs = {
-        let bytes: [u8; 32] = std::array::from_fn(|b| {
-            let (c, j, second) = (2 * (b / 16) + (b % 16) / 8, (b % 8) / 2, b % 2);
-            let col = 7 * c + 2 * j + second;
-            if j == 3 && second == 1 {
-                0x80
-            } else {
-                (col - 12 * (b / 16)) as u8
-            }
-        });
-        // SAFETY: an unaligned load of a 32-byte array.
-        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-    };
-    let zero = _mm256_setzero_si256();
-    for (r, inks) in inks.chunks_exact_mut(4).enumerate() {
-        // All ones (blank) for the 8th row, which the patch has not.
-        let blank = |y: usize| {
-            if y == lanes::PATCH {
-                return _mm256_cmpeq_epi16(zero, zero);
-            }
-            let at = image.as_ptr().wrapping_add((lanes::PATCH * r + y) * SIDE);
-            // SAFETY: 16 bytes from column 0 and from column 12 of an image
-            // row: inside the image (row 27's end at 784, asserted length).
-            let row = unsafe { _mm256_loadu2_m128i(at.add(12).cast(), at.cast()) };
-            _mm256_cmpeq_epi16(_mm256_shuffle_epi8(row, pairs), zero)
-        };
-        // Rows (y, y + 2) as bytes: per lane [patch a: y, patch b: y,
-        // a: y + 2, b: y + 2] (4 bytes each), then [a: y, y + 2, b: y, y + 2].
-        let two_rows = |y: usize| _mm256_shuffle_epi32::<0b11_01_10_00>(_mm256_packs_epi16(blank(y), blank(y + 2)));
-        let (even, odd) = ([two_rows(0), two_rows(4)], [two_rows(1), two_rows(5)]);
-        // Per lane: patch a's rows 0, 2, 4, 6 (or 1, 3, 5, 7), then b's.
-        let (even_a, even_b) = (_mm256_unpacklo_epi64(even[0], even[1]), _mm256_unpackhi_epi64(even[0], even[1]));
-        let (odd_a, odd_b) = (_mm256_unpacklo_epi64(odd[0], odd[1]), _mm256_unpackhi_epi64(odd[0], odd[1]));
-        let patches = [
-            _mm256_permute2x128_si256::<0x20>(even_a, odd_a),
-            _mm256_permute2x128_si256::<0x20>(even_b, odd_b),
-            _mm256_permute2x128_si256::<0x31>(even_a, odd_a),
-            _mm256_permute2x128_si256::<0x31>(even_b, odd_b),
-        ];
-        for (ink, bytes) in inks.iter_mut().zip(patches) {
-            *ink = !(_mm256_movemask_epi8(bytes) as u32);
-        }
-    }
-}
-
-/// The shipped geometry's ink masks by pixel quad (`Quads`): bit `2y + h`
-/// of a patch's mask is set when pixels (y, 4h..4h + 4) of it (x < 7) have
-/// ink. A row of four patches at a time: per image row, the eight quads as
-/// dwords compared with zero, packed to bytes four rows a register, then
-/// regrouped by patch so that `vpmovmskb` gives two patches' masks.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn ink_quads_shipped(image: &[u8], inks: &mut [u32; lanes::PATCHES]) {
-    const SIDE: usize = lanes::SIDE;
-    require!(image.len() == SIDE * SIDE);
-    // Dword 2(c mod 2) + h of 128-bit lane L is quad h of patch c = 2L +
-    // dword / 2 (the load at column 0 for L = 0, at column 12 for L = 1);
-    // 0x80, a zero, for x = 7, the next patch's pixel.
-    let quads = {
-        let bytes: [u8; 32] = std::array::from_fn(|b| {
-            let (lane, dword, j) = (b / 16, (b % 16) / 4, b % 4);
-            let (c, x) = (2 * lane + dword / 2, 4 * (dword % 2) + j);
-            if x == lanes::PATCH {
-                0x80
-            } else {
-                (7 * c + x - 12 * lane) as u8
-            }
-        });
-        // SAFETY: an unaligned load of a 32-byte array.
-        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-    };
-    // After the packs, byte 4y + 2(c mod 2) + h of a lane is row y's quad h
-    // of its patch c; this gathers each patch's eight bytes, rows in order.
-    let by_patch = {
-        let bytes: [u8; 32] = std::array::from_fn(|b| {
-            let (half, y, h) = ((b % 16) / 8, (b % 8) / 2, b % 2);
-            (4 * y + 2 * half + h) as u8
-        });
-        // SAFETY: as above.
-        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-    };
-    let zero = _mm256_setzero_si256();
-    let all = _mm256_cmpeq_epi32(zero, zero);
-    for (r, inks) in inks.chunks_exact_mut(4).enumerate() {
-        // All ones (blank) in every quad of row y.
-        let blank = |y: usize| {
-            if y == lanes::PATCH {
-                return all;
-            }
-            let at = image.as_ptr().wrapping_add((lanes::PATCH * r + y) * SIDE);
-            // SAFETY: 16 bytes from column 0 and from column 12 of an image
-            // row: inside the image (row 27's end at 784, asserted length).
-            let row = unsafe { _mm256_loadu2_m128i(at.add(12).cast(), at.cast()) };
-            _mm256_cmpeq_epi32(_mm256_shuffle_epi8(row, quads), zero)
-        };
-        let four_rows = |y: usize| {
-            let (a, b) = (_mm256_packs_epi32(blank(y), blank(y + 1)), _mm256_packs_epi32(blank(y + 2), blank(y + 3)));
-            _mm256_shuffle_epi8(_mm256_packs_epi16(a, b), by_patch)
-        };
-        let (top, bottom) = (four_rows(0), four_rows(4));
-        // Per lane: patch 2L's 16 bytes, and patch 2L + 1's.
-        let even = !(_mm256_movemask_epi8(_mm256_unpacklo_epi64(top, bottom)) as u32);
-        let odd = !(_mm256_movemask_epi8(_mm256_unpackhi_epi64(top, bottom)) as u32);
-        inks.copy_from_slice(&[even & 0xffff, odd & 0xffff, even >> 16, odd >> 16]);
-    }
-}
-
-/// The shipped geometry's patch embedding by pixel quads (`Quads`) from
-/// their ink masks (`ink_quads_shipped`): per inked quad a broadcast, then
-/// per eight channels `vpmaddubsw` (exact: 2·255·63 < 2^15) and `vpmaddwd`
-/// by ones. Blank patches' rows are left to the caller (`layout.blank`).
-#[target_feature(enable = "avx2,bmi1")]
-fn patch_embed_quads(
-    z_shift: u32,
-    quads: &Quads,
-    layout: &Layout,
-    shape: &Shape,
-    image: &[u8],
-    inks: &[u32; lanes::PATCHES],
-    tokens: &mut [i16],
-) {
-    const DIM: usize = lanes::DIM;
-    require!(image.len() == lanes::SIDE * lanes::SIDE && tokens.len() >= lanes::PATCHES * DIM);
-    require!(quads.weight.len() == QUAD_SLOTS * DIM && layout.patch_origin.len() == lanes::PATCHES);
-    require!(layout.scale.len() == DIM && layout.bias.len() == lanes::PATCHES * DIM);
-    let shift = _mm_cvtsi32_si128(z_shift as i32);
-    let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
-    let ones = _mm256_set1_epi16(1);
-    for (patch, &ink) in inks.iter().enumerate() {
-        if ink == 0 {
-            continue;
-        }
-        let origin = layout.patch_origin[patch] as usize;
-        require!(origin + (lanes::PATCH - 1) * lanes::SIDE + lanes::PATCH <= image.len());
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for slot in Bits(u64::from(ink as u16)) {
-            // SAFETY: slot < 16 = QUAD_SLOTS: a row of `weight` and an
-            // entry of `offset`, whose 4 pixels from the origin lie in the
-            // patch, inside the image (asserted); unaligned loads.
-            unsafe {
-                let at = origin + *quads.offset.get_unchecked(slot) as usize;
-                let pixels = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
-                let base = quads.weight.as_ptr().add(slot * DIM);
-                for (b, a) in acc.iter_mut().enumerate() {
-                    let products = _mm256_maddubs_epi16(pixels, _mm256_loadu_si256(base.add(8 * b).cast()));
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(products, ones));
-                }
-            }
-        }
-        let at = patch * DIM;
-        // SAFETY: 32 values of the scale row, of the patch's bias row and of
-        // its token row (asserted lengths).
-        unsafe {
-            let (scale, bias) = (layout.scale.as_ptr(), layout.bias.as_ptr().add(at));
-            finish_patch(acc, scale, bias, shift, limit, tokens.as_mut_ptr().add(at));
-        }
-    }
-}
-
 /// Patch embedding for patches of up to 8 pixels a side, from every
 /// patch's ink mask: one `vpmaddwd` per 8 channels for each set bit. The
 /// row of a blank patch (no ink: its embedding is the bias alone) is
-/// copied from `layout.blank`, except in the shipped geometry's instance,
-/// whose caller reads it there.
+/// copied from `layout.blank`.
 #[target_feature(enable = "avx2")]
-fn patch_embed_sparse<const SHIPPED: bool>(
+fn patch_embed_sparse(
     z_shift: u32,
     layout: &Layout,
     shape: &Shape,
@@ -681,13 +427,7 @@ fn patch_embed_sparse<const SHIPPED: bool>(
     inks: &[u32],
     tokens: &mut [i16],
 ) {
-    // The shipped geometry's instance has every loop bound known.
-    let (side, p) = match SHIPPED {
-        true => (lanes::SIDE, lanes::PATCH),
-        false => (shape.image_side as usize, shape.patch_side as usize),
-    };
-    let grid = side / p;
-    require!(side == shape.image_side as usize && p == shape.patch_side as usize);
+    let (side, p, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.grid());
     require!(p <= SPARSE_MAX_SIDE && layout.slots == SPARSE_SLOTS);
     require!(dim_pad.is_multiple_of(GROUP) && inks.len() == shape.patches());
     require!(pixels.len() >= side * side + 16 && tokens.len() >= shape.patches() * dim_pad);
@@ -704,10 +444,8 @@ fn patch_embed_sparse<const SHIPPED: bool>(
             if ink == 0 {
                 // A quarter to half of a digit's patches, and every patch of
                 // a blank image.
-                if !SHIPPED {
-                    let at = patch * dim_pad;
-                    tokens[at..at + dim_pad].copy_from_slice(&layout.blank[at..at + dim_pad]);
-                }
+                let at = patch * dim_pad;
+                tokens[at..at + dim_pad].copy_from_slice(&layout.blank[at..at + dim_pad]);
                 patch += 1;
                 continue;
             }
@@ -1116,7 +854,7 @@ fn attend(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::int8::layout_check::{images, xorshift};
+    use crate::int8::layout_check::{images_and_single_pixels, shipped_models};
 
     /// The ink mask `ink_mask`'s layout defines: bit b of patch (r, c) is
     /// set when pixel pair `sparse_row_pair(b)` of the patch has ink.
@@ -1134,62 +872,25 @@ mod tests {
         })
     }
 
-    /// The quad masks `ink_quads_shipped` defines: bit 2y + h of patch
-    /// (r, c) is set when pixel (y, x) of it has ink for some x in 4h..4h + 4
-    /// below 7.
-    fn quad_masks_by_definition(image: &[u8]) -> [u32; lanes::PATCHES] {
-        let (side, p) = (lanes::SIDE, lanes::PATCH);
-        std::array::from_fn(|patch| {
-            let (r, c) = (patch / 4, patch % 4);
-            (0..QUAD_SLOTS)
-                .filter(|&b| {
-                    let (y, h) = (b / 2, b % 2);
-                    (4 * h..4 * h + 4).any(|x| x < p && y < p && image[(p * r + y) * side + p * c + x] != 0)
-                })
-                .fold(0, |mask, b| mask | 1 << b)
-        })
-    }
-
-    /// `ink_quads_shipped` against the definition, like the pair masks.
+    /// `ink_masks` against the definition on the shipped geometry, where
+    /// the CPU has AVX2.
     #[test]
-    fn the_shipped_quad_masks_match_their_definition() {
+    fn the_ink_masks_match_their_definition() {
         let Some(_cpu) = Avx2::detect() else {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         };
-        for image in &test_images() {
+        let model = &shipped_models()[0];
+        let shape = model.shape();
+        let layout = Layout::new(&model.int8_weights(), &shape, padded_dim(&shape));
+        let mut pixels = vec![0; shape.pixels() + 16];
+        for image in &images_and_single_pixels() {
             let mut got = [0u32; lanes::PATCHES];
             // SAFETY: AVX2 was detected above.
-            unsafe { ink_quads_shipped(image, &mut got) };
-            assert_eq!(got, quad_masks_by_definition(image));
-        }
-    }
-
-    /// Blank, full and random images, and every single inked pixel.
-    fn test_images() -> Vec<Vec<u8>> {
-        let mut next = xorshift(0x51_7cc1_b727_220a);
-        let mut inputs = images();
-        let pixels = if cfg!(miri) { 30 } else { lanes::SIDE * lanes::SIDE };
-        for at in 0..pixels {
-            let mut image = vec![0u8; lanes::SIDE * lanes::SIDE];
-            image[at] = 1 + (next() % 255) as u8;
-            inputs.push(image);
-        }
-        inputs
-    }
-
-    /// `ink_masks_shipped` against the definition, where the CPU has AVX2:
-    /// blank, full and random images, every single inked pixel.
-    #[test]
-    fn the_shipped_ink_masks_match_their_definition() {
-        let Some(_cpu) = Avx2::detect() else {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
-            return;
-        };
-        for image in &test_images() {
-            let mut got = [0u32; lanes::PATCHES];
-            // SAFETY: AVX2 was detected above.
-            unsafe { ink_masks_shipped(image, &mut got) };
+            unsafe {
+                widen_image(image, &mut pixels);
+                ink_masks(&layout, &shape, &pixels, &mut got);
+            }
             assert_eq!(got, masks_by_definition(image));
         }
     }

@@ -29,6 +29,8 @@ mod lanes;
 mod neon;
 #[cfg(all(feature = "hosted", target_arch = "aarch64"))]
 mod neon_lanes;
+#[cfg(all(feature = "hosted", target_arch = "x86_64"))]
+mod quads;
 
 /// The geometry of the shipped models, which the lane-wise kernels of
 /// every architecture take (`lanes.rs` on x86-64, `neon_lanes.rs` on
@@ -693,6 +695,19 @@ pub(crate) mod layout_check {
             images.push((0..784).map(|_| if next().is_multiple_of(5) { next() as u8 } else { 0 }).collect());
         }
         images
+    }
+
+    /// `images()`, then for every pixel an image with only it inked (the
+    /// first 30 under miri): what ink masks are tested on.
+    pub(crate) fn images_and_single_pixels() -> Vec<Vec<u8>> {
+        let mut next = xorshift(0x51_7cc1_b727_220a);
+        let mut inputs = images();
+        for at in 0..if cfg!(miri) { 30 } else { 784 } {
+            let mut image = vec![0u8; 784];
+            image[at] = 1 + (next() % 255) as u8;
+            inputs.push(image);
+        }
+        inputs
     }
 
     /// The scalar embedding, `[patch][channel]`.

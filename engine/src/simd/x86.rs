@@ -247,14 +247,14 @@ impl Avx512Vnni {
 }
 
 /// Proof that this CPU has AVX-VNNI (the VEX `vpdpbusd` of Intel client
-/// CPUs since Alder Lake, and AMD Zen 5) with AVX2 and FMA: only
+/// CPUs since Alder Lake, and AMD Zen 5) with AVX2, FMA and BMI1: only
 /// [`AvxVnni::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AvxVnni(());
 
 impl AvxVnni {
     pub(crate) fn detect() -> Option<AvxVnni> {
-        let yes = detected!("avx2", "fma", "avxvnni");
+        let yes = detected!("avx2", "fma", "bmi1", "avxvnni");
         yes.then_some(AvxVnni(()))
     }
 }

@@ -1,0 +1,284 @@
+//! The shipped geometry's patch embedding by pixel quads, shared by the
+//! AVX2 and the AVX-VNNI kernels, which differ only in how they multiply a
+//! quad (the `dot` they pass) before the tail of `lanes.rs`.
+//!
+//! A patch row's seven pixels are two dwords of 4 u8 (x 0..4 and x 3..7;
+//! the second's weight for x = 3 is zero, so no read leaves the patch).
+//! Only quads with ink are visited: a digit inks about 61 of the 224 a
+//! digit has (counted over the test set), and a blank one adds zero, so
+//! skipping it gives the same integers. Per inked quad, its dword
+//! broadcast, then per eight channels `dot` adds the four products to each
+//! channel's i32 lane: `vpdpbusd` on AVX-VNNI; `vpmaddubsw` and `vpmaddwd`
+//! by ones on AVX2, exact for the 7-bit weights the converter writes
+//! (2·255·63 < 2^15), so AVX2 takes this path only for those.
+//!
+//! The ink masks come first for every patch, branch-free, so each loop
+//! starts with its mask ready; a blank patch's token is the bias alone, read
+//! from `Layout::blank`. The token rows are then transposed into the channel
+//! pairs `lanes::tail` takes.
+
+use alloc::vec::Vec;
+use std::arch::x86_64::*;
+
+use super::avx2::finish_patch;
+use super::lanes::{self, Lanes, DIM, PATCH, PATCHES, SIDE};
+use super::Weights;
+use crate::int8;
+use crate::shape::Shape;
+use crate::simd::x86::Bits;
+
+/// Quad slots of a patch, one per bit of its 16-bit ink mask: slot `2y + h`
+/// is row y's quad h (the slots of an 8th row are never set).
+const SLOTS: usize = 16;
+
+/// Each patch's first pixel.
+const ORIGIN: [u16; PATCHES] = {
+    let mut origin = [0; PATCHES];
+    let mut patch = 0;
+    while patch < PATCHES {
+        origin[patch] = ((patch / 4) * PATCH * SIDE + (patch % 4) * PATCH) as u16;
+        patch += 1;
+    }
+    origin
+};
+
+/// The patch embedding's weights, laid out for the quads.
+#[derive(Clone, Debug)]
+pub(super) struct Layout {
+    /// `[SLOTS][DIM]`: the dword of a slot's four i8 weights per channel,
+    /// zero for the 8th row's slots and for channels past D.
+    weight: Vec<i32>,
+    /// Each slot's first pixel from its patch's origin.
+    offset: [u32; SLOTS],
+    /// `[DIM]`, zero past D.
+    scale: [i32; DIM],
+    /// `[patch][channel]`, with the rounding offset of the `z_shift` folded
+    /// in: the loader's range check bounds acc·scale + |bias| + rounding by
+    /// i32::MAX, so the sum is the scalar's exactly.
+    bias: [[i32; DIM]; PATCHES],
+    /// The tokens of blank patches (no ink: the embedding is the bias
+    /// alone), `[patch][channel]`.
+    blank: [[i16; DIM]; PATCHES],
+}
+
+impl Layout {
+    /// For a model that `lanes::fits`.
+    pub(super) fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
+        let dwords = lanes::patch_dwords(w, shape);
+        let mut weight = vec![0; SLOTS * DIM];
+        for (slot, row) in weight.chunks_exact_mut(DIM).take(lanes::GROUPS).enumerate() {
+            for (o, v) in row.iter_mut().enumerate() {
+                // Group (y, 1) holds x 4..8 (x = 7 zero); read from x = 3,
+                // its bytes move up one.
+                *v = if slot % 2 == 0 { dwords[o][slot] } else { dwords[o][slot] << 8 };
+            }
+        }
+        let offset = std::array::from_fn(|slot| match slot < lanes::GROUPS {
+            true => (slot / 2 * SIDE + 3 * (slot % 2)) as u32,
+            false => 0,
+        });
+        let (d, z_shift) = (shape.dim as usize, w.params.z_shift);
+        let rounding = ((1i64 << z_shift) >> 1) as i32;
+        let (mut bias, mut blank) = ([[0; DIM]; PATCHES], [[0; DIM]; PATCHES]);
+        for (patch, row) in w.token_bias.chunks_exact(d).enumerate() {
+            for (o, &b) in row.iter().enumerate() {
+                bias[patch][o] = b + rounding;
+                blank[patch][o] = int8::saturate_z(int8::round_shift(b.into(), z_shift), shape.dim);
+            }
+        }
+        Layout { weight, offset, scale: lanes::patch_scale(w, shape), bias, blank }
+    }
+}
+
+/// Every patch's quad mask: bit `2y + h` set when pixels (y, 4h..4h + 4)
+/// of the patch (x < 7) have ink. A row of four patches at a time: per
+/// image row, its eight quads as dwords compared with zero, packed to bytes
+/// four rows a register, then regrouped by patch so that `vpmovmskb` gives
+/// two patches' masks.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn ink_masks(image: &[u8]) -> [u32; PATCHES] {
+    require!(image.len() == SIDE * SIDE);
+    // Dword 2(c mod 2) + h of 128-bit lane L is quad h of patch c = 2L +
+    // dword / 2 (from the load at column 0 for L = 0, at column 12 for
+    // L = 1); 0x80, a zero, for x = 7, the next patch's pixel.
+    let quads = {
+        let bytes: [u8; 32] = std::array::from_fn(|b| {
+            let (lane, dword, j) = (b / 16, (b % 16) / 4, b % 4);
+            let (c, x) = (2 * lane + dword / 2, 4 * (dword % 2) + j);
+            if x == PATCH {
+                0x80
+            } else {
+                (PATCH * c + x - 12 * lane) as u8
+            }
+        });
+        // SAFETY: an unaligned load of a 32-byte array.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    };
+    // After the packs, byte 4y + 2(c mod 2) + h of a lane is row y's quad h
+    // of its patch c; this gathers each patch's eight bytes, rows in order.
+    let by_patch = {
+        let bytes: [u8; 32] = std::array::from_fn(|b| {
+            let (half, y, h) = ((b % 16) / 8, (b % 8) / 2, b % 2);
+            (4 * y + 2 * half + h) as u8
+        });
+        // SAFETY: as above.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    };
+    let zero = _mm256_setzero_si256();
+    let mut inks = [0; PATCHES];
+    for (r, inks) in inks.chunks_exact_mut(4).enumerate() {
+        // All ones (blank) in every quad of row y.
+        let blank = |y: usize| {
+            if y == PATCH {
+                return _mm256_cmpeq_epi32(zero, zero);
+            }
+            let at = image.as_ptr().wrapping_add((PATCH * r + y) * SIDE);
+            // SAFETY: 16 bytes from column 0 and from column 12 of an image
+            // row: inside the image (row 27's end at 784, asserted length).
+            let row = unsafe { _mm256_loadu2_m128i(at.add(12).cast(), at.cast()) };
+            _mm256_cmpeq_epi32(_mm256_shuffle_epi8(row, quads), zero)
+        };
+        let four_rows = |y: usize| {
+            let (a, b) = (_mm256_packs_epi32(blank(y), blank(y + 1)), _mm256_packs_epi32(blank(y + 2), blank(y + 3)));
+            _mm256_shuffle_epi8(_mm256_packs_epi16(a, b), by_patch)
+        };
+        let (top, bottom) = (four_rows(0), four_rows(4));
+        // Per lane: patch 2L's 16 bytes, and patch 2L + 1's.
+        let even = !(_mm256_movemask_epi8(_mm256_unpacklo_epi64(top, bottom)) as u32);
+        let odd = !(_mm256_movemask_epi8(_mm256_unpackhi_epi64(top, bottom)) as u32);
+        inks.copy_from_slice(&[even & 0xffff, odd & 0xffff, even >> 16, odd >> 16]);
+    }
+    inks
+}
+
+/// The 16 patch tokens as the channel pairs of `lanes::tail` (lane t of
+/// register `[k][t / 8]` is (z_2k, z_2k+1) of token t): every inked
+/// patch's row computed into `rows` (at least 16 × 32 values), `dot(acc,
+/// quad, weights)` adding each dword lane's four u8 × i8 products to acc;
+/// blank patches' rows read from `layout.blank`; then four 8 × 8 dword
+/// transposes (dword k of a row is the token's channel pair k).
+#[inline]
+#[target_feature(enable = "avx2,bmi1")]
+pub(super) fn embed(
+    layout: &Layout,
+    shape: &Shape,
+    z_shift: u32,
+    image: &[u8],
+    rows: &mut [i16],
+    dot: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+) -> [Lanes; DIM / 2] {
+    require!(image.len() == SIDE * SIDE && rows.len() >= PATCHES * DIM && layout.weight.len() == SLOTS * DIM);
+    let inks = ink_masks(image);
+    let shift = _mm_cvtsi32_si128(z_shift as i32);
+    let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
+    for (patch, &ink) in inks.iter().enumerate() {
+        if ink == 0 {
+            continue;
+        }
+        let origin = ORIGIN[patch] as usize;
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for slot in Bits(u64::from(ink as u16)) {
+            // SAFETY: slot < 16 = SLOTS: an entry of `offset` and a row of
+            // `weight` (asserted length). The slot's 4 pixels, at most
+            // 6·28 + 3 past an origin of at most 21·28 + 21, end by 784:
+            // inside the image (asserted length); unaligned.
+            unsafe {
+                let at = origin + *layout.offset.get_unchecked(slot) as usize;
+                let quad = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
+                let weights = layout.weight.as_ptr().add(slot * DIM);
+                for (b, a) in acc.iter_mut().enumerate() {
+                    *a = dot(*a, quad, _mm256_loadu_si256(weights.add(8 * b).cast()));
+                }
+            }
+        }
+        // SAFETY: 32 values of the scale, of the patch's bias row and of its
+        // row of `rows` (asserted length).
+        unsafe {
+            let (scale, bias) = (layout.scale.as_ptr(), layout.bias[patch].as_ptr());
+            finish_patch(acc, scale, bias, shift, limit, rows.as_mut_ptr().add(patch * DIM));
+        }
+    }
+    // Each token's row: its embedding, or for a blank patch the bias's.
+    let from: [*const i16; PATCHES] = std::array::from_fn(|t| match inks[t] {
+        0 => layout.blank[t].as_ptr(),
+        _ => rows[t * DIM..].as_ptr(),
+    });
+    // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
+    let block = |k0: usize, half: usize| {
+        lanes::transpose8(std::array::from_fn(|i| {
+            // SAFETY: 16 values from 2·k0 ≤ 16 of a token row of 32 values;
+            // an unaligned load.
+            unsafe { _mm256_loadu_si256(from[8 * half + i].add(2 * k0).cast()) }
+        }))
+    };
+    let blocks = [[block(0, 0), block(0, 1)], [block(8, 0), block(8, 1)]];
+    std::array::from_fn(|k| [blocks[k / 8][0][k % 8], blocks[k / 8][1][k % 8]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layout_check::{dpbusd, finish, images, images_and_single_pixels, scalar_z, shipped_models};
+    use crate::simd::x86::Avx2;
+
+    /// The masks `ink_masks` defines: bit 2y + h of patch (r, c) is set
+    /// when pixel (y, x) of it has ink for some x in 4h..4h + 4 below 7.
+    fn masks_by_definition(image: &[u8]) -> [u32; PATCHES] {
+        std::array::from_fn(|patch| {
+            let (r, c) = (patch / 4, patch % 4);
+            (0..SLOTS)
+                .filter(|&b| {
+                    let (y, h) = (b / 2, b % 2);
+                    (4 * h..4 * h + 4)
+                        .any(|x| x < PATCH && y < PATCH && image[(PATCH * r + y) * SIDE + PATCH * c + x] != 0)
+                })
+                .fold(0, |mask, b| mask | 1 << b)
+        })
+    }
+
+    /// `ink_masks` against the definition, where the CPU has AVX2.
+    #[test]
+    fn the_ink_masks_match_their_definition() {
+        let Some(_cpu) = Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        };
+        for image in &images_and_single_pixels() {
+            // SAFETY: AVX2 was detected above.
+            let got = unsafe { ink_masks(image) };
+            assert_eq!(got, masks_by_definition(image));
+        }
+    }
+
+    /// The layout modelled without SIMD (so it runs on every CPU): each
+    /// inked slot's offset and weight dwords, the folded bias and the blank
+    /// rows, against the scalar embedding.
+    #[test]
+    fn the_layout_matches_scalar_on_any_cpu() {
+        for model in shipped_models() {
+            let (w, shape) = (model.int8_weights(), model.shape());
+            let layout = Layout::new(&w, &shape);
+            let d = shape.dim as usize;
+            for image in images() {
+                let want = scalar_z(&model, &image);
+                for (patch, ink) in masks_by_definition(&image).into_iter().enumerate() {
+                    let origin = ORIGIN[patch] as usize;
+                    for o in 0..DIM {
+                        let z = if ink == 0 {
+                            layout.blank[patch][o]
+                        } else {
+                            let acc = (0..SLOTS).filter(|b| ink >> b & 1 == 1).fold(0, |acc, slot| {
+                                let at = origin + layout.offset[slot] as usize;
+                                dpbusd(acc, std::array::from_fn(|j| image[at + j]), layout.weight[slot * DIM + o])
+                            });
+                            finish(acc, layout.scale[o], layout.bias[patch][o], w.params.z_shift, d as u32)
+                        };
+                        let expected = if o < d { want[patch * d + o] } else { 0 };
+                        assert_eq!(z, expected, "patch {patch} channel {o}");
+                    }
+                }
+            }
+        }
+    }
+}
