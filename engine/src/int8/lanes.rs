@@ -42,7 +42,8 @@ use crate::int8;
 use crate::shape::Shape;
 
 pub(super) use super::shipped::{
-    fits, patch_dwords, patch_scale, token_bias_by_channel, CLASSES, DIM, GROUPS, HEADS, PATCH, PATCHES, SIDE,
+    fits, patch_dwords, patch_scale, quad_dwords, token_bias_and_blank, token_bias_by_channel, CLASSES, DIM, GROUPS,
+    HEADS, ORIGIN, PATCH, PATCHES, SIDE,
 };
 
 /// Sixteen lanes as two registers: tokens (or classes) 0-7 and 8-15.

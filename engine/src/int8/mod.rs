@@ -61,8 +61,8 @@ pub(crate) mod shipped {
             && shape.heads as usize <= HEADS
     }
 
-    // The embedding layouts the dot-product kernels (both VNNI, dotprod)
-    // build from a model that fits:
+    // The embedding layouts the dot-product kernels (both VNNI, AVX2's
+    // quads, dotprod) build from a model that fits:
 
     /// The patch weights of channel o as `[group]` dwords: the 4 i8 weights
     /// of pixels (y, 4h..4h + 4) of group (y, h) = g / 2, g % 2, zero for the
@@ -85,6 +85,24 @@ pub(crate) mod shipped {
         })
     }
 
+    /// `patch_dwords` as the sparse kernels read a patch row, two dwords
+    /// from x = 0 and x = 3 (so no read leaves the patch): group (y, 1)'s
+    /// bytes move up one, the byte of x = 3 a zero weight.
+    pub(crate) fn quad_dwords(w: &Weights<'_>, shape: &Shape) -> [[i32; GROUPS]; DIM] {
+        patch_dwords(w, shape).map(|row| std::array::from_fn(|g| if g % 2 == 0 { row[g] } else { row[g] << 8 }))
+    }
+
+    /// Each patch's first pixel.
+    pub(crate) const ORIGIN: [usize; PATCHES] = {
+        let mut origin = [0; PATCHES];
+        let mut patch = 0;
+        while patch < PATCHES {
+            origin[patch] = (patch / 4) * PATCH * SIDE + (patch % 4) * PATCH;
+            patch += 1;
+        }
+        origin
+    };
+
     /// The patch scale, zero past D.
     pub(crate) fn patch_scale(w: &Weights<'_>, shape: &Shape) -> [i32; DIM] {
         let mut scale = [0; DIM];
@@ -92,9 +110,31 @@ pub(crate) mod shipped {
         scale
     }
 
+    /// The token bias, `[patch][channel]`, with the rounding offset of
+    /// `z_shift` folded in if `fold_rounding` (for a kernel whose shift
+    /// truncates; the loader bounds the sum by i32::MAX), and the token of
+    /// a blank patch (no ink: the bias alone); zero past D.
+    pub(crate) fn token_bias_and_blank(
+        w: &Weights<'_>,
+        shape: &Shape,
+        fold_rounding: bool,
+    ) -> ([[i32; DIM]; PATCHES], [[i16; DIM]; PATCHES]) {
+        let z_shift = w.params.z_shift;
+        let rounding = if fold_rounding { ((1i64 << z_shift) >> 1) as i32 } else { 0 };
+        let (mut bias, mut blank) = ([[0; DIM]; PATCHES], [[0; DIM]; PATCHES]);
+        for (patch, row) in w.token_bias.chunks_exact(shape.dim as usize).enumerate() {
+            for (o, &b) in row.iter().enumerate() {
+                bias[patch][o] = b + rounding;
+                blank[patch][o] = super::saturate_z(super::round_shift(b.into(), z_shift), shape.dim);
+            }
+        }
+        (bias, blank)
+    }
+
     /// The token bias transposed, `[channel][patch]`, with the rounding
     /// offset of `z_shift` folded in (the loader bounds the sum by
     /// i32::MAX); zero past D.
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn token_bias_by_channel(w: &Weights<'_>, shape: &Shape) -> [[i32; PATCHES]; DIM] {
         let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
         let mut bias = [[0; PATCHES]; DIM];
@@ -657,9 +697,10 @@ pub(crate) fn finish_logits_with(head_shift: u32, head_bias: &[i32], acc: &[i64]
 
 /// What the portable models of the SIMD kernels' layouts (in each kernel's
 /// tests, run on every x86-64 CPU whether or not it has the kernel's
-/// instructions) compare against: the shipped int8 models, images with
-/// blank, full and random pixels, and the scalar patch embedding.
-#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
+/// instructions) and the aarch64 kernels' tests (under qemu) compare
+/// against: the shipped int8 models, images with blank, full and random
+/// pixels, and the scalar patch embedding.
+#[cfg(all(test, feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod layout_check {
     use crate::model::Model;
 
@@ -721,6 +762,7 @@ pub(crate) mod layout_check {
 
     /// `saturate_z(round_shift(acc · scale + bias, z_shift), d)` with the
     /// rounding already in `bias`, as the kernels compute it in i32.
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn finish(acc: i32, scale: i32, bias: i32, z_shift: u32, d: u32) -> i16 {
         let v = acc.wrapping_mul(scale).wrapping_add(bias) >> z_shift;
         let zc = super::z_limit(d);
@@ -728,6 +770,7 @@ pub(crate) mod layout_check {
     }
 
     /// `vpdpbusd`'s lane: four u8 × i8 products added to `acc`.
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn dpbusd(acc: i32, pixels: [u8; 4], weights: i32) -> i32 {
         let w = weights.to_le_bytes();
         (0..4).fold(acc, |a, j| a + pixels[j] as i32 * w[j] as i8 as i32)

@@ -204,12 +204,20 @@ unsafe fn forward<'m>(
 #[target_feature(enable = "neon")]
 fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
     let (scale, bias) = (&prep.scale[at % prep.dim_pad..][..GROUP], &prep.bias[at..][..GROUP]);
-    require!(row.len() == GROUP);
+    finish32(scale, bias, prep.z_shift, prep.z_limit, acc, row);
+}
+
+/// `row = saturate_z(round_shift(acc · scale + bias, z_shift), D)` for 32
+/// channels (`z_limit` is `int8::z_limit(D)`), as scalar.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(super) fn finish32(scale: &[i32], bias: &[i32], z_shift: u32, z_limit: i32, acc: [int32x4_t; 8], row: &mut [i16]) {
+    require!(scale.len() == GROUP && bias.len() == GROUP && row.len() == GROUP);
     // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
-    let shift = vdupq_n_s32(-(prep.z_shift as i32));
+    let shift = vdupq_n_s32(-(z_shift as i32));
     // ±Zc (at most 16383) as i16: `sqxtn` saturates to [-32768, 32767], then
     // the min and max on eight values at a time clamp to ±Zc.
-    let (z_min, z_max) = (vdupq_n_s16(-prep.z_limit as i16), vdupq_n_s16(prep.z_limit as i16));
+    let (z_min, z_max) = (vdupq_n_s16(-z_limit as i16), vdupq_n_s16(z_limit as i16));
     let z32: [int32x4_t; 8] = std::array::from_fn(|i| {
         // SAFETY: 4 of the 32 values of each (checked lengths).
         let (scale, bias) = unsafe { (vld1q_s32(scale[4 * i..].as_ptr()), vld1q_s32(bias[4 * i..].as_ptr())) };
@@ -285,7 +293,7 @@ fn embed_sparse<'r>(
 /// The 16 token rows of 32 channels transposed: channel c's 16 tokens.
 #[inline]
 #[target_feature(enable = "neon")]
-fn to_lanes<'z>(rows: &[[i16; DIM]; PATCHES], z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
+pub(super) fn to_lanes<'z>(rows: &[[i16; DIM]; PATCHES], z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
     // Written in place, neither zeroed nor copied: every lane below, each
     // of the DIM channels' two halves once.
     let out = z.as_mut_ptr().cast::<int16x8_t>();

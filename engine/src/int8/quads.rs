@@ -31,17 +31,6 @@ use crate::simd::x86::Bits;
 /// is row y's quad h (the slots of an 8th row are never set).
 const SLOTS: usize = 16;
 
-/// Each patch's first pixel.
-const ORIGIN: [u16; PATCHES] = {
-    let mut origin = [0; PATCHES];
-    let mut patch = 0;
-    while patch < PATCHES {
-        origin[patch] = ((patch / 4) * PATCH * SIDE + (patch % 4) * PATCH) as u16;
-        patch += 1;
-    }
-    origin
-};
-
 /// The patch embedding's weights, laid out for the quads.
 #[derive(Clone, Debug)]
 pub(super) struct Layout {
@@ -64,28 +53,18 @@ pub(super) struct Layout {
 impl Layout {
     /// For a model that `lanes::fits`.
     pub(super) fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
-        let dwords = lanes::patch_dwords(w, shape);
+        let dwords = lanes::quad_dwords(w, shape);
         let mut weight = vec![0; SLOTS * DIM];
         for (slot, row) in weight.chunks_exact_mut(DIM).take(lanes::GROUPS).enumerate() {
             for (o, v) in row.iter_mut().enumerate() {
-                // Group (y, 1) holds x 4..8 (x = 7 zero); read from x = 3,
-                // its bytes move up one.
-                *v = if slot % 2 == 0 { dwords[o][slot] } else { dwords[o][slot] << 8 };
+                *v = dwords[o][slot];
             }
         }
         let offset = std::array::from_fn(|slot| match slot < lanes::GROUPS {
             true => (slot / 2 * SIDE + 3 * (slot % 2)) as u32,
             false => 0,
         });
-        let (d, z_shift) = (shape.dim as usize, w.params.z_shift);
-        let rounding = ((1i64 << z_shift) >> 1) as i32;
-        let (mut bias, mut blank) = ([[0; DIM]; PATCHES], [[0; DIM]; PATCHES]);
-        for (patch, row) in w.token_bias.chunks_exact(d).enumerate() {
-            for (o, &b) in row.iter().enumerate() {
-                bias[patch][o] = b + rounding;
-                blank[patch][o] = int8::saturate_z(int8::round_shift(b.into(), z_shift), shape.dim);
-            }
-        }
+        let (bias, blank) = lanes::token_bias_and_blank(w, shape, true);
         Layout { weight, offset, scale: lanes::patch_scale(w, shape), bias, blank }
     }
 }
@@ -176,7 +155,7 @@ pub(super) fn embed(
         if ink == 0 {
             continue;
         }
-        let origin = ORIGIN[patch] as usize;
+        let origin = lanes::ORIGIN[patch];
         let mut acc = [_mm256_setzero_si256(); 4];
         for slot in Bits(u64::from(ink as u16)) {
             // SAFETY: slot < 16 = SLOTS: an entry of `offset` and a row of
@@ -263,7 +242,7 @@ mod tests {
             for image in images() {
                 let want = scalar_z(&model, &image);
                 for (patch, ink) in masks_by_definition(&image).into_iter().enumerate() {
-                    let origin = ORIGIN[patch] as usize;
+                    let origin = lanes::ORIGIN[patch];
                     for o in 0..DIM {
                         let z = if ink == 0 {
                             layout.blank[patch][o]
