@@ -229,7 +229,7 @@ enum microvit_backend
    */
   MICROVIT_BACKEND_SCALAR = 1,
   /**
-   * x86-64 AVX2 + FMA + F16C, detected at run time.
+   * x86-64 AVX2 + FMA + F16C + BMI1, detected at run time.
    */
   MICROVIT_BACKEND_AVX2 = 2,
   /**
@@ -247,7 +247,7 @@ enum microvit_backend
    */
   MICROVIT_BACKEND_AVX_VNNI = 5,
   /**
-   * AArch64 Advanced SIMD with the Armv8.2 dot product (sdot), detected
+   * AArch64 Advanced SIMD with the Armv8.2 dot product (udot), detected
    * at run time: int8 models only (f16 runs on NEON under AUTO).
    */
   MICROVIT_BACKEND_DOTPROD = 6,

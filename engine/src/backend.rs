@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 pub enum Backend {
     /// Portable Rust, the definition the others must match.
     Scalar,
-    /// x86-64 AVX2 (with FMA and F16C for f16).
+    /// x86-64 AVX2 (with FMA, F16C and BMI1, which every AVX2 CPU has).
     Avx2,
     /// x86-64 AVX-512 with VNNI (and BW, CD, DQ, VL, VBMI): int8 only.
     Avx512Vnni,
@@ -28,7 +28,7 @@ pub enum Backend {
     AvxVnni,
     /// aarch64 Advanced SIMD.
     Neon,
-    /// aarch64 Advanced SIMD with the Armv8.2 dot product (`sdot`): int8
+    /// aarch64 Advanced SIMD with the Armv8.2 dot product (`udot`): int8
     /// only.
     Dotprod,
 }

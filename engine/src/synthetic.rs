@@ -76,9 +76,11 @@ pub fn random_int8_blob(shape: Shape, seed: u64) -> Vec<u8> {
     let bias_limit = 1i64 << 26;
     let max_acc = k as i64 * 255 * PATCH_WEIGHT_LIMIT as i64;
     let max_scale = ((i32::MAX as i64 - (1 << 23) - bias_limit) / max_acc).clamp(1, 1024);
-    // Half the models in 7 bits, what the converter writes (AVX2's quad
-    // path), half in the 8 bits the loader accepts (its pair path).
-    let limit = if int(0, 1) == 0 { BYTE_PAIR_WEIGHT_LIMIT } else { PATCH_WEIGHT_LIMIT } as i64;
+    // Even seeds in 7 bits, what the converter writes (AVX2's quad path),
+    // odd seeds in the 8 bits the loader accepts (its token-row path); from
+    // the seed, not the stream, so an odd seed gives the blob it gave
+    // before 7-bit weights existed.
+    let limit = if seed.is_multiple_of(2) { BYTE_PAIR_WEIGHT_LIMIT } else { PATCH_WEIGHT_LIMIT } as i64;
     let patch_weight: Vec<u8> = (0..d * k).map(|_| int(-limit, limit) as i8 as u8).collect();
     let scale: Vec<i32> = (0..d).map(|_| int(1, max_scale) as i32).collect();
     let bias: Vec<i32> = (0..patches * d).map(|_| int(-bias_limit, bias_limit) as i32).collect();

@@ -62,7 +62,7 @@ pub enum Backend {
     Auto = 0,
     /// Portable scalar code: available everywhere, the reference.
     Scalar = 1,
-    /// x86-64 AVX2 + FMA + F16C, detected at run time.
+    /// x86-64 AVX2 + FMA + F16C + BMI1, detected at run time.
     Avx2 = 2,
     /// AArch64 Advanced SIMD (NEON), baseline on every aarch64 CPU.
     Neon = 3,
@@ -72,7 +72,7 @@ pub enum Backend {
     /// x86-64 AVX-VNNI (256-bit, with AVX2), detected at run time: int8
     /// models only.
     AvxVnni = 5,
-    /// AArch64 Advanced SIMD with the Armv8.2 dot product (sdot), detected
+    /// AArch64 Advanced SIMD with the Armv8.2 dot product (udot), detected
     /// at run time: int8 models only (f16 runs on NEON under AUTO).
     Dotprod = 6,
 }

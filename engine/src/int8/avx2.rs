@@ -22,10 +22,10 @@
 //!   (p_t, p_t+1) by (n_t, n_t+1) per channel; `vpackssdw` undoes the
 //!   interleave and saturates exactly like the scalar code.
 //!
-//! For the shipped geometry (28 × 28 images of 7 × 7 patches, up to 32
-//! channels) the tokens are then transposed into lanes and the rest is
-//! `lanes.rs`, the tail shared with AVX-VNNI; the token-row tail below runs
-//! every other shape.
+//! The shipped geometry (28 × 28 images of 7 × 7 patches, up to 32
+//! channels) with 7-bit patch weights takes `quads.rs` and `lanes.rs`, the
+//! embedding and tail shared with AVX-VNNI; the token-row pass below runs
+//! every other shape, and blobs with 8-bit patch weights.
 //!
 //! The pass is bound by latency more than by instruction count, so work is
 //! ordered for overlap: every patch's ink mask before any ink loop, every
@@ -36,6 +36,7 @@
 //! docs/FIXED_POINT.md proves by Cauchy–Schwarz or by Σp ≤ 2^14 + T, and the
 //! same bound holds for any subset of the terms, so no lane overflows.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
@@ -79,8 +80,7 @@ struct Layout {
     /// rounding by i32::MAX, so the sum is the scalar's exactly.
     bias: Vec<i32>,
     /// `[patches][dim_pad]`: the tokens of blank patches (no ink: the
-    /// embedding is the bias alone), copied instead of computed (read in
-    /// place by the shipped geometry's pass).
+    /// embedding is the bias alone), copied instead of computed.
     blank: Vec<i16>,
     /// `[heads][dim_pad]`.
     score_weight: Vec<i16>,
@@ -159,24 +159,37 @@ impl Layout {
 #[derive(Clone, Debug)]
 pub(crate) struct Kernel {
     cpu: Avx2,
-    dim_pad: usize,
-    layout: Layout,
-    /// The shipped geometry's pass, when the patch weights fit 7 bits
-    /// (every blob the converter writes): the embedding by pixel quads
-    /// (`vpmaddubsw`), then the tail with tokens in lanes.
-    shipped: Option<(quads::Layout, lanes::Layout)>,
+    pass: Pass,
+}
+
+/// Which pass a model takes, with the weights laid out for it. The kernel
+/// is boxed once per model (`int8::Kernel`), so the variants' sizes do not
+/// matter; the shipped one's 3 KB of arrays are boxed to keep it a
+/// pointer.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Pass {
+    /// The shipped geometry with 7-bit patch weights (every blob the
+    /// converter writes): the embedding by pixel quads (`vpmaddubsw`), then
+    /// the tail with tokens in lanes.
+    Shipped(Box<(quads::Layout, lanes::Layout)>),
+    /// Every other model, token rows padded to `dim_pad` channels.
+    Rows { dim_pad: usize, layout: Layout },
 }
 
 impl Kernel {
-    /// `None` when this CPU lacks AVX2 or BMI1.
+    /// `None` when this CPU lacks AVX2, FMA, F16C or BMI1.
     pub(crate) fn new(w: &Weights<'_>, shape: &Shape) -> Option<Kernel> {
         let cpu = Avx2::detect()?;
-        let dim_pad = padded_dim(shape);
         let limit = int8::BYTE_PAIR_WEIGHT_LIMIT;
         let seven_bits = w.patch_weight.iter().all(|q| (-limit..=limit).contains(q));
-        let shipped =
-            (lanes::fits(shape) && seven_bits).then(|| (quads::Layout::new(w, shape), lanes::Layout::new(w, shape)));
-        Some(Kernel { cpu, dim_pad, layout: Layout::new(w, shape, dim_pad), shipped })
+        let pass = if lanes::fits(shape) && seven_bits {
+            Pass::Shipped(Box::new((quads::Layout::new(w, shape), lanes::Layout::new(w, shape))))
+        } else {
+            let dim_pad = padded_dim(shape);
+            Pass::Rows { dim_pad, layout: Layout::new(w, shape, dim_pad) }
+        };
+        Some(Kernel { cpu, pass })
     }
 
     pub(crate) fn forward<'m>(
@@ -252,23 +265,25 @@ unsafe fn forward<'m>(
     image: &[u8],
     s: &mut int8::Scratch,
 ) {
-    let (layout, dim_pad) = (&kernel.layout, kernel.dim_pad);
-    // The layout was built for this shape, the scratch for this model.
-    require!(dim_pad == padded_dim(shape) && dim_pad <= 128);
-    require!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
-
-    // The shipped models get the lane-wise pass; every other shape (and a
-    // blob with 8-bit patch weights) the token rows'.
-    if let Some((embed, tail)) = &kernel.shipped {
-        let ones = _mm256_set1_epi16(1);
-        // vpmaddubsw's pair sums are exact for 7-bit weights (checked).
-        let dot =
-            |acc, quad, weights| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(quad, weights), ones));
-        let z = quads::embed(embed, shape, tail.params.z_shift, image, s.avx2.token_rows(), dot);
-        return lanes::tail(tail, shape, &z, s);
+    match &kernel.pass {
+        Pass::Shipped(layouts) => {
+            let (embed, tail) = &**layouts;
+            let ones = _mm256_set1_epi16(1);
+            // vpmaddubsw's pair sums are exact for 7-bit weights (checked).
+            let dot = |acc, quad, weights| {
+                _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(quad, weights), ones))
+            };
+            let z = quads::embed(embed, shape, tail.params.z_shift, image, s.avx2.token_rows(), dot);
+            lanes::tail(tail, shape, &z, s);
+        }
+        &Pass::Rows { dim_pad, ref layout } => {
+            // The layout was built for this shape, the scratch for this model.
+            require!(dim_pad == padded_dim(shape) && dim_pad <= 128);
+            require!(image.len() == shape.pixels() && s.simd_image.len() >= image.len() + 16);
+            widen_image(image, &mut s.simd_image);
+            run(&weights(), layout, shape, dim_pad, s);
+        }
     }
-    widen_image(image, &mut s.simd_image);
-    run(&weights(), layout, shape, dim_pad, s);
 }
 
 /// The pass for every other shape. One instance for every channel width
@@ -870,6 +885,26 @@ mod tests {
                 })
                 .fold(0, |mask, b| mask | 1 << b)
         })
+    }
+
+    /// The shipped blobs (7-bit patch weights) take the quad pass, a model
+    /// of the same geometry with 8-bit weights the token rows': a converter
+    /// or gate that regressed would keep every integer and lose the speed.
+    #[test]
+    fn the_shipped_models_take_the_quad_pass() {
+        if Avx2::detect().is_none() {
+            eprintln!("no AVX2 on this CPU: no kernel to build");
+            return;
+        }
+        for model in shipped_models() {
+            let kernel = Kernel::new(&model.int8_weights(), &model.shape()).unwrap();
+            assert!(matches!(kernel.pass, Pass::Shipped(..)), "{:?}", model.shape());
+        }
+        let shape = Shape { image_side: 28, patch_side: 7, dim: 32, heads: 2, classes: 10 };
+        let blob = crate::synthetic::random_int8_blob(shape, 1);
+        let model = crate::model::Model::from_bytes(&blob).unwrap();
+        let kernel = Kernel::new(&model.int8_weights(), &shape).unwrap();
+        assert!(matches!(kernel.pass, Pass::Rows { .. }));
     }
 
     /// `ink_masks` against the definition on the shipped geometry, where

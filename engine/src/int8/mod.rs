@@ -48,8 +48,9 @@ pub(crate) mod shipped {
     pub(crate) const CLASSES: usize = 16;
     pub(crate) const HEADS: usize = 8;
 
-    /// Dwords of 4 pixels a patch: 7 rows of two (the 8th byte of the
-    /// second is the next patch's, with weight zero).
+    /// Dwords of 4 pixels a patch: 7 rows of two (`patch_dwords`: x 0..4
+    /// and 4..8, the 8th byte the next patch's, with weight zero;
+    /// `quad_dwords`: x 0..4 and 3..7, the byte of x = 3 weight zero).
     pub(crate) const GROUPS: usize = 14;
 
     /// Whether a model has this geometry.

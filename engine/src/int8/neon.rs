@@ -246,7 +246,7 @@ fn embed_sparse<'r>(
     require!(prep.weight.len() == PATCH * 8 * DIM && prep.bias.len() == PATCHES * DIM);
     // Built row by row where it lives (`fill`), neither zeroed nor copied.
     fill(rows, |patch| {
-        let (r, c) = (patch / GRID, patch % GRID);
+        let c = patch % GRID;
         // Eight named accumulators rather than an array: with an array, LLVM
         // copied all of them between registers around every ink loop (14
         // `mov`s per pixel).
@@ -256,7 +256,7 @@ fn embed_sparse<'r>(
         // the image ends at its last byte). One bounds check per patch; the
         // rows' are constant and vanish.
         let shift = if c == 0 { 0 } else { 8 };
-        let start = PATCH * r * SIDE + PATCH * c - shift / 8;
+        let start = shipped::ORIGIN[patch] - shift / 8;
         let block = &image[start..start + (PATCH - 1) * SIDE + 8];
         // The 7 rows written out (a macro over the row's literal): as a loop,
         // LLVM kept a counter and multiplied it by the row stride, 4 of the

@@ -4,8 +4,8 @@
 //!
 //! A patch row's seven pixels are two dwords of 4 u8 (x 0..4 and x 3..7;
 //! the second's weight for x = 3 is zero, so no read leaves the patch).
-//! Only quads with ink are visited: a digit inks about 61 of the 224 a
-//! digit has (counted over the test set), and a blank one adds zero, so
+//! Only quads with ink are visited: a digit inks about 61 of its 224 quads
+//! (counted over the test set), and a blank one adds zero, so
 //! skipping it gives the same integers. Per inked quad, its dword
 //! broadcast, then per eight channels `dot` adds the four products to each
 //! channel's i32 lane: `vpdpbusd` on AVX-VNNI; `vpmaddubsw` and `vpmaddwd`
@@ -199,6 +199,7 @@ pub(super) fn embed(
 mod tests {
     use super::*;
     use crate::int8::layout_check::{dpbusd, finish, images, images_and_single_pixels, scalar_z, shipped_models};
+    use crate::shape::Shape;
     use crate::simd::x86::Avx2;
 
     /// The masks `ink_masks` defines: bit 2y + h of patch (r, c) is set
@@ -227,6 +228,81 @@ mod tests {
             // SAFETY: AVX2 was detected above.
             let got = unsafe { ink_masks(image) };
             assert_eq!(got, masks_by_definition(image));
+        }
+    }
+
+    /// `embed`'s channel pairs against the scalar embedding, where the CPU
+    /// has AVX2: the shipped models with AVX2's multiply (`vpmaddubsw`, exact
+    /// for their 7-bit weights), and random models of the shipped geometry
+    /// with 8-bit weights with `vpdpbusd`'s, modelled on AVX2 (bytes widened
+    /// to i16, `vpmaddwd` on the even and the odd ones), as AVX-VNNI takes
+    /// them.
+    #[test]
+    fn the_embedding_matches_scalar_with_either_multiply() {
+        let Some(_cpu) = Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        };
+        let shape = Shape { image_side: 28, patch_side: 7, dim: 32, heads: 2, classes: 10 };
+        let wide = [1, 3].map(|seed| crate::synthetic::random_int8_blob(shape, seed));
+        let wide: Vec<_> = wide.iter().map(|blob| crate::model::Model::from_bytes(blob).unwrap()).collect();
+        let bytes = |acc, quad, weights| {
+            // SAFETY: AVX2 was detected above.
+            unsafe {
+                let products = _mm256_maddubs_epi16(quad, weights);
+                _mm256_add_epi32(acc, _mm256_madd_epi16(products, _mm256_set1_epi16(1)))
+            }
+        };
+        let dpbusd = |acc, quad, weights| {
+            // SAFETY: AVX2 was detected above.
+            unsafe {
+                let (p0, p1) = (_mm256_and_si256(quad, _mm256_set1_epi16(0xff)), _mm256_srli_epi16::<8>(quad));
+                let (w0, w1) =
+                    (_mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(weights)), _mm256_srai_epi16::<8>(weights));
+                _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(p0, w0), _mm256_madd_epi16(p1, w1)))
+            }
+        };
+        let check = |model: &crate::model::Model<'_>, seven_bits: bool| {
+            let (w, shape) = (model.int8_weights(), model.shape());
+            let d = shape.dim as usize;
+            let limit = if seven_bits { crate::int8::BYTE_PAIR_WEIGHT_LIMIT } else { crate::int8::PATCH_WEIGHT_LIMIT };
+            assert!(w.patch_weight.iter().all(|q| q.unsigned_abs() <= limit as u8));
+            assert_eq!(!seven_bits, w.patch_weight.iter().any(|q| q.unsigned_abs() > 63), "a model of the other kind");
+            let layout = Layout::new(&w, &shape);
+            let mut rows = vec![0i16; PATCHES * DIM];
+            for image in images() {
+                let want = scalar_z(model, &image);
+                // SAFETY: AVX2 (and BMI1, with it on every AVX2 CPU the
+                // token accepts) was detected above.
+                let z = unsafe {
+                    match seven_bits {
+                        true => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, bytes),
+                        false => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, dpbusd),
+                    }
+                };
+                for (k, pair) in z.iter().enumerate() {
+                    let mut lanes = [0i16; 32];
+                    // SAFETY: stores of two registers into 32 i16.
+                    unsafe {
+                        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), pair[0]);
+                        _mm256_storeu_si256(lanes[16..].as_mut_ptr().cast(), pair[1]);
+                    }
+                    for t in 0..PATCHES {
+                        // Lane t of register t / 8: the dword (z_2k, z_2k+1).
+                        let at = 16 * (t / 8) + 2 * (t % 8);
+                        for (o, &got) in [2 * k, 2 * k + 1].iter().zip(&lanes[at..at + 2]) {
+                            let expected = if *o < d { want[t * d + o] } else { 0 };
+                            assert_eq!(got, expected, "token {t} channel {o}");
+                        }
+                    }
+                }
+            }
+        };
+        for model in shipped_models() {
+            check(&model, true);
+        }
+        for model in &wide {
+            check(model, false);
         }
     }
 

@@ -1,6 +1,6 @@
 //! aarch64: Advanced SIMD (NEON), part of the baseline of every aarch64
-//! CPU, so its token is always there; the Armv8.2 dot product (`sdot`),
-//! detected at run time.
+//! CPU, so its token is always there; the Armv8.2 dot product (`sdot`,
+//! `udot`), detected at run time.
 
 /// Proof that Advanced SIMD is available: always, on aarch64.
 #[derive(Clone, Copy, Debug)]
@@ -12,8 +12,8 @@ impl Neon {
     }
 }
 
-/// Proof that the CPU has the Armv8.2 dot product instructions (`sdot`),
-/// with Advanced SIMD.
+/// Proof that the CPU has the Armv8.2 dot product instructions (`sdot`,
+/// `udot`), with Advanced SIMD.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Dotprod(());
 

@@ -1,6 +1,6 @@
-//! x86-64: the capability tokens (AVX2 with FMA and F16C, which every AVX2
-//! CPU people use also has; AVX-512 with VNNI) and the helpers the kernels
-//! share.
+//! x86-64: the capability tokens (AVX2 with FMA, F16C and BMI1, which every
+//! AVX2 CPU people use also has; AVX-512 with VNNI) and the helpers the
+//! kernels share.
 
 use core::arch::x86_64::{_mm256_cvtepu8_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm_loadu_si128};
 
@@ -221,8 +221,8 @@ pub(crate) mod cpu {
 }
 
 /// Proof that this CPU has AVX2, FMA, F16C and BMI1 (every AVX2 CPU has
-/// the last: Intel since Haswell, AMD since Excavator): only
-/// [`Avx2::detect`] makes one.
+/// the last: Intel since Haswell, AMD since Excavator; a VM that hides it
+/// gets the scalar kernels, f16's too): only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2(());
 
