@@ -268,11 +268,8 @@ unsafe fn forward<'m>(
     match &kernel.pass {
         Pass::Shipped(layouts) => {
             let (embed, tail) = &**layouts;
-            let ones = _mm256_set1_epi16(1);
-            // vpmaddubsw's pair sums are exact for 7-bit weights (checked).
-            let dot = |acc, quad, weights| {
-                _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(quad, weights), ones))
-            };
+            // Exact: the weights are 7-bit (checked in `Kernel::new`).
+            let dot = |acc, quad, weights| quads::maddubs_dot(acc, quad, weights);
             let z = quads::embed(embed, shape, tail.params.z_shift, image, s.avx2.token_rows(), dot);
             lanes::tail(tail, shape, &z, s);
         }

@@ -31,14 +31,35 @@ use crate::simd::x86::Bits;
 /// is row y's quad h (the slots of an 8th row are never set).
 const SLOTS: usize = 16;
 
+/// Each slot's first pixel from its patch's origin: y·28 + 3h (0 for the
+/// 8th row's slots).
+const OFFSET: [usize; SLOTS] = {
+    let mut offset = [0; SLOTS];
+    let mut slot = 0;
+    while slot < lanes::GROUPS {
+        offset[slot] = slot / 2 * SIDE + 3 * (slot % 2);
+        slot += 1;
+    }
+    offset
+};
+
+/// The multiply of AVX2's quads: `acc` plus, per i32 lane, the four
+/// products of `quad`'s u8 pixels and `weights`' i8: `vpmaddubsw`, then
+/// `vpmaddwd` by ones. Exact only for weights within
+/// ±`int8::BYTE_PAIR_WEIGHT_LIMIT` (2·255·63 < 2^15: no pair saturates),
+/// which the caller checks.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn maddubs_dot(acc: __m256i, quad: __m256i, weights: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(quad, weights), _mm256_set1_epi16(1)))
+}
+
 /// The patch embedding's weights, laid out for the quads.
 #[derive(Clone, Debug)]
 pub(super) struct Layout {
     /// `[SLOTS][DIM]`: the dword of a slot's four i8 weights per channel,
     /// zero for the 8th row's slots and for channels past D.
     weight: Vec<i32>,
-    /// Each slot's first pixel from its patch's origin.
-    offset: [u32; SLOTS],
     /// `[DIM]`, zero past D.
     scale: [i32; DIM],
     /// `[patch][channel]`, with the rounding offset of the `z_shift` folded
@@ -60,12 +81,8 @@ impl Layout {
                 *v = dwords[o][slot];
             }
         }
-        let offset = std::array::from_fn(|slot| match slot < lanes::GROUPS {
-            true => (slot / 2 * SIDE + 3 * (slot % 2)) as u32,
-            false => 0,
-        });
         let (bias, blank) = lanes::token_bias_and_blank(w, shape, true);
-        Layout { weight, offset, scale: lanes::patch_scale(w, shape), bias, blank }
+        Layout { weight, scale: lanes::patch_scale(w, shape), bias, blank }
     }
 }
 
@@ -158,12 +175,12 @@ pub(super) fn embed(
         let origin = lanes::ORIGIN[patch];
         let mut acc = [_mm256_setzero_si256(); 4];
         for slot in Bits(u64::from(ink as u16)) {
-            // SAFETY: slot < 16 = SLOTS: an entry of `offset` and a row of
+            // SAFETY: slot < 16 = SLOTS: an entry of `OFFSET` and a row of
             // `weight` (asserted length). The slot's 4 pixels, at most
             // 6·28 + 3 past an origin of at most 21·28 + 21, end by 784:
             // inside the image (asserted length); unaligned.
             unsafe {
-                let at = origin + *layout.offset.get_unchecked(slot) as usize;
+                let at = origin + *OFFSET.get_unchecked(slot);
                 let quad = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
                 let weights = layout.weight.as_ptr().add(slot * DIM);
                 for (b, a) in acc.iter_mut().enumerate() {
@@ -246,13 +263,8 @@ mod tests {
         let shape = Shape { image_side: 28, patch_side: 7, dim: 32, heads: 2, classes: 10 };
         let wide = [1, 3].map(|seed| crate::synthetic::random_int8_blob(shape, seed));
         let wide: Vec<_> = wide.iter().map(|blob| crate::model::Model::from_bytes(blob).unwrap()).collect();
-        let bytes = |acc, quad, weights| {
-            // SAFETY: AVX2 was detected above.
-            unsafe {
-                let products = _mm256_maddubs_epi16(quad, weights);
-                _mm256_add_epi32(acc, _mm256_madd_epi16(products, _mm256_set1_epi16(1)))
-            }
-        };
+        // SAFETY: AVX2 was detected above.
+        let bytes = |acc, quad, weights| unsafe { maddubs_dot(acc, quad, weights) };
         let dpbusd = |acc, quad, weights| {
             // SAFETY: AVX2 was detected above.
             unsafe {
@@ -324,7 +336,7 @@ mod tests {
                             layout.blank[patch][o]
                         } else {
                             let acc = (0..SLOTS).filter(|b| ink >> b & 1 == 1).fold(0, |acc, slot| {
-                                let at = origin + layout.offset[slot] as usize;
+                                let at = origin + OFFSET[slot];
                                 dpbusd(acc, std::array::from_fn(|j| image[at + j]), layout.weight[slot * DIM + o])
                             });
                             finish(acc, layout.scale[o], layout.bias[patch][o], w.params.z_shift, d as u32)
