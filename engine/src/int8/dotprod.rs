@@ -25,15 +25,13 @@ use std::mem::MaybeUninit;
 
 use super::neon::{finish32, to_lanes};
 use super::neon_lanes;
-use super::shipped::{self, DIM, GROUPS, PATCH, PATCHES, SIDE};
+use super::shipped::{self, DIM, GROUPS, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::aarch64::Dotprod;
 use crate::simd::fill;
 
-/// Patch columns of the image.
-const GRID: usize = SIDE / PATCH;
 /// Registers of four channels' weight dwords.
 const REGS: usize = DIM / 4;
 
@@ -151,18 +149,12 @@ fn embed<'r>(
     let ones = vdupq_n_u8(1);
     // Built row by row where it lives (`fill`), neither zeroed nor copied.
     fill(rows, |patch| {
-        let c = patch % GRID;
         // Named accumulators rather than an array: LLVM copies an array's
         // registers around every loop (neon.rs).
         let zero = vdupq_n_u32(0);
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
         let mut sum = zero;
-        // The patch's 7 rows of 7 bytes, each read as a u64: from its first
-        // pixel, or from the one before it and shifted (the last patch of
-        // the image ends at its last byte). One bounds check per patch.
-        let shift = if c == 0 { 0 } else { 8 };
-        let start = shipped::ORIGIN[patch] - shift / 8;
-        let block = &image[start..start + (PATCH - 1) * SIDE + 8];
+        let rows = shipped::PatchRows::new(image, patch);
         // The weights, loaded per quad: without the barrier LLVM hoists all
         // 112 registers out of the patch loop and spills them to the stack
         // (137 instructions a digit).
@@ -189,8 +181,7 @@ fn embed<'r>(
         // row's offset and groups are constants.
         macro_rules! rows {
             ($($y:literal)*) => {$({
-                let bytes = u64::from_le_bytes(block[$y * SIDE..][..8].try_into().unwrap());
-                let ink = (bytes >> shift) & 0x00ff_ffff_ffff_ffff;
+                let ink = rows.row($y);
                 if ink != 0 {
                     if ink as u32 != 0 {
                         quad!(2 * $y, ink as u32);

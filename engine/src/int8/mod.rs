@@ -104,6 +104,33 @@ pub(crate) mod shipped {
         origin
     };
 
+    /// A patch's 7 rows of 7 pixels, each read as one u64 (its 8th byte
+    /// zero): from the patch's first pixel, or from the one before it and
+    /// shifted (the last patch of the image ends at its last byte). One
+    /// bounds check a patch; a row's, for a constant row, vanishes.
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) struct PatchRows<'a> {
+        block: &'a [u8],
+        shift: usize,
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    impl<'a> PatchRows<'a> {
+        #[inline(always)]
+        pub(crate) fn new(image: &'a [u8], patch: usize) -> PatchRows<'a> {
+            let shift = if patch.is_multiple_of(4) { 0 } else { 8 };
+            let start = ORIGIN[patch] - shift / 8;
+            PatchRows { block: &image[start..start + (PATCH - 1) * SIDE + 8], shift }
+        }
+
+        /// Row `y`'s pixels, x in byte x.
+        #[inline(always)]
+        pub(crate) fn row(&self, y: usize) -> u64 {
+            let bytes = u64::from_le_bytes(self.block[y * SIDE..][..8].try_into().unwrap());
+            (bytes >> self.shift) & 0x00ff_ffff_ffff_ffff
+        }
+    }
+
     /// The patch scale, zero past D.
     pub(crate) fn patch_scale(w: &Weights<'_>, shape: &Shape) -> [i32; DIM] {
         let mut scale = [0; DIM];

@@ -35,8 +35,6 @@ use crate::simd::aarch64::Neon;
 use crate::simd::{fill, round_up};
 use std::mem::MaybeUninit;
 
-/// Patch rows and columns of the shipped geometry.
-const GRID: usize = SIDE / PATCH;
 /// Output channels per register (i32 accumulators).
 const LANES: usize = 4;
 /// Channels per pass over the pixels: eight accumulators.
@@ -246,25 +244,17 @@ fn embed_sparse<'r>(
     require!(prep.weight.len() == PATCH * 8 * DIM && prep.bias.len() == PATCHES * DIM);
     // Built row by row where it lives (`fill`), neither zeroed nor copied.
     fill(rows, |patch| {
-        let c = patch % GRID;
         // Eight named accumulators rather than an array: with an array, LLVM
         // copied all of them between registers around every ink loop (14
         // `mov`s per pixel).
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [vdupq_n_s32(0); 8];
-        // The patch's 7 rows of 7 bytes, each read as a u64: from its first
-        // pixel, or from the one before it and shifted (the last patch of
-        // the image ends at its last byte). One bounds check per patch; the
-        // rows' are constant and vanish.
-        let shift = if c == 0 { 0 } else { 8 };
-        let start = shipped::ORIGIN[patch] - shift / 8;
-        let block = &image[start..start + (PATCH - 1) * SIDE + 8];
+        let rows = shipped::PatchRows::new(image, patch);
         // The 7 rows written out (a macro over the row's literal): as a loop,
         // LLVM kept a counter and multiplied it by the row stride, 4 of the
         // 8 instructions a row spends finding its ink.
         macro_rules! rows {
             ($($y:literal)*) => {$({
-                let bytes = u64::from_le_bytes(block[$y * SIDE..][..8].try_into().unwrap());
-                let mut ink = (bytes >> shift) & 0x00ff_ffff_ffff_ffff;
+                let mut ink = rows.row($y);
                 while ink != 0 {
                     let x = ink.trailing_zeros() / 8;
                     let px = vdupq_n_s16((ink >> (8 * x)) as u8 as i16);
