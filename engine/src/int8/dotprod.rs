@@ -25,11 +25,11 @@ use std::mem::MaybeUninit;
 
 use super::neon::{finish32, to_lanes};
 use super::neon_lanes;
-use super::shipped::{self, DIM, GROUPS, PATCHES, SIDE};
+use super::shipped::{self, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
 use crate::shape::Shape;
-use crate::simd::aarch64::Dotprod;
+use crate::simd::aarch64::{opaque, Dotprod};
 use crate::simd::fill;
 
 /// Registers of four channels' weight dwords.
@@ -38,10 +38,10 @@ const REGS: usize = DIM / 4;
 /// The int8 weights laid out for this kernel.
 #[derive(Clone, Debug)]
 struct Layout {
-    /// `[group][register]`: group g = 2y + h's weight dwords `w + 128` of
+    /// `[y][h][register]`: group (y, h)'s weight dwords `w + 128` of
     /// channels 4·register..+4, as read from x = 3h (the byte of x = 3 in
     /// h = 1 is 128: weight zero); 128 for channels past D.
-    weight: [[[u8; 16]; REGS]; GROUPS],
+    weight: [[[[u8; 16]; REGS]; 2]; PATCH],
     scale: [i32; DIM],
     /// `[patch][channel]`: the bias.
     bias: [[i32; DIM]; PATCHES],
@@ -53,9 +53,13 @@ struct Layout {
 impl Layout {
     fn new(w: &Weights<'_>, shape: &Shape) -> Layout {
         let dwords = shipped::quad_dwords(w, shape);
-        let weight = std::array::from_fn(|g| {
-            std::array::from_fn(|r| {
-                std::array::from_fn(|b| (dwords[4 * r + b / 4][g].to_le_bytes()[b % 4] as i8 as i32 + 128) as u8)
+        let weight = std::array::from_fn(|y| {
+            std::array::from_fn(|h| {
+                std::array::from_fn(|r| {
+                    std::array::from_fn(|b| {
+                        (dwords[4 * r + b / 4][2 * y + h].to_le_bytes()[b % 4] as i8 as i32 + 128) as u8
+                    })
+                })
             })
         });
         // `finish32`'s `srshl` rounds.
@@ -119,19 +123,6 @@ fn udot(acc: uint32x4_t, a: uint8x16_t, b: uint8x16_t) -> uint32x4_t {
     acc
 }
 
-/// `value`, which the optimiser cannot see through: an empty `asm!` that
-/// may have changed it, so loads through it stay where they are written.
-#[inline]
-fn opaque<T>(value: &T) -> &T {
-    let mut at: *const T = value;
-    // SAFETY: the template is empty (no instruction): `at` keeps the
-    // address of `value`, valid for the returned lifetime.
-    unsafe {
-        asm!("/* {0} */", inout(reg) at, options(readonly, nostack, preserves_flags));
-        &*at
-    }
-}
-
 /// The embedding, one token row per patch: each inked quad's dword
 /// multiplied into the 32 channels' accumulators, the pixel sum's offset
 /// taken off, then `saturate_z(round_shift(acc · scale + bias, z_shift), D)`
@@ -155,14 +146,10 @@ fn embed<'r>(
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
         let mut sum = zero;
         let rows = shipped::PatchRows::new(image, patch);
-        // The weights, loaded per quad: without the barrier LLVM hoists all
-        // 112 registers out of the patch loop and spills them to the stack
-        // (137 instructions a digit).
-        let weight = opaque(&layout.weight);
         macro_rules! quad {
-            ($g:expr, $dword:expr) => {{
+            ($weights:expr, $dword:expr) => {{
                 let pixels = vreinterpretq_u8_u32(vdupq_n_u32($dword));
-                let w = weight[$g].as_ptr().cast::<u8>();
+                let w = $weights.as_ptr().cast::<u8>();
                 // SAFETY: bytes 0..64 and 64..128 of the group's 128 (a
                 // pointer to the whole `[[u8; 16]; 8]`).
                 let (w0, w1) = unsafe { (vld1q_u8_x4(w), vld1q_u8_x4(w.add(64))) };
@@ -178,16 +165,21 @@ fn embed<'r>(
             }};
         }
         // The 7 rows written out (a macro over the row's literal), so each
-        // row's offset and groups are constants.
+        // row's offset is a constant. The row's weights are loaded per quad
+        // through a barrier: without it LLVM hoists all 112 registers out
+        // of the patch loop and spills them to the stack (137 instructions
+        // a digit), and addresses them from one base, where rows past the
+        // fourth are beyond `ldp`'s reach (one `ldr` a register).
         macro_rules! rows {
             ($($y:literal)*) => {$({
                 let ink = rows.row($y);
                 if ink != 0 {
+                    let weights = opaque(&layout.weight[$y]);
                     if ink as u32 != 0 {
-                        quad!(2 * $y, ink as u32);
+                        quad!(weights[0], ink as u32);
                     }
                     if ink >> 32 != 0 {
-                        quad!(2 * $y + 1, (ink >> 24) as u32);
+                        quad!(weights[1], (ink >> 24) as u32);
                     }
                 }
             })*};

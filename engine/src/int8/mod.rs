@@ -93,6 +93,24 @@ pub(crate) mod shipped {
         patch_dwords(w, shape).map(|row| std::array::from_fn(|g| if g % 2 == 0 { row[g] } else { row[g] << 8 }))
     }
 
+    /// `quad_dwords` for multiplying a quad as two i16 pixel pairs (NEON's
+    /// `mul`, `mla`, `sadalp`, for 7-bit weights): `[group][pair][register]`,
+    /// lane 2c + j of register r the weight of pixel 2·pair + j of the quad
+    /// for channel 4r + c. (x86-64 builds only test it, in a portable model.)
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub(crate) fn pair_weights(w: &Weights<'_>, shape: &Shape) -> [[[[i16; 8]; DIM / 4]; 2]; GROUPS] {
+        let dwords = quad_dwords(w, shape);
+        std::array::from_fn(|g| {
+            std::array::from_fn(|pair| {
+                std::array::from_fn(|r| {
+                    std::array::from_fn(|lane| {
+                        dwords[4 * r + lane / 2][g].to_le_bytes()[2 * pair + lane % 2] as i8 as i16
+                    })
+                })
+            })
+        })
+    }
+
     /// Each patch's first pixel.
     pub(crate) const ORIGIN: [usize; PATCHES] = {
         let mut origin = [0; PATCHES];
@@ -172,6 +190,52 @@ pub(crate) mod shipped {
             }
         }
         bias
+    }
+
+    #[cfg(all(test, feature = "std"))]
+    mod tests {
+        use super::*;
+        use crate::int8::layout_check::{finish, images_and_single_pixels, scalar_z, shipped_models};
+
+        /// NEON's quad multiply modelled without SIMD (so it runs on every
+        /// CPU): each quad of x 0..4 and 3..7 as the pixel pairs (p0, p1) and
+        /// (p2, p3), `mul` and `mla` of `pair_weights` in i16 (checked: the
+        /// 7-bit weights keep both exact), `sadalp` into a channel's i32,
+        /// against the scalar embedding.
+        #[test]
+        fn pair_weights_model_matches_scalar() {
+            for model in shipped_models() {
+                let (w, shape) = (model.int8_weights(), model.shape());
+                let (d, weights) = (shape.dim as usize, pair_weights(&w, &shape));
+                let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
+                for image in images_and_single_pixels() {
+                    let want = scalar_z(&model, &image);
+                    for patch in 0..PATCHES {
+                        let mut acc = [0i32; DIM];
+                        for (g, pairs) in weights.iter().enumerate() {
+                            let at = ORIGIN[patch] + g / 2 * SIDE + 3 * (g % 2);
+                            let pixel = |j: usize| image[at + j] as i16;
+                            for r in 0..DIM / 4 {
+                                let lanes: [i16; 8] = std::array::from_fn(|lane| {
+                                    let product = |pair: usize| {
+                                        pixel(2 * pair + lane % 2).checked_mul(pairs[pair][r][lane]).unwrap()
+                                    };
+                                    product(0).checked_add(product(1)).unwrap()
+                                });
+                                for c in 0..4 {
+                                    acc[4 * r + c] += i32::from(lanes[2 * c]) + i32::from(lanes[2 * c + 1]);
+                                }
+                            }
+                        }
+                        for (o, &acc) in acc.iter().enumerate().take(d) {
+                            let bias = w.token_bias[patch * d + o] + rounding;
+                            let z = finish(acc, w.patch_scale[o], bias, w.params.z_shift, shape.dim);
+                            assert_eq!(z, want[patch * d + o], "patch {patch} channel {o}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -790,7 +854,6 @@ pub(crate) mod layout_check {
 
     /// `saturate_z(round_shift(acc · scale + bias, z_shift), d)` with the
     /// rounding already in `bias`, as the kernels compute it in i32.
-    #[cfg(target_arch = "x86_64")]
     pub(crate) fn finish(acc: i32, scale: i32, bias: i32, z_shift: u32, d: u32) -> i16 {
         let v = acc.wrapping_mul(scale).wrapping_add(bias) >> z_shift;
         let zc = super::z_limit(d);

@@ -16,12 +16,17 @@
 //! lanes at a time (together `int8::saturate_z`, as Zc ≤ 16383).
 //!
 //! For the shipped geometry (`int8::shipped`) the embedding visits only the
-//! pixels with ink (a zero pixel adds zero: same sums), the 16 token rows
-//! are then transposed (8 × 8 `trn` blocks) so that each channel's 16
-//! tokens fill two registers, and the rest is `neon_lanes.rs`, the tail
-//! shared with dotprod; other shapes run the dense embedding and the scalar
-//! tail.
+//! pixels with ink (a zero pixel adds zero: same sums): with the 7-bit
+//! weights the converter writes, by quads of four pixels (x 0..4 and 3..7
+//! of a patch row, the weight of x = 3 zero in the second), each quad two
+//! i16 pixel pairs, per four channels one `mul`, one `mla` and one `sadalp`
+//! (`|p·w| ≤ 255·63`, and two of them, fit i16: exact); with 8-bit weights,
+//! pixel by pixel with `smlal`. The 16 token rows are then transposed (8 × 8
+//! `trn` blocks) so that each channel's 16 tokens fill two registers, and
+//! the rest is `neon_lanes.rs`, the tail shared with dotprod; other shapes
+//! run the dense embedding and the scalar tail.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
@@ -31,7 +36,7 @@ use super::Weights;
 use crate::int8;
 use crate::shape::limits::MAX_DIM;
 use crate::shape::Shape;
-use crate::simd::aarch64::Neon;
+use crate::simd::aarch64::{opaque, Neon};
 use crate::simd::{fill, round_up};
 use std::mem::MaybeUninit;
 
@@ -62,6 +67,23 @@ pub(crate) struct Kernel {
     z_limit: i32,
     /// The tail with tokens in lanes, for the shipped geometry.
     lanes: Option<neon_lanes::Layout>,
+    /// The quad embedding's weights, for the shipped geometry with 7-bit
+    /// patch weights.
+    quads: Option<Box<Quads>>,
+}
+
+/// A quad's weights: `[pair][register]`, lane 2c + j of register r the
+/// weight of the pair's pixel j for channel 4r + c.
+type QuadWeights = [[[i16; 8]; DIM / 4]; 2];
+
+/// The weights of [`embed_quads`].
+#[derive(Clone, Debug)]
+struct Quads {
+    /// `shipped::pair_weights` by patch row: `[y][quad][pair][register]`,
+    /// quad h of row y being group 2y + h.
+    weight: [[QuadWeights; 2]; PATCH],
+    /// `[patch][channel]`: a blank patch's token (the bias alone).
+    blank: [[i16; DIM]; PATCHES],
 }
 
 impl Kernel {
@@ -87,8 +109,15 @@ impl Kernel {
         let (scale, bias) = (pad(w.patch_scale, 1), pad(w.token_bias, shape.patches()));
         // The shipped geometry: dim_pad = 32 and cols = 8 (`embed_sparse`).
         let lanes = shipped::fits(shape).then(|| neon_lanes::Layout::new(w, shape));
+        let limit = int8::BYTE_PAIR_WEIGHT_LIMIT;
+        let seven_bits = w.patch_weight.iter().all(|q| (-limit..=limit).contains(q));
+        let quads = (shipped::fits(shape) && seven_bits).then(|| {
+            let blank = shipped::token_bias_and_blank(w, shape, false).1;
+            let groups = shipped::pair_weights(w, shape);
+            Box::new(Quads { weight: std::array::from_fn(|y| [groups[2 * y], groups[2 * y + 1]]), blank })
+        });
         let (z_shift, z_limit) = (w.params.z_shift, int8::z_limit(shape.dim));
-        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias, z_shift, z_limit, lanes })
+        Some(Kernel { cpu, dim_pad, cols, weight, scale, bias, z_shift, z_limit, lanes, quads })
     }
 
     /// `weights` is called only for shapes without the lane-wise tail.
@@ -143,7 +172,11 @@ unsafe fn forward<'m>(
     require!(prep.bias.len() == shape.patches() * dim_pad && s.tokens.len() == shape.patches() * d);
     if let Some(layout) = &prep.lanes {
         let (mut rows, mut z) = (MaybeUninit::uninit(), MaybeUninit::uninit());
-        return neon_lanes::tail(layout, shape, to_lanes(embed_sparse(prep, image, &mut rows), &mut z), s);
+        let rows = match &prep.quads {
+            Some(quads) => embed_quads(prep, quads, image, &mut rows),
+            None => embed_sparse(prep, image, &mut rows),
+        };
+        return neon_lanes::tail(layout, shape, to_lanes(rows, &mut z), s);
     }
 
     // The image zero-extended to i16, 16 pixels at a time.
@@ -280,6 +313,83 @@ fn embed_sparse<'r>(
     })
 }
 
+/// The embedding of the shipped geometry with 7-bit patch weights, one
+/// token row per patch, over the pixel quads with ink (a digit inks about
+/// 61 of its 224): each quad's pixel pairs (p0, p1) and (p2, p3) in every
+/// i16 lane pair, then per four channels `mul` by the first pair's
+/// weights, `mla` by the second's (|p·w| ≤ 255·63, two such sum below
+/// 2^15: exact) and `sadalp` adding the lane pairs into the channels' i32.
+/// A blank patch's row is the bias's.
+#[inline]
+#[target_feature(enable = "neon")]
+fn embed_quads<'r>(
+    prep: &Kernel,
+    quads: &Quads,
+    image: &[u8],
+    rows: &'r mut MaybeUninit<[[i16; DIM]; PATCHES]>,
+) -> &'r [[i16; DIM]; PATCHES] {
+    require!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.bias.len() == PATCHES * DIM);
+    // Built row by row where it lives (`fill`), neither zeroed nor copied.
+    fill(rows, |patch| {
+        // Named accumulators rather than an array (see `embed_sparse`).
+        let zero = vdupq_n_s32(0);
+        let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
+        let rows = shipped::PatchRows::new(image, patch);
+        macro_rules! quad {
+            ($weights:expr, $dword:expr) => {{
+                // (p0, p1, p2, p3) as u16, twice; then each pair in all four
+                // dword lanes.
+                let px = vreinterpretq_u32_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32($dword))));
+                let first = vreinterpretq_s16_u32(vdupq_laneq_u32::<0>(px));
+                let second = vreinterpretq_s16_u32(vdupq_laneq_u32::<1>(px));
+                let w = $weights.as_ptr().cast::<i16>();
+                // SAFETY: i16 0..32, 32..64 of the first pair's 64 and of the
+                // second's (a pointer to the whole `[[[i16; 8]; 8]; 2]`).
+                let (w0, w1, w2, w3) = unsafe {
+                    (vld1q_s16_x4(w), vld1q_s16_x4(w.add(32)), vld1q_s16_x4(w.add(64)), vld1q_s16_x4(w.add(96)))
+                };
+                a0 = vpadalq_s16(a0, vmlaq_s16(vmulq_s16(first, w0.0), second, w2.0));
+                a1 = vpadalq_s16(a1, vmlaq_s16(vmulq_s16(first, w0.1), second, w2.1));
+                a2 = vpadalq_s16(a2, vmlaq_s16(vmulq_s16(first, w0.2), second, w2.2));
+                a3 = vpadalq_s16(a3, vmlaq_s16(vmulq_s16(first, w0.3), second, w2.3));
+                a4 = vpadalq_s16(a4, vmlaq_s16(vmulq_s16(first, w1.0), second, w3.0));
+                a5 = vpadalq_s16(a5, vmlaq_s16(vmulq_s16(first, w1.1), second, w3.1));
+                a6 = vpadalq_s16(a6, vmlaq_s16(vmulq_s16(first, w1.2), second, w3.2));
+                a7 = vpadalq_s16(a7, vmlaq_s16(vmulq_s16(first, w1.3), second, w3.3));
+            }};
+        }
+        // The 7 rows written out, so each row's offset is a constant; a
+        // row is two quads, x 0..4 and 3..7. The row's weights are reached
+        // through a barrier: without it LLVM hoists them out of the patch
+        // loop and spills them (as in dotprod.rs), and addresses them from
+        // one base, beyond `ldp`'s reach.
+        let mut inked = 0;
+        macro_rules! rows {
+            ($($y:literal)*) => {$({
+                let ink = rows.row($y);
+                inked |= ink;
+                if ink != 0 {
+                    let weights = opaque(&quads.weight[$y]);
+                    if ink as u32 != 0 {
+                        quad!(weights[0], ink as u32);
+                    }
+                    if ink >> 32 != 0 {
+                        quad!(weights[1], (ink >> 24) as u32);
+                    }
+                }
+            })*};
+        }
+        rows!(0 1 2 3 4 5 6);
+        if inked == 0 {
+            return quads.blank[patch];
+        }
+        let mut row = [0i16; DIM];
+        let (scale, bias) = (&prep.scale[..DIM], &prep.bias[patch * DIM..][..DIM]);
+        finish32(scale, bias, prep.z_shift, prep.z_limit, [a0, a1, a2, a3, a4, a5, a6, a7], &mut row);
+        row
+    })
+}
+
 /// The 16 token rows of 32 channels transposed: channel c's 16 tokens.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -329,4 +439,45 @@ fn transpose8(r: [int16x8_t; 8]) -> [int16x8_t; 8] {
         let (lo, hi) = (b[i % 4], b[4 + i % 4]);
         vreinterpretq_s16_s64(if i < 4 { vtrn1q_s64(lo, hi) } else { vtrn2q_s64(lo, hi) })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layout_check::{images_and_single_pixels, scalar_z, shipped_models};
+
+    /// Both sparse embeddings' token rows against the scalar embedding:
+    /// the quads for 7-bit weights (the shipped models, a random one), the
+    /// pixels for 8-bit ones (random).
+    #[test]
+    fn the_sparse_embeddings_match_scalar() {
+        let shape = Shape { image_side: 28, patch_side: 7, dim: 32, heads: 2, classes: 10 };
+        // Even seeds draw 7-bit patch weights, odd ones 8-bit.
+        let random = [2, 3].map(|seed| crate::synthetic::random_int8_blob(shape, seed));
+        let random = random.iter().map(|blob| crate::model::Model::from_bytes(blob).unwrap());
+        let mut kinds = [0; 2];
+        for model in shipped_models().into_iter().chain(random) {
+            let (w, shape) = (model.int8_weights(), model.shape());
+            let (kernel, d) = (Kernel::new(&w, &shape).unwrap(), shape.dim as usize);
+            kinds[usize::from(kernel.quads.is_some())] += 1;
+            for image in images_and_single_pixels() {
+                let want = scalar_z(&model, &image);
+                let mut rows = MaybeUninit::uninit();
+                // SAFETY: Advanced SIMD is baseline on aarch64.
+                let rows = unsafe {
+                    match &kernel.quads {
+                        Some(quads) => embed_quads(&kernel, quads, &image, &mut rows),
+                        None => embed_sparse(&kernel, &image, &mut rows),
+                    }
+                };
+                for (patch, row) in rows.iter().enumerate() {
+                    for (o, &z) in row.iter().enumerate() {
+                        let expected = if o < d { want[patch * d + o] } else { 0 };
+                        assert_eq!(z, expected, "patch {patch} channel {o}");
+                    }
+                }
+            }
+        }
+        assert_eq!(kinds, [1, 3], "models per embedding: [pixels, quads]");
+    }
 }

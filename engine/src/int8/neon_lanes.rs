@@ -231,8 +231,9 @@ fn mac_lane<const L: i32>(acc: &mut Wide, n: &Tokens, g: int16x8_t) {
 fn scores2(weights: &[[i16; DIM]; 2], mut n: impl FnMut(usize) -> Tokens) -> [Wide; 2] {
     let mut acc = [[vdupq_n_s32(0); 4]; 2];
     for chunk in 0..DIM / 8 {
-        // SAFETY: 8 of the DIM lanes of each head's row.
-        let g = weights.map(|row| unsafe { vld1q_s16(row[8 * chunk..].as_ptr()) });
+        // SAFETY: 8 of the DIM lanes of each head's row. (Indexed, not
+        // `weights.map`, which copied both rows to the stack every chunk.)
+        let g = [0, 1].map(|head| unsafe { vld1q_s16(weights[head][8 * chunk..].as_ptr()) });
         macro_rules! channels {
             ($($lane:literal)*) => {$({
                 let n = n(8 * chunk + $lane);

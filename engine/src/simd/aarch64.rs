@@ -32,6 +32,20 @@ impl Dotprod {
     }
 }
 
+/// `value`, which the optimiser cannot see through: an empty `asm!` that
+/// may have changed it, so loads through it stay where they are written.
+#[cfg(feature = "hosted")]
+#[inline]
+pub(crate) fn opaque<T>(value: &T) -> &T {
+    let mut at: *const T = value;
+    // SAFETY: the template is empty (no instruction): `at` keeps the
+    // address of `value`, valid for the returned lifetime.
+    unsafe {
+        core::arch::asm!("/* {0} */", inout(reg) at, options(readonly, nostack, preserves_flags));
+        &*at
+    }
+}
+
 /// Run-time detection without std: user space cannot read the ID registers
 /// on every system, so ask the kernel, as std does. Linux and Android:
 /// `AT_HWCAP`'s ASIMDDP bit (with ASIMD and FP: the dot product is an
