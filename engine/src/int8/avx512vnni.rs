@@ -231,18 +231,19 @@ fn gather_index(h: usize) -> [u8; 64] {
 /// returns the normalised channel pairs: lane t of `pairs[k]` is
 /// (n_2k, n_2k+1) of token t, as two i16.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx512vnni")]
 fn layer_norm(z: &[__m512i; DIM], d: u32, ln_eps: i32) -> [__m512i; DIM / 2] {
     // Each lane a channel pair (z_2k, z_2k+1) of its token, as two i16.
     let pairs: [__m512i; DIM / 2] =
         std::array::from_fn(|k| _mm512_mask_blend_epi16(0xaaaa_aaaa, z[2 * k], _mm512_slli_epi32::<16>(z[2 * k + 1])));
-    // Σz and Σz² in four partial sums each: short dependency chains.
+    // Σz and Σz² in four partial sums each (short dependency chains), one
+    // `vpdpwssd` a pair register each: `vpmaddwd` and the add in one.
     let ones = _mm512_set1_epi16(1);
     let mut sum = [_mm512_setzero_si512(); 4];
     let mut sum_sq = [_mm512_setzero_si512(); 4];
     for (k, &ab) in pairs.iter().enumerate() {
-        sum[k % 4] = _mm512_add_epi32(sum[k % 4], _mm512_madd_epi16(ab, ones));
-        sum_sq[k % 4] = _mm512_add_epi32(sum_sq[k % 4], _mm512_madd_epi16(ab, ab));
+        sum[k % 4] = _mm512_dpwssd_epi32(sum[k % 4], ab, ones);
+        sum_sq[k % 4] = _mm512_dpwssd_epi32(sum_sq[k % 4], ab, ab);
     }
     let total = |v: [__m512i; 4]| _mm512_add_epi32(_mm512_add_epi32(v[0], v[1]), _mm512_add_epi32(v[2], v[3]));
     let [m, scale, y] = ln_constants16(total(sum), total(sum_sq), d, ln_eps);
