@@ -23,14 +23,13 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::mem::MaybeUninit;
 
-use super::neon::{finish32, to_lanes};
+use super::neon::{fill_rows, finish32, load_row, to_lanes, Rows};
 use super::neon_lanes;
 use super::shipped::{self, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
 use crate::shape::Shape;
 use crate::simd::aarch64::{opaque, Dotprod};
-use crate::simd::fill;
 
 /// Registers of four channels' weight dwords.
 const REGS: usize = DIM / 4;
@@ -129,17 +128,11 @@ fn udot(acc: uint32x4_t, a: uint8x16_t, b: uint8x16_t) -> uint32x4_t {
 /// (`z_limit` is `int8::z_limit(D)`); a blank patch's row is the bias's.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-fn embed<'r>(
-    layout: &Layout,
-    image: &[u8],
-    z_limit: i32,
-    rows: &'r mut MaybeUninit<[[i16; DIM]; PATCHES]>,
-) -> &'r [[i16; DIM]; PATCHES] {
+fn embed<'r>(layout: &Layout, image: &[u8], z_limit: i32, rows: &'r mut MaybeUninit<Rows>) -> &'r Rows {
     require!(image.len() == SIDE * SIDE);
     let z_shift = layout.tail.params.z_shift;
     let ones = vdupq_n_u8(1);
-    // Built row by row where it lives (`fill`), neither zeroed nor copied.
-    fill(rows, |patch| {
+    fill_rows(rows, |patch| {
         // Named accumulators rather than an array: LLVM copies an array's
         // registers around every loop (neon.rs).
         let zero = vdupq_n_u32(0);
@@ -186,14 +179,12 @@ fn embed<'r>(
         }
         rows!(0 1 2 3 4 5 6);
         if vmaxvq_u32(sum) == 0 {
-            return layout.blank[patch];
+            return load_row(&layout.blank[patch]);
         }
         // Σ p·(w + 128) - 128·Σp, exact in i32 (both below 2^22).
         let offset = vreinterpretq_s32_u32(vshlq_n_u32::<7>(sum));
         let acc = [a0, a1, a2, a3, a4, a5, a6, a7].map(|a| vsubq_s32(vreinterpretq_s32_u32(a), offset));
-        let mut row = [0i16; DIM];
-        finish32(&layout.scale, &layout.bias[patch], z_shift, z_limit, acc, &mut row);
-        row
+        finish32(&layout.scale, &layout.bias[patch], z_shift, z_limit, acc)
     })
 }
 
@@ -201,6 +192,7 @@ fn embed<'r>(
 mod tests {
     use super::*;
     use crate::int8::layout_check::{images_and_single_pixels, scalar_z, shipped_models};
+    use crate::int8::neon::token_rows;
 
     /// The embedding's token rows against the scalar embedding, where the
     /// CPU has the dot product (under qemu in CI, which sets
@@ -226,7 +218,7 @@ mod tests {
                 let mut rows = MaybeUninit::uninit();
                 // SAFETY: the dot product was detected above.
                 let rows = unsafe { embed(&layout, &image, int8::z_limit(shape.dim), &mut rows) };
-                for (patch, row) in rows.iter().enumerate() {
+                for (patch, row) in token_rows(rows).iter().enumerate() {
                     for (o, &z) in row.iter().enumerate() {
                         let expected = if o < d { want[patch * d + o] } else { 0 };
                         assert_eq!(z, expected, "patch {patch} channel {o}");

@@ -21,10 +21,11 @@
 //! of a patch row, the weight of x = 3 zero in the second), each quad two
 //! i16 pixel pairs, per four channels one `mul`, one `mla` and one `sadalp`
 //! (`|p·w| ≤ 255·63`, and two of them, fit i16: exact); with 8-bit weights,
-//! pixel by pixel with `smlal`. The 16 token rows are then transposed (8 × 8
-//! `trn` blocks) so that each channel's 16 tokens fill two registers, and
-//! the rest is `neon_lanes.rs`, the tail shared with dotprod; other shapes
-//! run the dense embedding and the scalar tail.
+//! pixel by pixel with `smlal`. The 16 token rows, written by blocks of
+//! eight channels, are then transposed (`ld4` and `uzp`) so that each
+//! channel's 16 tokens fill two registers, and the rest is `neon_lanes.rs`,
+//! the tail shared with dotprod; other shapes run the dense embedding and
+//! the scalar tail.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -37,7 +38,7 @@ use crate::int8;
 use crate::shape::limits::MAX_DIM;
 use crate::shape::Shape;
 use crate::simd::aarch64::{opaque, Neon};
-use crate::simd::{fill, round_up};
+use crate::simd::round_up;
 use std::mem::MaybeUninit;
 
 /// Output channels per register (i32 accumulators).
@@ -234,16 +235,21 @@ unsafe fn forward<'m>(
 #[inline]
 #[target_feature(enable = "neon")]
 fn finish(prep: &Kernel, acc: [int32x4_t; 8], at: usize, row: &mut [i16]) {
+    require!(row.len() == GROUP);
     let (scale, bias) = (&prep.scale[at % prep.dim_pad..][..GROUP], &prep.bias[at..][..GROUP]);
-    finish32(scale, bias, prep.z_shift, prep.z_limit, acc, row);
+    for (i, z) in finish32(scale, bias, prep.z_shift, prep.z_limit, acc).into_iter().enumerate() {
+        // SAFETY: 8 of the 32 values of the row (asserted length).
+        unsafe { vst1q_s16(row[8 * i..].as_mut_ptr(), z) };
+    }
 }
 
-/// `row = saturate_z(round_shift(acc · scale + bias, z_shift), D)` for 32
-/// channels (`z_limit` is `int8::z_limit(D)`), as scalar.
+/// `saturate_z(round_shift(acc · scale + bias, z_shift), D)` for 32
+/// channels (`z_limit` is `int8::z_limit(D)`), as scalar: channels 8i..8i + 8
+/// in register i.
 #[inline]
 #[target_feature(enable = "neon")]
-pub(super) fn finish32(scale: &[i32], bias: &[i32], z_shift: u32, z_limit: i32, acc: [int32x4_t; 8], row: &mut [i16]) {
-    require!(scale.len() == GROUP && bias.len() == GROUP && row.len() == GROUP);
+pub(super) fn finish32(scale: &[i32], bias: &[i32], z_shift: u32, z_limit: i32, acc: [int32x4_t; 8]) -> Row {
+    require!(scale.len() == GROUP && bias.len() == GROUP);
     // srshl by a negative count: (x + 2^(s-1)) >> s without overflow, x for s = 0.
     let shift = vdupq_n_s32(-(z_shift as i32));
     // ±Zc (at most 16383) as i16: `sqxtn` saturates to [-32768, 32767], then
@@ -254,11 +260,43 @@ pub(super) fn finish32(scale: &[i32], bias: &[i32], z_shift: u32, z_limit: i32, 
         let (scale, bias) = unsafe { (vld1q_s32(scale[4 * i..].as_ptr()), vld1q_s32(bias[4 * i..].as_ptr())) };
         vrshlq_s32(vmlaq_s32(bias, acc[i], scale), shift)
     });
-    for i in 0..4 {
+    std::array::from_fn(|i| {
         let z = vqmovn_high_s32(vqmovn_s32(z32[2 * i]), z32[2 * i + 1]);
-        // SAFETY: 8 of the 32 values of the row (asserted length).
-        unsafe { vst1q_s16(row[8 * i..].as_mut_ptr(), vminq_s16(vmaxq_s16(z, z_min), z_max)) };
+        vminq_s16(vmaxq_s16(z, z_min), z_max)
+    })
+}
+
+/// A token's 32 channels, eight a register.
+pub(super) type Row = [int16x8_t; DIM / 8];
+
+/// The 16 token rows as the sparse embeddings write them, `[block][token]`:
+/// block b holds channels 8b..8b + 8, so four tokens' block is 32
+/// contiguous values, which `ld4` de-interleaves ([`to_lanes`]).
+pub(super) type Rows = [[int16x8_t; PATCHES]; DIM / 8];
+
+/// Builds `rows` where it lives from `row(t)`, token t's channels: an array
+/// built on the stack and then moved (or zeroed, then filled) cost a
+/// `memcpy` (`memset`) of 1 KB, ~150 instructions on aarch64 glibc.
+#[inline(always)]
+pub(super) fn fill_rows(rows: &mut MaybeUninit<Rows>, mut row: impl FnMut(usize) -> Row) -> &Rows {
+    let at = rows.as_mut_ptr().cast::<int16x8_t>();
+    for t in 0..PATCHES {
+        for (block, v) in row(t).into_iter().enumerate() {
+            // SAFETY: element (block, t) of the DIM / 8 × PATCHES array.
+            unsafe { at.add(block * PATCHES + t).write(v) };
+        }
     }
+    // SAFETY: the loops wrote every (block, t).
+    unsafe { rows.assume_init_ref() }
+}
+
+/// A stored row (a blank patch's) as registers.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(super) fn load_row(row: &[i16; DIM]) -> Row {
+    // SAFETY: 32 values of the array.
+    let v = unsafe { vld1q_s16_x4(row.as_ptr()) };
+    [v.0, v.1, v.2, v.3]
 }
 
 /// The embedding of the shipped geometry (dim_pad = 32, `cols` = 8), one
@@ -268,15 +306,10 @@ pub(super) fn finish32(scale: &[i32], bias: &[i32], z_shift: u32, z_limit: i32, 
 /// (`smlal` by element, exact in i32).
 #[inline]
 #[target_feature(enable = "neon")]
-fn embed_sparse<'r>(
-    prep: &Kernel,
-    image: &[u8],
-    rows: &'r mut MaybeUninit<[[i16; DIM]; PATCHES]>,
-) -> &'r [[i16; DIM]; PATCHES] {
+fn embed_sparse<'r>(prep: &Kernel, image: &[u8], rows: &'r mut MaybeUninit<Rows>) -> &'r Rows {
     require!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.cols == 8);
     require!(prep.weight.len() == PATCH * 8 * DIM && prep.bias.len() == PATCHES * DIM);
-    // Built row by row where it lives (`fill`), neither zeroed nor copied.
-    fill(rows, |patch| {
+    fill_rows(rows, |patch| {
         // Eight named accumulators rather than an array: with an array, LLVM
         // copied all of them between registers around every ink loop (14
         // `mov`s per pixel).
@@ -307,9 +340,8 @@ fn embed_sparse<'r>(
             })*};
         }
         rows!(0 1 2 3 4 5 6);
-        let mut row = [0i16; DIM];
-        finish(prep, [a0, a1, a2, a3, a4, a5, a6, a7], patch * DIM, &mut row);
-        row
+        let (scale, bias) = (&prep.scale[..DIM], &prep.bias[patch * DIM..][..DIM]);
+        finish32(scale, bias, prep.z_shift, prep.z_limit, [a0, a1, a2, a3, a4, a5, a6, a7])
     })
 }
 
@@ -322,15 +354,9 @@ fn embed_sparse<'r>(
 /// A blank patch's row is the bias's.
 #[inline]
 #[target_feature(enable = "neon")]
-fn embed_quads<'r>(
-    prep: &Kernel,
-    quads: &Quads,
-    image: &[u8],
-    rows: &'r mut MaybeUninit<[[i16; DIM]; PATCHES]>,
-) -> &'r [[i16; DIM]; PATCHES] {
+fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut MaybeUninit<Rows>) -> &'r Rows {
     require!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.bias.len() == PATCHES * DIM);
-    // Built row by row where it lives (`fill`), neither zeroed nor copied.
-    fill(rows, |patch| {
+    fill_rows(rows, |patch| {
         // Named accumulators rather than an array (see `embed_sparse`).
         let zero = vdupq_n_s32(0);
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
@@ -381,70 +407,95 @@ fn embed_quads<'r>(
         }
         rows!(0 1 2 3 4 5 6);
         if inked == 0 {
-            return quads.blank[patch];
+            return load_row(&quads.blank[patch]);
         }
-        let mut row = [0i16; DIM];
         let (scale, bias) = (&prep.scale[..DIM], &prep.bias[patch * DIM..][..DIM]);
-        finish32(scale, bias, prep.z_shift, prep.z_limit, [a0, a1, a2, a3, a4, a5, a6, a7], &mut row);
-        row
+        finish32(scale, bias, prep.z_shift, prep.z_limit, [a0, a1, a2, a3, a4, a5, a6, a7])
     })
 }
 
-/// The 16 token rows of 32 channels transposed: channel c's 16 tokens.
+/// The 16 token rows transposed: channel c's 16 tokens. For each block of
+/// eight channels and each half of the tokens, two `ld4` (four tokens' 32
+/// values each, de-interleaved by four: register j holds channels j and
+/// 4 + j of its four tokens, alternately) and one `uzp1` and one `uzp2` per
+/// pair of registers (the even and the odd values: channel j, channel
+/// 4 + j, of all eight tokens): 10 instructions where an 8 × 8 `trn`
+/// transpose of loaded rows takes 32.
 #[inline]
 #[target_feature(enable = "neon")]
-pub(super) fn to_lanes<'z>(rows: &[[i16; DIM]; PATCHES], z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
-    // Written in place, neither zeroed nor copied: every lane below, each
-    // of the DIM channels' two halves once.
+pub(super) fn to_lanes<'z>(rows: &Rows, z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
+    // Written in place, neither zeroed nor copied: every channel's two
+    // halves once.
     let out = z.as_mut_ptr().cast::<int16x8_t>();
-    for (half, rows) in rows.chunks_exact(8).enumerate() {
-        for c0 in (0..DIM).step_by(8) {
-            // SAFETY: 8 of the 32 values of each row.
-            let block = transpose8(std::array::from_fn(|i| unsafe { vld1q_s16(rows[i][c0..].as_ptr()) }));
-            for (i, v) in block.into_iter().enumerate() {
-                // SAFETY: element (c0 + i, half) of the DIM × 2 array.
-                unsafe { out.add(2 * (c0 + i) + half).write(v) };
+    for (block, tokens) in rows.iter().enumerate() {
+        // A block at a time: without the barrier LLVM issues all 16 `ld4`
+        // first, and 64 registers do not fit in 32.
+        let tokens = opaque(tokens);
+        // SAFETY: tokens 8h..8h + 4 and 8h + 4..8h + 8 of the block, 32
+        // contiguous i16 each (four registers of the array).
+        let load = |t: usize| unsafe { vld4q_s16(tokens[t..].as_ptr().cast()) };
+        let halves = [[load(0), load(4)], [load(8), load(12)]];
+        for j in 0..4 {
+            let part = |v: &int16x8x4_t| [v.0, v.1, v.2, v.3][j];
+            // Per half of the tokens: (channel 8·block + j, channel 8·block + 4 + j).
+            let [first, second] = halves.map(|[a, b]| (vuzp1q_s16(part(&a), part(&b)), vuzp2q_s16(part(&a), part(&b))));
+            // SAFETY: elements (8·block + j) and (8·block + 4 + j) of the
+            // DIM × 2 array, both halves.
+            unsafe {
+                out.add(2 * (8 * block + j)).write(first.0);
+                out.add(2 * (8 * block + j) + 1).write(second.0);
+                out.add(2 * (8 * block + 4 + j)).write(first.1);
+                out.add(2 * (8 * block + 4 + j) + 1).write(second.1);
             }
         }
     }
-    // SAFETY: the loops wrote all DIM × 2 registers (half 0..2, c0 + i
-    // covering 0..DIM).
+    // SAFETY: the loops wrote all DIM × 2 registers (block and j covering
+    // every channel, both halves).
     unsafe { z.assume_init_ref() }
 }
 
-/// The 8 × 8 transpose of i16 lanes: lane j of result i is lane i of
-/// `r[j]`.
-#[inline]
-#[target_feature(enable = "neon")]
-fn transpose8(r: [int16x8_t; 8]) -> [int16x8_t; 8] {
-    let a: [int16x8_t; 8] =
-        std::array::from_fn(
-            |i| if i.is_multiple_of(2) { vtrn1q_s16(r[i], r[i + 1]) } else { vtrn2q_s16(r[i - 1], r[i]) },
-        );
-    let a = a.map(|v| vreinterpretq_s32_s16(v));
-    // (0, 2), (1, 3), (4, 6), (5, 7): columns {0, 4}, {1, 5}, {2, 6}, {3, 7}
-    // of four rows each.
-    let b = [
-        vtrn1q_s32(a[0], a[2]),
-        vtrn1q_s32(a[1], a[3]),
-        vtrn2q_s32(a[0], a[2]),
-        vtrn2q_s32(a[1], a[3]),
-        vtrn1q_s32(a[4], a[6]),
-        vtrn1q_s32(a[5], a[7]),
-        vtrn2q_s32(a[4], a[6]),
-        vtrn2q_s32(a[5], a[7]),
-    ]
-    .map(|v| vreinterpretq_s64_s32(v));
-    std::array::from_fn(|i| {
-        let (lo, hi) = (b[i % 4], b[4 + i % 4]);
-        vreinterpretq_s16_s64(if i < 4 { vtrn1q_s64(lo, hi) } else { vtrn2q_s64(lo, hi) })
+/// The rows as values, `[token][channel]` (for tests).
+#[cfg(test)]
+pub(super) fn token_rows(rows: &Rows) -> [[i16; DIM]; PATCHES] {
+    std::array::from_fn(|t| {
+        let mut row = [0i16; DIM];
+        for (block, tokens) in rows.iter().enumerate() {
+            // SAFETY: 8 of the row's 32 values.
+            unsafe { vst1q_s16(row[8 * block..].as_mut_ptr(), tokens[t]) };
+        }
+        row
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::int8::layout_check::{images_and_single_pixels, scalar_z, shipped_models};
+    use crate::int8::layout_check::{images_and_single_pixels, scalar_z, shipped_models, xorshift};
+
+    /// `to_lanes` is a transpose: lane l of channel c's half h is channel c
+    /// of token 8h + l, for rows of random values.
+    #[test]
+    fn to_lanes_transposes_the_rows() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let values: [[i16; DIM]; PATCHES] = std::array::from_fn(|_| std::array::from_fn(|_| next() as i16));
+        let mut rows = MaybeUninit::uninit();
+        // SAFETY: Advanced SIMD is baseline on aarch64.
+        let rows = fill_rows(&mut rows, |t| unsafe { load_row(&values[t]) });
+        assert_eq!(token_rows(rows), values);
+        let mut z = MaybeUninit::uninit();
+        // SAFETY: as above.
+        let z = unsafe { to_lanes(rows, &mut z) };
+        for (c, halves) in z.iter().enumerate() {
+            for (h, &v) in halves.iter().enumerate() {
+                let mut lanes = [0i16; 8];
+                // SAFETY: a store of one register into 8 values.
+                unsafe { vst1q_s16(lanes.as_mut_ptr(), v) };
+                for (l, &got) in lanes.iter().enumerate() {
+                    assert_eq!(got, values[8 * h + l][c], "channel {c}, token {}", 8 * h + l);
+                }
+            }
+        }
+    }
 
     /// Both sparse embeddings' token rows against the scalar embedding:
     /// the quads for 7-bit weights (the shipped models, a random one), the
@@ -470,7 +521,7 @@ mod tests {
                         None => embed_sparse(&kernel, &image, &mut rows),
                     }
                 };
-                for (patch, row) in rows.iter().enumerate() {
+                for (patch, row) in token_rows(rows).iter().enumerate() {
                     for (o, &z) in row.iter().enumerate() {
                         let expected = if o < d { want[patch * d + o] } else { 0 };
                         assert_eq!(z, expected, "patch {patch} channel {o}");

@@ -197,14 +197,21 @@ fn ln_constants4(sum: int32x4_t, sum_sq: int32x4_t, d: i32, eps: i32) -> [int32x
 #[target_feature(enable = "neon")]
 fn layer_norm_constants(z: &[Tokens; DIM], d: u32, ln_eps: i32) -> [Tokens; 3] {
     // Σz and Σz² of tokens 4i..4i+3 (z within ±Zc, zero past D): both
-    // below 2^31.
+    // below 2^31. Σz adds a channel pair in i16 first (2·Zc ≤ 32766:
+    // `int8::z_limit` is at most 16383), then widens: 6 instructions a
+    // pair, not 8.
     let mut sum = [vdupq_n_s32(0); 4];
     let mut sum_sq = [vdupq_n_s32(0); 4];
-    for channel in z {
-        for i in 0..4 {
-            let q = quarter(channel, i);
-            sum[i] = vaddw_s16(sum[i], q);
-            sum_sq[i] = vmlal_s16(sum_sq[i], q, q);
+    for pair in z.chunks_exact(2) {
+        let both: Tokens = std::array::from_fn(|h| vaddq_s16(pair[0][h], pair[1][h]));
+        for (i, sum) in sum.iter_mut().enumerate() {
+            *sum = vaddw_s16(*sum, quarter(&both, i));
+        }
+        for channel in pair {
+            for (i, sum_sq) in sum_sq.iter_mut().enumerate() {
+                let q = quarter(channel, i);
+                *sum_sq = vmlal_s16(*sum_sq, q, q);
+            }
         }
     }
     let constants: [[int32x4_t; 3]; 4] = std::array::from_fn(|i| ln_constants4(sum[i], sum_sq[i], d as i32, ln_eps));

@@ -43,25 +43,3 @@ pub(crate) mod x86;
 pub(crate) fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
 }
-
-/// Fills `slot` with `f(0), f(1), …` and returns it initialised: an array
-/// built where it will live. `std::array::from_fn` (or a zeroed array
-/// filled in a loop) built 1 KB arrays of registers on the stack and then
-/// copied them with `memcpy` (or cleared them with `memset`): ~150
-/// instructions a call on aarch64 glibc, several per digit. (The x86-64
-/// kernels keep such arrays in their scratch instead.)
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-#[inline(always)]
-pub(crate) fn fill<T: Copy, const N: usize>(
-    slot: &mut core::mem::MaybeUninit<[T; N]>,
-    mut f: impl FnMut(usize) -> T,
-) -> &mut [T; N] {
-    let first = slot.as_mut_ptr().cast::<T>();
-    for i in 0..N {
-        // SAFETY: element i < N of the array (`[T; N]` is N consecutive T).
-        unsafe { first.add(i).write(f(i)) };
-    }
-    // SAFETY: the loop wrote all N elements. (A panic in `f` leaves the
-    // slot partly written but never read: T: Copy needs no drop.)
-    unsafe { slot.assume_init_mut() }
-}
