@@ -10,7 +10,7 @@
 //!   computes, and the i32 sum is the scalar's. 14 × 32 of them make the
 //!   32 channels of all 16 tokens, one register per channel.
 //! - **LayerNorm** of the 16 tokens at once, lane-wise: each lane made a
-//!   channel pair (z_2k, z_2k+1) of its token, Σz and Σz² by `vpmaddwd`;
+//!   channel pair (z_2k, z_2k+1) of its token, Σz and Σz² by `vpdpwssd`;
 //!   the constants in i64 lanes, where a multiply on their long chain takes
 //!   5 cycles (`vpmuldq`) instead of 10 (`vpmulld`); then three ops per
 //!   register of pairs (`vpsubw`, `vpmullw`, `vpmulhrsw`).
