@@ -29,7 +29,7 @@ use super::shipped::{self, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
 use crate::shape::Shape;
-use crate::simd::aarch64::{opaque, Dotprod};
+use crate::simd::aarch64::Dotprod;
 
 /// Registers of four channels' weight dwords.
 const REGS: usize = DIM / 4;
@@ -139,45 +139,24 @@ fn embed<'r>(layout: &Layout, image: &[u8], z_limit: i32, rows: &'r mut MaybeUni
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
         let mut sum = zero;
         let rows = shipped::PatchRows::new(image, patch);
-        macro_rules! quad {
-            ($weights:expr, $dword:expr) => {{
-                let pixels = vreinterpretq_u8_u32(vdupq_n_u32($dword));
-                let w = $weights.as_ptr().cast::<u8>();
-                // SAFETY: bytes 0..64 and 64..128 of the group's 128 (a
-                // pointer to the whole `[[u8; 16]; 8]`).
-                let (w0, w1) = unsafe { (vld1q_u8_x4(w), vld1q_u8_x4(w.add(64))) };
-                a0 = udot(a0, pixels, w0.0);
-                a1 = udot(a1, pixels, w0.1);
-                a2 = udot(a2, pixels, w0.2);
-                a3 = udot(a3, pixels, w0.3);
-                a4 = udot(a4, pixels, w1.0);
-                a5 = udot(a5, pixels, w1.1);
-                a6 = udot(a6, pixels, w1.2);
-                a7 = udot(a7, pixels, w1.3);
-                sum = udot(sum, pixels, ones);
-            }};
-        }
-        // The 7 rows written out (a macro over the row's literal), so each
-        // row's offset is a constant. The row's weights are loaded per quad
-        // through a barrier: without it LLVM hoists all 112 registers out
-        // of the patch loop and spills them to the stack (137 instructions
-        // a digit), and addresses them from one base, where rows past the
-        // fourth are beyond `ldp`'s reach (one `ldr` a register).
-        macro_rules! rows {
-            ($($y:literal)*) => {$({
-                let ink = rows.row($y);
-                if ink != 0 {
-                    let weights = opaque(&layout.weight[$y]);
-                    if ink as u32 != 0 {
-                        quad!(weights[0], ink as u32);
-                    }
-                    if ink >> 32 != 0 {
-                        quad!(weights[1], (ink >> 24) as u32);
-                    }
-                }
-            })*};
-        }
-        rows!(0 1 2 3 4 5 6);
+        // The pixel sum tells a blank patch (one `umaxv`), so the rows' OR
+        // goes unused (and is not computed).
+        rows.for_each_quad(&layout.weight, |weights, dword| {
+            let pixels = vreinterpretq_u8_u32(vdupq_n_u32(dword));
+            let w = weights.as_ptr().cast::<u8>();
+            // SAFETY: bytes 0..64 and 64..128 of the group's 128 (a pointer
+            // to the whole `[[u8; 16]; 8]`).
+            let (w0, w1) = unsafe { (vld1q_u8_x4(w), vld1q_u8_x4(w.add(64))) };
+            a0 = udot(a0, pixels, w0.0);
+            a1 = udot(a1, pixels, w0.1);
+            a2 = udot(a2, pixels, w0.2);
+            a3 = udot(a3, pixels, w0.3);
+            a4 = udot(a4, pixels, w1.0);
+            a5 = udot(a5, pixels, w1.1);
+            a6 = udot(a6, pixels, w1.2);
+            a7 = udot(a7, pixels, w1.3);
+            sum = udot(sum, pixels, ones);
+        });
         if vmaxvq_u32(sum) == 0 {
             return load_row(&layout.blank[patch]);
         }

@@ -147,6 +147,39 @@ pub(crate) mod shipped {
             let bytes = u64::from_le_bytes(self.block[y * SIDE..][..8].try_into().unwrap());
             (bytes >> self.shift) & 0x00ff_ffff_ffff_ffff
         }
+
+        /// The quads with ink, row by row: `quad(&weights[y][h], dword)`
+        /// for quad h of row y (x 0..4 and 3..7: the byte of x = 3 is the
+        /// second's first, its weight zero) when it has ink. Returns the
+        /// OR of the rows: 0 for a blank patch.
+        ///
+        /// The 7 rows are written out (a macro over the row's literal), so
+        /// each row's offset is a constant. A row's weights are reached
+        /// through a barrier (`opaque`): without it LLVM hoists all of them
+        /// out of the patch loop and spills them to the stack, and
+        /// addresses them from one base, where rows past the fourth are
+        /// beyond `ldp`'s reach (one `ldr` a register).
+        #[inline(always)]
+        pub(crate) fn for_each_quad<W>(&self, weights: &[[W; 2]; PATCH], mut quad: impl FnMut(&W, u32)) -> u64 {
+            let mut inked = 0;
+            macro_rules! rows {
+                ($($y:literal)*) => {$({
+                    let ink = self.row($y);
+                    inked |= ink;
+                    if ink != 0 {
+                        let row = crate::simd::aarch64::opaque(&weights[$y]);
+                        if ink as u32 != 0 {
+                            quad(&row[0], ink as u32);
+                        }
+                        if ink >> 32 != 0 {
+                            quad(&row[1], (ink >> 24) as u32);
+                        }
+                    }
+                })*};
+            }
+            rows!(0 1 2 3 4 5 6);
+            inked
+        }
     }
 
     /// The patch scale, zero past D.

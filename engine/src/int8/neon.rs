@@ -361,51 +361,26 @@ fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut May
         let zero = vdupq_n_s32(0);
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
         let rows = shipped::PatchRows::new(image, patch);
-        macro_rules! quad {
-            ($weights:expr, $dword:expr) => {{
-                // (p0, p1, p2, p3) as u16, twice; then each pair in all four
-                // dword lanes.
-                let px = vreinterpretq_u32_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32($dword))));
-                let first = vreinterpretq_s16_u32(vdupq_laneq_u32::<0>(px));
-                let second = vreinterpretq_s16_u32(vdupq_laneq_u32::<1>(px));
-                let w = $weights.as_ptr().cast::<i16>();
-                // SAFETY: i16 0..32, 32..64 of the first pair's 64 and of the
-                // second's (a pointer to the whole `[[[i16; 8]; 8]; 2]`).
-                let (w0, w1, w2, w3) = unsafe {
-                    (vld1q_s16_x4(w), vld1q_s16_x4(w.add(32)), vld1q_s16_x4(w.add(64)), vld1q_s16_x4(w.add(96)))
-                };
-                a0 = vpadalq_s16(a0, vmlaq_s16(vmulq_s16(first, w0.0), second, w2.0));
-                a1 = vpadalq_s16(a1, vmlaq_s16(vmulq_s16(first, w0.1), second, w2.1));
-                a2 = vpadalq_s16(a2, vmlaq_s16(vmulq_s16(first, w0.2), second, w2.2));
-                a3 = vpadalq_s16(a3, vmlaq_s16(vmulq_s16(first, w0.3), second, w2.3));
-                a4 = vpadalq_s16(a4, vmlaq_s16(vmulq_s16(first, w1.0), second, w3.0));
-                a5 = vpadalq_s16(a5, vmlaq_s16(vmulq_s16(first, w1.1), second, w3.1));
-                a6 = vpadalq_s16(a6, vmlaq_s16(vmulq_s16(first, w1.2), second, w3.2));
-                a7 = vpadalq_s16(a7, vmlaq_s16(vmulq_s16(first, w1.3), second, w3.3));
-            }};
-        }
-        // The 7 rows written out, so each row's offset is a constant; a
-        // row is two quads, x 0..4 and 3..7. The row's weights are reached
-        // through a barrier: without it LLVM hoists them out of the patch
-        // loop and spills them (as in dotprod.rs), and addresses them from
-        // one base, beyond `ldp`'s reach.
-        let mut inked = 0;
-        macro_rules! rows {
-            ($($y:literal)*) => {$({
-                let ink = rows.row($y);
-                inked |= ink;
-                if ink != 0 {
-                    let weights = opaque(&quads.weight[$y]);
-                    if ink as u32 != 0 {
-                        quad!(weights[0], ink as u32);
-                    }
-                    if ink >> 32 != 0 {
-                        quad!(weights[1], (ink >> 24) as u32);
-                    }
-                }
-            })*};
-        }
-        rows!(0 1 2 3 4 5 6);
+        let inked = rows.for_each_quad(&quads.weight, |weights, dword| {
+            // (p0, p1, p2, p3) as u16, twice; then each pair in all four
+            // dword lanes.
+            let px = vreinterpretq_u32_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(dword))));
+            let first = vreinterpretq_s16_u32(vdupq_laneq_u32::<0>(px));
+            let second = vreinterpretq_s16_u32(vdupq_laneq_u32::<1>(px));
+            let w = weights.as_ptr().cast::<i16>();
+            // SAFETY: i16 0..32, 32..64 of the first pair's 64 and of the
+            // second's (a pointer to the whole `[[[i16; 8]; 8]; 2]`).
+            let (w0, w1, w2, w3) =
+                unsafe { (vld1q_s16_x4(w), vld1q_s16_x4(w.add(32)), vld1q_s16_x4(w.add(64)), vld1q_s16_x4(w.add(96))) };
+            a0 = vpadalq_s16(a0, vmlaq_s16(vmulq_s16(first, w0.0), second, w2.0));
+            a1 = vpadalq_s16(a1, vmlaq_s16(vmulq_s16(first, w0.1), second, w2.1));
+            a2 = vpadalq_s16(a2, vmlaq_s16(vmulq_s16(first, w0.2), second, w2.2));
+            a3 = vpadalq_s16(a3, vmlaq_s16(vmulq_s16(first, w0.3), second, w2.3));
+            a4 = vpadalq_s16(a4, vmlaq_s16(vmulq_s16(first, w1.0), second, w3.0));
+            a5 = vpadalq_s16(a5, vmlaq_s16(vmulq_s16(first, w1.1), second, w3.1));
+            a6 = vpadalq_s16(a6, vmlaq_s16(vmulq_s16(first, w1.2), second, w3.2));
+            a7 = vpadalq_s16(a7, vmlaq_s16(vmulq_s16(first, w1.3), second, w3.3));
+        });
         if inked == 0 {
             return load_row(&quads.blank[patch]);
         }
