@@ -19,7 +19,7 @@
 #                Rust signatures (bindings/java/src/lib.rs) against the JNI
 #                header javac -h writes for Model.java: same types, in order
 #  4. tests      ModelTest under -Xcheck:jni (the VM checks every JNI call):
-#                95.40 % on the 10,000 test digits (f16, f32; int8 95.39 %), logits
+#                95.40 % on the 10,000 test digits (f16, f32, int8), logits
 #                and attention bit-identical to the CLI's, single == batch,
 #                photos (data/realistic's PNG/PGM/PPM: the CLI's classes and
 #                inputs), every error status, use after close, threads, and

@@ -16,7 +16,7 @@
 #  4. CLI, C ABI the release CLI, for the cross-checks, and libmicrovit.so,
 #                for step 6
 #  5. pytest     bindings/python/tests: 95.40 % on the 10,000 test digits
-#                (f16, f32; int8 95.39 %), logits and attention bit-identical to the
+#                (f16, f32, int8), logits and attention bit-identical to the
 #                CLI's eval --logits-out and explain --attention-out, convert
 #                byte-identical to the CLI's, the committed int8 checksum on
 #                every backend, batch == single, errors with their messages

@@ -217,8 +217,8 @@ fn json_has_one_object_per_dtype_and_backend_with_positive_figures() {
         if dtype == "f32" {
             assert_eq!(backend, "scalar");
         }
-        // An accuracy only over the whole test set (95.40 % for f32 and
-        // f16, 95.39 % for int8); none when the warm-up ran out of time first.
+        // An accuracy only over the whole test set (95.40 % for every
+        // dtype); none when the warm-up ran out of time first.
         match (run.get("accuracy"), run.get("accuracy_digits")) {
             (Some(Json::Number(a)), Some(Json::Number(n))) if *n == 10_000.0 => {
                 assert!((0.953..=0.955).contains(a), "accuracy {a}")

@@ -167,6 +167,13 @@ fn centred(values: &[f64], width: usize) -> Vec<f64> {
         .collect()
 }
 
+/// `values`, `rows × width` with `rows` rows, with every column shifted to sum to zero.
+fn centred_columns(values: &[f64], rows: usize) -> Vec<f64> {
+    let width = values.len() / rows;
+    let mean: Vec<f64> = (0..width).map(|c| values.iter().skip(c).step_by(width).sum::<f64>() / rows as f64).collect();
+    values.iter().enumerate().map(|(i, v)| v - mean[i % width]).collect()
+}
+
 fn fixed_i32(values: &[f64], bits: u32, limit: f64) -> Vec<i32> {
     values.iter().map(|v| (v * 2f64.powi(bits as i32)).round().clamp(-limit, limit) as i32).collect()
 }
@@ -211,8 +218,14 @@ fn quantize_patch(folded: &Folded) -> Result<PatchQuant, ConvertError> {
     // with PyTorch stay within 0.05 pp and 0.11 pp of 8 bits
     // (docs/FIXED_POINT.md, "Measured").
     let limit = BYTE_PAIR_WEIGHT_LIMIT as f64;
+    // The int8 LayerNorm takes no mean (docs/FIXED_POINT.md, §3 step 2):
+    // every pixel's weights and every token's bias centred over the
+    // channels make z's mean zero for any image. Exact in reals: LayerNorm
+    // subtracts the mean, so the float model is the same function.
+    let centred_weight = centred_columns(&folded.patch_weight, d);
+    let token_bias = centred(&folded.token_bias, d);
     let row_scale: Vec<f64> =
-        (0..d).map(|o| folded.patch_weight[o * k..][..k].iter().fold(0.0f64, |m, v| m.max(v.abs())) / limit).collect();
+        (0..d).map(|o| centred_weight[o * k..][..k].iter().fold(0.0f64, |m, v| m.max(v.abs())) / limit).collect();
     let top = row_scale.iter().copied().fold(0.0, f64::max);
     let top = if top > 0.0 { top } else { 1.0 };
     // The finest grid (most multiplier bits) whose worst case still fits i32.
@@ -220,7 +233,7 @@ fn quantize_patch(folded: &Folded) -> Result<PatchQuant, ConvertError> {
         let step = top / (1u64 << bits) as f64;
         let scale: Vec<i32> = row_scale.iter().map(|r| ((r / step).ceil() as i64).max(1) as i32).collect();
         // Clamped far above i32 so the check below cannot overflow i64.
-        let bias: Vec<i64> = folded.token_bias.iter().map(|b| (b / step).round().clamp(-1e15, 1e15) as i64).collect();
+        let bias: Vec<i64> = token_bias.iter().map(|b| (b / step).round().clamp(-1e15, 1e15) as i64).collect();
         let fits = (0..d).all(|o| {
             let max_bias = bias.iter().skip(o).step_by(d).map(|b| b.abs()).max().unwrap_or(0);
             max_acc * scale[o] as i64 + max_bias + ROUNDING_HEADROOM <= i32::MAX as i64
@@ -230,7 +243,7 @@ fn quantize_patch(folded: &Folded) -> Result<PatchQuant, ConvertError> {
         }
         let weight = (0..d * k)
             .map(|i| {
-                let q = folded.patch_weight[i] / (scale[i / k] as f64 * step);
+                let q = centred_weight[i] / (scale[i / k] as f64 * step);
                 q.round().clamp(-limit, limit) as i8
             })
             .collect();

@@ -11,9 +11,9 @@
 //!   the same integers.
 //! - Tokens live in rows of `dim_pad` i16 (padding channels are garbage
 //!   after LayerNorm, but every weight that reads them is zero).
-//! - LayerNorm of eight tokens at once: sums reduced together, the
-//!   constants in i32 lanes (`ln_constants8`), then three ops per sixteen
-//!   channels (`vpsubw`, `vpmullw` by 2^a, `vpmulhrsw`).
+//! - LayerNorm of eight tokens at once: Σz² reduced together, the
+//!   constants in i32 lanes (`ln_constants8`), then two ops per sixteen
+//!   channels (`vpmullw` by 2^a, `vpmulhrsw`).
 //! - Scores and logits reduce eight dot products at once with a `vphaddd`
 //!   tree instead of one horizontal sum each.
 //! - Softmax: the fixed-point `exp2` on eight lanes (its two 8-entry tables
@@ -213,8 +213,8 @@ pub(crate) struct Scratch {
     tokens: Vec<i16>,
     /// Each patch's ink mask (pixel pairs with a nonzero pixel), `patches`.
     inks: Vec<u32>,
-    /// LayerNorm constants of each group of eight tokens: `m`, `2^a` and
-    /// `Y` in eight i32 lanes each, `patches_pad · 3`.
+    /// LayerNorm constants of each group of eight tokens: `2^a` and `Y` in
+    /// eight i32 lanes each, `patches_pad · LN_CONSTANTS`.
     ln_params: Vec<i32>,
     /// Their LayerNorm, same layout; for the shipped geometry, the
     /// normalised pairs of `lanes::tail` (`lanes_buffer`).
@@ -246,7 +246,7 @@ impl Scratch {
         Scratch {
             tokens: vec![0; t * d],
             inks: vec![0; shape.patches()],
-            ln_params: vec![0; t * 3],
+            ln_params: vec![0; t * LN_CONSTANTS],
             norm: vec![0; t * d],
             scores: vec![0; shape.heads as usize * (1 + t)],
             probs16: vec![0; t],
@@ -530,6 +530,9 @@ fn hsum8(v: &[__m256i; 8]) -> __m256i {
 /// Registers of 16 channels in the widest token row (`dim_pad` ≤ 128).
 const MAX_REGS: usize = 8;
 
+/// The LayerNorm constants of a token: 2^a and Y (`int8::ln_constants`).
+const LN_CONSTANTS: usize = 2;
+
 /// Register `k` of the row of 16-channel registers at `row`.
 ///
 /// # Safety
@@ -562,20 +565,13 @@ unsafe fn dot8(rows: [*const i16; 8], b: *const i16, regs: usize) -> [__m256i; 8
     acc
 }
 
-/// `int8::ln_constants` on eight i32 lanes: `(m, 2^a, Y)` of eight tokens
-/// from their `Σz` and `Σz²` (z within ±`int8::z_limit`).
+/// `int8::ln_constants` on eight i32 lanes: `(2^a, Y)` of eight tokens
+/// from their `Σz²` (z within ±`int8::z_limit`).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn ln_constants8(sum: __m256i, sum_sq: __m256i, d: i32, eps: i32) -> [__m256i; 3] {
+pub(super) fn ln_constants8(sum_sq: __m256i, eps: i32) -> [__m256i; 2] {
     let c = _mm256_set1_epi32;
-    // m = floor((2Σ + D) / 2D) in f32: the numerator (< 2^22) is exact, and
-    // a quotient that is not an integer is at least 1/(2D) from one, far
-    // more than the division's rounding error (docs/FIXED_POINT.md).
-    let two_sum = _mm256_add_epi32(sum, sum);
-    let quotient = _mm256_div_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(two_sum, c(d))), _mm256_set1_ps((2 * d) as f32));
-    let m = _mm256_cvttps_epi32(_mm256_floor_ps(quotient));
-    let centred = _mm256_mullo_epi32(m, _mm256_sub_epi32(two_sum, _mm256_mullo_epi32(c(d), m)));
-    let u = _mm256_max_epi32(_mm256_add_epi32(_mm256_sub_epi32(sum_sq, centred), c(eps)), c(1));
+    let u = _mm256_max_epi32(_mm256_add_epi32(sum_sq, c(eps)), c(1));
     // floor(log2 U) from the exponent of U as f32, one less where the
     // conversion rounded up to the next power of two (U >> e is then 0).
     let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(_mm256_castps_si256(_mm256_cvtepi32_ps(u))), c(127));
@@ -602,53 +598,50 @@ pub(super) fn ln_constants8(sum: __m256i, sum_sq: __m256i, d: i32, eps: i32) -> 
     // k ≤ 14: (2^(14-k), y); k = 15: (1, (y + 1) >> 1).
     let over = _mm256_max_epi32(_mm256_sub_epi32(k, c(14)), _mm256_setzero_si256());
     let scale = _mm256_sllv_epi32(c(1), _mm256_max_epi32(_mm256_sub_epi32(c(14), k), _mm256_setzero_si256()));
-    [m, scale, _mm256_srav_epi32(_mm256_add_epi32(y, over), over)]
+    [scale, _mm256_srav_epi32(_mm256_add_epi32(y, over), over)]
 }
 
-/// `int8::layer_norm` of every patch token: Σz and Σz² of eight tokens
-/// (reduced together), their constants in one register each, then each
-/// token's normalisation with its constants broadcast from their lanes,
-/// sixteen channels per register.
+/// `int8::layer_norm` of every patch token: Σz² of eight tokens (reduced
+/// together), their constants in one register each, then each token's
+/// normalisation with its constants broadcast from their lanes, sixteen
+/// channels per register.
 #[target_feature(enable = "avx2")]
 fn layer_norm(ln_eps: i32, shape: &Shape, dim_pad: usize, z: &[i16], n: &mut [i16], params: &mut [i32]) {
-    let (d, patches, patches_pad) = (shape.dim as i32, shape.patches(), patches_pad(shape));
+    let (patches, patches_pad) = (shape.patches(), patches_pad(shape));
     require!(z.len() == patches_pad * dim_pad && n.len() == patches_pad * dim_pad && dim_pad.is_multiple_of(16));
-    require!(params.len() == patches_pad * 3 && dim_pad <= 16 * MAX_REGS);
-    let ones = _mm256_set1_epi16(1);
+    require!(params.len() == patches_pad * LN_CONSTANTS && dim_pad <= 16 * MAX_REGS);
     for t0 in (0..patches_pad).step_by(8) {
-        let mut sum = [_mm256_setzero_si256(); 8];
         let mut sum_sq = [_mm256_setzero_si256(); 8];
-        for (i, (sum, sum_sq)) in sum.iter_mut().zip(&mut sum_sq).enumerate() {
+        for (i, sum_sq) in sum_sq.iter_mut().enumerate() {
             // t0 + 8 ≤ patches_pad: a token row of z (asserted length).
             let row = z[(t0 + i) * dim_pad..][..dim_pad].as_ptr();
             for k in 0..dim_pad / 16 {
                 // SAFETY: 16·(k + 1) ≤ dim_pad: inside the row.
                 let v = unsafe { reg(row, k) };
-                // Partial sums of Σz and Σz², whose bounds (< 2^31) hold
-                // for any subset of their terms.
-                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(v, ones));
+                // Partial sums of Σz², whose bound (< 2^31) holds for any
+                // subset of its terms.
                 *sum_sq = _mm256_add_epi32(*sum_sq, _mm256_madd_epi16(v, v));
             }
         }
-        let constants = ln_constants8(hsum8(&sum), hsum8(&sum_sq), d, ln_eps);
+        let constants = ln_constants8(hsum8(&sum_sq), ln_eps);
         for (i, v) in constants.into_iter().enumerate() {
-            // SAFETY: 3·t0 + 8·i + 8 ≤ 3·patches_pad = params.len()
+            // SAFETY: 2·t0 + 8·i + 8 ≤ 2·patches_pad = params.len()
             // (asserted); an unaligned store.
-            unsafe { _mm256_storeu_si256(params.as_mut_ptr().add(3 * t0 + 8 * i).cast(), v) };
+            unsafe { _mm256_storeu_si256(params.as_mut_ptr().add(LN_CONSTANTS * t0 + 8 * i).cast(), v) };
         }
     }
     // Then every token's normalisation: the groups' constants above are
     // independent chains the CPU overlaps; here they are ready.
     for t in 0..patches {
-        let (group, lane) = (t / 8 * 24, t % 8);
+        let (group, lane) = (t / 8 * 8 * LN_CONSTANTS, t % 8);
         // Token t's constants, each in both halves of every dword.
-        let [m, scale, y] = std::array::from_fn(|i| _mm256_set1_epi16(params[group + 8 * i + lane] as i16));
+        let [scale, y] = std::array::from_fn(|i| _mm256_set1_epi16(params[group + 8 * i + lane] as i16));
         let (row, out) = (z[t * dim_pad..][..dim_pad].as_ptr(), n[t * dim_pad..][..dim_pad].as_mut_ptr());
         for k in 0..dim_pad / 16 {
             // SAFETY: 16·(k + 1) ≤ dim_pad values of the token's rows of z
-            // and n; unaligned. |z - m|·2^a < 2^15, exact in i16.
+            // and n; unaligned. |z|·2^a < 2^15, exact in i16.
             unsafe {
-                let x = _mm256_mullo_epi16(_mm256_sub_epi16(reg(row, k), m), scale);
+                let x = _mm256_mullo_epi16(reg(row, k), scale);
                 _mm256_storeu_si256(out.add(16 * k).cast(), _mm256_mulhrs_epi16(x, y));
             }
         }

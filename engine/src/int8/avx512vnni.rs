@@ -10,10 +10,10 @@
 //!   computes, and the i32 sum is the scalar's. 14 × 32 of them make the
 //!   32 channels of all 16 tokens, one register per channel.
 //! - **LayerNorm** of the 16 tokens at once, lane-wise: each lane made a
-//!   channel pair (z_2k, z_2k+1) of its token, Σz and Σz² by `vpdpwssd`;
-//!   the constants in i64 lanes, where a multiply on their long chain takes
-//!   5 cycles (`vpmuldq`) instead of 10 (`vpmulld`); then three ops per
-//!   register of pairs (`vpsubw`, `vpmullw`, `vpmulhrsw`).
+//!   channel pair (z_2k, z_2k+1) of its token, Σz² by `vpdpwssd`; the
+//!   constants in i64 lanes, where a multiply on their long chain takes
+//!   5 cycles (`vpmuldq`) instead of 10 (`vpmulld`); then two ops per
+//!   register of pairs (`vpmullw`, `vpmulhrsw`).
 //! - **Scores**: `vpdpwssd` of the channel pairs with the head's score
 //!   weights, broadcast. **Softmax** on the 16 lanes: the fixed-point `exp2`
 //!   (its 8-entry tables by `vpermd`), the one u32 division in scalar.
@@ -134,7 +134,7 @@ unsafe fn forward(_cpu: Avx512Vnni, layout: &Layout, shape: &Shape, image: &[u8]
 
     let w = &layout.params;
     let z = embed(layout, image, w.z_shift, int8::z_limit(shape.dim));
-    let pairs = layer_norm(&z, shape.dim, w.ln_eps);
+    let pairs = layer_norm(&z, w.ln_eps);
 
     let tokens = transpose_pairs(&pairs);
     let score_round = _mm512_set1_epi32(((1i64 << w.score_shift) >> 1) as i32);
@@ -232,53 +232,38 @@ fn gather_index(h: usize) -> [u8; 64] {
 /// (n_2k, n_2k+1) of token t, as two i16.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx512vnni")]
-fn layer_norm(z: &[__m512i; DIM], d: u32, ln_eps: i32) -> [__m512i; DIM / 2] {
+fn layer_norm(z: &[__m512i; DIM], ln_eps: i32) -> [__m512i; DIM / 2] {
     // Each lane a channel pair (z_2k, z_2k+1) of its token, as two i16.
     let pairs: [__m512i; DIM / 2] =
         std::array::from_fn(|k| _mm512_mask_blend_epi16(0xaaaa_aaaa, z[2 * k], _mm512_slli_epi32::<16>(z[2 * k + 1])));
-    // Σz and Σz² in four partial sums each (short dependency chains), one
-    // `vpdpwssd` a pair register each: `vpmaddwd` and the add in one.
-    let ones = _mm512_set1_epi16(1);
-    let mut sum = [_mm512_setzero_si512(); 4];
+    // Σz² in four partial sums (short dependency chains), one `vpdpwssd` a
+    // pair register: `vpmaddwd` and the add in one.
     let mut sum_sq = [_mm512_setzero_si512(); 4];
     for (k, &ab) in pairs.iter().enumerate() {
-        sum[k % 4] = _mm512_dpwssd_epi32(sum[k % 4], ab, ones);
         sum_sq[k % 4] = _mm512_dpwssd_epi32(sum_sq[k % 4], ab, ab);
     }
     let total = |v: [__m512i; 4]| _mm512_add_epi32(_mm512_add_epi32(v[0], v[1]), _mm512_add_epi32(v[2], v[3]));
-    let [m, scale, y] = ln_constants16(total(sum), total(sum_sq), d, ln_eps);
-    // |z - m|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
-    pairs.map(|ab| _mm512_mulhrs_epi16(_mm512_mullo_epi16(_mm512_sub_epi16(ab, m), scale), y))
+    let [scale, y] = ln_constants16(total(sum_sq), ln_eps);
+    // |z|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
+    pairs.map(|ab| _mm512_mulhrs_epi16(_mm512_mullo_epi16(ab, scale), y))
 }
 
-/// `int8::ln_constants` of 16 tokens from their Σz and Σz² (lane t, i32):
-/// `(m, 2^a, Y)`, each in both i16 halves of its token's lane.
+/// `int8::ln_constants` of 16 tokens from their Σz² (lane t, i32):
+/// `(2^a, Y)`, each in both i16 halves of its token's lane.
 ///
 /// A chain of ten multiplies, so it runs in i64 lanes (tokens 0-7, 8-15):
 /// `vpmuldq` takes 5 cycles where `vpmulld` takes 10, and its i64 product
 /// is the scalar's i32 one, which never overflows (docs/FIXED_POINT.md).
 #[inline]
 #[target_feature(enable = "avx512f,avx512cd,avx512dq")]
-fn ln_constants16(sum: __m512i, sum_sq: __m512i, d: u32, eps: i32) -> [__m512i; 3] {
+fn ln_constants16(sum_sq: __m512i, eps: i32) -> [__m512i; 2] {
     let c = _mm512_set1_epi64;
     let widen = |v: __m512i| {
         [_mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)), _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v))]
     };
-    let (sum, sum_sq) = (widen(sum), widen(sum_sq));
-    let halves: [[__m512i; 3]; 2] = std::array::from_fn(|h| {
-        let two_sum = _mm512_add_epi64(sum[h], sum[h]);
-        let numerator = _mm512_add_epi64(two_sum, c(d as i64));
-        // m = floor((2Σ + D) / 2D): a shift for the usual power-of-two D,
-        // else in f64, exact (|2Σ + D| < 2^23, and a quotient that is not an
-        // integer is at least 1/(2D) from one).
-        let m = if d.is_power_of_two() {
-            _mm512_sra_epi64(numerator, _mm_cvtsi32_si128(d.trailing_zeros() as i32 + 1))
-        } else {
-            let q = _mm512_div_pd(_mm512_cvtepi64_pd(numerator), _mm512_set1_pd((2 * d) as f64));
-            _mm512_cvttpd_epi64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(q))
-        };
-        let centred = _mm512_mul_epi32(m, _mm512_sub_epi64(two_sum, _mm512_mul_epi32(c(d as i64), m)));
-        let u = _mm512_max_epi64(_mm512_add_epi64(_mm512_sub_epi64(sum_sq[h], centred), c(eps as i64)), c(1));
+    let sum_sq = widen(sum_sq);
+    let halves: [[__m512i; 2]; 2] = std::array::from_fn(|h| {
+        let u = _mm512_max_epi64(_mm512_add_epi64(sum_sq[h], c(eps as i64)), c(1));
         // k = floor(log2 U) / 2, U in [1, 2^31).
         let k = _mm512_srli_epi64::<1>(_mm512_sub_epi64(c(63), _mm512_lzcnt_epi64(u)));
         // M = U·4^(7-k) in [2^14, 2^16): a shift by a (wrapped, huge)
@@ -292,11 +277,12 @@ fn ln_constants16(sum: __m512i, sum_sq: __m512i, d: u32, eps: i32) -> [__m512i; 
         // k ≤ 14: (2^(14-k), y); k = 15: (1, (y + 1) >> 1).
         let over = _mm512_max_epi64(_mm512_sub_epi64(k, c(14)), _mm512_setzero_si512());
         let scale = _mm512_sllv_epi64(c(1), _mm512_max_epi64(_mm512_sub_epi64(c(14), k), _mm512_setzero_si512()));
-        [m, scale, _mm512_srav_epi64(_mm512_add_epi64(y, over), over)]
+        [scale, _mm512_srav_epi64(_mm512_add_epi64(y, over), over)]
     });
-    // Back to 16 i32 lanes, each value in both i16 halves of its lane.
+    // Back to 16 i32 lanes, each value in both i16 halves of its lane (both
+    // are in [0, 2^15): their high halves are zero).
     std::array::from_fn(|j| {
-        let both = |v: __m512i| _mm512_or_si512(_mm512_and_si512(v, c(0xffff)), _mm512_slli_epi64::<16>(v));
+        let both = |v: __m512i| _mm512_or_si512(v, _mm512_slli_epi64::<16>(v));
         let [lo, hi] = [0, 1].map(|h| _mm512_cvtepi64_epi32(both(halves[h][j])));
         _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
     })
@@ -598,28 +584,21 @@ mod tests {
                         })
                         .collect()
                 });
-                let sums = tokens.each_ref().map(|z| crate::int8::dot::sums(z));
-                // SAFETY: unaligned loads of 16-lane arrays; the CPU has the
-                // features (detected above).
-                let got = unsafe {
-                    let load = |v: [i32; 16]| _mm512_loadu_si512(v.as_ptr().cast());
-                    ln_constants16(load(sums.map(|s| s.0)), load(sums.map(|s| s.1)), d, eps)
-                };
-                let got: [[i32; 16]; 3] = got.map(|v| {
+                let sums = tokens.each_ref().map(|z| crate::int8::dot::dot_i16(z, z));
+                // SAFETY: an unaligned load of a 16-lane array; the CPU has
+                // the features (detected above).
+                let got = unsafe { ln_constants16(_mm512_loadu_si512(sums.as_ptr().cast()), eps) };
+                let got: [[i32; 16]; 2] = got.map(|v| {
                     let mut lanes = [0i32; 16];
                     // SAFETY: a store of one register into a 16-lane array.
                     unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), v) };
                     lanes
                 });
-                for (t, &(sum, sum_sq)) in sums.iter().enumerate() {
-                    let (m, scale, y) = int8::ln_constants(sum, sum_sq, d as i32, eps);
-                    for (j, want) in [m, scale, y].into_iter().enumerate() {
+                for (t, &sum_sq) in sums.iter().enumerate() {
+                    let (scale, y) = int8::ln_constants(sum_sq, eps);
+                    for (j, want) in [scale, y].into_iter().enumerate() {
                         let lane = got[j][t];
-                        assert_eq!(
-                            (lane as i16 as i32, lane >> 16),
-                            (want, want),
-                            "d {d} eps {eps} Σ {sum} Σ² {sum_sq}"
-                        );
+                        assert_eq!((lane as i16 as i32, lane >> 16), (want, want), "d {d} eps {eps} Σ² {sum_sq}");
                     }
                     checked += 1;
                 }

@@ -1,55 +1,11 @@
 //! The multiply-adds over i16 values after the patch embedding: the
-//! LayerNorm's sums, the dot products of the scores and the head, and the
+//! LayerNorm's sum of squares, the dot products of the scores and the head, and the
 //! probability-weighted sum of the tokens.
 //! Portable, or on builds for ARMv7E-M (Cortex-M4/M7, the `arm_dsp` cfg of
 //! build.rs) with its 16-bit multiply-adds (`SMLAD`: two per instruction;
 //! `SMLABB`/`SMLABT`: one, from either half of a word). Both give the same
 //! i32: every product and sum the int8 path forms fits i32
 //! (docs/FIXED_POINT.md), and these instructions wrap, never saturate.
-
-/// `(Σ z, Σ z²)` of LayerNorm's input (|z| ≤ `int8::z_limit(D)`, so both
-/// fit i32: docs/FIXED_POINT.md).
-#[cfg(not(arm_dsp))]
-#[inline]
-pub(crate) fn sums(z: &[i16]) -> (i32, i32) {
-    let sum = z.iter().map(|&v| v as i32).sum();
-    let sum_sq = z.iter().map(|&v| v as i32 * v as i32).sum();
-    (sum, sum_sq)
-}
-
-/// [`sums`] a pair of values per step: `SMLAD` by (1, 1) for the sum and
-/// by the pair itself for the squares.
-#[cfg(arm_dsp)]
-#[inline]
-pub(crate) fn sums(z: &[i16]) -> (i32, i32) {
-    let pairs = z.len() / 2;
-    let (mut sum, mut sum_sq) = (0i32, 0i32);
-    if pairs > 0 {
-        // SAFETY: reads `pairs` words, 2·pairs ≤ z.len() values (ARMv7-M
-        // loads words at any halfword alignment); writes only its registers.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr {x}, [{z}], #4",
-                "smlad {sum}, {x}, {ones}, {sum}",
-                "smlad {sq}, {x}, {x}, {sq}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                z = inout(reg) z.as_ptr() => _,
-                n = inout(reg) pairs => _,
-                x = out(reg) _,
-                ones = in(reg) 0x0001_0001u32,
-                sum = inout(reg) sum,
-                sq = inout(reg) sum_sq,
-                options(nostack, readonly, pure),
-            );
-        }
-    }
-    if let Some(&v) = z.get(2 * pairs) {
-        (sum, sum_sq) = (sum + v as i32, sum_sq + v as i32 * v as i32);
-    }
-    (sum, sum_sq)
-}
 
 /// `Σ a[i] · b[i]` over the shorter of the two.
 #[cfg(not(arm_dsp))]
@@ -174,14 +130,14 @@ mod tests {
     }
 
     #[test]
-    fn sums_of_odd_and_even_lengths_are_exact() {
+    fn sums_of_squares_are_exact_at_the_extremes() {
+        // LayerNorm's Σz² (dot_i16(z, z)) at D = 32, every value at -8191:
+        // the largest sum the int8 path forms from z, below 2^31.
+        assert_eq!(dot_i16(&[-8191; 32], &[-8191; 32]), 32 * 8191 * 8191);
         let z: Vec<i16> = (0..129).map(|i| (i * 7919 % 8191 - 4095) as i16).collect();
         for n in [0, 1, 2, 3, 32, 128, 129] {
-            let want = (z[..n].iter().map(|&v| v as i32).sum(), z[..n].iter().map(|&v| (v as i32).pow(2)).sum());
-            assert_eq!(sums(&z[..n]), want, "n = {n}");
+            assert_eq!(dot_i16(&z[..n], &z[..n]), z[..n].iter().map(|&v| (v as i32).pow(2)).sum::<i32>(), "n = {n}");
         }
-        // The extreme of D = 32: every value at -8191.
-        assert_eq!(sums(&[-8191; 32]), (-32 * 8191, 32 * 8191 * 8191));
     }
 
     #[test]

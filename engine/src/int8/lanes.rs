@@ -4,10 +4,9 @@
 //! kernels, which differ only in how they embed the patches.
 //!
 //! - LayerNorm per lane from the channel pairs (z_2k, z_2k+1) as i16:
-//!   `vpmaddwd` gives the pair's sum (× (1, 1)) and its squares (× itself);
-//!   the constants are `avx2::ln_constants8`'s, eight tokens a register, and
-//!   the normalisation three ops per register (`vpsubw`, `vpmullw`,
-//!   `vpmulhrsw`).
+//!   `vpmaddwd` of a pair by itself gives its squares' sum; the constants
+//!   are `avx2::ln_constants8`'s, eight tokens a register, and the
+//!   normalisation two ops per register (`vpmullw`, `vpmulhrsw`).
 //! - Scores two heads at a time, in the same pass as the normalisation: each
 //!   normalised pair is multiplied by both heads' weight pairs (stored
 //!   repeated in 8 lanes, so they are memory operands) as soon as it exists,
@@ -222,7 +221,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     let params = &layout.params;
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
-    let ln = layer_norm_constants(z, shape.dim, params.ln_eps);
+    let ln = layer_norm_constants(z, params.ln_eps);
     let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
     let swap = swap_words();
@@ -241,9 +240,9 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
                 // the buffer (asserted length); unaligned.
                 let slot = unsafe { at.add(16 * (2 * k + half)).cast::<__m256i>() };
                 let n = if pair_index == 0 {
-                    let [m, scale, y] = ln[half];
-                    // |z - m|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
-                    let n = _mm256_mulhrs_epi16(_mm256_mullo_epi16(_mm256_sub_epi16(z[k][half], m), scale), y);
+                    let [scale, y] = ln[half];
+                    // |z|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
+                    let n = _mm256_mulhrs_epi16(_mm256_mullo_epi16(z[k][half], scale), y);
                     // SAFETY: as above.
                     unsafe { _mm256_storeu_si256(slot, shuffle_bytes(n, swap)) };
                     n
@@ -274,25 +273,21 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
 }
 
 /// `int8::ln_constants` of the 16 tokens, lane-wise, from their channel
-/// pairs (lane t of `z[k]` is (z_2k, z_2k+1) of token t): `[half][m, 2^a,
-/// Y]` with each value in both i16 halves of its token's lane.
+/// pairs (lane t of `z[k]` is (z_2k, z_2k+1) of token t): `[half][2^a, Y]`
+/// with each value in both i16 halves of its token's lane.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn layer_norm_constants(z: &[Lanes; PAIRS], d: u32, ln_eps: i32) -> [[__m256i; 3]; 2] {
-    let ones = _mm256_set1_epi16(1);
-    // Σz and Σz² of each token from its channel pairs: no horizontal sums.
-    let mut sum = [_mm256_setzero_si256(); 2];
+fn layer_norm_constants(z: &[Lanes; PAIRS], ln_eps: i32) -> [[__m256i; 2]; 2] {
+    // Σz² of each token from its channel pairs: no horizontal sums.
     let mut sum_sq = [_mm256_setzero_si256(); 2];
     for pair in z {
         for half in 0..2 {
-            let ab = pair[half];
-            sum[half] = dot_add(sum[half], ab, ones);
-            sum_sq[half] = dot_add(sum_sq[half], ab, ab);
+            sum_sq[half] = dot_add(sum_sq[half], pair[half], pair[half]);
         }
     }
-    let both_halves =
-        |v: __m256i| _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32::<16>(v));
-    std::array::from_fn(|h| avx2::ln_constants8(sum[h], sum_sq[h], d as i32, ln_eps).map(both_halves))
+    // Both constants are in [0, 2^15): their high halves are zero.
+    let both_halves = |v: __m256i| _mm256_or_si256(v, _mm256_slli_epi32::<16>(v));
+    std::array::from_fn(|h| avx2::ln_constants8(sum_sq[h], ln_eps).map(both_halves))
 }
 
 /// The 8 × 8 dword transpose of `rows` (lane j of result i is lane i of

@@ -282,8 +282,8 @@ use crate::shape::Shape;
 use alloc::{boxed::Box, vec::Vec};
 
 /// A normalised token `n` is the LayerNorm output scaled to L2 norm
-/// 2^NORM_BITS: `n = (z - mean) · 2^14 / √(Σ(z - mean)² + eps)`, so
-/// `n = LayerNorm(z) · 2^14 / √D`.
+/// 2^NORM_BITS: `n = z · 2^14 / √(Σz² + eps)` of a token `z` whose mean
+/// over the channels the converter made zero, so `n = LayerNorm(z) · 2^14 / √D`.
 pub const NORM_BITS: u32 = 14;
 pub const SCORE_FRAC_BITS: u32 = 16;
 pub const PROB_FRAC_BITS: u32 = 14;
@@ -322,11 +322,12 @@ pub struct Params {
 }
 
 /// The version of the int8 arithmetic definition, stored in `int8.params`
-/// (index 4): version 3 is the LayerNorm of `ln_constants` (version 2 had
-/// it too) and the base-2 softmax of `exp2_q22`. A blob of
+/// (index 4): version 4 is the LayerNorm of `ln_constants` without a mean
+/// (version 3 subtracted the rounded mean; version 2 had version 3's
+/// LayerNorm and an older softmax) and the base-2 softmax of `exp2_q22`. A blob of
 /// another version computes other integers, so it is refused (convert the
 /// model again).
-pub const ARITHMETIC_VERSION: i32 = 3;
+pub const ARITHMETIC_VERSION: i32 = 4;
 
 impl Params {
     pub fn to_raw(self) -> [i32; INT8_PARAM_COUNT] {
@@ -624,11 +625,11 @@ pub const fn z_limit(d: u32) -> i32 {
     }
 }
 
-/// The largest LayerNorm epsilon `E` for `d` channels: `D·(Zc² + 1/4) + E`,
-/// which bounds `S + E`, must fit i32.
+/// The largest LayerNorm epsilon `E` for `d` channels: `D·Zc² + E`, which
+/// bounds `Σz² + E`, must fit i32.
 pub const fn ln_eps_limit(d: u32) -> i32 {
     let zc = z_limit(d) as i64;
-    (i32::MAX as i64 - d as i64 * zc * zc - (d as i64 + 3) / 4) as i32
+    (i32::MAX as i64 - d as i64 * zc * zc) as i32
 }
 
 /// `2^22 / √m` for `m` in [2^14, 2^16), in [2^14, 2^15): a quadratic first
@@ -657,38 +658,37 @@ pub const fn mulhrs(a: i16, b: i16) -> i16 {
     ((a as i32 * b as i32 + (1 << 14)) >> 15) as i16
 }
 
-/// One token's LayerNorm constants from `Σz` and `Σz²` (z within
-/// ±[`z_limit`]) and the epsilon: `(m, 2^a, Y)`, with which every channel is
-/// `n = mulhrs((z - m) · 2^a, Y)` = `(z - m) · 2^14 / √U` with
-/// `U = Σ(z - m)² + E`. `m` is the mean rounded half up; `Σ(z - m)²` is
-/// computed exactly as `Σz² - m·(2Σz - D·m)`, in i32 (docs/FIXED_POINT.md
-/// has the bounds).
+/// One token's LayerNorm constants from `Σz²` (z within ±[`z_limit`]) and
+/// the epsilon: `(2^a, Y)`, with which every channel is
+/// `n = mulhrs(z · 2^a, Y)` = `z · 2^14 / √U` with `U = Σz² + E`. No mean
+/// is taken: the converter centres the patch weights and token biases over
+/// the channels, so the mean of `z` is zero up to rounding, and what
+/// rounding leaves is a constant on every channel that the zero-sum score
+/// and head rows cancel (docs/FIXED_POINT.md).
 #[inline]
-pub fn ln_constants(sum: i32, sum_sq: i32, d: i32, eps: i32) -> (i32, i32, i32) {
-    let m = (2 * sum + d).div_euclid(2 * d);
-    let u = (sum_sq - m * (2 * sum - d * m) + eps).max(1);
+pub fn ln_constants(sum_sq: i32, eps: i32) -> (i32, i32) {
+    let u = (sum_sq + eps).max(1);
     // U in [4^k, 4^(k+1)), normalised to [2^14, 2^16).
     let k = (31 - u.leading_zeros()) / 2;
     let mm = if k >= 7 { u >> (2 * k - 14) } else { u << (14 - 2 * k) };
     let y = rsq(mm);
     if k <= 14 {
-        (m, 1 << (14 - k), y)
+        (1 << (14 - k), y)
     } else {
-        (m, 1, (y + 1) >> 1)
+        (1, (y + 1) >> 1)
     }
 }
 
-/// Integer LayerNorm of one token without its affine (folded downstream):
-/// `n = (z - m) · 2^14 / √U` per [`ln_constants`], an i16 vector of L2 norm
+/// Integer LayerNorm of one token without its affine (folded downstream)
+/// and without its mean (folded into the converter's centred weights):
+/// `n = z · 2^14 / √U` per [`ln_constants`], an i16 vector of L2 norm
 /// 2^14 (up to rounding).
 /// `z` is within ±[`z_limit`] (the embedding saturates it there).
 pub(crate) fn layer_norm(z: &[i16], ln_eps: i32, out: &mut [i16]) {
-    let d = z.len() as i32;
-    let (sum, sum_sq) = dot::sums(z);
-    let (m, scale, y) = ln_constants(sum, sum_sq, d, ln_eps);
+    let (scale, y) = ln_constants(dot::dot_i16(z, z), ln_eps);
     for (n, &v) in out.iter_mut().zip(z) {
-        // |z - m| · 2^a < 2^15 (docs/FIXED_POINT.md): exact in i16.
-        let x = (v as i32 - m) * scale;
+        // |z| · 2^a < 2^15 (docs/FIXED_POINT.md): exact in i16.
+        let x = v as i32 * scale;
         *n = mulhrs(x as i16, y as i16);
     }
 }

@@ -4,9 +4,9 @@
 //! shared by the NEON and the dotprod kernels, which differ only in how
 //! they embed the patches. The aarch64 twin of `lanes.rs`.
 //!
-//! - LayerNorm per lane: Σz and Σz² by widening adds (`saddw`, `smlal`),
-//!   the constants in i32 lanes (`clz` for the exponent, no table), then
-//!   three ops per 8 values (`sub`, `mul` by 2^a, `sqrdmulh`).
+//! - LayerNorm per lane: Σz² by widening multiply-adds (`smlal`), the
+//!   constants in i32 lanes (`clz` for the exponent, no table), then two
+//!   ops per 8 values (`mul` by 2^a, `sqrdmulh`).
 //! - Scores two heads at a time, in the same pass as the normalisation:
 //!   each normalised channel is multiplied by both heads' weights (held in
 //!   registers, `smlal` by lane) as soon as it exists, and stored once,
@@ -98,13 +98,10 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
 
-    let [m, scale, y] = layer_norm_constants(z, shape.dim, params.ln_eps);
-    // n = mulhrs((z - m)·2^a, Y): `sqrdmulh` on i16 is mulhrs, and
-    // |z - m|·2^a < 2^15 is exact (docs/FIXED_POINT.md). Past D a value no
-    // weight reads.
-    let normalise = |c: usize| -> Tokens {
-        std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(vsubq_s16(z[c][h], m[h]), scale[h]), y[h]))
-    };
+    let [scale, y] = layer_norm_constants(z, params.ln_eps);
+    // n = mulhrs(z·2^a, Y): `sqrdmulh` on i16 is mulhrs, and |z|·2^a < 2^15
+    // is exact (docs/FIXED_POINT.md). Past D a value no weight reads.
+    let normalise = |c: usize| -> Tokens { std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(z[c][h], scale[h]), y[h])) };
     // The normalised tokens, written by the first head pair's pass where
     // they are made (an array returned by value was copied), read by the
     // other pairs and the means.
@@ -154,24 +151,13 @@ fn quarter(v: &Tokens, i: usize) -> int16x4_t {
     }
 }
 
-/// `int8::ln_constants` on four i32 lanes: `(m, 2^a, Y)` of four tokens
-/// from their `Σz` and `Σz²` (z within ±`int8::z_limit`).
+/// `int8::ln_constants` on four i32 lanes: `(2^a, Y)` of four tokens from
+/// their `Σz²` (z within ±`int8::z_limit`).
 #[inline]
 #[target_feature(enable = "neon")]
-fn ln_constants4(sum: int32x4_t, sum_sq: int32x4_t, d: i32, eps: i32) -> [int32x4_t; 3] {
+fn ln_constants4(sum_sq: int32x4_t, eps: i32) -> [int32x4_t; 2] {
     let c = vdupq_n_s32;
-    // m = floor((2Σ + D) / 2D): an arithmetic shift (`sshl` by a negative
-    // count) for the usual power-of-two D; else in f32, exact (see
-    // `avx2::ln_constants8`), `fcvtms` rounding toward minus infinity.
-    let two_sum = vaddq_s32(sum, sum);
-    let numerator = vaddq_s32(two_sum, c(d));
-    let m = if (d as u32).is_power_of_two() {
-        vshlq_s32(numerator, c(-(d.trailing_zeros() as i32 + 1)))
-    } else {
-        vcvtmq_s32_f32(vdivq_f32(vcvtq_f32_s32(numerator), vdupq_n_f32((2 * d) as f32)))
-    };
-    let centred = vmulq_s32(m, vsubq_s32(two_sum, vmulq_n_s32(m, d)));
-    let u = vmaxq_s32(vaddq_s32(vsubq_s32(sum_sq, centred), c(eps)), c(1));
+    let u = vmaxq_s32(vaddq_s32(sum_sq, c(eps)), c(1));
     // k = floor(log2 U) / 2; M = U·4^(7-k) (`sshl` shifts right for a
     // negative count, truncating, as the scalar's >> does).
     let k = vshrq_n_s32::<1>(vsubq_s32(c(31), vclzq_s32(u)));
@@ -188,33 +174,23 @@ fn ln_constants4(sum: int32x4_t, sum_sq: int32x4_t, d: i32, eps: i32) -> [int32x
     // k ≤ 14: (2^(14-k), y); k = 15: (1, (y + 1) >> 1).
     let over = vmaxq_s32(vsubq_s32(k, c(14)), c(0));
     let scale = vshlq_s32(c(1), vmaxq_s32(vsubq_s32(c(14), k), c(0)));
-    [m, scale, vshlq_s32(vaddq_s32(y, over), vnegq_s32(over))]
+    [scale, vshlq_s32(vaddq_s32(y, over), vnegq_s32(over))]
 }
 
-/// `int8::ln_constants` of the 16 tokens, lane-wise: `[m, 2^a, Y]`, each
-/// as i16 for tokens 0-7 and 8-15 (m within ±Zc, 2^a ≤ 2^14, Y < 2^15).
+/// `int8::ln_constants` of the 16 tokens, lane-wise: `[2^a, Y]`, each as
+/// i16 for tokens 0-7 and 8-15 (2^a ≤ 2^14, Y < 2^15).
 #[inline]
 #[target_feature(enable = "neon")]
-fn layer_norm_constants(z: &[Tokens; DIM], d: u32, ln_eps: i32) -> [Tokens; 3] {
-    // Σz and Σz² of tokens 4i..4i+3 (z within ±Zc, zero past D): both
-    // below 2^31. Σz adds a channel pair in i16 first (2·Zc ≤ 32766:
-    // `int8::z_limit` is at most 16383), then widens: 6 instructions a
-    // pair, not 8.
-    let mut sum = [vdupq_n_s32(0); 4];
+fn layer_norm_constants(z: &[Tokens; DIM], ln_eps: i32) -> [Tokens; 2] {
+    // Σz² of tokens 4i..4i+3 (z within ±Zc, zero past D): below 2^31.
     let mut sum_sq = [vdupq_n_s32(0); 4];
-    for pair in z.chunks_exact(2) {
-        let both: Tokens = std::array::from_fn(|h| vaddq_s16(pair[0][h], pair[1][h]));
-        for (i, sum) in sum.iter_mut().enumerate() {
-            *sum = vaddw_s16(*sum, quarter(&both, i));
-        }
-        for channel in pair {
-            for (i, sum_sq) in sum_sq.iter_mut().enumerate() {
-                let q = quarter(channel, i);
-                *sum_sq = vmlal_s16(*sum_sq, q, q);
-            }
+    for channel in z {
+        for (i, sum_sq) in sum_sq.iter_mut().enumerate() {
+            let q = quarter(channel, i);
+            *sum_sq = vmlal_s16(*sum_sq, q, q);
         }
     }
-    let constants: [[int32x4_t; 3]; 4] = std::array::from_fn(|i| ln_constants4(sum[i], sum_sq[i], d as i32, ln_eps));
+    let constants: [[int32x4_t; 2]; 4] = std::array::from_fn(|i| ln_constants4(sum_sq[i], ln_eps));
     std::array::from_fn(|j| {
         std::array::from_fn(|h| vcombine_s16(vmovn_s32(constants[2 * h][j]), vmovn_s32(constants[2 * h + 1][j])))
     })
