@@ -21,7 +21,9 @@
 //!   token pairs (2j, 2j+1) and (8+2j, 9+2j)); a tree of unpacks and
 //!   128-bit permutes then adds a register's four qwords, four channel
 //!   pairs at a time, leaving the channels in order.
-//! - The logits' i64 sum over heads in vector lanes, their last step the
+//! - Logits as dot products of each class's weights with the packed means,
+//!   summed over the heads in i32 lanes (no overflow for D ≤ 32, H ≤ 8)
+//!   and reduced four classes at a time (`hsum4`); their last step the
 //!   scalar's.
 //!
 //! One instance serves both kernels (AVX2 code: `vpmaddwd` + `vpaddd`,
@@ -78,26 +80,6 @@ fn shuffle_bytes(a: __m256i, indices: __m256i) -> __m256i {
     out
 }
 
-/// `*value` in every lane: one `vpbroadcastd` from memory, as written
-/// (LLVM forwards a value just stored and builds its broadcast from
-/// shuffles, two instructions on port 5).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn broadcast(value: &i32) -> __m256i {
-    let out;
-    // SAFETY: reads the 4 bytes of `*value` (a valid reference); the
-    // caller's AVX2 (detected) makes it a valid instruction.
-    unsafe {
-        std::arch::asm!(
-            "vpbroadcastd {out}, dword ptr [{value}]",
-            out = lateout(ymm_reg) out,
-            value = in(reg) value,
-            options(pure, readonly, nostack, preserves_flags),
-        )
-    };
-    out
-}
-
 /// An unaligned load of eight lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -127,9 +109,11 @@ pub(super) struct Layout {
     /// The CLS token's channels as (value, 0) pairs, channel 8r + lane in
     /// `[r][lane]`: the order of the attention means.
     cls_norm: [[i32; 8]; 4],
-    /// `[head][slot][class]`: the head weights of channel pair
-    /// `mean_slot_pair(slot)` as an i16 pair, zero past the last class.
-    head_weight: Vec<[[i32; CLASSES]; PAIRS]>,
+    /// `[head pair][class][head of the pair][r][lane]`: the class's head
+    /// weights of channel pair `mean_slot_pair(8r + lane)` as an i16 pair,
+    /// the order of the packed means; zero past the last class, and for the
+    /// missing head of an odd count.
+    head_weight: Vec<[[[[i32; 8]; 2]; 2]; CLASSES]>,
     /// The scalar parameters, the CLS token's scores and the head bias, as
     /// in the blob: with these an inference needs no tensor lookup.
     pub(super) params: Params,
@@ -147,9 +131,20 @@ impl Layout {
             .chunks(2)
             .map(|heads| std::array::from_fn(|k| std::array::from_fn(|h| [heads.get(h).map_or(0, |g| g[k]); 8])))
             .collect();
-        let head_weight = head_pairs(w, shape)
-            .into_iter()
-            .map(|pairs| std::array::from_fn(|slot| pairs[mean_slot_pair(slot)]))
+        let heads = head_pairs(w, shape);
+        let head_weight = heads
+            .chunks(2)
+            .map(|pair| {
+                std::array::from_fn(|c| {
+                    std::array::from_fn(|h| {
+                        std::array::from_fn(|r| {
+                            std::array::from_fn(|lane| {
+                                pair.get(h).map_or(0, |rows| rows[mean_slot_pair(8 * r + lane)][c])
+                            })
+                        })
+                    })
+                })
+            })
             .collect();
         Layout {
             score_weight,
@@ -216,7 +211,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     let t_count = PATCHES + 1;
     // At least one head: the first head pair's pass writes the normalised pairs.
     require!(fits(shape) && heads > 0);
-    require!(layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
+    require!(layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads.div_ceil(2));
     require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
     let params = &layout.params;
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
@@ -263,7 +258,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     }
     // The first pass (score_weight has at least one head pair: a model
     // has at least one head) wrote every register.
-    let logits = attend(layout, &s.avx2.lanes_buffer()[..2 * PAIRS * 16], &s.probs);
+    let logits = attend(layout, &s.avx2.lanes_buffer()[..2 * PAIRS * 16], &s.probs, heads, classes);
     let mut acc = [0i64; CLASSES];
     for (i, v) in logits.iter().enumerate() {
         // SAFETY: a store of 4 i64 lanes into 4 of the array's 16.
@@ -383,19 +378,28 @@ fn softmax2(cls_score: [i32; 2], scores: [Lanes; 2], out: &mut [i32]) {
 /// Attention means and head logits from the swapped normalised pairs and
 /// every head's probabilities (`probs`, T per head): the logits summed over
 /// heads in i64, classes 4i..4i + 4 in register i.
+///
+/// Each class's logit is a dot product of its weight rows with the packed
+/// means, both heads of a pair summed in its i32 lanes, then the lanes of
+/// four classes reduced at once (`hsum4`) and summed over the head pairs
+/// in i32: each head's sum is below 2^28 for D ≤ 32
+/// (docs/FIXED_POINT.md, step 6, for any subset of its terms), so eight
+/// heads' stay below 2^31 and equal the scalar's i64.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn attend(layout: &Layout, swapped: &[i16], probs: &[i32]) -> [__m256i; CLASSES / 4] {
+fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes: usize) -> [__m256i; CLASSES / 4] {
     let t_count = PATCHES + 1;
-    require!(probs.len() == layout.head_weight.len() * t_count && swapped.len() == 2 * PAIRS * 16);
+    require!(probs.len() == heads * t_count && swapped.len() == 2 * PAIRS * 16);
+    require!(layout.head_weight.len() == heads.div_ceil(2) && classes <= CLASSES);
     let swapped = |k: usize, half: usize| {
         let register = &swapped[16 * (2 * k + half)..][..16];
         // SAFETY: an unaligned load of the 16 values of the slice.
         unsafe { _mm256_loadu_si256(register.as_ptr().cast()) }
     };
     let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
-    let mut logits = [_mm256_setzero_si256(); CLASSES / 4];
-    for (head, weights) in layout.head_weight.iter().enumerate() {
+    // The packed means of channel pairs mean_slot_pair(8r..8r + 8) in
+    // register r.
+    let means = |head: usize| -> [__m256i; 2] {
         let probs = &probs[head * t_count..][..t_count];
         // The patches' probabilities (≤ 2^14) as i16 pairs: packs leaves
         // dwords (p_2j, p_2j+1) in the order j = 0 1 4 5 | 2 3 6 7, and the
@@ -412,8 +416,7 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32]) -> [__m256i; CLASSES 
         let sums: [__m256i; PAIRS] =
             std::array::from_fn(|k| dot_add(_mm256_madd_epi16(swapped(k, 0), p[0]), swapped(k, 1), p[1]));
         let cls = _mm256_set1_epi32(probs[0]);
-        let mut mean = [0i32; PAIRS];
-        for r in 0..2 {
+        std::array::from_fn(|r| {
             // Channels 16r + 8i..16r + 8i + 8, in order.
             let m: [__m256i; 2] = std::array::from_fn(|i| {
                 let k = 8 * r + 4 * i;
@@ -426,26 +429,38 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32]) -> [__m256i; CLASSES 
                 _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(total, mean_round))
             });
             // packs saturates like saturate_i16; its order is mean_slot_pair's.
-            // SAFETY: a store of one register into 8 lanes of the array.
-            unsafe { _mm256_storeu_si256(mean[8 * r..].as_mut_ptr().cast(), _mm256_packs_epi32(m[0], m[1])) };
-        }
-        let mut acc = [[_mm256_setzero_si256(); 2]; 2];
-        for (slot, (mk, row)) in mean.iter().zip(weights).enumerate() {
-            let mk = broadcast(mk);
-            for (half, a) in acc[slot % 2].iter_mut().enumerate() {
-                // SAFETY: 8 of the 16 lanes of the slot's class row.
-                let row = unsafe { _mm256_loadu_si256(row[8 * half..].as_ptr().cast()) };
-                *a = dot_add(*a, row, mk);
+            _mm256_packs_epi32(m[0], m[1])
+        })
+    };
+    // Classes 4q..4q + 4 in sums[q]; classes past the last have zero
+    // weights, so a group is computed whole.
+    let mut sums = [_mm_setzero_si128(); CLASSES / 4];
+    for (pair, weights) in layout.head_weight.iter().enumerate() {
+        // The pair's heads (a missing second one: zero means, zero weights).
+        // A loop, not two calls: LLVM would not inline the closure twice.
+        let mut mean = [[_mm256_setzero_si256(); 2]; 2];
+        for (h, mean) in mean.iter_mut().enumerate() {
+            if 2 * pair + h < heads {
+                *mean = means(2 * pair + h);
             }
         }
-        // Each head's sums fit i32 (docs/FIXED_POINT.md); their sum over
-        // heads is the scalar's i64.
-        for half in 0..2 {
-            let sum = _mm256_add_epi32(acc[0][half], acc[1][half]);
-            let (lo, hi) = (_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
-            logits[2 * half] = _mm256_add_epi64(logits[2 * half], _mm256_cvtepi32_epi64(lo));
-            logits[2 * half + 1] = _mm256_add_epi64(logits[2 * half + 1], _mm256_cvtepi32_epi64(hi));
+        for (q, sum) in sums.iter_mut().enumerate().take(classes.div_ceil(4)) {
+            let dots: [__m256i; 4] = std::array::from_fn(|i| {
+                let w = &weights[4 * q + i];
+                let dot =
+                    |h: usize| dot_add(_mm256_madd_epi16(mean[h][0], load8(&w[h][0])), mean[h][1], load8(&w[h][1]));
+                _mm256_add_epi32(dot(0), dot(1))
+            });
+            *sum = _mm_add_epi32(*sum, hsum4(dots));
         }
     }
-    logits
+    sums.map(|sum| _mm256_cvtepi32_epi64(sum))
+}
+
+/// The four lane sums of `v`, in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum4(v: [__m256i; 4]) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
 }
