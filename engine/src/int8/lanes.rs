@@ -23,8 +23,9 @@
 //!   pairs at a time, leaving the channels in order.
 //! - Logits as dot products of each class's weights with the packed means,
 //!   summed over the heads in i32 lanes (no overflow for D ≤ 32, H ≤ 8)
-//!   and reduced four classes at a time (`hsum4`); their last step the
-//!   scalar's.
+//!   and reduced four classes at a time (`hsum4`); their last step
+//!   (rounding shift, bias) in the same i32 lanes, stored masked to the
+//!   model's classes.
 //!
 //! One instance serves both kernels (AVX2 code: `vpmaddwd` + `vpaddd`,
 //! not AVX-VNNI's `vpdpwssd`): an instance compiled for AVX-VNNI, with its
@@ -38,7 +39,7 @@ use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
 use super::avx2::{self, exp8};
-use super::{Params, Weights, PROB_FRAC_BITS};
+use super::{Params, Weights, LOGIT_FRAC_BITS, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 
@@ -258,13 +259,47 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     }
     // The first pass (score_weight has at least one head pair: a model
     // has at least one head) wrote every register.
-    let logits = attend(layout, &s.avx2.lanes_buffer()[..2 * PAIRS * 16], &s.probs, heads, classes);
-    let mut acc = [0i64; CLASSES];
-    for (i, v) in logits.iter().enumerate() {
-        // SAFETY: a store of 4 i64 lanes into 4 of the array's 16.
-        unsafe { _mm256_storeu_si256(acc[4 * i..].as_mut_ptr().cast(), *v) };
+    let sums = attend(layout, &s.avx2.lanes_buffer()[..2 * PAIRS * 16], &s.probs, heads, classes);
+    finish_logits(sums, params.head_shift, &layout.head_bias, &mut s.logits_fixed, &mut s.logits);
+}
+
+/// `int8::finish_logits_with` on the head sums of four classes a register.
+/// Each sum is the scalar's i64 and below 1.54·10^9 (`attend`), so the
+/// rounding shift runs in i32 lanes, as `(x >> s) + ((x >> (s - 1)) & 1)`
+/// (round half up; `vpsrad` fills with the sign past 31, which keeps it
+/// exact for every s up to 48), and the bias (|b| ≤ 2^29) adds without
+/// reaching the scalar's clamp (1.54·10^9 + 2^29 < 2^31).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn finish_logits(
+    sums: [__m128i; CLASSES / 4],
+    head_shift: u32,
+    head_bias: &[i32],
+    fixed: &mut [i32],
+    float: &mut [f32],
+) {
+    let classes = head_bias.len();
+    require!(classes <= CLASSES && fixed.len() == classes && float.len() == classes);
+    let shift = _mm_cvtsi32_si128(head_shift as i32);
+    let (below, round_bit) = match head_shift {
+        0 => (_mm_setzero_si128(), _mm_setzero_si128()),
+        _ => (_mm_cvtsi32_si128(head_shift as i32 - 1), _mm_set1_epi32(1)),
+    };
+    let scale = _mm_set1_ps(1.0 / (1u32 << LOGIT_FRAC_BITS) as f32);
+    for (q, &sum) in sums.iter().enumerate().take(classes.div_ceil(4)) {
+        // The lanes of classes that exist: 4q + lane < classes.
+        let mask = _mm_cmpgt_epi32(_mm_set1_epi32((classes - 4 * q) as i32), _mm_setr_epi32(0, 1, 2, 3));
+        let rounded = _mm_add_epi32(_mm_sra_epi32(sum, shift), _mm_and_si128(_mm_sra_epi32(sum, below), round_bit));
+        // SAFETY: the masked lanes, 4q + lane < classes, are inside the
+        // bias and both logit slices (asserted lengths); the others are
+        // neither read nor written.
+        unsafe {
+            let logit = _mm_add_epi32(_mm_maskload_epi32(head_bias.as_ptr().add(4 * q), mask), rounded);
+            _mm_maskstore_epi32(fixed.as_mut_ptr().add(4 * q), mask, logit);
+            // ×2^-16 is exact: the scalar's division by 2^16.
+            _mm_maskstore_ps(float.as_mut_ptr().add(4 * q), mask, _mm_mul_ps(_mm_cvtepi32_ps(logit), scale));
+        }
     }
-    int8::finish_logits_with(params.head_shift, &layout.head_bias, &acc[..classes], s);
 }
 
 /// `int8::ln_constants` of the 16 tokens, lane-wise, from their channel
@@ -376,18 +411,19 @@ fn softmax2(cls_score: [i32; 2], scores: [Lanes; 2], out: &mut [i32]) {
 }
 
 /// Attention means and head logits from the swapped normalised pairs and
-/// every head's probabilities (`probs`, T per head): the logits summed over
-/// heads in i64, classes 4i..4i + 4 in register i.
+/// every head's probabilities (`probs`, T per head): the logits' sums over
+/// the heads, classes 4i..4i + 4 in register i (zero past the last class).
 ///
 /// Each class's logit is a dot product of its weight rows with the packed
 /// means, both heads of a pair summed in its i32 lanes, then the lanes of
 /// four classes reduced at once (`hsum4`) and summed over the head pairs
 /// in i32: each head's sum is below 2^28 for D ≤ 32
-/// (docs/FIXED_POINT.md, step 6, for any subset of its terms), so eight
-/// heads' stay below 2^31 and equal the scalar's i64.
+/// (docs/FIXED_POINT.md, step 6, for any subset of its terms: at most
+/// √32·2047 · (1 + 17/2^14)·(2^14 + 64) < 1.92·10^8), so eight heads'
+/// stay below 1.54·10^9 and equal the scalar's i64.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes: usize) -> [__m256i; CLASSES / 4] {
+fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes: usize) -> [__m128i; CLASSES / 4] {
     let t_count = PATCHES + 1;
     require!(probs.len() == heads * t_count && swapped.len() == 2 * PAIRS * 16);
     require!(layout.head_weight.len() == heads.div_ceil(2) && classes <= CLASSES);
@@ -454,7 +490,7 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes
             *sum = _mm_add_epi32(*sum, hsum4(dots));
         }
     }
-    sums.map(|sum| _mm256_cvtepi32_epi64(sum))
+    sums
 }
 
 /// The four lane sums of `v`, in order.
@@ -463,4 +499,62 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes
 fn hsum4(v: [__m256i; 4]) -> __m128i {
     let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layout_check::xorshift;
+    use crate::simd::x86::Avx2;
+
+    /// The last logit step against the scalar's (`int8::finish_logits_with`
+    /// in i64) for every head shift the loader accepts (0..=48), sums up to
+    /// the bound `attend` proves and biases up to the loader's 2^29, every
+    /// class count; nothing written past the classes. Where the CPU has
+    /// AVX2.
+    #[test]
+    fn the_last_logit_step_matches_scalar_for_every_shift() {
+        let Some(_cpu) = Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        // Eight heads of at most 1.92·10^8 each (`attend`).
+        let bound = 8 * 192_000_000i64;
+        let edges = [0, 1, -1, 2, -2, 3, -3, bound, -bound, 1 << 30, -(1 << 30), 65535, -65536, 1 << 16];
+        let mut checked = 0;
+        for shift in 0..=48u32 {
+            for classes in 1..=CLASSES {
+                for round in 0..4 {
+                    let acc: [i32; CLASSES] = std::array::from_fn(|c| match round {
+                        0 => edges[c % edges.len()] as i32,
+                        _ => ((next() % (2 * bound as u64 + 1)) as i64 - bound) as i32,
+                    });
+                    let limit = 1i64 << 29;
+                    let bias: Vec<i32> = (0..classes)
+                        .map(|c| match (round + c) % 3 {
+                            0 => [limit, -limit][c % 2] as i32,
+                            _ => ((next() % (2 * limit as u64 + 1)) as i64 - limit) as i32,
+                        })
+                        .collect();
+                    let (mut fixed, mut float) = ([7i32; CLASSES], [7.0f32; CLASSES]);
+                    // SAFETY: unaligned loads of a 16-lane array; AVX2 was
+                    // detected above.
+                    unsafe {
+                        let sums = std::array::from_fn(|q| _mm_loadu_si128(acc[4 * q..].as_ptr().cast()));
+                        finish_logits(sums, shift, &bias, &mut fixed[..classes], &mut float[..classes]);
+                    }
+                    for c in 0..classes {
+                        let want = (bias[c] as i64 + int8::round_shift(acc[c] as i64, shift))
+                            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+                        assert_eq!(fixed[c], want, "shift {shift} sum {} bias {}", acc[c], bias[c]);
+                        assert_eq!(float[c].to_bits(), (want as f32 / 65536.0).to_bits());
+                    }
+                    assert!(fixed[classes..].iter().all(|&v| v == 7) && float[classes..].iter().all(|&v| v == 7.0));
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 49 * CLASSES * 4);
+    }
 }
