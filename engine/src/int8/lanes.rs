@@ -544,12 +544,12 @@ mod tests {
                         let sums = std::array::from_fn(|q| _mm_loadu_si128(acc[4 * q..].as_ptr().cast()));
                         finish_logits(sums, shift, &bias, &mut fixed[..classes], &mut float[..classes]);
                     }
-                    for c in 0..classes {
-                        let want = (bias[c] as i64 + int8::round_shift(acc[c] as i64, shift))
-                            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-                        assert_eq!(fixed[c], want, "shift {shift} sum {} bias {}", acc[c], bias[c]);
-                        assert_eq!(float[c].to_bits(), (want as f32 / 65536.0).to_bits());
-                    }
+                    let wide: Vec<i64> = acc[..classes].iter().map(|&v| v as i64).collect();
+                    let (mut want_fixed, mut want_float) = (vec![0i32; classes], vec![0f32; classes]);
+                    int8::finish_logits_with(shift, &bias, &wide, &mut want_fixed, &mut want_float);
+                    assert_eq!(fixed[..classes], want_fixed[..], "shift {shift} sums {wide:?} bias {bias:?}");
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&float[..classes]), bits(&want_float), "shift {shift}");
                     assert!(fixed[classes..].iter().all(|&v| v == 7) && float[classes..].iter().all(|&v| v == 7.0));
                     checked += 1;
                 }

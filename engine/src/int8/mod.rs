@@ -807,12 +807,19 @@ pub(crate) fn attend(w: &Weights<'_>, shape: &Shape, s: &mut Scratch) {
 /// f32 form for the convenience API.
 #[inline(always)]
 pub(crate) fn finish_logits(w: &Weights<'_>, acc: &[i64], s: &mut Scratch) {
-    finish_logits_with(w.params.head_shift, w.head_bias, acc, s);
+    finish_logits_with(w.params.head_shift, w.head_bias, acc, &mut s.logits_fixed, &mut s.logits);
 }
 
-/// [`finish_logits`] from the head shift and bias alone.
-pub(crate) fn finish_logits_with(head_shift: u32, head_bias: &[i32], acc: &[i64], s: &mut Scratch) {
-    let outputs = s.logits_fixed.iter_mut().zip(s.logits.iter_mut());
+/// [`finish_logits`] from the head shift and bias alone, into the Q.16
+/// logits `fixed` and their f32 form `float`.
+pub(crate) fn finish_logits_with(
+    head_shift: u32,
+    head_bias: &[i32],
+    acc: &[i64],
+    fixed: &mut [i32],
+    float: &mut [f32],
+) {
+    let outputs = fixed.iter_mut().zip(float.iter_mut());
     for ((fixed, float), (&acc, &bias)) in outputs.zip(acc.iter().zip(head_bias)) {
         let logit = bias as i64 + round_shift(acc, head_shift);
         *fixed = logit.clamp(i32::MIN as i64, i32::MAX as i64) as i32;

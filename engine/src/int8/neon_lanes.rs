@@ -137,7 +137,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
         // SAFETY: a store of 2 i64 lanes into 2 of the array's 16.
         unsafe { vst1q_s64(acc[2 * i..].as_mut_ptr(), *v) };
     }
-    int8::finish_logits_with(params.head_shift, &layout.head_bias, &acc[..classes], s);
+    int8::finish_logits_with(params.head_shift, &layout.head_bias, &acc[..classes], &mut s.logits_fixed, &mut s.logits);
 }
 
 /// Half `i` (tokens 4i..4i+3) of a channel's 16 tokens.
