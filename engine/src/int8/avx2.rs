@@ -327,6 +327,32 @@ pub(super) unsafe fn finish_patch(
     limit: __m256i,
     out: *mut i16,
 ) {
+    // SAFETY: the caller's promise.
+    let packed = unsafe { finish_patch_packed(acc, scale, bias, shift, limit) };
+    // packs interleaves 128-bit halves; the permute undoes it.
+    let [lo, hi] = packed.map(|v| _mm256_permute4x64_epi64::<0b11_01_10_00>(v));
+    // SAFETY: 32 values, the caller's promise; unaligned stores.
+    unsafe {
+        _mm256_storeu_si256(out.cast(), lo);
+        _mm256_storeu_si256(out.add(16).cast(), hi);
+    }
+}
+
+/// [`finish_patch`]'s 32 values in the order `vpackssdw` leaves them:
+/// dword k of the pair of registers holds channels (2j, 2j + 1) for
+/// j = `lanes::packed_pair(k)`.
+///
+/// # Safety
+/// `scale` and `bias` must be valid for reading 32 i32 values.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn finish_patch_packed(
+    acc: [__m256i; 4],
+    scale: *const i32,
+    bias: *const i32,
+    shift: __m128i,
+    limit: __m256i,
+) -> [__m256i; 2] {
     let mut z = [_mm256_setzero_si256(); 4];
     for (b, (zv, a)) in z.iter_mut().zip(acc).enumerate() {
         // SAFETY: b·8 + 8 ≤ 32 values, the caller's promise; unaligned loads.
@@ -335,16 +361,10 @@ pub(super) unsafe fn finish_patch(
         *zv = _mm256_sra_epi32(_mm256_add_epi32(_mm256_mullo_epi32(a, s), c), shift);
     }
     // packs saturates to [-32768, 32767], the min and max to saturate_z's
-    // ±Zc; packs interleaves 128-bit halves, the permute undoes it.
+    // ±Zc.
     let floor = _mm256_sub_epi16(_mm256_setzero_si256(), limit);
     let clamp = |v: __m256i| _mm256_min_epi16(_mm256_max_epi16(v, floor), limit);
-    let lo = clamp(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[0], z[1])));
-    let hi = clamp(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(z[2], z[3])));
-    // SAFETY: 32 values, the caller's promise; unaligned stores.
-    unsafe {
-        _mm256_storeu_si256(out.cast(), lo);
-        _mm256_storeu_si256(out.add(16).cast(), hi);
-    }
+    [clamp(_mm256_packs_epi32(z[0], z[1])), clamp(_mm256_packs_epi32(z[2], z[3]))]
 }
 
 /// The ink mask of one patch: bit `b` set when pixel pair

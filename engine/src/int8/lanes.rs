@@ -3,7 +3,8 @@
 //! ymm registers, tokens 0-7 and 8-15: shared by the AVX2 and the AVX-VNNI
 //! kernels, which differ only in how they embed the patches.
 //!
-//! - LayerNorm per lane from the channel pairs (z_2k, z_2k+1) as i16:
+//! - LayerNorm per lane from the channel pairs (z_2j, z_2j+1) as i16, in
+//!   the order the embedding's `vpackssdw` leaves them (`packed_pair`):
 //!   `vpmaddwd` of a pair by itself gives its squares' sum; the constants
 //!   are `avx2::ln_constants8`'s, eight tokens a register, and the
 //!   normalisation two ops per register (`vpmullw`, `vpmulhrsw`).
@@ -20,7 +21,7 @@
 //!   channels' sums over the two tokens (each qword, after both halves:
 //!   token pairs (2j, 2j+1) and (8+2j, 9+2j)); a tree of unpacks and
 //!   128-bit permutes then adds a register's four qwords, four channel
-//!   pairs at a time, leaving the channels in order.
+//!   pairs at a time, and the means' packs put the pairs in order.
 //! - Logits as dot products of each class's weights with the packed means,
 //!   summed over the heads in i32 lanes (no overflow for D ≤ 32, H ≤ 8)
 //!   and reduced four classes at a time (`hsum4`); their last step
@@ -93,32 +94,39 @@ pub(super) fn pair(lo: i16, hi: i16) -> i32 {
     (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
 }
 
-/// The channel pair whose mean is in dword `slot` of the means packed by
-/// `vpackssdw` (see `attend`): in each register of 8 pairs, `packs`
-/// interleaves its two sources' 128-bit halves.
-fn mean_slot_pair(slot: usize) -> usize {
-    8 * (slot / 8) + [0, 1, 4, 5, 2, 3, 6, 7][slot % 8]
+/// The channel pair in dword k of registers of eight i32 lanes packed by
+/// `vpackssdw`, which interleaves its sources' 128-bit halves: the order
+/// of the embedded tokens' pairs (`quads::embed`). Its own inverse, so
+/// means computed in this order come out of the same packs in order
+/// (`attend`).
+pub(super) fn packed_pair(k: usize) -> usize {
+    8 * (k / 8) + [0, 1, 4, 5, 2, 3, 6, 7][k % 8]
 }
 
 /// The weights after the embedding, laid out for the tail.
 #[derive(Clone, Debug)]
 pub(super) struct Layout {
-    /// `[head pair][pair k][head of the pair]`: the score weights of
-    /// channels (2k, 2k+1) as an i16 pair repeated in 8 lanes; an odd head
-    /// count is completed by a head of zeros.
+    /// `[head pair][k][head of the pair]`: the score weights of channels
+    /// (2j, 2j+1), j = `packed_pair(k)`, as an i16 pair repeated in 8
+    /// lanes; an odd head count is completed by a head of zeros.
     score_weight: Vec<[[[i32; 8]; 2]; PAIRS]>,
-    /// The CLS token's channels as (value, 0) pairs, channel 8r + lane in
-    /// `[r][lane]`: the order of the attention means.
+    /// The CLS token's channels as (value, 1) pairs (the 1 for the means'
+    /// rounding, `attend`), in `[r][lane]` channel
+    /// 2·packed_pair(4r + lane / 2) + lane % 2: the order of the attention
+    /// means before their packs.
     cls_norm: [[i32; 8]; 4],
     /// `[head pair][class][head of the pair][r][lane]`: the class's head
-    /// weights of channel pair `mean_slot_pair(8r + lane)` as an i16 pair,
-    /// the order of the packed means; zero past the last class, and for the
-    /// missing head of an odd count.
+    /// weights of channel pair 8r + lane as an i16 pair, the order of the
+    /// packed means; zero past the last class, and for the missing head of
+    /// an odd count.
     head_weight: Vec<[[[[i32; 8]; 2]; 2]; CLASSES]>,
     /// The scalar parameters, the CLS token's scores and the head bias, as
     /// in the blob: with these an inference needs no tensor lookup.
     pub(super) params: Params,
-    cls_score: Vec<i32>,
+    /// `[head pair]`: the CLS token's scores of the pair's heads, the first
+    /// in the low half (the second's repeats the first past the last head
+    /// of an odd count), for one `vpbroadcastq`.
+    cls_score: Vec<i64>,
     head_bias: Vec<i32>,
 }
 
@@ -130,7 +138,9 @@ impl Layout {
         let scores = score_pairs(w, shape);
         let score_weight = scores
             .chunks(2)
-            .map(|heads| std::array::from_fn(|k| std::array::from_fn(|h| [heads.get(h).map_or(0, |g| g[k]); 8])))
+            .map(|heads| {
+                std::array::from_fn(|k| std::array::from_fn(|h| [heads.get(h).map_or(0, |g| g[packed_pair(k)]); 8]))
+            })
             .collect();
         let heads = head_pairs(w, shape);
         let head_weight = heads
@@ -139,9 +149,7 @@ impl Layout {
                 std::array::from_fn(|c| {
                     std::array::from_fn(|h| {
                         std::array::from_fn(|r| {
-                            std::array::from_fn(|lane| {
-                                pair.get(h).map_or(0, |rows| rows[mean_slot_pair(8 * r + lane)][c])
-                            })
+                            std::array::from_fn(|lane| pair.get(h).map_or(0, |rows| rows[8 * r + lane][c]))
                         })
                     })
                 })
@@ -149,10 +157,16 @@ impl Layout {
             .collect();
         Layout {
             score_weight,
-            cls_norm: std::array::from_fn(|r| std::array::from_fn(|lane| pair(channel(w.cls_norm, 8 * r + lane), 0))),
+            cls_norm: std::array::from_fn(|r| {
+                std::array::from_fn(|lane| pair(channel(w.cls_norm, 2 * packed_pair(4 * r + lane / 2) + lane % 2), 1))
+            }),
             head_weight,
             params: w.params,
-            cls_score: w.cls_score.to_vec(),
+            cls_score: w
+                .cls_score
+                .chunks(2)
+                .map(|pair| (pair[0] as u32 as u64 | (pair[pair.len() - 1] as u32 as u64) << 32) as i64)
+                .collect(),
             head_bias: w.head_bias.to_vec(),
         }
     }
@@ -202,7 +216,8 @@ fn swap_words() -> __m256i {
 }
 
 /// The pass from the embedded tokens to the logits: `z[k]` holds the
-/// channel pair (z_2k, z_2k+1) of token t in lane t, each already
+/// channel pair (z_2j, z_2j+1), j = `packed_pair(k)`, of token t in lane
+/// t (`quads::embed`'s order), each already
 /// saturated by `int8::saturate_z`, zero for channels past D.
 /// Writes `s.probs`, `s.logits_fixed` and `s.logits` as `int8::forward`.
 #[inline]
@@ -213,7 +228,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     // At least one head: the first head pair's pass writes the normalised pairs.
     require!(fits(shape) && heads > 0);
     require!(layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads.div_ceil(2));
-    require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
+    require!(layout.cls_score.len() == heads.div_ceil(2) && layout.head_bias.len() == classes);
     let params = &layout.params;
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
@@ -228,34 +243,43 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     let swapped = s.avx2.lanes_buffer();
     require!(swapped.len() >= 2 * PAIRS * 16);
     let at = swapped.as_mut_ptr();
-    for (pair_index, weights) in layout.score_weight.iter().enumerate() {
-        let mut acc = [[_mm256_setzero_si256(); 2]; 2];
-        for (k, w) in weights.iter().enumerate() {
-            for half in 0..2 {
-                // SAFETY: 16 values from 16·(2k + half) < 32·PAIRS, inside
-                // the buffer (asserted length); unaligned.
-                let slot = unsafe { at.add(16 * (2 * k + half)).cast::<__m256i>() };
-                let n = if pair_index == 0 {
-                    let [scale, y] = ln[half];
-                    // |z|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
-                    let n = _mm256_mulhrs_epi16(_mm256_mullo_epi16(z[k][half], scale), y);
-                    // SAFETY: as above.
-                    unsafe { _mm256_storeu_si256(slot, shuffle_bytes(n, swap)) };
-                    n
-                } else {
-                    // SAFETY: as above; written by the first pass.
-                    shuffle_bytes(unsafe { _mm256_loadu_si256(slot) }, swap)
-                };
-                for (a, w) in acc.iter_mut().zip(w) {
-                    a[half] = dot_add(a[half], n, load8(w));
+    // Each head pair's probabilities: two heads' T, one for the last pair
+    // of an odd count.
+    let pair_probs = s.probs.chunks_mut(2 * t_count);
+    for (pair_index, ((weights, &cls_score), probs)) in
+        layout.score_weight.iter().zip(&layout.cls_score).zip(pair_probs).enumerate()
+    {
+        // The rounding offset of the score shift first: i32 sums wrap the
+        // same in any order.
+        let mut acc = [[score_round; 2]; 2];
+        // Four pairs an iteration, unrolled: a loop of sixteen spent a
+        // fifth of its instructions counting.
+        for (k4, w4) in weights.chunks_exact(4).enumerate() {
+            for (j, w) in w4.iter().enumerate() {
+                let k = 4 * k4 + j;
+                for half in 0..2 {
+                    // SAFETY: 16 values from 16·(2k + half) < 32·PAIRS,
+                    // inside the buffer (asserted length); unaligned.
+                    let slot = unsafe { at.add(16 * (2 * k + half)).cast::<__m256i>() };
+                    let n = if pair_index == 0 {
+                        let [scale, y] = ln[half];
+                        // |z|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
+                        let n = _mm256_mulhrs_epi16(_mm256_mullo_epi16(z[k][half], scale), y);
+                        // SAFETY: as above.
+                        unsafe { _mm256_storeu_si256(slot, shuffle_bytes(n, swap)) };
+                        n
+                    } else {
+                        // SAFETY: as above; written by the first pass.
+                        shuffle_bytes(unsafe { _mm256_loadu_si256(slot) }, swap)
+                    };
+                    for (a, w) in acc.iter_mut().zip(w) {
+                        a[half] = dot_add(a[half], n, load8(w));
+                    }
                 }
             }
         }
-        let scores = acc.map(|acc| acc.map(|a| _mm256_sra_epi32(_mm256_add_epi32(a, score_round), score_shift)));
-        // The pair's heads (one, past the last head of an odd count).
-        let (first, count) = (2 * pair_index, (heads - 2 * pair_index).min(2));
-        let cls_score = [layout.cls_score[first], layout.cls_score[first + count - 1]];
-        softmax2(cls_score, scores, &mut s.probs[first * t_count..][..count * t_count]);
+        let scores = acc.map(|acc| acc.map(|a| _mm256_sra_epi32(a, score_shift)));
+        softmax2(cls_score, scores, probs);
     }
     // The first pass (score_weight has at least one head pair: a model
     // has at least one head) wrote every register.
@@ -303,7 +327,7 @@ fn finish_logits(
 }
 
 /// `int8::ln_constants` of the 16 tokens, lane-wise, from their channel
-/// pairs (lane t of `z[k]` is (z_2k, z_2k+1) of token t): `[half][2^a, Y]`
+/// pairs (lane t of `z[k]` is a channel pair of token t): `[half][2^a, Y]`
 /// with each value in both i16 halves of its token's lane.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -367,19 +391,20 @@ fn reduce_two(a: __m256i, b: __m256i, op: impl Fn(__m256i, __m256i) -> __m256i) 
 
 /// `int8::softmax` of one or two heads (`out` holds one or two heads' T
 /// probabilities; a missing second head's scores are computed and
-/// dropped), each of the CLS score and 16 patch scores (two registers):
-/// the two maxima and the two sums from one reduction each, the two CLS
-/// exponentials and probabilities in lanes 0 and 1 of one register.
+/// dropped), each of the CLS score (`cls_score`: the first head's in the
+/// low half, the second's in the high) and 16 patch scores (two
+/// registers): the two maxima and the two sums from one reduction each,
+/// the two CLS exponentials and probabilities in lanes 0 and 1 of one
+/// register.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn softmax2(cls_score: [i32; 2], scores: [Lanes; 2], out: &mut [i32]) {
+fn softmax2(cls_score: i64, scores: [Lanes; 2], out: &mut [i32]) {
     let t = 1 + PATCHES;
     require!(out.len() == t || out.len() == 2 * t);
-    // Lane 1 the second head's, the others the first's: a blend of two
-    // broadcasts (valgrind 3.19 cannot run the `vmovq` LLVM makes of a
+    // Even lanes the first head's, odd lanes the second's: one broadcast
+    // of the pair (valgrind 3.19 cannot run the `vmovq` LLVM makes of a
     // `setr` with zeros).
-    let two = |a: i32, b: i32| _mm256_blend_epi32::<0b10>(_mm256_set1_epi32(a), _mm256_set1_epi32(b));
-    let cls = two(cls_score[0], cls_score[1]);
+    let cls = _mm256_set1_epi64x(cls_score);
     let m = scores.map(|s| _mm256_max_epi32(s[0], s[1]));
     // Lane h < 2: head h's maximum (the others: at least their CLS lane's).
     let max = _mm256_max_epi32(reduce_two(m[0], m[1], |a, b| _mm256_max_epi32(a, b)), cls);
@@ -395,18 +420,24 @@ fn softmax2(cls_score: [i32; 2], scores: [Lanes; 2], out: &mut [i32]) {
     });
     let sums = _mm256_add_epi32(sums, cls);
     let recip = [_mm256_cvtsi256_si32(sums), _mm256_extract_epi32::<1>(sums)].map(|s| int8::softmax_recip(s as u32));
-    let cls = avx2::prob8(cls, two(recip[0] as i32, recip[1] as i32));
+    // (recip_0, recip_1) in every qword, like `cls`.
+    let recips = _mm256_set1_epi64x((recip[0] as u64 | (recip[1] as u64) << 32) as i64);
+    let cls = avx2::prob8(cls, recips);
     let cls = [_mm256_cvtsi256_si32(cls), _mm256_extract_epi32::<1>(cls)];
-    let heads = if out.len() == 2 * t { 2 } else { 1 };
-    for h in 0..heads {
-        let out = &mut out[h * t..][..t];
-        let r = _mm256_set1_epi32(recip[h] as i32);
+    let recips = [_mm256_shuffle_epi32::<0b00_00_00_00>(recips), _mm256_shuffle_epi32::<0b01_01_01_01>(recips)];
+    let write = |out: &mut [i32], h: usize| {
+        let out = &mut out[..t];
         out[0] = cls[h];
-        // SAFETY: 16 lanes of the head's T past its first (asserted length).
+        // SAFETY: 16 lanes of the head's T past its first.
         unsafe {
-            _mm256_storeu_si256(out[1..].as_mut_ptr().cast(), avx2::prob8(e[h][0], r));
-            _mm256_storeu_si256(out[9..].as_mut_ptr().cast(), avx2::prob8(e[h][1], r));
+            _mm256_storeu_si256(out[1..].as_mut_ptr().cast(), avx2::prob8(e[h][0], recips[h]));
+            _mm256_storeu_si256(out[9..].as_mut_ptr().cast(), avx2::prob8(e[h][1], recips[h]));
         }
+    };
+    let (first, second) = out.split_at_mut(t);
+    write(first, 0);
+    if !second.is_empty() {
+        write(second, 1);
     }
 }
 
@@ -432,9 +463,7 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes
         // SAFETY: an unaligned load of the 16 values of the slice.
         unsafe { _mm256_loadu_si256(register.as_ptr().cast()) }
     };
-    let mean_round = _mm256_set1_epi32(1 << (PROB_FRAC_BITS - 1));
-    // The packed means of channel pairs mean_slot_pair(8r..8r + 8) in
-    // register r.
+    // The packed means of channel pairs 8r..8r + 8 in register r.
     let means = |head: usize| -> [__m256i; 2] {
         let probs = &probs[head * t_count..][..t_count];
         // The patches' probabilities (≤ 2^14) as i16 pairs: packs leaves
@@ -447,13 +476,17 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes
             _mm256_packs_epi32(_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(8).cast()))
         };
         let p = [_mm256_unpacklo_epi32(packed, packed), _mm256_unpackhi_epi32(packed, packed)];
-        // Qword j of pair k's sum: channels (2k, 2k+1) over tokens 2j, 2j+1
-        // and 8 + 2j, 8 + 2j + 1.
+        // Qword j of sums[k]: channels (2i, 2i+1), i = packed_pair(k), over
+        // tokens 2j, 2j+1 and 8 + 2j, 8 + 2j + 1.
         let sums: [__m256i; PAIRS] =
             std::array::from_fn(|k| dot_add(_mm256_madd_epi16(swapped(k, 0), p[0]), swapped(k, 1), p[1]));
-        let cls = _mm256_set1_epi32(probs[0]);
+        // (p_CLS, 2^13) by `cls_norm`'s (n_CLS, 1) pairs: the CLS token's
+        // product and the rounding offset of the shift by 14 in one
+        // multiply-add (p_CLS ≤ 2^14 is a positive i16).
+        let cls = _mm256_set1_epi32(pair(probs[0] as i16, 1 << (PROB_FRAC_BITS - 1)));
         std::array::from_fn(|r| {
-            // Channels 16r + 8i..16r + 8i + 8, in order.
+            // Pairs packed_pair(8r + 4i..8r + 4i + 4), each pair's channels
+            // in order.
             let m: [__m256i; 2] = std::array::from_fn(|i| {
                 let k = 8 * r + 4 * i;
                 let add_qwords =
@@ -462,9 +495,10 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes
                 let total =
                     _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b));
                 let total = dot_add(total, load8(&layout.cls_norm[2 * r + i]), cls);
-                _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(_mm256_add_epi32(total, mean_round))
+                _mm256_srai_epi32::<{ PROB_FRAC_BITS as i32 }>(total)
             });
-            // packs saturates like saturate_i16; its order is mean_slot_pair's.
+            // packs saturates like saturate_i16, and interleaves halves:
+            // its dword s holds pair packed_pair(packed_pair(8r + s)) = 8r + s.
             _mm256_packs_epi32(m[0], m[1])
         })
     };

@@ -20,7 +20,7 @@
 use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
-use super::avx2::finish_patch;
+use super::avx2::finish_patch_packed;
 use super::lanes::{self, Lanes, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
@@ -67,7 +67,8 @@ pub(super) struct Layout {
     /// i32::MAX, so the sum is the scalar's exactly.
     bias: [[i32; DIM]; PATCHES],
     /// The tokens of blank patches (no ink: the embedding is the bias
-    /// alone), `[patch][channel]`.
+    /// alone), `[patch]` rows in `vpackssdw`'s order, as `embed` computes
+    /// the others: dword k holds channel pair `lanes::packed_pair(k)`.
     blank: [[i16; DIM]; PATCHES],
 }
 
@@ -82,6 +83,7 @@ impl Layout {
             }
         }
         let (bias, blank) = lanes::token_bias_and_blank(w, shape, true);
+        let blank = blank.map(|row| std::array::from_fn(|o| row[2 * lanes::packed_pair(o / 2) + o % 2]));
         Layout { weight, scale: lanes::patch_scale(w, shape), bias, blank }
     }
 }
@@ -149,11 +151,13 @@ fn ink_masks(image: &[u8]) -> [u32; PATCHES] {
 }
 
 /// The 16 patch tokens as the channel pairs of `lanes::tail` (lane t of
-/// register `[k][t / 8]` is (z_2k, z_2k+1) of token t): every inked
-/// patch's row computed into `rows` (at least 16 × 32 values), `dot(acc,
-/// quad, weights)` adding each dword lane's four u8 × i8 products to acc;
-/// blank patches' rows read from `layout.blank`; then four 8 × 8 dword
-/// transposes (dword k of a row is the token's channel pair k).
+/// register `[k][t / 8]` is (z_2j, z_2j+1) of token t, j =
+/// `lanes::packed_pair(k)`): every inked patch's row computed into `rows`
+/// (at least 16 × 32 values), `dot(acc, quad, weights)` adding each dword
+/// lane's four u8 × i8 products to acc; blank patches' rows copied from
+/// `layout.blank`; then four 8 × 8 dword transposes (dword k of a row is
+/// its channel pair `packed_pair(k)`, as `vpackssdw` left it: the tail
+/// takes the pairs in that order, and no permute is spent on a row).
 #[inline]
 #[target_feature(enable = "avx2,bmi1")]
 pub(super) fn embed(
@@ -169,43 +173,46 @@ pub(super) fn embed(
     let shift = _mm_cvtsi32_si128(z_shift as i32);
     let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
     for (patch, &ink) in inks.iter().enumerate() {
-        if ink == 0 {
-            continue;
-        }
-        let origin = lanes::ORIGIN[patch];
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for slot in Bits(u64::from(ink as u16)) {
-            // SAFETY: slot < 16 = SLOTS: an entry of `OFFSET` and a row of
-            // `weight` (asserted length). The slot's 4 pixels, at most
-            // 6·28 + 3 past an origin of at most 21·28 + 21, end by 784:
-            // inside the image (asserted length); unaligned.
-            unsafe {
-                let at = origin + *OFFSET.get_unchecked(slot);
-                let quad = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
-                let weights = layout.weight.as_ptr().add(slot * DIM);
-                for (b, a) in acc.iter_mut().enumerate() {
-                    *a = dot(*a, quad, _mm256_loadu_si256(weights.add(8 * b).cast()));
+        // A blank patch's row is copied, not computed, so the transposes
+        // below read every row from one buffer at fixed offsets.
+        let [lo, hi] = if ink == 0 {
+            let blank = &layout.blank[patch];
+            // SAFETY: two unaligned loads of the row's 32 values.
+            unsafe { [_mm256_loadu_si256(blank.as_ptr().cast()), _mm256_loadu_si256(blank[16..].as_ptr().cast())] }
+        } else {
+            let origin = lanes::ORIGIN[patch];
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for slot in Bits(u64::from(ink as u16)) {
+                // SAFETY: slot < 16 = SLOTS: an entry of `OFFSET` and a row
+                // of `weight` (asserted length). The slot's 4 pixels, at
+                // most 6·28 + 3 past an origin of at most 21·28 + 21, end
+                // by 784: inside the image (asserted length); unaligned.
+                unsafe {
+                    let at = origin + *OFFSET.get_unchecked(slot);
+                    let quad = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
+                    let weights = layout.weight.as_ptr().add(slot * DIM);
+                    for (b, a) in acc.iter_mut().enumerate() {
+                        *a = dot(*a, quad, _mm256_loadu_si256(weights.add(8 * b).cast()));
+                    }
                 }
             }
-        }
-        // SAFETY: 32 values of the scale, of the patch's bias row and of its
-        // row of `rows` (asserted length).
+            // SAFETY: 32 values of the scale and of the patch's bias row.
+            unsafe { finish_patch_packed(acc, layout.scale.as_ptr(), layout.bias[patch].as_ptr(), shift, limit) }
+        };
+        // SAFETY: the patch's 32 values of `rows` (asserted length);
+        // unaligned stores.
         unsafe {
-            let (scale, bias) = (layout.scale.as_ptr(), layout.bias[patch].as_ptr());
-            finish_patch(acc, scale, bias, shift, limit, rows.as_mut_ptr().add(patch * DIM));
+            let row = rows.as_mut_ptr().add(patch * DIM);
+            _mm256_storeu_si256(row.cast(), lo);
+            _mm256_storeu_si256(row.add(16).cast(), hi);
         }
     }
-    // Each token's row: its embedding, or for a blank patch the bias's.
-    let from: [*const i16; PATCHES] = std::array::from_fn(|t| match inks[t] {
-        0 => layout.blank[t].as_ptr(),
-        _ => rows[t * DIM..].as_ptr(),
-    });
     // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
     let block = |k0: usize, half: usize| {
         lanes::transpose8(std::array::from_fn(|i| {
-            // SAFETY: 16 values from 2·k0 ≤ 16 of a token row of 32 values;
-            // an unaligned load.
-            unsafe { _mm256_loadu_si256(from[8 * half + i].add(2 * k0).cast()) }
+            // SAFETY: 16 values from 2·k0 ≤ 16 of a token's row of 32
+            // values, inside `rows` (asserted length); an unaligned load.
+            unsafe { _mm256_loadu_si256(rows.as_ptr().add((8 * half + i) * DIM + 2 * k0).cast()) }
         }))
     };
     let blocks = [[block(0, 0), block(0, 1)], [block(8, 0), block(8, 1)]];
@@ -300,9 +307,9 @@ mod tests {
                         _mm256_storeu_si256(lanes[16..].as_mut_ptr().cast(), pair[1]);
                     }
                     for t in 0..PATCHES {
-                        // Lane t of register t / 8: the dword (z_2k, z_2k+1).
-                        let at = 16 * (t / 8) + 2 * (t % 8);
-                        for (o, &got) in [2 * k, 2 * k + 1].iter().zip(&lanes[at..at + 2]) {
+                        // Lane t of register t / 8: the dword (z_2j, z_2j+1).
+                        let (at, j) = (16 * (t / 8) + 2 * (t % 8), lanes::packed_pair(k));
+                        for (o, &got) in [2 * j, 2 * j + 1].iter().zip(&lanes[at..at + 2]) {
                             let expected = if *o < d { want[t * d + o] } else { 0 };
                             assert_eq!(got, expected, "token {t} channel {o}");
                         }
@@ -333,7 +340,8 @@ mod tests {
                     let origin = lanes::ORIGIN[patch];
                     for o in 0..DIM {
                         let z = if ink == 0 {
-                            layout.blank[patch][o]
+                            // Rows in packs order: packed_pair is its own inverse.
+                            layout.blank[patch][2 * lanes::packed_pair(o / 2) + o % 2]
                         } else {
                             let acc = (0..SLOTS).filter(|b| ink >> b & 1 == 1).fold(0, |acc, slot| {
                                 let at = origin + OFFSET[slot];
