@@ -310,9 +310,14 @@ fn finish_logits(
         _ => (_mm_cvtsi32_si128(head_shift as i32 - 1), _mm_set1_epi32(1)),
     };
     let scale = _mm_set1_ps(1.0 / (1u32 << LOGIT_FRAC_BITS) as f32);
-    for (q, &sum) in sums.iter().enumerate().take(classes.div_ceil(4)) {
+    let count = _mm_set1_epi32(classes as i32);
+    for (q, &sum) in sums.iter().enumerate() {
+        if 4 * q >= classes {
+            break;
+        }
         // The lanes of classes that exist: 4q + lane < classes.
-        let mask = _mm_cmpgt_epi32(_mm_set1_epi32((classes - 4 * q) as i32), _mm_setr_epi32(0, 1, 2, 3));
+        let lanes = _mm_setr_epi32(4 * q as i32, 4 * q as i32 + 1, 4 * q as i32 + 2, 4 * q as i32 + 3);
+        let mask = _mm_cmpgt_epi32(count, lanes);
         let rounded = _mm_add_epi32(_mm_sra_epi32(sum, shift), _mm_and_si128(_mm_sra_epi32(sum, below), round_bit));
         // SAFETY: the masked lanes, 4q + lane < classes, are inside the
         // bias and both logit slices (asserted lengths); the others are
@@ -514,7 +519,12 @@ fn attend(layout: &Layout, swapped: &[i16], probs: &[i32], heads: usize, classes
                 *mean = means(2 * pair + h);
             }
         }
-        for (q, sum) in sums.iter_mut().enumerate().take(classes.div_ceil(4)) {
+        // Unrolled over the four class groups, so the sums stay in
+        // registers; a group past the last class is skipped whole.
+        for (q, sum) in sums.iter_mut().enumerate() {
+            if 4 * q >= classes {
+                break;
+            }
             let dots: [__m256i; 4] = std::array::from_fn(|i| {
                 let w = &weights[4 * q + i];
                 let dot =

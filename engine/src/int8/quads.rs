@@ -95,7 +95,7 @@ impl Layout {
 /// two patches' masks.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn ink_masks(image: &[u8]) -> [u32; PATCHES] {
+fn ink_masks(image: &[u8]) -> [u16; PATCHES] {
     require!(image.len() == SIDE * SIDE);
     // Dword 2(c mod 2) + h of 128-bit lane L is quad h of patch c = 2L +
     // dword / 2 (from the load at column 0 for L = 0, at column 12 for
@@ -145,7 +145,7 @@ fn ink_masks(image: &[u8]) -> [u32; PATCHES] {
         // Per lane: patch 2L's 16 bytes, and patch 2L + 1's.
         let even = !(_mm256_movemask_epi8(_mm256_unpacklo_epi64(top, bottom)) as u32);
         let odd = !(_mm256_movemask_epi8(_mm256_unpackhi_epi64(top, bottom)) as u32);
-        inks.copy_from_slice(&[even & 0xffff, odd & 0xffff, even >> 16, odd >> 16]);
+        inks.copy_from_slice(&[even as u16, odd as u16, (even >> 16) as u16, (odd >> 16) as u16]);
     }
     inks
 }
@@ -172,17 +172,18 @@ pub(super) fn embed(
     let inks = ink_masks(image);
     let shift = _mm_cvtsi32_si128(z_shift as i32);
     let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
-    for (patch, &ink) in inks.iter().enumerate() {
+    // Per patch: its mask, its row, its blank row, its bias, its origin.
+    let patches =
+        inks.iter().zip(rows.chunks_exact_mut(DIM)).zip(layout.blank.iter().zip(&layout.bias)).zip(&lanes::ORIGIN);
+    for (((&ink, row), (blank, bias)), &origin) in patches {
         // A blank patch's row is copied, not computed, so the transposes
         // below read every row from one buffer at fixed offsets.
         let [lo, hi] = if ink == 0 {
-            let blank = &layout.blank[patch];
             // SAFETY: two unaligned loads of the row's 32 values.
             unsafe { [_mm256_loadu_si256(blank.as_ptr().cast()), _mm256_loadu_si256(blank[16..].as_ptr().cast())] }
         } else {
-            let origin = lanes::ORIGIN[patch];
             let mut acc = [_mm256_setzero_si256(); 4];
-            for slot in Bits(u64::from(ink as u16)) {
+            for slot in Bits(u64::from(ink)) {
                 // SAFETY: slot < 16 = SLOTS: an entry of `OFFSET` and a row
                 // of `weight` (asserted length). The slot's 4 pixels, at
                 // most 6·28 + 3 past an origin of at most 21·28 + 21, end
@@ -197,14 +198,12 @@ pub(super) fn embed(
                 }
             }
             // SAFETY: 32 values of the scale and of the patch's bias row.
-            unsafe { finish_patch_packed(acc, layout.scale.as_ptr(), layout.bias[patch].as_ptr(), shift, limit) }
+            unsafe { finish_patch_packed(acc, layout.scale.as_ptr(), bias.as_ptr(), shift, limit) }
         };
-        // SAFETY: the patch's 32 values of `rows` (asserted length);
-        // unaligned stores.
+        // SAFETY: the 32 values of the patch's row; unaligned stores.
         unsafe {
-            let row = rows.as_mut_ptr().add(patch * DIM);
-            _mm256_storeu_si256(row.cast(), lo);
-            _mm256_storeu_si256(row.add(16).cast(), hi);
+            _mm256_storeu_si256(row.as_mut_ptr().cast(), lo);
+            _mm256_storeu_si256(row[16..].as_mut_ptr().cast(), hi);
         }
     }
     // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
@@ -228,7 +227,7 @@ mod tests {
 
     /// The masks `ink_masks` defines: bit 2y + h of patch (r, c) is set
     /// when pixel (y, x) of it has ink for some x in 4h..4h + 4 below 7.
-    fn masks_by_definition(image: &[u8]) -> [u32; PATCHES] {
+    fn masks_by_definition(image: &[u8]) -> [u16; PATCHES] {
         std::array::from_fn(|patch| {
             let (r, c) = (patch / 4, patch % 4);
             (0..SLOTS)
