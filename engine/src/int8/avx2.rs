@@ -217,7 +217,8 @@ pub(crate) struct Scratch {
     /// eight i32 lanes each, `patches_pad · LN_CONSTANTS`.
     ln_params: Vec<i32>,
     /// Their LayerNorm, same layout; for the shipped geometry, the
-    /// normalised pairs of `lanes::tail` (`lanes_buffer`).
+    /// embedded and then the normalised pairs of `lanes::tail`
+    /// (`lanes_buffer`).
     norm: Vec<i16>,
     /// Each head's scores: the CLS token's, then the patches',
     /// `heads × (1 + patches_pad)`.
@@ -235,10 +236,11 @@ impl Scratch {
         &mut self.norm
     }
 
-    /// The buffer `quads::embed` computes its token rows in: `tokens` (at
-    /// least 16 × 32 values for a model that `lanes::fits`).
-    pub(super) fn token_rows(&mut self) -> &mut [i16] {
-        &mut self.tokens
+    /// The buffers `quads::embed` computes its token rows in (`tokens`)
+    /// and writes the tokens in lanes to (`lanes_buffer`'s), each at least
+    /// 16 × 32 values for a model that `lanes::fits`.
+    pub(super) fn embed_buffers(&mut self) -> (&mut [i16], &mut [i16]) {
+        (&mut self.tokens, &mut self.norm)
     }
 
     pub(crate) fn new(shape: &Shape) -> Scratch {
@@ -270,8 +272,9 @@ unsafe fn forward<'m>(
             let (embed, tail) = &**layouts;
             // Exact: the weights are 7-bit (checked in `Kernel::new`).
             let dot = |acc, quad, weights| quads::maddubs_dot(acc, quad, weights);
-            let z = quads::embed(embed, shape, tail.params.z_shift, image, s.avx2.token_rows(), dot);
-            lanes::tail(tail, shape, &z, s);
+            let (rows, z) = s.avx2.embed_buffers();
+            quads::embed(embed, shape, tail.params.z_shift, image, rows, z, dot);
+            lanes::tail(tail, shape, s);
         }
         &Pass::Rows { dim_pad, ref layout } => {
             // The layout was built for this shape, the scratch for this model.

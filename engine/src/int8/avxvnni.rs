@@ -46,6 +46,7 @@ impl Kernel {
 #[target_feature(enable = "avx2,fma,bmi1,avxvnni")]
 unsafe fn forward(_cpu: AvxVnni, kernel: &Kernel, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     let dot = |acc, quad, weights| _mm256_dpbusd_avx_epi32(acc, quad, weights);
-    let z = quads::embed(&kernel.embed, shape, kernel.tail.params.z_shift, image, s.avx2.token_rows(), dot);
-    lanes::tail(&kernel.tail, shape, &z, s);
+    let (rows, z) = s.avx2.embed_buffers();
+    quads::embed(&kernel.embed, shape, kernel.tail.params.z_shift, image, rows, z, dot);
+    lanes::tail(&kernel.tail, shape, s);
 }

@@ -215,14 +215,15 @@ fn swap_words() -> __m256i {
     )
 }
 
-/// The pass from the embedded tokens to the logits: `z[k]` holds the
-/// channel pair (z_2j, z_2j+1), j = `packed_pair(k)`, of token t in lane
-/// t (`quads::embed`'s order), each already
+/// The pass from the embedded tokens to the logits. The tokens are in
+/// `s.avx2.lanes_buffer()`, as `quads::embed` writes them: register
+/// (k, half) at `16·(2k + half)`, lane t of it the channel pair (z_2j,
+/// z_2j+1), j = `packed_pair(k)`, of token 8·half + t, each already
 /// saturated by `int8::saturate_z`, zero for channels past D.
 /// Writes `s.probs`, `s.logits_fixed` and `s.logits` as `int8::forward`.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut int8::Scratch) {
+pub(super) fn tail(layout: &Layout, shape: &Shape, s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     // At least one head: the first head pair's pass writes the normalised pairs.
@@ -232,17 +233,21 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
     let params = &layout.params;
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
 
-    let ln = layer_norm_constants(z, params.ln_eps);
+    // The normalised pairs with their tokens' words swapped (`swap_words`),
+    // written by the first head pair's pass over the embedded pairs (each
+    // register read before it is replaced), read by the others and the
+    // means: register (k, half) at `16·(2k + half)`. In the scratch, not on
+    // the stack: LLVM copied stack arrays of 1 KB.
+    let buffer = s.avx2.lanes_buffer();
+    require!(buffer.len() >= 2 * PAIRS * 16);
+    let at = buffer.as_mut_ptr();
+    // SAFETY: 16 values from 16·(2k + half) < 32·PAIRS, inside the buffer
+    // (asserted length); unaligned.
+    let embedded = |k: usize, half: usize| unsafe { _mm256_loadu_si256(at.add(16 * (2 * k + half)).cast()) };
+    let ln = layer_norm_constants(embedded, params.ln_eps);
     let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
     let swap = swap_words();
-    // The normalised pairs with their tokens' words swapped (`swap_words`),
-    // written by the first head pair's pass, read by the others and the
-    // means: register 2k + half at `swapped[16·(2k + half)..]`. In the
-    // scratch, not on the stack: LLVM copied a stack array of 1 KB.
-    let swapped = s.avx2.lanes_buffer();
-    require!(swapped.len() >= 2 * PAIRS * 16);
-    let at = swapped.as_mut_ptr();
     // Each head pair's probabilities: two heads' T, one for the last pair
     // of an odd count.
     let pair_probs = s.probs.chunks_mut(2 * t_count);
@@ -264,7 +269,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Lanes; PAIRS], s: &mut i
                     let n = if pair_index == 0 {
                         let [scale, y] = ln[half];
                         // |z|·2^a < 2^15: exact in i16 (docs/FIXED_POINT.md).
-                        let n = _mm256_mulhrs_epi16(_mm256_mullo_epi16(z[k][half], scale), y);
+                        let n = _mm256_mulhrs_epi16(_mm256_mullo_epi16(embedded(k, half), scale), y);
                         // SAFETY: as above.
                         unsafe { _mm256_storeu_si256(slot, shuffle_bytes(n, swap)) };
                         n
@@ -332,16 +337,17 @@ fn finish_logits(
 }
 
 /// `int8::ln_constants` of the 16 tokens, lane-wise, from their channel
-/// pairs (lane t of `z[k]` is a channel pair of token t): `[half][2^a, Y]`
-/// with each value in both i16 halves of its token's lane.
+/// pairs (lane t of `z(k, half)` is a channel pair of token 8·half + t):
+/// `[half][2^a, Y]` with each value in both i16 halves of its token's lane.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn layer_norm_constants(z: &[Lanes; PAIRS], ln_eps: i32) -> [[__m256i; 2]; 2] {
+fn layer_norm_constants(z: impl Fn(usize, usize) -> __m256i, ln_eps: i32) -> [[__m256i; 2]; 2] {
     // Σz² of each token from its channel pairs: no horizontal sums.
     let mut sum_sq = [_mm256_setzero_si256(); 2];
-    for pair in z {
-        for half in 0..2 {
-            sum_sq[half] = dot_add(sum_sq[half], pair[half], pair[half]);
+    for k in 0..PAIRS {
+        for (half, sum_sq) in sum_sq.iter_mut().enumerate() {
+            let pair = z(k, half);
+            *sum_sq = dot_add(*sum_sq, pair, pair);
         }
     }
     // Both constants are in [0, 2^15): their high halves are zero.

@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 use std::arch::x86_64::*;
 
 use super::avx2::finish_patch_packed;
-use super::lanes::{self, Lanes, DIM, PATCH, PATCHES, SIDE};
+use super::lanes::{self, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
 use crate::shape::Shape;
@@ -150,9 +150,10 @@ fn ink_masks(image: &[u8]) -> [u16; PATCHES] {
     inks
 }
 
-/// The 16 patch tokens as the channel pairs of `lanes::tail` (lane t of
-/// register `[k][t / 8]` is (z_2j, z_2j+1) of token t, j =
-/// `lanes::packed_pair(k)`): every inked patch's row computed into `rows`
+/// The 16 patch tokens as the channel pairs of `lanes::tail`, written to
+/// `z` (at least 32 × 16 values): lane t of register (k, half), at
+/// `16·(2k + half)`, is (z_2j, z_2j+1) of token 8·half + t, j =
+/// `lanes::packed_pair(k)`. Every inked patch's row computed into `rows`
 /// (at least 16 × 32 values), `dot(acc, quad, weights)` adding each dword
 /// lane's four u8 × i8 products to acc; blank patches' rows copied from
 /// `layout.blank`; then four 8 × 8 dword transposes (dword k of a row is
@@ -166,9 +167,11 @@ pub(super) fn embed(
     z_shift: u32,
     image: &[u8],
     rows: &mut [i16],
+    z: &mut [i16],
     dot: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
-) -> [Lanes; DIM / 2] {
+) {
     require!(image.len() == SIDE * SIDE && rows.len() >= PATCHES * DIM && layout.weight.len() == SLOTS * DIM);
+    require!(z.len() >= DIM * 16);
     let inks = ink_masks(image);
     let shift = _mm_cvtsi32_si128(z_shift as i32);
     let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
@@ -214,8 +217,19 @@ pub(super) fn embed(
             unsafe { _mm256_loadu_si256(rows.as_ptr().add((8 * half + i) * DIM + 2 * k0).cast()) }
         }))
     };
-    let blocks = [[block(0, 0), block(0, 1)], [block(8, 0), block(8, 1)]];
-    std::array::from_fn(|k| [blocks[k / 8][0][k % 8], blocks[k / 8][1][k % 8]])
+    // Each block stored as it is made, into the scratch: a returned array
+    // was spilled and copied, 50 instructions a digit.
+    let mut put = |k0: usize, half: usize, block: [__m256i; 8]| {
+        for (i, v) in block.into_iter().enumerate() {
+            // SAFETY: 16 values from 16·(2(k0 + i) + half) < 32·16, inside
+            // `z` (asserted length); an unaligned store.
+            unsafe { _mm256_storeu_si256(z.as_mut_ptr().add(16 * (2 * (k0 + i) + half)).cast(), v) };
+        }
+    };
+    put(0, 0, block(0, 0));
+    put(0, 1, block(0, 1));
+    put(8, 0, block(8, 0));
+    put(8, 1, block(8, 1));
 }
 
 #[cfg(test)]
@@ -287,26 +301,22 @@ mod tests {
             assert!(w.patch_weight.iter().all(|q| q.unsigned_abs() <= limit as u8));
             assert_eq!(!seven_bits, w.patch_weight.iter().any(|q| q.unsigned_abs() > 63), "a model of the other kind");
             let layout = Layout::new(&w, &shape);
-            let mut rows = vec![0i16; PATCHES * DIM];
+            let (mut rows, mut lanes) = (vec![0i16; PATCHES * DIM], vec![0i16; DIM * 16]);
             for image in images() {
                 let want = scalar_z(model, &image);
                 // SAFETY: AVX2 (and BMI1, with it on every AVX2 CPU the
                 // token accepts) was detected above.
-                let z = unsafe {
+                unsafe {
                     match seven_bits {
-                        true => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, bytes),
-                        false => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, dpbusd),
+                        true => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut lanes, bytes),
+                        false => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut lanes, dpbusd),
                     }
                 };
-                for (k, pair) in z.iter().enumerate() {
-                    let mut lanes = [0i16; 32];
-                    // SAFETY: stores of two registers into 32 i16.
-                    unsafe {
-                        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), pair[0]);
-                        _mm256_storeu_si256(lanes[16..].as_mut_ptr().cast(), pair[1]);
-                    }
+                for k in 0..DIM / 2 {
+                    let lanes = &lanes[32 * k..][..32];
                     for t in 0..PATCHES {
-                        // Lane t of register t / 8: the dword (z_2j, z_2j+1).
+                        // Lane t % 8 of register (k, t / 8): the dword
+                        // (z_2j, z_2j+1).
                         let (at, j) = (16 * (t / 8) + 2 * (t % 8), lanes::packed_pair(k));
                         for (o, &got) in [2 * j, 2 * j + 1].iter().zip(&lanes[at..at + 2]) {
                             let expected = if *o < d { want[t * d + o] } else { 0 };
