@@ -184,10 +184,14 @@ fn ln_constants4(sum_sq: int32x4_t, eps: i32) -> [int32x4_t; 2] {
 fn layer_norm_constants(z: &[Tokens; DIM], ln_eps: i32) -> [Tokens; 2] {
     // Σz² of tokens 4i..4i+3 (z within ±Zc, zero past D): below 2^31.
     let mut sum_sq = [vdupq_n_s32(0); 4];
-    for channel in z {
-        for (i, sum_sq) in sum_sq.iter_mut().enumerate() {
-            let q = quarter(channel, i);
-            *sum_sq = vmlal_s16(*sum_sq, q, q);
+    // Four channels an iteration, unrolled: a loop of 32 spent three of
+    // its seven instructions counting.
+    for channels in z.chunks_exact(4) {
+        for channel in channels {
+            for (i, sum_sq) in sum_sq.iter_mut().enumerate() {
+                let q = quarter(channel, i);
+                *sum_sq = vmlal_s16(*sum_sq, q, q);
+            }
         }
     }
     let constants: [[int32x4_t; 2]; 4] = std::array::from_fn(|i| ln_constants4(sum_sq[i], ln_eps));
@@ -304,11 +308,15 @@ fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int64x2_t; C
         };
         // Channels 4g..4g+3 (past D, values no head weight reads).
         let mut mean = [vdup_n_s16(0); DIM / 4];
-        for (g, m) in mean.iter_mut().enumerate() {
-            let sums = reduce4(std::array::from_fn(|i| dot(&norm[4 * g + i])));
-            // SAFETY: 4 of the 32 lanes of cls_norm.
-            let cls_norm = unsafe { vld1_s16(layout.cls_norm[4 * g..].as_ptr()) };
-            *m = vqrshrn_n_s32::<{ PROB_FRAC_BITS as i32 }>(vmlal_n_s16(sums, cls_norm, cls));
+        // Two groups an iteration, unrolled (fewer instructions counting).
+        for (g2, m2) in mean.chunks_exact_mut(2).enumerate() {
+            for (i, m) in m2.iter_mut().enumerate() {
+                let g = 2 * g2 + i;
+                let sums = reduce4(std::array::from_fn(|i| dot(&norm[4 * g + i])));
+                // SAFETY: 4 of the 32 lanes of cls_norm.
+                let cls_norm = unsafe { vld1_s16(layout.cls_norm[4 * g..].as_ptr()) };
+                *m = vqrshrn_n_s32::<{ PROB_FRAC_BITS as i32 }>(vmlal_n_s16(sums, cls_norm, cls));
+            }
         }
         // One i32 dot product per class (exact, below 2^30), the classes in
         // lanes: each channel's class weights × its mean, by lane.
