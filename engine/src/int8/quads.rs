@@ -124,8 +124,10 @@ fn ink_masks(image: &[u8]) -> [u16; PATCHES] {
         unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
     };
     let zero = _mm256_setzero_si256();
-    let mut inks = [0; PATCHES];
-    for (r, inks) in inks.chunks_exact_mut(4).enumerate() {
+    // Two patches' masks a u32 (x86-64 is little-endian: the first patch's
+    // in the low half, as the [u16] it is read as).
+    let mut inks = [0u32; PATCHES / 2];
+    for (r, inks) in inks.chunks_exact_mut(2).enumerate() {
         // All ones (blank) in every quad of row y.
         let blank = |y: usize| {
             if y == PATCH {
@@ -141,13 +143,16 @@ fn ink_masks(image: &[u8]) -> [u16; PATCHES] {
             let (a, b) = (_mm256_packs_epi32(blank(y), blank(y + 1)), _mm256_packs_epi32(blank(y + 2), blank(y + 3)));
             _mm256_shuffle_epi8(_mm256_packs_epi16(a, b), by_patch)
         };
-        let (top, bottom) = (four_rows(0), four_rows(4));
-        // Per lane: patch 2L's 16 bytes, and patch 2L + 1's.
-        let even = !(_mm256_movemask_epi8(_mm256_unpacklo_epi64(top, bottom)) as u32);
-        let odd = !(_mm256_movemask_epi8(_mm256_unpackhi_epi64(top, bottom)) as u32);
-        inks.copy_from_slice(&[even as u16, odd as u16, (even >> 16) as u16, (odd >> 16) as u16]);
+        // Qwords (patch 2L's eight bytes, patch 2L + 1's) in lane L,
+        // reordered to patches 0, 2 | 1, 3: the unpacks then leave patches
+        // 0 | 1 in one register, 2 | 3 in the other, so each `vpmovmskb` is
+        // two patches' masks in order.
+        let regroup = |v: __m256i| _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
+        let (top, bottom) = (regroup(four_rows(0)), regroup(four_rows(4)));
+        inks[0] = !(_mm256_movemask_epi8(_mm256_unpacklo_epi64(top, bottom)) as u32);
+        inks[1] = !(_mm256_movemask_epi8(_mm256_unpackhi_epi64(top, bottom)) as u32);
     }
-    inks
+    bytemuck::cast(inks)
 }
 
 /// The 16 patch tokens as the channel pairs of `lanes::tail`, written to
