@@ -16,7 +16,9 @@
 //! - Attention means: per channel the 16 products p_t·n_t (`smlal`), four
 //!   channels reduced together by an `addp` tree, `sqrshrn` for
 //!   `sat16(round_shift(·, 14))`; logits with the classes in lanes, each
-//!   channel's mean by lane (`smlal`), summed over heads in i64 lanes.
+//!   channel's mean by lane (`smlal`), summed over heads in i32 lanes
+//!   (no overflow for D ≤ 32, H ≤ 8), their last step (`srshl`, bias) in
+//!   the same lanes.
 //!
 //! Every i32 lane sum is a partial sum of a scalar i32 sum whose bound
 //! docs/FIXED_POINT.md proves, and the bound holds for any subset of its
@@ -26,7 +28,7 @@ use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
 use super::shipped::{fits, CLASSES, DIM, PATCHES};
-use super::{Params, Weights, PROB_FRAC_BITS};
+use super::{Params, Weights, LOGIT_FRAC_BITS, PROB_FRAC_BITS};
 use crate::int8;
 use crate::shape::Shape;
 use std::mem::MaybeUninit;
@@ -50,6 +52,9 @@ pub(super) struct Layout {
     /// in the blob: with these an inference needs no tensor lookup.
     pub(super) params: Params,
     cls_score: Vec<i32>,
+    /// `[CLASSES]`, zero past the last class. (A Vec: an array here moved
+    /// the dotprod kernel's fields and cost its embedding 108 instructions
+    /// a digit in address arithmetic.)
     head_bias: Vec<i32>,
 }
 
@@ -77,7 +82,7 @@ impl Layout {
                 .collect(),
             params: w.params,
             cls_score: w.cls_score.to_vec(),
-            head_bias: w.head_bias.to_vec(),
+            head_bias: (0..CLASSES).map(|c| w.head_bias.get(c).copied().unwrap_or(0)).collect(),
         }
     }
 }
@@ -94,7 +99,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
     // At least one head: the first head pair's pass writes `norm`.
     require!(fits(shape) && heads > 0);
     require!(layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
-    require!(layout.cls_score.len() == heads && layout.head_bias.len() == classes);
+    require!(layout.cls_score.len() == heads && classes <= CLASSES);
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
 
@@ -131,13 +136,65 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
     // SAFETY: the first pass (there is one: heads > 0, asserted) wrote
     // every channel.
     let norm = unsafe { slot.assume_init_ref() };
-    let logits = attend(layout, norm, &s.probs);
-    let mut acc = [0i64; CLASSES];
-    for (i, v) in logits.iter().enumerate() {
-        // SAFETY: a store of 2 i64 lanes into 2 of the array's 16.
-        unsafe { vst1q_s64(acc[2 * i..].as_mut_ptr(), *v) };
+    let sums = attend(layout, norm, &s.probs);
+    finish_logits(sums, params.head_shift, &layout.head_bias, &mut s.logits_fixed, &mut s.logits);
+}
+
+/// `int8::finish_logits_with` on the head sums of four classes a register.
+/// Each sum is the scalar's i64 and below 1.54·10^9 (`attend`), so the
+/// rounding shift runs in i32 lanes: `srshl` by −s adds 2^(s−1) and shifts
+/// in unbounded precision, the scalar's `round_shift` for every s (0 for
+/// s ≥ 32 here); the bias (|b| ≤ 2^29; `head_bias` padded to 16 with
+/// zeros) adds without reaching the scalar's clamp (1.54·10^9 + 2^29 <
+/// 2^31). Only the lanes of the model's classes are stored.
+#[inline]
+#[target_feature(enable = "neon")]
+fn finish_logits(
+    sums: [int32x4_t; CLASSES / 4],
+    head_shift: u32,
+    head_bias: &[i32],
+    fixed: &mut [i32],
+    float: &mut [f32],
+) {
+    let classes = fixed.len();
+    require!(head_bias.len() == CLASSES && classes <= CLASSES && float.len() == classes);
+    let shift = vdupq_n_s32(-(head_shift as i32));
+    let scale = 1.0 / (1u32 << LOGIT_FRAC_BITS) as f32;
+    let (fixed_at, float_at) = (fixed.as_mut_ptr(), float.as_mut_ptr());
+    for (q, &sum) in sums.iter().enumerate() {
+        if 4 * q >= classes {
+            break;
+        }
+        // SAFETY: 4 of the 16 padded biases.
+        let logit = vaddq_s32(vrshlq_s32(sum, shift), unsafe { vld1q_s32(head_bias[4 * q..].as_ptr()) });
+        let scaled = vmulq_n_f32(vcvtq_f32_s32(logit), scale);
+        // SAFETY: the lanes of classes that exist, 4q + lane < classes,
+        // inside both slices (their length); lane by lane for the last
+        // group's one to three (no `memcpy` call).
+        unsafe {
+            let (fixed_at, float_at) = (fixed_at.add(4 * q), float_at.add(4 * q));
+            match classes - 4 * q {
+                1 => {
+                    vst1q_lane_s32::<0>(fixed_at, logit);
+                    vst1q_lane_f32::<0>(float_at, scaled);
+                }
+                2 => {
+                    vst1_s32(fixed_at, vget_low_s32(logit));
+                    vst1_f32(float_at, vget_low_f32(scaled));
+                }
+                3 => {
+                    vst1_s32(fixed_at, vget_low_s32(logit));
+                    vst1_f32(float_at, vget_low_f32(scaled));
+                    vst1q_lane_s32::<2>(fixed_at.add(2), logit);
+                    vst1q_lane_f32::<2>(float_at.add(2), scaled);
+                }
+                _ => {
+                    vst1q_s32(fixed_at, logit);
+                    vst1q_f32(float_at, scaled);
+                }
+            }
+        }
     }
-    int8::finish_logits_with(params.head_shift, &layout.head_bias, &acc[..classes], &mut s.logits_fixed, &mut s.logits);
 }
 
 /// Half `i` (tokens 4i..4i+3) of a channel's 16 tokens.
@@ -286,14 +343,17 @@ fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
 }
 
 /// Attention means and head logits from every head's probabilities
-/// (`probs`, T per head): the logits summed over heads in i64, classes
-/// 2i, 2i + 1 in register i.
+/// (`probs`, T per head): the logits summed over heads in i32 lanes,
+/// classes 4i..4i + 4 in register i. Each head's sum is below 2^28 for
+/// D ≤ 32 (docs/FIXED_POINT.md, step 6: at most √32·2047·(1 + 17/2^14)
+/// ·(2^14 + 64) < 1.92·10^8), so eight heads' stay below 1.54·10^9 and
+/// equal the scalar's i64.
 #[inline]
 #[target_feature(enable = "neon")]
-fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int64x2_t; CLASSES / 2] {
+fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int32x4_t; CLASSES / 4] {
     let t_count = PATCHES + 1;
     require!(probs.len() == layout.head_weight.len() * t_count);
-    let mut logits = [vdupq_n_s64(0); CLASSES / 2];
+    let mut logits = [vdupq_n_s32(0); CLASSES / 4];
     for (head, weights) in layout.head_weight.iter().enumerate() {
         let probs = &probs[head * t_count..][..t_count];
         // SAFETY: 16 lanes of `probs` past its first (asserted length).
@@ -333,10 +393,62 @@ fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int64x2_t; C
             }
             channels!(0 1 2 3 4 5 6 7);
         }
-        for (i, a) in acc.iter().enumerate() {
-            logits[2 * i] = vaddw_s32(logits[2 * i], vget_low_s32(*a));
-            logits[2 * i + 1] = vaddw_high_s32(logits[2 * i + 1], *a);
+        for (logit, a) in logits.iter_mut().zip(acc) {
+            *logit = vaddq_s32(*logit, a);
         }
     }
     logits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::int8::layout_check::xorshift;
+
+    /// The last logit step against the scalar's (`int8::finish_logits_with`
+    /// in i64) for every head shift the loader accepts (0..=48), sums up to
+    /// the bound `attend` proves and biases up to the loader's 2^29, every
+    /// class count; nothing written past the classes. NEON is part of
+    /// every aarch64 CPU.
+    #[test]
+    fn the_last_logit_step_matches_scalar_for_every_shift() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        // Eight heads of at most 1.92·10^8 each (`attend`).
+        let bound = 8 * 192_000_000i64;
+        let edges = [0, 1, -1, 2, -2, 3, -3, bound, -bound, 1 << 30, -(1 << 30), 65535, -65536, 1 << 16];
+        let mut checked = 0;
+        for shift in 0..=48u32 {
+            for classes in 1..=CLASSES {
+                for round in 0..4 {
+                    let acc: [i32; CLASSES] = std::array::from_fn(|c| match round {
+                        0 => edges[c % edges.len()] as i32,
+                        _ => ((next() % (2 * bound as u64 + 1)) as i64 - bound) as i32,
+                    });
+                    let limit = 1i64 << 29;
+                    // Zero past the classes, as the layout pads it.
+                    let padded: [i32; CLASSES] = std::array::from_fn(|c| match ((round + c) % 3, c < classes) {
+                        (_, false) => 0,
+                        (0, true) => [limit, -limit][c % 2] as i32,
+                        _ => ((next() % (2 * limit as u64 + 1)) as i64 - limit) as i32,
+                    });
+                    let bias = &padded[..classes];
+                    let (mut fixed, mut float) = ([7i32; CLASSES], [7.0f32; CLASSES]);
+                    // SAFETY: loads of 4-lane slices of a 16-lane array.
+                    unsafe {
+                        let sums = std::array::from_fn(|q| vld1q_s32(acc[4 * q..].as_ptr()));
+                        finish_logits(sums, shift, &padded, &mut fixed[..classes], &mut float[..classes]);
+                    }
+                    let wide: Vec<i64> = acc[..classes].iter().map(|&v| v as i64).collect();
+                    let (mut want_fixed, mut want_float) = (vec![0i32; classes], vec![0f32; classes]);
+                    int8::finish_logits_with(shift, bias, &wide, &mut want_fixed, &mut want_float);
+                    assert_eq!(fixed[..classes], want_fixed[..], "shift {shift} sums {wide:?} bias {bias:?}");
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&float[..classes]), bits(&want_float), "shift {shift}");
+                    assert!(fixed[classes..].iter().all(|&v| v == 7) && float[classes..].iter().all(|&v| v == 7.0));
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 49 * CLASSES * 4);
+    }
 }
