@@ -94,6 +94,12 @@ pub(super) fn pair(lo: i16, hi: i16) -> i32 {
     (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
 }
 
+/// Two i32 as one qword, `lo` in its low half: [`pair`] a size up, for a
+/// `vpbroadcastq` that puts `lo` in the even lanes and `hi` in the odd.
+fn qword(lo: i32, hi: i32) -> i64 {
+    (lo as u32 as u64 | (hi as u32 as u64) << 32) as i64
+}
+
 /// The channel pair in dword k of registers of eight i32 lanes packed by
 /// `vpackssdw`, which interleaves its sources' 128-bit halves: the order
 /// of the embedded tokens' pairs (`quads::embed`). Its own inverse, so
@@ -162,11 +168,7 @@ impl Layout {
             }),
             head_weight,
             params: w.params,
-            cls_score: w
-                .cls_score
-                .chunks(2)
-                .map(|pair| (pair[0] as u32 as u64 | (pair[pair.len() - 1] as u32 as u64) << 32) as i64)
-                .collect(),
+            cls_score: w.cls_score.chunks(2).map(|pair| qword(pair[0], pair[pair.len() - 1])).collect(),
             head_bias: w.head_bias.to_vec(),
         }
     }
@@ -432,7 +434,7 @@ fn softmax2(cls_score: i64, scores: [Lanes; 2], out: &mut [i32]) {
     let sums = _mm256_add_epi32(sums, cls);
     let recip = [_mm256_cvtsi256_si32(sums), _mm256_extract_epi32::<1>(sums)].map(|s| int8::softmax_recip(s as u32));
     // (recip_0, recip_1) in every qword, like `cls`.
-    let recips = _mm256_set1_epi64x((recip[0] as u64 | (recip[1] as u64) << 32) as i64);
+    let recips = _mm256_set1_epi64x(qword(recip[0] as i32, recip[1] as i32));
     let cls = avx2::prob8(cls, recips);
     let cls = [_mm256_cvtsi256_si32(cls), _mm256_extract_epi32::<1>(cls)];
     let recips = [_mm256_shuffle_epi32::<0b00_00_00_00>(recips), _mm256_shuffle_epi32::<0b01_01_01_01>(recips)];
@@ -554,57 +556,25 @@ fn hsum4(v: [__m256i; 4]) -> __m128i {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::int8::layout_check::xorshift;
+    use crate::int8::layout_check::check_last_logit_step;
     use crate::simd::x86::Avx2;
 
-    /// The last logit step against the scalar's (`int8::finish_logits_with`
-    /// in i64) for every head shift the loader accepts (0..=48), sums up to
-    /// the bound `attend` proves and biases up to the loader's 2^29, every
-    /// class count; nothing written past the classes. Where the CPU has
-    /// AVX2.
+    /// The last logit step against the scalar's, where the CPU has AVX2
+    /// (`check_last_logit_step` says what is checked).
     #[test]
     fn the_last_logit_step_matches_scalar_for_every_shift() {
         let Some(_cpu) = Avx2::detect() else {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         };
-        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
-        // Eight heads of at most 1.92·10^8 each (`attend`).
-        let bound = 8 * 192_000_000i64;
-        let edges = [0, 1, -1, 2, -2, 3, -3, bound, -bound, 1 << 30, -(1 << 30), 65535, -65536, 1 << 16];
-        let mut checked = 0;
-        for shift in 0..=48u32 {
-            for classes in 1..=CLASSES {
-                for round in 0..4 {
-                    let acc: [i32; CLASSES] = std::array::from_fn(|c| match round {
-                        0 => edges[c % edges.len()] as i32,
-                        _ => ((next() % (2 * bound as u64 + 1)) as i64 - bound) as i32,
-                    });
-                    let limit = 1i64 << 29;
-                    let bias: Vec<i32> = (0..classes)
-                        .map(|c| match (round + c) % 3 {
-                            0 => [limit, -limit][c % 2] as i32,
-                            _ => ((next() % (2 * limit as u64 + 1)) as i64 - limit) as i32,
-                        })
-                        .collect();
-                    let (mut fixed, mut float) = ([7i32; CLASSES], [7.0f32; CLASSES]);
-                    // SAFETY: unaligned loads of a 16-lane array; AVX2 was
-                    // detected above.
-                    unsafe {
-                        let sums = std::array::from_fn(|q| _mm_loadu_si128(acc[4 * q..].as_ptr().cast()));
-                        finish_logits(sums, shift, &bias, &mut fixed[..classes], &mut float[..classes]);
-                    }
-                    let wide: Vec<i64> = acc[..classes].iter().map(|&v| v as i64).collect();
-                    let (mut want_fixed, mut want_float) = (vec![0i32; classes], vec![0f32; classes]);
-                    int8::finish_logits_with(shift, &bias, &wide, &mut want_fixed, &mut want_float);
-                    assert_eq!(fixed[..classes], want_fixed[..], "shift {shift} sums {wide:?} bias {bias:?}");
-                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&float[..classes]), bits(&want_float), "shift {shift}");
-                    assert!(fixed[classes..].iter().all(|&v| v == 7) && float[classes..].iter().all(|&v| v == 7.0));
-                    checked += 1;
-                }
+        check_last_logit_step(|acc, shift, bias, fixed, float| {
+            let classes = fixed.len();
+            // SAFETY: unaligned loads of a 16-lane array; AVX2 was detected
+            // above.
+            unsafe {
+                let sums = std::array::from_fn(|q| _mm_loadu_si128(acc[4 * q..].as_ptr().cast()));
+                finish_logits(sums, shift, &bias[..classes], fixed, float);
             }
-        }
-        assert_eq!(checked, 49 * CLASSES * 4);
+        });
     }
 }

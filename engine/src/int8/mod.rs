@@ -858,6 +858,57 @@ pub(crate) mod layout_check {
         }
     }
 
+    /// A kernel's last logit step, `finish(sums, head_shift, bias, fixed,
+    /// float)` on 16 class lanes (`bias` zero past the classes; `fixed`
+    /// and `float` as long as the class count), against the scalar's
+    /// (`int8::finish_logits_with` in i64): every head shift the loader
+    /// accepts (0..=48), sums up to the bound the lane-wise tails prove
+    /// (eight heads of below 1.92·10^8) and biases up to the loader's
+    /// 2^29, every class count; nothing written past the classes.
+    pub(crate) fn check_last_logit_step(
+        mut finish: impl FnMut(
+            &[i32; super::shipped::CLASSES],
+            u32,
+            &[i32; super::shipped::CLASSES],
+            &mut [i32],
+            &mut [f32],
+        ),
+    ) {
+        const CLASSES: usize = super::shipped::CLASSES;
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let bound = 8 * 192_000_000i64;
+        let edges = [0, 1, -1, 2, -2, 3, -3, bound, -bound, 1 << 30, -(1 << 30), 65535, -65536, 1 << 16];
+        let mut checked = 0;
+        for shift in 0..=48u32 {
+            for classes in 1..=CLASSES {
+                for round in 0..4 {
+                    let acc: [i32; CLASSES] = std::array::from_fn(|c| match round {
+                        0 => edges[c % edges.len()] as i32,
+                        _ => ((next() % (2 * bound as u64 + 1)) as i64 - bound) as i32,
+                    });
+                    let limit = 1i64 << 29;
+                    let padded: [i32; CLASSES] = std::array::from_fn(|c| match ((round + c) % 3, c < classes) {
+                        (_, false) => 0,
+                        (0, true) => [limit, -limit][c % 2] as i32,
+                        _ => ((next() % (2 * limit as u64 + 1)) as i64 - limit) as i32,
+                    });
+                    let bias = &padded[..classes];
+                    let (mut fixed, mut float) = ([7i32; CLASSES], [7.0f32; CLASSES]);
+                    finish(&acc, shift, &padded, &mut fixed[..classes], &mut float[..classes]);
+                    let wide: Vec<i64> = acc[..classes].iter().map(|&v| v as i64).collect();
+                    let (mut want_fixed, mut want_float) = (vec![0i32; classes], vec![0f32; classes]);
+                    super::finish_logits_with(shift, bias, &wide, &mut want_fixed, &mut want_float);
+                    assert_eq!(fixed[..classes], want_fixed[..], "shift {shift} sums {wide:?} bias {bias:?}");
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&float[..classes]), bits(&want_float), "shift {shift}");
+                    assert!(fixed[classes..].iter().all(|&v| v == 7) && float[classes..].iter().all(|&v| v == 7.0));
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 49 * CLASSES * 4);
+    }
+
     /// 28 × 28 images: blank, all 255, and random ones with about a fifth
     /// of the pixels inked, as digits have (one under miri, where each
     /// costs minutes in the layout models' byte-by-byte loops).

@@ -306,24 +306,24 @@ mod tests {
             assert!(w.patch_weight.iter().all(|q| q.unsigned_abs() <= limit as u8));
             assert_eq!(!seven_bits, w.patch_weight.iter().any(|q| q.unsigned_abs() > 63), "a model of the other kind");
             let layout = Layout::new(&w, &shape);
-            let (mut rows, mut lanes) = (vec![0i16; PATCHES * DIM], vec![0i16; DIM * 16]);
+            let (mut rows, mut z) = (vec![0i16; PATCHES * DIM], vec![0i16; DIM * 16]);
             for image in images() {
                 let want = scalar_z(model, &image);
                 // SAFETY: AVX2 (and BMI1, with it on every AVX2 CPU the
                 // token accepts) was detected above.
                 unsafe {
                     match seven_bits {
-                        true => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut lanes, bytes),
-                        false => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut lanes, dpbusd),
+                        true => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut z, bytes),
+                        false => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut z, dpbusd),
                     }
                 };
                 for k in 0..DIM / 2 {
-                    let lanes = &lanes[32 * k..][..32];
+                    let registers = &z[32 * k..][..32];
                     for t in 0..PATCHES {
                         // Lane t % 8 of register (k, t / 8): the dword
                         // (z_2j, z_2j+1).
                         let (at, j) = (16 * (t / 8) + 2 * (t % 8), lanes::packed_pair(k));
-                        for (o, &got) in [2 * j, 2 * j + 1].iter().zip(&lanes[at..at + 2]) {
+                        for (o, &got) in [2 * j, 2 * j + 1].iter().zip(&registers[at..at + 2]) {
                             let expected = if *o < d { want[t * d + o] } else { 0 };
                             assert_eq!(got, expected, "token {t} channel {o}");
                         }
