@@ -123,29 +123,33 @@ pub(crate) mod shipped {
     };
 
     /// A patch's 7 rows of 7 pixels, each read as one u64 (its 8th byte
-    /// zero): from the patch's first pixel, or from the one before it and
-    /// shifted (the last patch of the image ends at its last byte). One
-    /// bounds check a patch; a row's, for a constant row, vanishes.
+    /// zero): rows 0-5 from their first pixel, row 6 from the pixel before
+    /// it and shifted down (the last patch of the image ends at its last
+    /// byte). Both are one instruction after the load for a constant row,
+    /// where a shift chosen per patch cost one more a row (112 a digit).
+    /// One bounds check a patch; a row's, for a constant row, vanishes.
     #[cfg(target_arch = "aarch64")]
     pub(crate) struct PatchRows<'a> {
-        block: &'a [u8],
-        shift: usize,
+        block: &'a [u8; (PATCH - 1) * SIDE + PATCH],
     }
 
     #[cfg(target_arch = "aarch64")]
     impl<'a> PatchRows<'a> {
         #[inline(always)]
         pub(crate) fn new(image: &'a [u8], patch: usize) -> PatchRows<'a> {
-            let shift = if patch.is_multiple_of(4) { 0 } else { 8 };
-            let start = ORIGIN[patch] - shift / 8;
-            PatchRows { block: &image[start..start + (PATCH - 1) * SIDE + 8], shift }
+            let origin = ORIGIN[patch];
+            PatchRows { block: image[origin..origin + (PATCH - 1) * SIDE + PATCH].try_into().unwrap() }
         }
 
         /// Row `y`'s pixels, x in byte x.
         #[inline(always)]
         pub(crate) fn row(&self, y: usize) -> u64 {
-            let bytes = u64::from_le_bytes(self.block[y * SIDE..][..8].try_into().unwrap());
-            (bytes >> self.shift) & 0x00ff_ffff_ffff_ffff
+            let load = |at: usize| u64::from_le_bytes(self.block[at..at + 8].try_into().unwrap());
+            if y + 1 < PATCH {
+                load(y * SIDE) & 0x00ff_ffff_ffff_ffff
+            } else {
+                load(y * SIDE - 1) >> 8
+            }
         }
 
         /// The quads with ink, row by row: `quad(&weights[y][h], dword)`
