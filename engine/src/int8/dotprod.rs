@@ -97,7 +97,8 @@ impl Kernel {
 unsafe fn forward(_cpu: Dotprod, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     let (mut rows, mut z) = (MaybeUninit::uninit(), MaybeUninit::uninit());
     let rows = embed(layout, image, int8::z_limit(shape.dim), &mut rows);
-    neon_lanes::tail(&layout.tail, shape, to_lanes(rows, &mut z), s);
+    let (z, sum_sq) = to_lanes(rows, &mut z);
+    neon_lanes::tail(&layout.tail, shape, z, sum_sq, s);
 }
 
 /// `acc[lane] += Σ_b a[4·lane + b] · b[4·lane + b]` (unsigned bytes): `udot`,

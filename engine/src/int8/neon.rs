@@ -31,7 +31,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
-use super::neon_lanes::{self, Tokens};
+use super::neon_lanes::{self, Tokens, Wide};
 use super::shipped::{self, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
 use crate::int8;
@@ -177,7 +177,8 @@ unsafe fn forward<'m>(
             Some(quads) => embed_quads(prep, quads, image, &mut rows),
             None => embed_sparse(prep, image, &mut rows),
         };
-        return neon_lanes::tail(layout, shape, to_lanes(rows, &mut z), s);
+        let (z, sum_sq) = to_lanes(rows, &mut z);
+        return neon_lanes::tail(layout, shape, z, sum_sq, s);
     }
 
     // The image zero-extended to i16, 16 pixels at a time.
@@ -389,7 +390,9 @@ fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut May
     })
 }
 
-/// The 16 token rows transposed: channel c's 16 tokens. For each block of
+/// The 16 token rows transposed: channel c's 16 tokens, and each token's
+/// Σz² (`neon_lanes::tail` takes both), summed from the registers as they
+/// are written (reading them back cost 64 instructions). For each block of
 /// eight channels and each half of the tokens, two `ld4` (four tokens' 32
 /// values each, de-interleaved by four: register j holds channels j and
 /// 4 + j of its four tokens, alternately) and one `uzp1` and one `uzp2` per
@@ -398,10 +401,18 @@ fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut May
 /// transpose of loaded rows takes 32.
 #[inline]
 #[target_feature(enable = "neon")]
-pub(super) fn to_lanes<'z>(rows: &Rows, z: &'z mut MaybeUninit<[Tokens; DIM]>) -> &'z [Tokens; DIM] {
+pub(super) fn to_lanes<'z>(rows: &Rows, z: &'z mut MaybeUninit<[Tokens; DIM]>) -> (&'z [Tokens; DIM], Wide) {
     // Written in place, neither zeroed nor copied: every channel's two
     // halves once.
     let out = z.as_mut_ptr().cast::<int16x8_t>();
+    // Σz² of tokens 4q..4q + 3 (z within ±Zc, zero past D): below 2^31.
+    let mut sum_sq: Wide = [vdupq_n_s32(0); 4];
+    let mut square = |v: Tokens| {
+        sum_sq[0] = vmlal_s16(sum_sq[0], vget_low_s16(v[0]), vget_low_s16(v[0]));
+        sum_sq[1] = vmlal_high_s16(sum_sq[1], v[0], v[0]);
+        sum_sq[2] = vmlal_s16(sum_sq[2], vget_low_s16(v[1]), vget_low_s16(v[1]));
+        sum_sq[3] = vmlal_high_s16(sum_sq[3], v[1], v[1]);
+    };
     for (block, tokens) in rows.iter().enumerate() {
         // A block at a time: without the barrier LLVM issues all 16 `ld4`
         // first, and 64 registers do not fit in 32.
@@ -422,11 +433,13 @@ pub(super) fn to_lanes<'z>(rows: &Rows, z: &'z mut MaybeUninit<[Tokens; DIM]>) -
                 out.add(2 * (8 * block + 4 + j)).write(first.1);
                 out.add(2 * (8 * block + 4 + j) + 1).write(second.1);
             }
+            square([first.0, second.0]);
+            square([first.1, second.1]);
         }
     }
     // SAFETY: the loops wrote all DIM × 2 registers (block and j covering
     // every channel, both halves).
-    unsafe { z.assume_init_ref() }
+    (unsafe { z.assume_init_ref() }, sum_sq)
 }
 
 /// The rows as values, `[token][channel]` (for tests).
@@ -448,7 +461,8 @@ mod tests {
     use crate::int8::layout_check::{images_and_single_pixels, scalar_z, shipped_models, xorshift};
 
     /// `to_lanes` is a transpose: lane l of channel c's half h is channel c
-    /// of token 8h + l, for rows of random values.
+    /// of token 8h + l, for rows of random values; and it sums each
+    /// token's squares.
     #[test]
     fn to_lanes_transposes_the_rows() {
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
@@ -459,7 +473,18 @@ mod tests {
         assert_eq!(token_rows(rows), values);
         let mut z = MaybeUninit::uninit();
         // SAFETY: as above.
-        let z = unsafe { to_lanes(rows, &mut z) };
+        let (z, sum_sq) = unsafe { to_lanes(rows, &mut z) };
+        for (q, &sums) in sum_sq.iter().enumerate() {
+            let mut lanes = [0i32; 4];
+            // SAFETY: a store of one register into 4 values.
+            unsafe { vst1q_s32(lanes.as_mut_ptr(), sums) };
+            for (l, &got) in lanes.iter().enumerate() {
+                // Random values sum past i32 (real ones, within ±Zc, do
+                // not): the lanes wrap as this does.
+                let want = values[4 * q + l].iter().fold(0i32, |sum, &v| sum.wrapping_add(i32::from(v) * i32::from(v)));
+                assert_eq!(got, want, "Σz² of token {}", 4 * q + l);
+            }
+        }
         for (c, halves) in z.iter().enumerate() {
             for (h, &v) in halves.iter().enumerate() {
                 let mut lanes = [0i16; 8];

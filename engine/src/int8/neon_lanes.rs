@@ -36,7 +36,7 @@ use std::mem::MaybeUninit;
 /// One value per token: tokens 0-7 and 8-15.
 pub(super) type Tokens = [int16x8_t; 2];
 /// One i32 per token: tokens 0-3, 4-7, 8-11, 12-15.
-type Wide = [int32x4_t; 4];
+pub(super) type Wide = [int32x4_t; 4];
 
 /// The weights after the embedding, laid out for the tail.
 #[derive(Clone, Debug)]
@@ -89,11 +89,12 @@ impl Layout {
 
 /// The pass from the embedded tokens to the logits: `z[c]` holds channel c
 /// of the 16 tokens, each already saturated by `int8::saturate_z`,
-/// zero for channels past D. Writes `s.probs`, `s.logits_fixed` and
+/// zero for channels past D, and `sum_sq` their Σz² (`neon::to_lanes`
+/// makes both). Writes `s.probs`, `s.logits_fixed` and
 /// `s.logits` as `int8::forward`.
 #[inline]
 #[target_feature(enable = "neon")]
-pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut int8::Scratch) {
+pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], sum_sq: Wide, s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     // At least one head: the first head pair's pass writes `norm`.
@@ -103,7 +104,7 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], s: &mut in
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
 
-    let [scale, y] = layer_norm_constants(z, params.ln_eps);
+    let [scale, y] = layer_norm_constants(sum_sq, params.ln_eps);
     // n = mulhrs(z·2^a, Y): `sqrdmulh` on i16 is mulhrs, and |z|·2^a < 2^15
     // is exact (docs/FIXED_POINT.md). Past D a value no weight reads.
     let normalise = |c: usize| -> Tokens { std::array::from_fn(|h| vqrdmulhq_s16(vmulq_s16(z[c][h], scale[h]), y[h])) };
@@ -197,17 +198,6 @@ fn finish_logits(
     }
 }
 
-/// Half `i` (tokens 4i..4i+3) of a channel's 16 tokens.
-#[inline]
-#[target_feature(enable = "neon")]
-fn quarter(v: &Tokens, i: usize) -> int16x4_t {
-    if i.is_multiple_of(2) {
-        vget_low_s16(v[i / 2])
-    } else {
-        vget_high_s16(v[i / 2])
-    }
-}
-
 /// `int8::ln_constants` on four i32 lanes: `(2^a, Y)` of four tokens from
 /// their `Σz²` (z within ±`int8::z_limit`).
 #[inline]
@@ -234,23 +224,11 @@ fn ln_constants4(sum_sq: int32x4_t, eps: i32) -> [int32x4_t; 2] {
     [scale, vshlq_s32(vaddq_s32(y, over), vnegq_s32(over))]
 }
 
-/// `int8::ln_constants` of the 16 tokens, lane-wise: `[2^a, Y]`, each as
-/// i16 for tokens 0-7 and 8-15 (2^a ≤ 2^14, Y < 2^15).
+/// `int8::ln_constants` of the 16 tokens, lane-wise, from their Σz²:
+/// `[2^a, Y]`, each as i16 for tokens 0-7 and 8-15 (2^a ≤ 2^14, Y < 2^15).
 #[inline]
 #[target_feature(enable = "neon")]
-fn layer_norm_constants(z: &[Tokens; DIM], ln_eps: i32) -> [Tokens; 2] {
-    // Σz² of tokens 4i..4i+3 (z within ±Zc, zero past D): below 2^31.
-    let mut sum_sq = [vdupq_n_s32(0); 4];
-    // Four channels an iteration, unrolled: a loop of 32 spent three of
-    // its seven instructions counting.
-    for channels in z.chunks_exact(4) {
-        for channel in channels {
-            for (i, sum_sq) in sum_sq.iter_mut().enumerate() {
-                let q = quarter(channel, i);
-                *sum_sq = vmlal_s16(*sum_sq, q, q);
-            }
-        }
-    }
+fn layer_norm_constants(sum_sq: Wide, ln_eps: i32) -> [Tokens; 2] {
     let constants: [[int32x4_t; 2]; 4] = std::array::from_fn(|i| ln_constants4(sum_sq[i], ln_eps));
     std::array::from_fn(|j| {
         std::array::from_fn(|h| vcombine_s16(vmovn_s32(constants[2 * h][j]), vmovn_s32(constants[2 * h + 1][j])))
