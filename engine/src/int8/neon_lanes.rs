@@ -46,8 +46,11 @@ pub(super) struct Layout {
     score_weight: Vec<[[i16; DIM]; 2]>,
     /// `[channel]`, zero past D.
     cls_norm: [i16; DIM],
-    /// `[head][channel][class]`, zero past D and past the last class.
-    head_weight: Vec<[[i16; CLASSES]; DIM]>,
+    /// `[head][channel][class]`, zero past D and past the last class:
+    /// `head_classes` classes a channel, 12 for models of up to 12 classes
+    /// (three registers of four, not four), else 16.
+    head_weight: Vec<i16>,
+    head_classes: usize,
     /// The scalar parameters, the CLS token's scores and the head bias, as
     /// in the blob: with these an inference needs no tensor lookup.
     pub(super) params: Params,
@@ -68,18 +71,17 @@ impl Layout {
             row
         };
         let scores: Vec<[i16; DIM]> = w.score_weight.chunks_exact(d).map(padded).collect();
+        let head_classes = if classes <= 12 { 12 } else { CLASSES };
         Layout {
             score_weight: scores.chunks(2).map(|heads| [heads[0], heads.get(1).copied().unwrap_or([0; DIM])]).collect(),
             cls_norm: padded(w.cls_norm),
             head_weight: w
                 .head_weight
                 .chunks_exact(classes * d)
-                .map(|head| {
-                    std::array::from_fn(|o| {
-                        std::array::from_fn(|c| if c < classes && o < d { head[c * d + o] } else { 0 })
-                    })
-                })
+                .flat_map(|head| (0..DIM).flat_map(move |o| (0..head_classes).map(move |c| (o, c, head))))
+                .map(|(o, c, head)| if c < classes && o < d { head[c * d + o] } else { 0 })
                 .collect(),
+            head_classes,
             params: w.params,
             cls_score: w.cls_score.to_vec(),
             head_bias: (0..CLASSES).map(|c| w.head_bias.get(c).copied().unwrap_or(0)).collect(),
@@ -99,7 +101,10 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], sum_sq: Wi
     let t_count = PATCHES + 1;
     // At least one head: the first head pair's pass writes `norm`.
     require!(fits(shape) && heads > 0);
-    require!(layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads);
+    require!(
+        layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads * DIM * layout.head_classes
+    );
+    require!(classes <= layout.head_classes);
     require!(layout.cls_score.len() == heads && classes <= CLASSES);
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
@@ -320,6 +325,49 @@ fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
     vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
 }
 
+/// `logits[i] +=` classes 4i..4i + 4 of eight channels' class weights
+/// (`[channel][class]`, 12 classes: 96 values, 12 registers) × their
+/// means, lane l of `m` channel l's. Half j of the registers (the low of
+/// register j / 2 for an even j) holds channel j / 3's classes
+/// 4·(j % 3)..+4.
+#[inline]
+#[target_feature(enable = "neon")]
+fn classes12(logits: &mut [int32x4_t; CLASSES / 4], weights: &[i16], m: int16x8_t) {
+    require!(weights.len() == 96);
+    let at = weights.as_ptr();
+    // SAFETY: the 96 values, 32 a load.
+    let w = unsafe { [vld1q_s16_x4(at), vld1q_s16_x4(at.add(32)), vld1q_s16_x4(at.add(64))] };
+    let w = [w[0].0, w[0].1, w[0].2, w[0].3, w[1].0, w[1].1, w[1].2, w[1].3, w[2].0, w[2].1, w[2].2, w[2].3];
+    // (register, its low half's channel and logits, its high half's).
+    macro_rules! halves {
+        ($(($r:literal, $lo:literal, $lo_q:literal, $hi:literal, $hi_q:literal))*) => {$(
+            logits[$lo_q] = vmlal_laneq_s16::<$lo>(logits[$lo_q], vget_low_s16(w[$r]), m);
+            logits[$hi_q] = vmlal_high_laneq_s16::<$hi>(logits[$hi_q], w[$r], m);
+        )*};
+    }
+    halves!((0, 0, 0, 0, 1)(1, 0, 2, 1, 0)(2, 1, 1, 1, 2)(3, 2, 0, 2, 1)(4, 2, 2, 3, 0)(5, 3, 1, 3, 2)(6, 4, 0, 4, 1)(
+        7, 4, 2, 5, 0
+    )(8, 5, 1, 5, 2)(9, 6, 0, 6, 1)(10, 6, 2, 7, 0)(11, 7, 1, 7, 2));
+}
+
+/// `classes12` for 16 classes: channel l's in registers 2l and 2l + 1.
+#[inline]
+#[target_feature(enable = "neon")]
+fn classes16(logits: &mut [int32x4_t; CLASSES / 4], weights: &[i16], m: int16x8_t) {
+    require!(weights.len() == 128);
+    let at = weights.as_ptr();
+    // SAFETY: the 128 values, 32 a load.
+    let w = unsafe { [at, at.add(32), at.add(64), at.add(96)].map(|at| vld1q_s16_x4(at)) };
+    mac_lane::<0>(logits, &[w[0].0, w[0].1], m);
+    mac_lane::<1>(logits, &[w[0].2, w[0].3], m);
+    mac_lane::<2>(logits, &[w[1].0, w[1].1], m);
+    mac_lane::<3>(logits, &[w[1].2, w[1].3], m);
+    mac_lane::<4>(logits, &[w[2].0, w[2].1], m);
+    mac_lane::<5>(logits, &[w[2].2, w[2].3], m);
+    mac_lane::<6>(logits, &[w[3].0, w[3].1], m);
+    mac_lane::<7>(logits, &[w[3].2, w[3].3], m);
+}
+
 /// Attention means and head logits from every head's probabilities
 /// (`probs`, T per head): the logits summed over heads in i32 lanes,
 /// classes 4i..4i + 4 in register i. Each head's sum is below 2^28 for
@@ -329,10 +377,10 @@ fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
 #[inline]
 #[target_feature(enable = "neon")]
 fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int32x4_t; CLASSES / 4] {
-    let t_count = PATCHES + 1;
-    require!(probs.len() == layout.head_weight.len() * t_count);
+    let (t_count, per_head) = (PATCHES + 1, DIM * layout.head_classes);
+    require!(probs.len() == layout.head_weight.len() / per_head * t_count);
     let mut logits = [vdupq_n_s32(0); CLASSES / 4];
-    for (head, weights) in layout.head_weight.iter().enumerate() {
+    for (head, weights) in layout.head_weight.chunks_exact(per_head).enumerate() {
         let probs = &probs[head * t_count..][..t_count];
         // SAFETY: 16 lanes of `probs` past its first (asserted length).
         let p: Wide = std::array::from_fn(|i| unsafe { vld1q_s32(probs[1 + 4 * i..].as_ptr()) });
@@ -357,22 +405,15 @@ fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int32x4_t; C
             }
         }
         // One i32 dot product per class (exact, below 2^30), the classes in
-        // lanes: each channel's class weights × its mean, by lane.
-        let mut acc = [vdupq_n_s32(0); CLASSES / 4];
-        for chunk in 0..DIM / 8 {
+        // lanes: each channel's class weights × its mean, by lane, added
+        // to the other heads' logits.
+        for (chunk, weights) in weights.chunks_exact(8 * layout.head_classes).enumerate() {
             let m = vcombine_s16(mean[2 * chunk], mean[2 * chunk + 1]);
-            macro_rules! channels {
-                ($($lane:literal)*) => {$({
-                    let row = &weights[8 * chunk + $lane];
-                    // SAFETY: lanes 0-7 and 8-15 of the channel's class row.
-                    let w = unsafe { [vld1q_s16(row.as_ptr()), vld1q_s16(row[8..].as_ptr())] };
-                    mac_lane::<$lane>(&mut acc, &w, m);
-                })*};
+            if layout.head_classes == 12 {
+                classes12(&mut logits, weights, m);
+            } else {
+                classes16(&mut logits, weights, m);
             }
-            channels!(0 1 2 3 4 5 6 7);
-        }
-        for (logit, a) in logits.iter_mut().zip(acc) {
-            *logit = vaddq_s32(*logit, a);
         }
     }
     logits
