@@ -34,16 +34,20 @@ use crate::simd::aarch64::Dotprod;
 /// Registers of four channels' weight dwords.
 const REGS: usize = DIM / 4;
 
-/// The int8 weights laid out for this kernel.
+/// The int8 weights laid out for this kernel. In this order (`repr(C)`):
+/// a patch's bias rows then lie within `ldp`'s reach of their start, which
+/// rustc's own order lost whenever the tail's layout changed (two `add`s
+/// for eight loads, 107 instructions a digit).
 #[derive(Clone, Debug)]
+#[repr(C)]
 struct Layout {
+    /// `[patch][channel]`: the bias.
+    bias: [[i32; DIM]; PATCHES],
     /// `[y][h][register]`: group (y, h)'s weight dwords `w + 128` of
     /// channels 4·register..+4, as read from x = 3h (the byte of x = 3 in
     /// h = 1 is 128: weight zero); 128 for channels past D.
     weight: [[[[u8; 16]; REGS]; 2]; PATCH],
     scale: [i32; DIM],
-    /// `[patch][channel]`: the bias.
-    bias: [[i32; DIM]; PATCHES],
     /// `[patch][channel]`: a blank patch's token (the bias alone).
     blank: [[i16; DIM]; PATCHES],
     tail: neon_lanes::Layout,
