@@ -144,7 +144,8 @@ fn embed<'r>(layout: &Layout, image: &[u8], z_limit: i32, rows: &'r mut MaybeUni
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
         let mut sum = zero;
         let rows = shipped::PatchRows::new(image, patch);
-        // The pixel sum tells a blank patch (one `umaxv`), so the rows' OR
+        // The pixel sum tells a blank patch (one `umaxv`: cheaper here
+        // than the returned flag, which the rows then keep), so the flag
         // goes unused (and is not computed).
         rows.for_each_quad(&layout.weight, |weights, dword| {
             let pixels = vreinterpretq_u8_u32(vdupq_n_u32(dword));

@@ -154,8 +154,9 @@ pub(crate) mod shipped {
 
         /// The quads with ink, row by row: `quad(&weights[y][h], dword)`
         /// for quad h of row y (x 0..4 and 3..7: the byte of x = 3 is the
-        /// second's first, its weight zero) when it has ink. Returns the
-        /// OR of the rows: 0 for a blank patch.
+        /// second's first, its weight zero) when it has ink. Returns
+        /// whether any row has ink (set where a row's ink is found: an OR
+        /// of the seven rows cost seven instructions a patch).
         ///
         /// The 7 rows are written out (a macro over the row's literal), so
         /// each row's offset is a constant. A row's weights are reached
@@ -164,13 +165,13 @@ pub(crate) mod shipped {
         /// addresses them from one base, where rows past the fourth are
         /// beyond `ldp`'s reach (one `ldr` a register).
         #[inline(always)]
-        pub(crate) fn for_each_quad<W>(&self, weights: &[[W; 2]; PATCH], mut quad: impl FnMut(&W, u32)) -> u64 {
-            let mut inked = 0;
+        pub(crate) fn for_each_quad<W>(&self, weights: &[[W; 2]; PATCH], mut quad: impl FnMut(&W, u32)) -> bool {
+            let mut inked = false;
             macro_rules! rows {
                 ($($y:literal)*) => {$({
                     let ink = self.row($y);
-                    inked |= ink;
                     if ink != 0 {
+                        inked = true;
                         let row = crate::simd::aarch64::opaque(&weights[$y]);
                         if ink as u32 != 0 {
                             quad(&row[0], ink as u32);

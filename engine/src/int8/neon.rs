@@ -385,7 +385,7 @@ fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut May
             a6 = vpadalq_s16(a6, vmlaq_s16(vmulq_s16(first, w1.2), second, w3.2));
             a7 = vpadalq_s16(a7, vmlaq_s16(vmulq_s16(first, w1.3), second, w3.3));
         });
-        if inked == 0 {
+        if !inked {
             return load_row(&quads.blank[patch]);
         }
         let (scale, bias) = (&prep.scale[..DIM], &prep.bias[patch * DIM..][..DIM]);
