@@ -309,9 +309,10 @@ fn softmax(cls_score: i32, scores: Wide, out: &mut [i32]) {
     let r = vdupq_n_u32(recip);
     out[0] = int8::prob_q14(cls, recip);
     for (i, e) in e.iter().enumerate() {
-        let e16 = vshrq_n_u32::<6>(vaddq_u32(*e, vdupq_n_u32(32)));
-        let half = vshrq_n_u32::<1>(vmulq_u32(e16, r));
-        let p = vreinterpretq_s32_u32(vshrq_n_u32::<17>(vaddq_u32(half, vdupq_n_u32(1 << 16))));
+        // `int8::prob_q14`, whose `(x + 2^(s-1)) >> s` (no u32 overflow)
+        // are `urshr`'s rounding shifts.
+        let e16 = vrshrq_n_u32::<6>(*e);
+        let p = vreinterpretq_s32_u32(vrshrq_n_u32::<17>(vshrq_n_u32::<1>(vmulq_u32(e16, r))));
         // SAFETY: 4 of the 16 lanes of `out` past its first (asserted length).
         unsafe { vst1q_s32(out[1 + 4 * i..].as_mut_ptr(), p) };
     }
