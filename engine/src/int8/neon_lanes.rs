@@ -323,7 +323,13 @@ fn softmax(cls_score: i32, scores: Wide, out: &mut [i32]) {
 #[inline]
 #[target_feature(enable = "neon")]
 fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
-    vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
+    let mut sums = vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]));
+    // An empty `asm!` the sums pass through: without it LLVM splits the
+    // last `addp` into `uzp1`, `uzp2` and an `add`, to fold the add that
+    // follows into it (two more instructions for every four channels).
+    // SAFETY: the template is empty: no instruction, `sums` unchanged.
+    unsafe { std::arch::asm!("/* {0:v} */", inout(vreg) sums, options(pure, nomem, nostack, preserves_flags)) };
+    sums
 }
 
 /// `logits[i] +=` classes 4i..4i + 4 of eight channels' class weights
@@ -395,7 +401,8 @@ fn attend(layout: &Layout, norm: &[Tokens; DIM], probs: &[i32]) -> [int32x4_t; C
         };
         // Channels 4g..4g+3 (past D, values no head weight reads).
         let mut mean = [vdup_n_s16(0); DIM / 4];
-        // Two groups an iteration, unrolled (fewer instructions counting).
+        // Two groups an iteration, unrolled (fewer instructions counting;
+        // four spilled: +58 a digit).
         for (g2, m2) in mean.chunks_exact_mut(2).enumerate() {
             for (i, m) in m2.iter_mut().enumerate() {
                 let g = 2 * g2 + i;
