@@ -93,23 +93,33 @@ pub(crate) mod shipped {
         patch_dwords(w, shape).map(|row| std::array::from_fn(|g| if g % 2 == 0 { row[g] } else { row[g] << 8 }))
     }
 
-    /// `quad_dwords` for multiplying a quad as two i16 pixel pairs (NEON's
-    /// `mul`, `mla`, `sadalp`, for 7-bit weights): `[group][pair][register]`,
-    /// lane 2c + j of register r the weight of pixel 2·pair + j of the quad
-    /// for channel 4r + c. (x86-64 builds only test it, in a portable model.)
+    /// `quad_dwords` for multiplying a quad as two u8 pixel pairs (NEON's
+    /// `umull`, `umlal`, `uadalp`, for 7-bit weights), each weight offset
+    /// by 64 (1..=127; the byte of x = 3 in an odd group 64): `[group]
+    /// [register]`, register k < 4 for pixel pair 0 (pixels 0 and 1) and
+    /// 4 + k for pair 1 (pixels 2 and 3) of channel groups 2k (bytes 0..8)
+    /// and 2k + 1 (bytes 8..16); byte 8·(g % 2) + 2c + j is the weight of
+    /// the pair's pixel j for channel 4g + c. (x86-64 builds only test it,
+    /// in a portable model.)
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-    pub(crate) fn pair_weights(w: &Weights<'_>, shape: &Shape) -> [[[[i16; 8]; DIM / 4]; 2]; GROUPS] {
+    pub(crate) fn offset_pair_weights(w: &Weights<'_>, shape: &Shape) -> [[[u8; 16]; 8]; GROUPS] {
         let dwords = quad_dwords(w, shape);
-        std::array::from_fn(|g| {
-            std::array::from_fn(|pair| {
-                std::array::from_fn(|r| {
-                    std::array::from_fn(|lane| {
-                        dwords[4 * r + lane / 2][g].to_le_bytes()[2 * pair + lane % 2] as i8 as i16
-                    })
+        std::array::from_fn(|group| {
+            std::array::from_fn(|r| {
+                let (pair, k) = (r / 4, r % 4);
+                std::array::from_fn(|b| {
+                    let (g, c, j) = (2 * k + b / 8, b % 8 / 2, b % 2);
+                    let weight = dwords[4 * g + c][group].to_le_bytes()[2 * pair + j] as i8;
+                    (weight as i16 + QUAD_WEIGHT_OFFSET as i16) as u8
                 })
             })
         })
     }
+
+    /// What [`offset_pair_weights`] adds to a weight: the 7-bit weights
+    /// (±`BYTE_PAIR_WEIGHT_LIMIT`) become 1..=127, and two products with
+    /// pixels sum below 2^16 (2·255·127), exact in u16.
+    pub(crate) const QUAD_WEIGHT_OFFSET: u8 = 64;
 
     /// Each patch's first pixel.
     pub(crate) const ORIGIN: [usize; PATCHES] = {
@@ -236,38 +246,46 @@ pub(crate) mod shipped {
         use crate::int8::layout_check::{finish, images_and_single_pixels, scalar_z, shipped_models};
 
         /// NEON's quad multiply modelled without SIMD (so it runs on every
-        /// CPU): each quad of x 0..4 and 3..7 as the pixel pairs (p0, p1) and
-        /// (p2, p3), `mul` and `mla` of `pair_weights` in i16 (checked: the
-        /// 7-bit weights keep both exact), `sadalp` into a channel's i32,
-        /// against the scalar embedding.
+        /// CPU): each quad of x 0..4 and 3..7 as the u8 pixel pairs (p0, p1)
+        /// and (p2, p3) times `offset_pair_weights`, `umull` and `umlal`
+        /// in u16 (checked: no lane wraps), `uadalp` into a channel's u32,
+        /// then 64 times the quads' pixel sum taken off, against the scalar
+        /// embedding.
         #[test]
-        fn pair_weights_model_matches_scalar() {
+        fn offset_pair_weights_model_matches_scalar() {
             for model in shipped_models() {
                 let (w, shape) = (model.int8_weights(), model.shape());
-                let (d, weights) = (shape.dim as usize, pair_weights(&w, &shape));
+                let (d, weights) = (shape.dim as usize, offset_pair_weights(&w, &shape));
                 let rounding = ((1i64 << w.params.z_shift) >> 1) as i32;
                 for image in images_and_single_pixels() {
                     let want = scalar_z(&model, &image);
                     for patch in 0..PATCHES {
-                        let mut acc = [0i32; DIM];
-                        for (g, pairs) in weights.iter().enumerate() {
+                        let (mut acc, mut pixel_sum) = ([0u32; DIM], 0u32);
+                        for (g, registers) in weights.iter().enumerate() {
                             let at = ORIGIN[patch] + g / 2 * SIDE + 3 * (g % 2);
-                            let pixel = |j: usize| image[at + j] as i16;
-                            for r in 0..DIM / 4 {
-                                let lanes: [i16; 8] = std::array::from_fn(|lane| {
-                                    let product = |pair: usize| {
-                                        pixel(2 * pair + lane % 2).checked_mul(pairs[pair][r][lane]).unwrap()
-                                    };
+                            let pixel = |j: usize| image[at + j] as u16;
+                            pixel_sum += (0..4).map(|j| u32::from(pixel(j))).sum::<u32>();
+                            for k in 0..4 {
+                                let lanes: [u16; 16] = std::array::from_fn(|b| {
+                                    let product =
+                                        |pair: usize| pixel(2 * pair + b % 2) * u16::from(registers[4 * pair + k][b]);
                                     product(0).checked_add(product(1)).unwrap()
                                 });
-                                for c in 0..4 {
-                                    acc[4 * r + c] += i32::from(lanes[2 * c]) + i32::from(lanes[2 * c + 1]);
+                                for (c, lanes) in lanes.chunks_exact(2).enumerate() {
+                                    acc[4 * (2 * k + c / 4) + c % 4] += u32::from(lanes[0]) + u32::from(lanes[1]);
                                 }
                             }
                         }
+                        let offset = u32::from(QUAD_WEIGHT_OFFSET) * pixel_sum;
                         for (o, &acc) in acc.iter().enumerate().take(d) {
                             let bias = w.token_bias[patch * d + o] + rounding;
-                            let z = finish(acc, w.patch_scale[o], bias, w.params.z_shift, shape.dim);
+                            let z = finish(
+                                acc.wrapping_sub(offset) as i32,
+                                w.patch_scale[o],
+                                bias,
+                                w.params.z_shift,
+                                shape.dim,
+                            );
                             assert_eq!(z, want[patch * d + o], "patch {patch} channel {o}");
                         }
                     }

@@ -19,9 +19,10 @@
 //! pixels with ink (a zero pixel adds zero: same sums): with the 7-bit
 //! weights the converter writes, by quads of four pixels (x 0..4 and 3..7
 //! of a patch row, the weight of x = 3 zero in the second), each quad two
-//! i16 pixel pairs, per four channels one `mul`, one `mla` and one `sadalp`
-//! (`|p·w| ≤ 255·63`, and two of them, fit i16: exact); with 8-bit weights,
-//! pixel by pixel with `smlal`. The 16 token rows, written by blocks of
+//! u8 pixel pairs against the weights `w + 64` (u8), per eight channels
+//! one `umull`, one `umlal` and two `uadalp` (two products below
+//! 2·255·127 fit u16: exact), `64·Σp` taken off at the end; with 8-bit
+//! weights, pixel by pixel with `smlal`. The 16 token rows, written by blocks of
 //! eight channels, are then transposed (`ld4` and `uzp`) so that each
 //! channel's 16 tokens fill two registers, and the rest is `neon_lanes.rs`,
 //! the tail shared with dotprod; other shapes run the dense embedding and
@@ -73,15 +74,15 @@ pub(crate) struct Kernel {
     quads: Option<Box<Quads>>,
 }
 
-/// A quad's weights: `[pair][register]`, lane 2c + j of register r the
-/// weight of the pair's pixel j for channel 4r + c.
-type QuadWeights = [[[i16; 8]; DIM / 4]; 2];
+/// A quad's weights, `shipped::offset_pair_weights`: registers 0-3 for
+/// its pixels 0 and 1, 4-7 for 2 and 3, two groups of four channels a
+/// register.
+type QuadWeights = [[u8; 16]; 8];
 
 /// The weights of [`embed_quads`].
 #[derive(Clone, Debug)]
 struct Quads {
-    /// `shipped::pair_weights` by patch row: `[y][quad][pair][register]`,
-    /// quad h of row y being group 2y + h.
+    /// `[y][quad]`, quad h of row y being group 2y + h.
     weight: [[QuadWeights; 2]; PATCH],
     /// `[patch][channel]`: a blank patch's token (the bias alone).
     blank: [[i16; DIM]; PATCHES],
@@ -114,7 +115,7 @@ impl Kernel {
         let seven_bits = w.patch_weight.iter().all(|q| (-limit..=limit).contains(q));
         let quads = (shipped::fits(shape) && seven_bits).then(|| {
             let blank = shipped::token_bias_and_blank(w, shape, false).1;
-            let groups = shipped::pair_weights(w, shape);
+            let groups = shipped::offset_pair_weights(w, shape);
             Box::new(Quads { weight: std::array::from_fn(|y| [groups[2 * y], groups[2 * y + 1]]), blank })
         });
         let (z_shift, z_limit) = (w.params.z_shift, int8::z_limit(shape.dim));
@@ -351,45 +352,54 @@ fn embed_sparse<'r>(prep: &Kernel, image: &[u8], rows: &'r mut MaybeUninit<Rows>
 
 /// The embedding of the shipped geometry with 7-bit patch weights, one
 /// token row per patch, over the pixel quads with ink (a digit inks about
-/// 61 of its 224): each quad's pixel pairs (p0, p1) and (p2, p3) in every
-/// i16 lane pair, then per four channels `mul` by the first pair's
-/// weights, `mla` by the second's (|p·w| ≤ 255·63, two such sum below
-/// 2^15: exact) and `sadalp` adding the lane pairs into the channels' i32.
-/// A blank patch's row is the bias's.
+/// 58 of its 224): each quad's u8 pixel pairs (p0, p1) and (p2, p3) in
+/// every byte pair, then per two groups of four channels `umull` by the
+/// first pair's weights `w + 64`, `umlal` by the second's (two products
+/// below 2·255·127 < 2^16: exact in u16), and `uadalp` adding the lane
+/// pairs into the channels' u32; each quad's pixels summed too (`uadalp`),
+/// and `64·Σp` taken off before the scale: `Σ p·(w + 64) - 64·Σp = Σ p·w`.
+/// u8 weights are half the loads of i16 ones. A blank patch's row is the
+/// bias's.
 #[inline]
 #[target_feature(enable = "neon")]
 fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut MaybeUninit<Rows>) -> &'r Rows {
     require!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.bias.len() == PATCHES * DIM);
     fill_rows(rows, |patch| {
         // Named accumulators rather than an array (see `embed_sparse`).
-        let zero = vdupq_n_s32(0);
+        let zero = vdupq_n_u32(0);
         let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
+        // Pixel pairs' sums: each quad's pixels twice over the four lanes.
+        let mut sum = vdup_n_u16(0);
         let rows = shipped::PatchRows::new(image, patch);
         let inked = rows.for_each_quad(&quads.weight, |weights, dword| {
-            // (p0, p1, p2, p3) as u16, twice; then each pair in all four
-            // dword lanes.
-            let px = vreinterpretq_u32_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(dword))));
-            let first = vreinterpretq_s16_u32(vdupq_laneq_u32::<0>(px));
-            let second = vreinterpretq_s16_u32(vdupq_laneq_u32::<1>(px));
-            let w = weights.as_ptr().cast::<i16>();
-            // SAFETY: i16 0..32, 32..64 of the first pair's 64 and of the
-            // second's (a pointer to the whole `[[[i16; 8]; 8]; 2]`).
-            let (w0, w1, w2, w3) =
-                unsafe { (vld1q_s16_x4(w), vld1q_s16_x4(w.add(32)), vld1q_s16_x4(w.add(64)), vld1q_s16_x4(w.add(96))) };
-            a0 = vpadalq_s16(a0, vmlaq_s16(vmulq_s16(first, w0.0), second, w2.0));
-            a1 = vpadalq_s16(a1, vmlaq_s16(vmulq_s16(first, w0.1), second, w2.1));
-            a2 = vpadalq_s16(a2, vmlaq_s16(vmulq_s16(first, w0.2), second, w2.2));
-            a3 = vpadalq_s16(a3, vmlaq_s16(vmulq_s16(first, w0.3), second, w2.3));
-            a4 = vpadalq_s16(a4, vmlaq_s16(vmulq_s16(first, w1.0), second, w3.0));
-            a5 = vpadalq_s16(a5, vmlaq_s16(vmulq_s16(first, w1.1), second, w3.1));
-            a6 = vpadalq_s16(a6, vmlaq_s16(vmulq_s16(first, w1.2), second, w3.2));
-            a7 = vpadalq_s16(a7, vmlaq_s16(vmulq_s16(first, w1.3), second, w3.3));
+            let px = vreinterpretq_u16_u32(vdupq_n_u32(dword));
+            sum = vpadal_u8(sum, vreinterpret_u8_u16(vget_low_u16(px)));
+            // (p0, p1) and (p2, p3) in every byte pair.
+            let first = vreinterpretq_u8_u16(vuzp1q_u16(px, px));
+            let second = vreinterpretq_u8_u16(vuzp2q_u16(px, px));
+            let w = weights.as_ptr().cast::<u8>();
+            // SAFETY: bytes 0..64 and 64..128 of the quad's 128 (a pointer
+            // to the whole `[[u8; 16]; 8]`).
+            let (f, s) = unsafe { (vld1q_u8_x4(w), vld1q_u8_x4(w.add(64))) };
+            // Channel groups 2k (low halves) and 2k + 1 (high halves).
+            macro_rules! groups {
+                ($(($k:tt, $lo:ident, $hi:ident))*) => {$(
+                    let lo = vmlal_u8(vmull_u8(vget_low_u8(f.$k), vget_low_u8(first)), vget_low_u8(s.$k), vget_low_u8(second));
+                    $lo = vpadalq_u16($lo, lo);
+                    $hi = vpadalq_u16($hi, vmlal_high_u8(vmull_high_u8(f.$k, first), s.$k, second));
+                )*};
+            }
+            groups!((0, a0, a1) (1, a2, a3) (2, a4, a5) (3, a6, a7));
         });
         if !inked {
             return load_row(&quads.blank[patch]);
         }
+        // 64·Σp, the lanes holding each pixel twice; below 2^20.
+        let offset = vdupq_n_u32(vaddlv_u16(sum) * u32::from(shipped::QUAD_WEIGHT_OFFSET) / 2);
+        // Exact in i32 (|Σ p·w| < 2^22): the u32 difference wraps to it.
+        let acc = [a0, a1, a2, a3, a4, a5, a6, a7].map(|a| vreinterpretq_s32_u32(vsubq_u32(a, offset)));
         let (scale, bias) = (&prep.scale[..DIM], &prep.bias[patch * DIM..][..DIM]);
-        finish32(scale, bias, prep.z_shift, prep.z_limit, [a0, a1, a2, a3, a4, a5, a6, a7])
+        finish32(scale, bias, prep.z_shift, prep.z_limit, acc)
     })
 }
 
