@@ -55,10 +55,8 @@ pub(super) struct Layout {
     /// in the blob: with these an inference needs no tensor lookup.
     pub(super) params: Params,
     cls_score: Vec<i32>,
-    /// `[CLASSES]`, zero past the last class. (A Vec: an array here moved
-    /// the dotprod kernel's fields and cost its embedding 108 instructions
-    /// a digit in address arithmetic.)
-    head_bias: Vec<i32>,
+    /// Zero past the last class.
+    head_bias: [i32; CLASSES],
 }
 
 impl Layout {
@@ -84,7 +82,7 @@ impl Layout {
             head_classes,
             params: w.params,
             cls_score: w.cls_score.to_vec(),
-            head_bias: (0..CLASSES).map(|c| w.head_bias.get(c).copied().unwrap_or(0)).collect(),
+            head_bias: std::array::from_fn(|c| w.head_bias.get(c).copied().unwrap_or(0)),
         }
     }
 }
