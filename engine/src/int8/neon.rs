@@ -20,13 +20,13 @@
 //! weights the converter writes, by quads of four pixels (x 0..4 and 3..7
 //! of a patch row, the weight of x = 3 zero in the second), each quad two
 //! u8 pixel pairs against the weights `w + 64` (u8), per eight channels
-//! one `umull`, one `umlal` and two `uadalp` (two products below
+//! two `umull`, two `umlal` and two `uadalp` (two products below
 //! 2·255·127 fit u16: exact), `64·Σp` taken off at the end; with 8-bit
-//! weights, pixel by pixel with `smlal`. The 16 token rows, written by blocks of
-//! eight channels, are then transposed (`ld4` and `uzp`) so that each
-//! channel's 16 tokens fill two registers, and the rest is `neon_lanes.rs`,
-//! the tail shared with dotprod; other shapes run the dense embedding and
-//! the scalar tail.
+//! weights, pixel by pixel with `smlal`. The 16 token rows, written by
+//! blocks of eight channels, are then transposed (`ld4` and `uzp`) so
+//! that each channel's 16 tokens fill two registers, and the rest is
+//! `neon_lanes.rs`, the tail shared with dotprod; other shapes run the
+//! dense embedding and the scalar tail.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -405,7 +405,7 @@ fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut May
 
 /// The 16 token rows transposed: channel c's 16 tokens, and each token's
 /// Σz² (`neon_lanes::tail` takes both), summed from the registers as they
-/// are written (reading them back cost 64 instructions). For each block of
+/// are written (reading them back cost about 50 instructions). For each block of
 /// eight channels and each half of the tokens, two `ld4` (four tokens' 32
 /// values each, de-interleaved by four: register j holds channels j and
 /// 4 + j of its four tokens, alternately) and one `uzp1` and one `uzp2` per

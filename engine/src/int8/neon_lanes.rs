@@ -4,9 +4,10 @@
 //! shared by the NEON and the dotprod kernels, which differ only in how
 //! they embed the patches. The aarch64 twin of `lanes.rs`.
 //!
-//! - LayerNorm per lane: Σz² by widening multiply-adds (`smlal`), the
-//!   constants in i32 lanes (`clz` for the exponent, no table), then two
-//!   ops per 8 values (`mul` by 2^a, `sqrdmulh`).
+//! - LayerNorm per lane: Σz² by widening multiply-adds (`smlal`, in the
+//!   transpose that makes the lanes, `neon::to_lanes`), the constants in
+//!   i32 lanes (`clz` for the exponent, no table), then two ops per 8
+//!   values (`mul` by 2^a, `sqrdmulh`).
 //! - Scores two heads at a time, in the same pass as the normalisation:
 //!   each normalised channel is multiplied by both heads' weights (held in
 //!   registers, `smlal` by lane) as soon as it exists, and stored once,
@@ -15,8 +16,9 @@
 //!   `tbl`, its reciprocal one u32 division per head.
 //! - Attention means: per channel the 16 products p_t·n_t (`smlal`), four
 //!   channels reduced together by an `addp` tree, `sqrshrn` for
-//!   `sat16(round_shift(·, 14))`; logits with the classes in lanes, each
-//!   channel's mean by lane (`smlal`), summed over heads in i32 lanes
+//!   `sat16(round_shift(·, 14))`; logits with the classes in lanes (three
+//!   registers of four for up to 12 classes, else four), each channel's
+//!   mean by lane (`smlal`), summed over heads in i32 lanes
 //!   (no overflow for D ≤ 32, H ≤ 8), their last step (`srshl`, bias) in
 //!   the same lanes.
 //!
@@ -70,15 +72,18 @@ impl Layout {
         };
         let scores: Vec<[i16; DIM]> = w.score_weight.chunks_exact(d).map(padded).collect();
         let head_classes = if classes <= 12 { 12 } else { CLASSES };
+        let mut head_weight = vec![0; shape.heads as usize * DIM * head_classes];
+        for (h, head) in w.head_weight.chunks_exact(classes * d).enumerate() {
+            for o in 0..d {
+                for c in 0..classes {
+                    head_weight[(h * DIM + o) * head_classes + c] = head[c * d + o];
+                }
+            }
+        }
         Layout {
             score_weight: scores.chunks(2).map(|heads| [heads[0], heads.get(1).copied().unwrap_or([0; DIM])]).collect(),
             cls_norm: padded(w.cls_norm),
-            head_weight: w
-                .head_weight
-                .chunks_exact(classes * d)
-                .flat_map(|head| (0..DIM).flat_map(move |o| (0..head_classes).map(move |c| (o, c, head))))
-                .map(|(o, c, head)| if c < classes && o < d { head[c * d + o] } else { 0 })
-                .collect(),
+            head_weight,
             head_classes,
             params: w.params,
             cls_score: w.cls_score.to_vec(),
@@ -350,9 +355,10 @@ fn classes12(logits: &mut [int32x4_t; CLASSES / 4], weights: &[i16], m: int16x8_
             logits[$hi_q] = vmlal_high_laneq_s16::<$hi>(logits[$hi_q], w[$r], m);
         )*};
     }
-    halves!((0, 0, 0, 0, 1)(1, 0, 2, 1, 0)(2, 1, 1, 1, 2)(3, 2, 0, 2, 1)(4, 2, 2, 3, 0)(5, 3, 1, 3, 2)(6, 4, 0, 4, 1)(
-        7, 4, 2, 5, 0
-    )(8, 5, 1, 5, 2)(9, 6, 0, 6, 1)(10, 6, 2, 7, 0)(11, 7, 1, 7, 2));
+    halves! {
+        (0, 0, 0, 0, 1) (1, 0, 2, 1, 0) (2, 1, 1, 1, 2) (3, 2, 0, 2, 1) (4, 2, 2, 3, 0) (5, 3, 1, 3, 2)
+        (6, 4, 0, 4, 1) (7, 4, 2, 5, 0) (8, 5, 1, 5, 2) (9, 6, 0, 6, 1) (10, 6, 2, 7, 0) (11, 7, 1, 7, 2)
+    }
 }
 
 /// `classes12` for 16 classes: channel l's in registers 2l and 2l + 1.
