@@ -137,12 +137,13 @@ fn embed<'r>(layout: &Layout, image: &[u8], z_limit: i32, rows: &'r mut MaybeUni
     require!(image.len() == SIDE * SIDE);
     let z_shift = layout.tail.params.z_shift;
     let ones = vdupq_n_u8(1);
+    // Named accumulators rather than an array: LLVM copies an array's
+    // registers around every loop (neon.rs). Zeroed after an inked patch
+    // only: a blank one leaves them zero.
+    let zero = vdupq_n_u32(0);
+    let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
+    let mut sum = zero;
     fill_rows(rows, |patch| {
-        // Named accumulators rather than an array: LLVM copies an array's
-        // registers around every loop (neon.rs).
-        let zero = vdupq_n_u32(0);
-        let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
-        let mut sum = zero;
         let rows = shipped::PatchRows::new(image, patch);
         // The pixel sum tells a blank patch (one `umaxv`: cheaper here
         // than the returned flag, which the rows then keep), so the flag
@@ -169,6 +170,7 @@ fn embed<'r>(layout: &Layout, image: &[u8], z_limit: i32, rows: &'r mut MaybeUni
         // Σ p·(w + 128) - 128·Σp, exact in i32 (both below 2^22).
         let offset = vreinterpretq_s32_u32(vshlq_n_u32::<7>(sum));
         let acc = [a0, a1, a2, a3, a4, a5, a6, a7].map(|a| vsubq_s32(vreinterpretq_s32_u32(a), offset));
+        [a0, a1, a2, a3, a4, a5, a6, a7, sum] = [zero; 9];
         finish32(&layout.scale, &layout.bias[patch], z_shift, z_limit, acc)
     })
 }

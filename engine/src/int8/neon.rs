@@ -364,12 +364,13 @@ fn embed_sparse<'r>(prep: &Kernel, image: &[u8], rows: &'r mut MaybeUninit<Rows>
 #[target_feature(enable = "neon")]
 fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut MaybeUninit<Rows>) -> &'r Rows {
     require!(image.len() == SIDE * SIDE && prep.dim_pad == DIM && prep.bias.len() == PATCHES * DIM);
+    // Named accumulators rather than an array (see `embed_sparse`), zeroed
+    // after an inked patch only: a blank one leaves them zero.
+    let zero = vdupq_n_u32(0);
+    let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
+    // Pixel pairs' sums: each quad's pixels twice over the four lanes.
+    let mut sum = vdup_n_u16(0);
     fill_rows(rows, |patch| {
-        // Named accumulators rather than an array (see `embed_sparse`).
-        let zero = vdupq_n_u32(0);
-        let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = [zero; 8];
-        // Pixel pairs' sums: each quad's pixels twice over the four lanes.
-        let mut sum = vdup_n_u16(0);
         let rows = shipped::PatchRows::new(image, patch);
         let inked = rows.for_each_quad(&quads.weight, |weights, dword| {
             let px = vreinterpretq_u16_u32(vdupq_n_u32(dword));
@@ -398,6 +399,8 @@ fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut May
         let offset = vdupq_n_u32(vaddlv_u16(sum) * u32::from(shipped::QUAD_WEIGHT_OFFSET) / 2);
         // Exact in i32 (|Σ p·w| < 2^22): the u32 difference wraps to it.
         let acc = [a0, a1, a2, a3, a4, a5, a6, a7].map(|a| vreinterpretq_s32_u32(vsubq_u32(a, offset)));
+        [a0, a1, a2, a3, a4, a5, a6, a7] = [zero; 8];
+        sum = vdup_n_u16(0);
         let (scale, bias) = (&prep.scale[..DIM], &prep.bias[patch * DIM..][..DIM]);
         finish32(scale, bias, prep.z_shift, prep.z_limit, acc)
     })
