@@ -15,7 +15,7 @@
 //! Per inked quad: its dword in every lane (one `dup`), eight `udot` by
 //! the weight dwords of four channels each, one for the pixel sum. Each
 //! patch row is read as one u64, and a blank row costs a test. The token
-//! rows are then transposed into channels (`neon::to_lanes`).
+//! rows are then transposed into channels (`neon::to_lanes`, by the tail).
 //!
 //! Geometry: the shipped one (`int8::shipped`).
 
@@ -23,7 +23,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::mem::MaybeUninit;
 
-use super::neon::{fill_rows, finish32, load_row, to_lanes, Rows};
+use super::neon::{fill_rows, finish32, load_row, Rows};
 use super::neon_lanes;
 use super::shipped::{self, DIM, PATCH, PATCHES, SIDE};
 use super::Weights;
@@ -99,10 +99,9 @@ impl Kernel {
 /// The CPU must have the features `_cpu` proves.
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn forward(_cpu: Dotprod, layout: &Layout, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
-    let (mut rows, mut z) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+    let mut rows = MaybeUninit::uninit();
     let rows = embed(layout, image, int8::z_limit(shape.dim), &mut rows);
-    let (z, sum_sq) = to_lanes(rows, &mut z);
-    neon_lanes::tail(&layout.tail, shape, z, sum_sq, s);
+    neon_lanes::tail(&layout.tail, shape, rows, s);
 }
 
 /// `acc[lane] += Σ_b a[4·lane + b] · b[4·lane + b]` (unsigned bytes): `udot`,

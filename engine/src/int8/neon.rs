@@ -162,13 +162,12 @@ unsafe fn forward<'m>(
     // First, so that the shipped geometry skips the checks of the dense
     // path below (its embeddings check what they rely on).
     if let Some(layout) = &prep.lanes {
-        let (mut rows, mut z) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+        let mut rows = MaybeUninit::uninit();
         let rows = match &prep.quads {
             Some(quads) => embed_quads(prep, quads, image, &mut rows),
             None => embed_sparse(prep, image, &mut rows),
         };
-        let (z, sum_sq) = to_lanes(rows, &mut z);
-        return neon_lanes::tail(layout, shape, z, sum_sq, s);
+        return neon_lanes::tail(layout, shape, rows, s);
     }
 
     let (side, p, d, grid) = (shape.image_side as usize, shape.patch_side as usize, shape.dim as usize, shape.grid());
@@ -408,13 +407,13 @@ fn embed_quads<'r>(prep: &Kernel, quads: &Quads, image: &[u8], rows: &'r mut May
 
 /// The 16 token rows transposed: channel c's 16 tokens, and each token's
 /// Σz² (`neon_lanes::tail` takes both), summed from the registers as they
-/// are written (reading them back cost about 50 instructions). For each block of
-/// eight channels and each half of the tokens, two `ld4` (four tokens' 32
-/// values each, de-interleaved by four: register j holds channels j and
-/// 4 + j of its four tokens, alternately) and one `uzp1` and one `uzp2` per
-/// pair of registers (the even and the odd values: channel j, channel
-/// 4 + j, of all eight tokens): 10 instructions where an 8 × 8 `trn`
-/// transpose of loaded rows takes 32.
+/// are written (reading them back cost about 50 instructions). For each
+/// block of eight channels and each half of the tokens, two `ld4` (four
+/// tokens' 32 values each, de-interleaved by four: register j holds
+/// channels j and 4 + j of its four tokens, alternately) and one `uzp1`
+/// and one `uzp2` per pair of registers (the even and the odd values:
+/// channel j, channel 4 + j, of all eight tokens): 10 instructions where
+/// an 8 × 8 `trn` transpose of loaded rows takes 32.
 #[inline]
 #[target_feature(enable = "neon")]
 pub(super) fn to_lanes<'z>(rows: &Rows, z: &'z mut MaybeUninit<[Tokens; DIM]>) -> (&'z [Tokens; DIM], Wide) {

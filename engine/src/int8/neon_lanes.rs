@@ -29,6 +29,7 @@
 use alloc::vec::Vec;
 use std::arch::aarch64::*;
 
+use super::neon::{to_lanes, Rows};
 use super::shipped::{fits, CLASSES, DIM, PATCHES};
 use super::{Params, Weights, LOGIT_FRAC_BITS, PROB_FRAC_BITS};
 use crate::int8;
@@ -92,14 +93,13 @@ impl Layout {
     }
 }
 
-/// The pass from the embedded tokens to the logits: `z[c]` holds channel c
-/// of the 16 tokens, each already saturated by `int8::saturate_z`,
-/// zero for channels past D, and `sum_sq` their Σz² (`neon::to_lanes`
-/// makes both). Writes `s.probs`, `s.logits_fixed` and
-/// `s.logits` as `int8::forward`.
+/// The pass from the embedded token rows to the logits: each token's
+/// channels saturated by `int8::saturate_z`, zero past D. Transposes them
+/// into lanes (`neon::to_lanes`, which sums the squares too), then writes
+/// `s.probs`, `s.logits_fixed` and `s.logits` as `int8::forward`.
 #[inline]
 #[target_feature(enable = "neon")]
-pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], sum_sq: Wide, s: &mut int8::Scratch) {
+pub(super) fn tail(layout: &Layout, shape: &Shape, rows: &Rows, s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     // At least one head: the first head pair's pass writes `norm`.
@@ -108,10 +108,12 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], sum_sq: Wi
         layout.score_weight.len() == heads.div_ceil(2) && layout.head_weight.len() == heads * DIM * layout.head_classes
     );
     require!(classes <= layout.head_classes);
-    require!(layout.cls_score.len() == heads && classes <= CLASSES);
+    require!(layout.cls_score.len() == heads);
     require!(s.probs.len() == heads * t_count && s.logits_fixed.len() == classes && s.logits.len() == classes);
     let params = &layout.params;
 
+    let mut z = MaybeUninit::uninit();
+    let (z, sum_sq) = to_lanes(rows, &mut z);
     let [scale, y] = layer_norm_constants(sum_sq, params.ln_eps);
     // n = mulhrs(z·2^a, Y): `sqrdmulh` on i16 is mulhrs, and |z|·2^a < 2^15
     // is exact (docs/FIXED_POINT.md). Past D a value no weight reads.
@@ -161,12 +163,12 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, z: &[Tokens; DIM], sum_sq: Wi
 fn finish_logits(
     sums: [int32x4_t; CLASSES / 4],
     head_shift: u32,
-    head_bias: &[i32],
+    head_bias: &[i32; CLASSES],
     fixed: &mut [i32],
     float: &mut [f32],
 ) {
     let classes = fixed.len();
-    require!(head_bias.len() == CLASSES && classes <= CLASSES && float.len() == classes);
+    require!(classes <= CLASSES && float.len() == classes);
     let shift = vdupq_n_s32(-(head_shift as i32));
     let scale = 1.0 / (1u32 << LOGIT_FRAC_BITS) as f32;
     let (fixed_at, float_at) = (fixed.as_mut_ptr(), float.as_mut_ptr());
