@@ -273,8 +273,8 @@ unsafe fn forward<'m>(
             // Exact: the weights are 7-bit (checked in `Kernel::new`).
             let dot = |acc, quad, weights| quads::maddubs_dot(acc, quad, weights);
             let (rows, z) = s.avx2.embed_buffers();
-            quads::embed(embed, shape, tail.params.z_shift, image, rows, z, dot);
-            lanes::tail(tail, shape, s);
+            let sum_sq = quads::embed(embed, shape, tail.params.z_shift, image, rows, z, dot);
+            lanes::tail(tail, shape, sum_sq, s);
         }
         &Pass::Rows { dim_pad, ref layout } => {
             // The layout was built for this shape, the scratch for this model.

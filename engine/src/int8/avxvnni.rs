@@ -47,6 +47,6 @@ impl Kernel {
 unsafe fn forward(_cpu: AvxVnni, kernel: &Kernel, shape: &Shape, image: &[u8], s: &mut int8::Scratch) {
     let dot = |acc, quad, weights| _mm256_dpbusd_avx_epi32(acc, quad, weights);
     let (rows, z) = s.avx2.embed_buffers();
-    quads::embed(&kernel.embed, shape, kernel.tail.params.z_shift, image, rows, z, dot);
-    lanes::tail(&kernel.tail, shape, s);
+    let sum_sq = quads::embed(&kernel.embed, shape, kernel.tail.params.z_shift, image, rows, z, dot);
+    lanes::tail(&kernel.tail, shape, sum_sq, s);
 }

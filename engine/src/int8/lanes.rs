@@ -221,11 +221,12 @@ fn swap_words() -> __m256i {
 /// `s.avx2.lanes_buffer()`, as `quads::embed` writes them: register
 /// (k, half) at `16·(2k + half)`, lane t of it the channel pair (z_2j,
 /// z_2j+1), j = `packed_pair(k)`, of token 8·half + t, each already
-/// saturated by `int8::saturate_z`, zero for channels past D.
+/// saturated by `int8::saturate_z`, zero for channels past D; `sum_sq`
+/// their Σz², tokens 0-7 and 8-15 (the embedding sums them as it writes).
 /// Writes `s.probs`, `s.logits_fixed` and `s.logits` as `int8::forward`.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn tail(layout: &Layout, shape: &Shape, s: &mut int8::Scratch) {
+pub(super) fn tail(layout: &Layout, shape: &Shape, sum_sq: Lanes, s: &mut int8::Scratch) {
     let (heads, classes) = (shape.heads as usize, shape.classes as usize);
     let t_count = PATCHES + 1;
     // At least one head: the first head pair's pass writes the normalised pairs.
@@ -246,7 +247,10 @@ pub(super) fn tail(layout: &Layout, shape: &Shape, s: &mut int8::Scratch) {
     // SAFETY: 16 values from 16·(2k + half) < 32·PAIRS, inside the buffer
     // (asserted length); unaligned.
     let embedded = |k: usize, half: usize| unsafe { _mm256_loadu_si256(at.add(16 * (2 * k + half)).cast()) };
-    let ln = layer_norm_constants(embedded, params.ln_eps);
+    // Both constants are in [0, 2^15): each in both i16 halves of its
+    // token's lane, for the pairs.
+    let both_halves = |v: __m256i| _mm256_or_si256(v, _mm256_slli_epi32::<16>(v));
+    let ln = sum_sq.map(|sum_sq| avx2::ln_constants8(sum_sq, params.ln_eps).map(both_halves));
     let score_round = _mm256_set1_epi32(((1i64 << params.score_shift) >> 1) as i32);
     let score_shift = _mm_cvtsi32_si128(params.score_shift as i32);
     let swap = swap_words();
@@ -336,25 +340,6 @@ fn finish_logits(
             _mm_maskstore_ps(float.as_mut_ptr().add(4 * q), mask, _mm_mul_ps(_mm_cvtepi32_ps(logit), scale));
         }
     }
-}
-
-/// `int8::ln_constants` of the 16 tokens, lane-wise, from their channel
-/// pairs (lane t of `z(k, half)` is a channel pair of token 8·half + t):
-/// `[half][2^a, Y]` with each value in both i16 halves of its token's lane.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn layer_norm_constants(z: impl Fn(usize, usize) -> __m256i, ln_eps: i32) -> [[__m256i; 2]; 2] {
-    // Σz² of each token from its channel pairs: no horizontal sums.
-    let mut sum_sq = [_mm256_setzero_si256(); 2];
-    for k in 0..PAIRS {
-        for (half, sum_sq) in sum_sq.iter_mut().enumerate() {
-            let pair = z(k, half);
-            *sum_sq = dot_add(*sum_sq, pair, pair);
-        }
-    }
-    // Both constants are in [0, 2^15): their high halves are zero.
-    let both_halves = |v: __m256i| _mm256_or_si256(v, _mm256_slli_epi32::<16>(v));
-    std::array::from_fn(|h| avx2::ln_constants8(sum_sq[h], ln_eps).map(both_halves))
 }
 
 /// The 8 × 8 dword transpose of `rows` (lane j of result i is lane i of

@@ -164,6 +164,8 @@ fn ink_masks(image: &[u8]) -> [u16; PATCHES] {
 /// `layout.blank`; then four 8 × 8 dword transposes (dword k of a row is
 /// its channel pair `packed_pair(k)`, as `vpackssdw` left it: the tail
 /// takes the pairs in that order, and no permute is spent on a row).
+/// Returns each token's Σz² (`lanes::tail` takes them), tokens 0-7 and
+/// 8-15 in the lanes of two registers.
 #[inline]
 #[target_feature(enable = "avx2,bmi1")]
 pub(super) fn embed(
@@ -174,7 +176,7 @@ pub(super) fn embed(
     rows: &mut [i16],
     z: &mut [i16],
     dot: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
-) {
+) -> lanes::Lanes {
     require!(image.len() == SIDE * SIDE && rows.len() >= PATCHES * DIM && layout.weight.len() == SLOTS * DIM);
     require!(z.len() >= DIM * 16);
     let inks = ink_masks(image);
@@ -223,9 +225,12 @@ pub(super) fn embed(
         }))
     };
     // Each block stored as it is made, into the scratch: a returned array
-    // was spilled and copied, 50 instructions a digit.
+    // was spilled and copied, 50 instructions a digit. Its squares summed
+    // while it is in registers: the tail would load every register again.
+    let mut sum_sq = [_mm256_setzero_si256(); 2];
     let mut put = |k0: usize, half: usize, block: [__m256i; 8]| {
         for (i, v) in block.into_iter().enumerate() {
+            sum_sq[half] = _mm256_add_epi32(sum_sq[half], _mm256_madd_epi16(v, v));
             // SAFETY: 16 values from 16·(2(k0 + i) + half) < 32·16, inside
             // `z` (asserted length); an unaligned store.
             unsafe { _mm256_storeu_si256(z.as_mut_ptr().add(16 * (2 * (k0 + i) + half)).cast(), v) };
@@ -235,6 +240,7 @@ pub(super) fn embed(
     put(0, 1, block(0, 1));
     put(8, 0, block(8, 0));
     put(8, 1, block(8, 1));
+    sum_sq
 }
 
 #[cfg(test)]
@@ -311,12 +317,17 @@ mod tests {
                 let want = scalar_z(model, &image);
                 // SAFETY: AVX2 (and BMI1, with it on every AVX2 CPU the
                 // token accepts) was detected above.
-                unsafe {
+                let sum_sq = unsafe {
                     match seven_bits {
                         true => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut z, bytes),
                         false => embed(&layout, &shape, w.params.z_shift, &image, &mut rows, &mut z, dpbusd),
                     }
                 };
+                let sum_sq: [i32; PATCHES] = bytemuck::cast(sum_sq);
+                for (t, &got) in sum_sq.iter().enumerate() {
+                    let expected: i32 = want[t * d..][..d].iter().map(|&v| i32::from(v) * i32::from(v)).sum();
+                    assert_eq!(got, expected, "token {t}'s Σz²");
+                }
                 for k in 0..DIM / 2 {
                     let registers = &z[32 * k..][..32];
                     for t in 0..PATCHES {
