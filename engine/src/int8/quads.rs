@@ -182,40 +182,53 @@ pub(super) fn embed(
     let inks = ink_masks(image);
     let shift = _mm_cvtsi32_si128(z_shift as i32);
     let limit = _mm256_set1_epi16(int8::z_limit(shape.dim) as i16);
-    // Per patch: its mask, its row, its blank row, its bias, its origin.
-    let patches =
-        inks.iter().zip(rows.chunks_exact_mut(DIM)).zip(layout.blank.iter().zip(&layout.bias)).zip(&lanes::ORIGIN);
-    for (((&ink, row), (blank, bias)), &origin) in patches {
-        // A blank patch's row is copied, not computed, so the transposes
-        // below read every row from one buffer at fixed offsets.
-        let [lo, hi] = if ink == 0 {
-            // SAFETY: two unaligned loads of the row's 32 values.
-            unsafe { [_mm256_loadu_si256(blank.as_ptr().cast()), _mm256_loadu_si256(blank[16..].as_ptr().cast())] }
-        } else {
-            let mut acc = [_mm256_setzero_si256(); 4];
-            for slot in Bits(u64::from(ink)) {
-                // SAFETY: slot < 16 = SLOTS: an entry of `OFFSET` and a row
-                // of `weight` (asserted length). The slot's 4 pixels, at
-                // most 6·28 + 3 past an origin of at most 21·28 + 21, end
-                // by 784: inside the image (asserted length); unaligned.
-                unsafe {
-                    let at = origin + *OFFSET.get_unchecked(slot);
-                    let quad = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
-                    let weights = layout.weight.as_ptr().add(slot * DIM);
-                    for (b, a) in acc.iter_mut().enumerate() {
-                        *a = dot(*a, quad, _mm256_loadu_si256(weights.add(8 * b).cast()));
+    // The 16 patches written out (a macro over the patch's literal), so
+    // that each one's mask, row, blank row, bias and origin sit at
+    // constant offsets and its branches are its own, which the predictor
+    // learns patch by patch: a loop spent 5 of a blank patch's 12
+    // instructions counting and stepping pointers (94 a digit, ~5 % of
+    // the time, for ~4 KB of code in each kernel; unrolled by four
+    // instead it saved 19, and a loop over a list of the inked patches
+    // cost 28: docs/BENCHMARKS.md).
+    macro_rules! patches {
+        ($($patch:literal)*) => {$({
+            let (ink, origin) = (inks[$patch], lanes::ORIGIN[$patch]);
+            // A blank patch's row is copied, not computed, so the
+            // transposes below read every row from one buffer at fixed
+            // offsets.
+            let [lo, hi] = if ink == 0 {
+                let blank = &layout.blank[$patch];
+                // SAFETY: two unaligned loads of the row's 32 values.
+                unsafe { [_mm256_loadu_si256(blank.as_ptr().cast()), _mm256_loadu_si256(blank[16..].as_ptr().cast())] }
+            } else {
+                let mut acc = [_mm256_setzero_si256(); 4];
+                for slot in Bits(u64::from(ink)) {
+                    // SAFETY: slot < 16 = SLOTS: an entry of `OFFSET` and a
+                    // row of `weight` (asserted length). The slot's 4
+                    // pixels, at most 6·28 + 3 past an origin of at most
+                    // 21·28 + 21, end by 784: inside the image (asserted
+                    // length); unaligned.
+                    unsafe {
+                        let at = origin + *OFFSET.get_unchecked(slot);
+                        let quad = _mm256_set1_epi32(image.as_ptr().add(at).cast::<i32>().read_unaligned());
+                        let weights = layout.weight.as_ptr().add(slot * DIM);
+                        for (b, a) in acc.iter_mut().enumerate() {
+                            *a = dot(*a, quad, _mm256_loadu_si256(weights.add(8 * b).cast()));
+                        }
                     }
                 }
+                // SAFETY: 32 values of the scale and of the patch's bias row.
+                unsafe { finish_patch_packed(acc, layout.scale.as_ptr(), layout.bias[$patch].as_ptr(), shift, limit) }
+            };
+            let row = &mut rows[$patch * DIM..][..DIM];
+            // SAFETY: the 32 values of the patch's row; unaligned stores.
+            unsafe {
+                _mm256_storeu_si256(row.as_mut_ptr().cast(), lo);
+                _mm256_storeu_si256(row[16..].as_mut_ptr().cast(), hi);
             }
-            // SAFETY: 32 values of the scale and of the patch's bias row.
-            unsafe { finish_patch_packed(acc, layout.scale.as_ptr(), bias.as_ptr(), shift, limit) }
-        };
-        // SAFETY: the 32 values of the patch's row; unaligned stores.
-        unsafe {
-            _mm256_storeu_si256(row.as_mut_ptr().cast(), lo);
-            _mm256_storeu_si256(row[16..].as_mut_ptr().cast(), hi);
-        }
+        })*};
     }
+    patches!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
     // Dwords k0..k0 + 8 (channel pairs) of tokens 8·half..8·half + 8.
     let block = |k0: usize, half: usize| {
         lanes::transpose8(std::array::from_fn(|i| {
