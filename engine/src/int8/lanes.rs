@@ -5,8 +5,9 @@
 //!
 //! - LayerNorm per lane from the channel pairs (z_2j, z_2j+1) as i16, in
 //!   the order the embedding's `vpackssdw` leaves them (`packed_pair`):
-//!   `vpmaddwd` of a pair by itself gives its squares' sum; the constants
-//!   are `avx2::ln_constants8`'s, eight tokens a register, and the
+//!   the embedding hands over each token's Σz² (`vpmaddwd` of a pair by
+//!   itself, summed as it stores the pairs); the constants are
+//!   `avx2::ln_constants8`'s, eight tokens a register, and the
 //!   normalisation two ops per register (`vpmullw`, `vpmulhrsw`).
 //! - Scores two heads at a time, in the same pass as the normalisation: each
 //!   normalised pair is multiplied by both heads' weight pairs (stored
