@@ -141,4 +141,12 @@ passed neon every_backend_reproduces_the_committed_int8_checksums
 passed neon int8_backends_are_bit_exact_on_random_models
 passed neon seed_shape_inference_does_not_allocate
 
+step "5. instructions per digit under qemu -cpu max (benches/count.sh: a record, not a gate)"
+for backend in dotprod neon; do
+    line=$(benches/count.sh $backend </dev/null) || fail "benches/count.sh $backend failed"
+    echo "$line" | grep -E -q "^int8 $backend on aarch64: [0-9]+\.[0-9] instructions a digit" ||
+        fail "benches/count.sh $backend printed no count: $line"
+    echo "  $line"
+done
+
 step "done: aarch64 engine tests pass under qemu (dotprod, neon and scalar) in $((SECONDS - start))s"
